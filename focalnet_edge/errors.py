@@ -1,0 +1,27 @@
+"""Error types of focalnet-edge.
+
+Every error a user can cause is one of these, carrying one clear sentence that names the file
+or value at fault and what was expected. The CLI turns them into one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class FocalNetEdgeError(Exception):
+    """Base class: a problem with the user's input, not a bug in focalnet-edge."""
+
+
+class ConfigError(FocalNetEdgeError, ValueError):
+    """A configuration value that is missing, inconsistent or out of range."""
+
+
+class CheckpointError(FocalNetEdgeError):
+    """A checkpoint that cannot be read, or whose tensors do not fit the model."""
+
+
+class InputError(FocalNetEdgeError, ValueError):
+    """An input (image, tensor, option) that does not match what was expected."""
+
+
+class ArtifactError(FocalNetEdgeError):
+    """An artifact (ONNX file, engine, manifest) that is missing, changed or incompatible."""

@@ -1,0 +1,484 @@
+"""A trace-friendly FocalNet (Yang et al., 2022) with the module names of transformers' FocalNet.
+
+Feature maps travel channels-last (B, H, W, C) between modules, so every LayerNorm and Linear
+works on the last axis (one ONNX node each) and spatial sizes are carried by the tensors
+themselves: no Python tuples of sizes are passed around, no `view` needs them, and the traced
+graph has no shape arithmetic. Only the depth-wise context convolutions run channels-first.
+
+The module and parameter names are those of `transformers.models.focalnet`, so its state dicts
+load unchanged (see `weights.py`), and the numbers are the same.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+from .config import FocalNetConfig
+from .outputs import (
+    BackboneOutput,
+    FocalNetImageClassifierOutput,
+    FocalNetMaskedImageModelingOutput,
+    FocalNetModelOutput,
+)
+
+_ACT = {
+    "gelu": nn.GELU,
+    "gelu_python": nn.GELU,
+    "gelu_new": lambda: nn.GELU(approximate="tanh"),
+    "relu": nn.ReLU,
+    "silu": nn.SiLU,
+    "swish": nn.SiLU,
+    "quick_gelu": None,  # filled below
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+class QuickGELU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+_ACT["quick_gelu"] = QuickGELU
+
+
+def _is_tracing() -> bool:
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample; the identity in eval mode."""
+
+    def __init__(self, drop_prob: float) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype, device=x.device)
+        return x.div(keep) * torch.floor(mask + keep)
+
+
+class FocalNetPatchEmbeddings(nn.Module):
+    """Patchify with a strided convolution: (B, C, H, W) -> (B, H/s, W/s, D), optional LayerNorm."""
+
+    def __init__(self, config: FocalNetConfig, in_dim: int, out_dim: int, is_stem: bool, add_norm: bool) -> None:
+        super().__init__()
+        if config.use_conv_embed:
+            kernel, stride, padding = (7, 4, 2) if is_stem else (3, 2, 1)
+        else:
+            kernel = stride = config.stem_stride if is_stem else 2
+            padding = 0
+        self.projection = nn.Conv2d(in_dim, out_dim, kernel_size=kernel, stride=stride, padding=padding)
+        self.norm = nn.LayerNorm(out_dim, eps=config.layer_norm_eps) if add_norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.projection(x).permute(0, 2, 3, 1)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x
+
+
+class FocalNetEmbeddings(nn.Module):
+    """Stem: patch embedding, LayerNorm and (for masked image modeling) the mask token."""
+
+    def __init__(self, config: FocalNetConfig, use_mask_token: bool = False) -> None:
+        super().__init__()
+        self.patch_embeddings = FocalNetPatchEmbeddings(
+            config, config.num_channels, config.embed_dim, is_stem=True, add_norm=False
+        )
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.embed_dim)) if use_mask_token else None
+        self.norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.norm(self.patch_embeddings(pixel_values))
+        if bool_masked_pos is not None:
+            # replace the masked patches by the mask token; the mask comes as (B, H*W)
+            mask = bool_masked_pos.reshape(x.shape[:3]).unsqueeze(-1).type_as(x)
+            x = x * (1.0 - mask) + self.mask_token * mask
+        return self.dropout(x)
+
+
+class FocalNetModulation(nn.Module):
+    """Focal modulation: gated hierarchical context, then a modulator that multiplies the query."""
+
+    def __init__(self, config: FocalNetConfig, index: int, dim: int, focal_factor: int = 2) -> None:
+        super().__init__()
+        self.focal_level = config.focal_levels[index]
+        window = config.focal_windows[index]
+        self.normalize_modulator = config.normalize_modulator
+        self.split_sizes = [dim, dim] + [1] * (self.focal_level + 1)
+
+        self.projection_in = nn.Linear(dim, 2 * dim + self.focal_level + 1)
+        self.projection_context = nn.Conv2d(dim, dim, kernel_size=1)
+        self.activation = nn.GELU()
+        self.projection_out = nn.Linear(dim, dim)
+        self.projection_dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.kernel_sizes = [focal_factor * k + window for k in range(self.focal_level)]
+        self.focal_layers = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(dim, dim, k, groups=dim, padding=k // 2, bias=False), nn.GELU())
+            for k in self.kernel_sizes
+        )
+        self.layernorm = (
+            nn.LayerNorm(dim, eps=config.layer_norm_eps) if config.use_post_layernorm_in_modulation else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # query, context and one gate per level (+1 global), channels-first for the convolutions
+        x = self.projection_in(x).permute(0, 3, 1, 2)
+        q, ctx, *gates = torch.split(x, self.split_sizes, dim=1)
+
+        # hierarchical contextualisation: each level sees a larger window, gated per position
+        ctx_all = None
+        for focal_layer, gate in zip(self.focal_layers, gates):
+            ctx = focal_layer(ctx)
+            ctx_all = ctx * gate if ctx_all is None else ctx_all + ctx * gate
+        # global context: the average of the last level
+        ctx_global = self.activation(ctx.mean((2, 3), keepdim=True)) * gates[-1]
+        ctx_all = ctx_global if ctx_all is None else ctx_all + ctx_global
+        if self.normalize_modulator:
+            ctx_all = ctx_all / (self.focal_level + 1)
+
+        # focal modulation: the query times the modulator, back to channels-last
+        x = (q * self.projection_context(ctx_all)).permute(0, 2, 3, 1)
+        if self.layernorm is not None:
+            x = self.layernorm(x)
+        return self.projection_dropout(self.projection_out(x))
+
+
+class FocalNetMlp(nn.Module):
+    def __init__(self, config: FocalNetConfig, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.activation = _ACT[config.hidden_act]()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.activation(self.fc1(x)))))
+
+
+class FocalNetLayer(nn.Module):
+    """One block: x + modulation(norm(x)), then x + mlp(norm(x)) (or post-norm, with layer scale)."""
+
+    def __init__(self, config: FocalNetConfig, index: int, dim: int, drop_path: float) -> None:
+        super().__init__()
+        self.use_post_layernorm = config.use_post_layernorm
+        self.norm1 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.modulation = FocalNetModulation(config, index, dim)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.mlp = FocalNetMlp(config, dim, int(dim * config.mlp_ratio))
+        # layer scale is a parameter only when used: a unit multiplier never becomes a graph node
+        if config.use_layerscale:
+            self.gamma_1 = nn.Parameter(config.layerscale_value * torch.ones(dim))
+            self.gamma_2 = nn.Parameter(config.layerscale_value * torch.ones(dim))
+        else:
+            self.gamma_1 = self.gamma_2 = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_post_layernorm:
+            y = self.norm1(self.modulation(x))
+        else:
+            y = self.modulation(self.norm1(x))
+        if self.gamma_1 is not None:
+            y = self.gamma_1 * y
+        x = x + self.drop_path(y)
+
+        y = self.norm2(self.mlp(x)) if self.use_post_layernorm else self.mlp(self.norm2(x))
+        if self.gamma_2 is not None:
+            y = self.gamma_2 * y
+        return x + self.drop_path(y)
+
+
+class FocalNetStage(nn.Module):
+    def __init__(self, config: FocalNetConfig, index: int, drop_paths: list[float]) -> None:
+        super().__init__()
+        dim = config.stage_dims[index]
+        self.layers = nn.ModuleList(FocalNetLayer(config, index, dim, p) for p in drop_paths)
+        last = index == config.num_stages - 1
+        self.downsample = (
+            None
+            if last
+            else FocalNetPatchEmbeddings(config, dim, config.stage_dims[index + 1], is_stem=False, add_norm=True)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        if self.downsample is not None:
+            x = self.downsample(x.permute(0, 3, 1, 2))
+        return x
+
+
+class FocalNetEncoder(nn.Module):
+    def __init__(self, config: FocalNetConfig) -> None:
+        super().__init__()
+        rates = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
+        starts = [sum(config.depths[:i]) for i in range(config.num_stages)]
+        self.stages = nn.ModuleList(
+            FocalNetStage(config, i, rates[s : s + d]) for i, (s, d) in enumerate(zip(starts, config.depths))
+        )
+
+    def forward(self, x: torch.Tensor, output_hidden_states: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Return the last feature map and, if asked, the stem's and each stage's (all B, H, W, C)."""
+        hidden = [x] if output_hidden_states else []
+        for stage in self.stages:
+            x = stage(x)
+            if output_hidden_states:
+                hidden.append(x)
+        return x, hidden
+
+
+def _tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, C) -> (B, H*W, C), the token layout of transformers' outputs."""
+    return x.flatten(1, 2)
+
+
+def _channels_first(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 3, 1, 2)
+
+
+class FocalNetPreTrainedModel(nn.Module):
+    """Base class: config, weight initialisation, input checks, `from_pretrained`/`save_pretrained`."""
+
+    base_model_prefix = "focalnet"
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: FocalNetConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def init_weights(self) -> None:
+        std = self.config.initializer_range
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                nn.init.normal_(m.weight, std=std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise `InputError` unless the model can take an image of this height and width."""
+        s = self.config.total_stride
+        bad = [f"{name} {v}" for name, v in (("height", height), ("width", width)) if v < s or v % s]
+        if bad:
+            raise InputError(
+                f"input {' and '.join(bad)} not accepted: this FocalNet takes heights and widths that "
+                f"are multiples of {s} (e.g. {s * 7}, 224, 256, 384)"
+            )
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+        if _is_tracing():
+            return
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.num_channels:
+            raise InputError(
+                f"pixel_values of shape {tuple(pixel_values.shape)} not accepted: expected "
+                f"(batch, {self.config.num_channels}, height, width)"
+            )
+        self.check_input_size(pixel_values.shape[2], pixel_values.shape[3])
+
+    @classmethod
+    def from_pretrained(cls, source, **kwargs):
+        """Load from a checkpoint folder, a hub id or an original `.pth` (see `weights.load_model`)."""
+        from .weights import load_model
+
+        return load_model(source, cls, **kwargs)
+
+    def save_pretrained(self, folder, **kwargs) -> None:
+        """Write `config.json` and `model.safetensors` in the Hugging Face layout."""
+        from .weights import save_pretrained
+
+        save_pretrained(self, folder, **kwargs)
+
+
+class FocalNetModel(FocalNetPreTrainedModel):
+    def __init__(self, config: FocalNetConfig, add_pooling_layer: bool = True, use_mask_token: bool = False) -> None:
+        super().__init__(config)
+        self.embeddings = FocalNetEmbeddings(config, use_mask_token=use_mask_token)
+        self.encoder = FocalNetEncoder(config)
+        self.layernorm = nn.LayerNorm(config.num_features, eps=config.layer_norm_eps)
+        self.add_pooling_layer = add_pooling_layer
+        self.init_weights()
+
+    @property
+    def num_features(self) -> int:
+        return self.config.num_features
+
+    def forward_features(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The normalised last feature map (B, H, W, C) and, if asked, the per-stage maps."""
+        self._check_pixel_values(pixel_values)
+        x = self.embeddings(pixel_values, bool_masked_pos)
+        x, hidden = self.encoder(x, output_hidden_states)
+        return self.layernorm(x), hidden
+
+    @staticmethod
+    def pool(features: torch.Tensor) -> torch.Tensor:
+        """Global average over the spatial positions: (B, H, W, C) -> (B, C)."""
+        return features.mean((1, 2))
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ):
+        features, hidden = self.forward_features(pixel_values, bool_masked_pos, bool(output_hidden_states))
+        pooled = self.pool(features) if self.add_pooling_layer else None
+        out = FocalNetModelOutput(
+            last_hidden_state=_tokens(features),
+            pooler_output=pooled,
+            hidden_states=tuple(_tokens(h) for h in hidden) if output_hidden_states else None,
+            reshaped_hidden_states=tuple(_channels_first(h) for h in hidden) if output_hidden_states else None,
+        )
+        if return_dict is False:
+            extra = (out.hidden_states,) if output_hidden_states else ()
+            return (out.last_hidden_state, pooled) + extra
+        return out
+
+
+class FocalNetForImageClassification(FocalNetPreTrainedModel):
+    def __init__(self, config: FocalNetConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.focalnet = FocalNetModel(config)
+        self.classifier = nn.Linear(config.num_features, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.init_weights()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ):
+        features, hidden = self.focalnet.forward_features(pixel_values, output_hidden_states=bool(output_hidden_states))
+        logits = self.classifier(FocalNetModel.pool(features))
+        loss = self._loss(logits, labels) if labels is not None else None
+        hs = tuple(_tokens(h) for h in hidden) if output_hidden_states else None
+        if return_dict is False:
+            out = (logits,) + ((hs,) if output_hidden_states else ())
+            return ((loss,) + out) if loss is not None else out
+        return FocalNetImageClassifierOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=hs,
+            reshaped_hidden_states=tuple(_channels_first(h) for h in hidden) if output_hidden_states else None,
+        )
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """transformers' rule: regression for one label, else single- or multi-label by dtype."""
+        problem = self.config.problem_type
+        if problem is None:
+            if self.num_labels == 1:
+                problem = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                problem = "single_label_classification"
+            else:
+                problem = "multi_label_classification"
+        if problem == "regression":
+            return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
+        if problem == "single_label_classification":
+            return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+class FocalNetForMaskedImageModeling(FocalNetPreTrainedModel):
+    """SimMIM: a 1x1 convolution and a pixel shuffle reconstruct the image from the last map."""
+
+    def __init__(self, config: FocalNetConfig) -> None:
+        super().__init__(config)
+        self.focalnet = FocalNetModel(config, add_pooling_layer=False, use_mask_token=True)
+        stride = config.encoder_stride
+        self.decoder = nn.Sequential(
+            nn.Conv2d(config.num_features, stride**2 * config.num_channels, kernel_size=1),
+            nn.PixelShuffle(stride),
+        )
+        self.init_weights()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ):
+        features, hidden = self.focalnet.forward_features(pixel_values, bool_masked_pos, bool(output_hidden_states))
+        reconstruction = self.decoder(_channels_first(features))
+
+        loss = None
+        if bool_masked_pos is not None:
+            p = self.config.patch_size if isinstance(self.config.patch_size, int) else self.config.patch_size[0]
+            b, _, h, w = pixel_values.shape
+            grid = bool_masked_pos.reshape(b, h // p, w // p)
+            mask = grid.repeat_interleave(p, 1).repeat_interleave(p, 2).unsqueeze(1).contiguous()
+            l1 = F.l1_loss(pixel_values, reconstruction, reduction="none")
+            loss = (l1 * mask).sum() / (mask.sum() + 1e-5) / self.config.num_channels
+
+        hs = tuple(_tokens(h) for h in hidden) if output_hidden_states else None
+        if return_dict is False:
+            out = (reconstruction,) + ((hs,) if output_hidden_states else ())
+            return ((loss,) + out) if loss is not None else out
+        return FocalNetMaskedImageModelingOutput(
+            loss=loss,
+            reconstruction=reconstruction,
+            hidden_states=hs,
+            reshaped_hidden_states=tuple(_channels_first(h) for h in hidden) if output_hidden_states else None,
+        )
+
+
+class FocalNetBackbone(FocalNetPreTrainedModel):
+    """Feature maps (B, C, H, W) of the stages named by `config.out_features`.
+
+    Stage semantics are transformers': "stem" is the embedding output, "stageN" the output of
+    stage N *after* its downsampling (so it has the width and stride of stage N+1), and the last
+    stage's map is taken before the final LayerNorm.
+    """
+
+    def __init__(self, config: FocalNetConfig) -> None:
+        super().__init__(config)
+        self.focalnet = FocalNetModel(config)
+        self.out_features = list(config.out_features)
+        self.out_indices = list(config.out_indices)
+        self.stage_names = config.stage_names
+        self.init_weights()
+
+    @property
+    def channels(self) -> list[int]:
+        widths = [self.config.embed_dim] + list(self.config.hidden_sizes)
+        return [widths[i] for i in self.out_indices]
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ):
+        _, hidden = self.focalnet.forward_features(pixel_values, output_hidden_states=True)
+        feature_maps = tuple(_channels_first(hidden[i]) for i in self.out_indices)
+        hs = tuple(_tokens(h) for h in hidden) if output_hidden_states else None
+        if return_dict is False:
+            return (feature_maps,) + ((hs,) if output_hidden_states else ())
+        return BackboneOutput(feature_maps=feature_maps, hidden_states=hs, attentions=None)
+
+
+MODEL_CLASSES = {
+    "FocalNetModel": FocalNetModel,
+    "FocalNetForImageClassification": FocalNetForImageClassification,
+    "FocalNetForMaskedImageModeling": FocalNetForMaskedImageModeling,
+    "FocalNetBackbone": FocalNetBackbone,
+}
