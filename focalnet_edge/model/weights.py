@@ -74,8 +74,24 @@ def load_checkpoint(
     revision: str | None = None,
     cache_dir: str | None = None,
     local_files_only: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> Checkpoint:
-    """Read any supported source (see the module docstring) into a `Checkpoint`."""
+    """Read any supported source (see the module docstring) into a `Checkpoint`.
+
+    `variant` names an official variant (a key of `VARIANTS`) for an original `.pth`;
+    `overrides` sets config fields that neither the tensors nor the variant table fix
+    (e.g. ``{"use_post_layernorm": True}`` for a custom original checkpoint).
+    """
+    ckpt = _load_any(source, variant, revision, cache_dir, local_files_only)
+    if overrides:
+        try:
+            ckpt.config = FocalNetConfig.from_dict({**ckpt.config.to_dict(), **overrides})
+        except TypeError as e:
+            raise ConfigError(f"config override not understood: {e}") from None
+    return ckpt
+
+
+def _load_any(source, variant, revision, cache_dir, local_files_only) -> Checkpoint:
     src = str(source)
     if src == "demo":
         if not (DEMO_DIR / "config.json").is_file():
@@ -155,12 +171,11 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: weight file is missing")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorsError
         from safetensors.torch import load_file
 
         try:
             return load_file(str(path))
-        except (SafetensorsError, OSError, ValueError) as e:
+        except Exception as e:  # SafetensorsError's import path differs between releases
             raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
     return _torch_load(path)
 
