@@ -322,14 +322,21 @@ def _architecture(config: FocalNetConfig, state: dict[str, torch.Tensor]) -> str
 
 def adapt_state_dict(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Fit a checkpoint's names to `model`: add or strip the `focalnet.` prefix, drop other heads."""
-    wants_prefix = any(k.startswith("focalnet.") for k in model.state_dict())
+    own = model.state_dict()
+    wants_prefix = any(k.startswith("focalnet.") for k in own)
     has_prefix = any(k.startswith("focalnet.") for k in state)
     if wants_prefix and not has_prefix:
-        return {"focalnet." + k: v for k, v in state.items()}
-    if has_prefix and not wants_prefix:  # a head checkpoint into the bare FocalNetModel
-        return {k[len("focalnet.") :]: v for k, v in state.items() if k.startswith("focalnet.")}
-    own_heads = {k.split(".")[0] + "." for k in model.state_dict() if k.startswith(HEAD_PREFIXES)}
-    return {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES) or k.startswith(tuple(own_heads))}
+        state = {"focalnet." + k: v for k, v in state.items()}
+    elif has_prefix and not wants_prefix:  # a head checkpoint into the bare FocalNetModel
+        state = {k[len("focalnet.") :]: v for k, v in state.items() if k.startswith("focalnet.")}
+    own_heads = tuple({k.split(".")[0] + "." for k in own if k.startswith(HEAD_PREFIXES)})
+    # another head's weights, and the mask token of a masked-image-modeling checkpoint, are
+    # not part of this model: drop them (a checkpoint *missing* something is still an error)
+    return {
+        k: v
+        for k, v in state.items()
+        if (not k.startswith(HEAD_PREFIXES) or k.startswith(own_heads)) and (k in own or not k.endswith("mask_token"))
+    }
 
 
 def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

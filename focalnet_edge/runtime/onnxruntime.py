@@ -1,0 +1,91 @@
+"""`OnnxRuntimeRunner`: any focalnet-edge ONNX file through ONNX Runtime."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..errors import ArtifactError
+from ..export.contract import InputContract
+from ..export.onnx_export import read_metadata
+from .base import Runner, TensorSpec
+
+log = logging.getLogger(__name__)
+
+#: preferred order; only those the installed onnxruntime offers are used
+PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def default_providers() -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in PROVIDER_ORDER if p in available] or ["CPUExecutionProvider"]
+
+
+def read_contract(model: onnx.ModelProto, path: Path) -> tuple[InputContract, dict]:
+    meta = read_metadata(model)
+    if "input" not in meta:
+        raise ArtifactError(f"{path}: not a focalnet-edge ONNX file (no focalnet_edge.input metadata); export it with focalnet-edge export")
+    return InputContract.from_dict(meta["input"]), meta
+
+
+class OnnxRuntimeRunner(Runner):
+    """Runs `path` with ONNX Runtime.
+
+    Args:
+        path: a focalnet-edge ONNX file (its metadata says how to feed it).
+        providers: execution providers in order of preference; default: TensorRT, CUDA, CPU,
+            whichever the installed onnxruntime offers.
+        threads: intra-op threads (default: ONNX Runtime's, one per physical core).
+        spinning: let idle threads spin. Off by default: several sessions in one process
+            otherwise steal each other's cores.
+    """
+
+    def __init__(self, path: str | os.PathLike, providers: list[str] | None = None, threads: int | None = None, spinning: bool = False) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        try:
+            model = onnx.load(str(self.path), load_external_data=False)
+        except FileNotFoundError:
+            raise ArtifactError(f"{self.path}: no such ONNX file") from None
+        except Exception as e:  # protobuf DecodeError and friends
+            raise ArtifactError(f"{self.path}: not a readable ONNX file ({e.__class__.__name__})") from None
+        self.contract, meta = read_contract(model, self.path)
+        self.head = meta.get("head", "logits")
+        self.labels = {int(k): v for k, v in meta.get("labels", {}).items()}
+        self.precision = meta.get("precision", "fp32")
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if not spinning:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            so.intra_op_num_threads = threads
+        self.providers = providers or default_providers()
+        try:
+            self.session = ort.InferenceSession(str(self.path), so, providers=self.providers)
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ArtifactError(f"{self.path}: ONNX Runtime cannot load it ({str(e).splitlines()[0][:200]})") from None
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.name = f"onnxruntime:{self.path.name}"
+        log.debug("%s on %s", self.path, self.session.get_providers())
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec(o.name, _np_type(o.type), tuple(o.shape)) for o in self.session.get_outputs()]
+
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        values = self.session.run(None, {self.contract.name: batch})
+        return dict(zip(self.output_names, values))
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]
+
+
+def _np_type(ort_type: str) -> str:
+    return {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}.get(ort_type, ort_type)

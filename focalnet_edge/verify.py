@@ -1,0 +1,242 @@
+"""Compare a runner with the PyTorch fp32 reference on real images -> a `Report`.
+
+Element-wise tolerances go through Polygraphy's `Comparator.compare_accuracy` (its max abs
+difference is the one reported); cosine similarity, top-k agreement and accuracy are ours.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .model.preprocessing import IMAGE_SUFFIXES, to_pil
+from .runtime.base import Runner, frames_from_images, inputs_from_frames, reference_inputs
+
+log = logging.getLogger(__name__)
+
+#: pass/fail per precision: max abs error of the outputs (None: not checked), mean cosine
+#: similarity, top-1 agreement with the reference, and the largest accuracy drop (points)
+THRESHOLDS: dict[str, dict[str, float | None]] = {
+    "fp32": {"max_abs": 1e-4, "min_cosine": 0.99999, "min_top1": 1.0, "max_accuracy_drop": 0.0},
+    "fp16": {"max_abs": None, "min_cosine": 0.999, "min_top1": 0.995, "max_accuracy_drop": 0.5},
+    "int8": {"max_abs": None, "min_cosine": 0.98, "min_top1": 0.99, "max_accuracy_drop": 0.5},
+    "int8-cpu": {"max_abs": None, "min_cosine": 0.98, "min_top1": 0.99, "max_accuracy_drop": 0.5},
+}
+
+
+@dataclass
+class ImageSet:
+    paths: list[Path]
+    labels: list[int] | None = None  #: class index per image, when known
+    skipped: int = 0  #: files that were not readable images
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def load_image_set(source: str | Path, label_names: dict[int, str] | None = None, labels_file: str | Path | None = None, limit: int | None = None) -> ImageSet:
+    """Images of a folder (recursively), with labels from a folder-per-class layout or a labels file.
+
+    Folder per class: sub-folder names are label names (or class indices). A labels file is a
+    CSV of `relative/path,label` rows. `source` "demo" is the demo model's held-out images.
+    """
+    if str(source) == "demo":
+        from .demo import DEMO_IMAGES_DIR
+
+        source = DEMO_IMAGES_DIR
+    root = Path(source)
+    if not root.is_dir():
+        raise InputError(f"{root}: no such image folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    images = [p for p in files if _is_image(p)]
+    skipped = len([p for p in files if not _is_image(p) and p.name != Path(labels_file or "").name])
+    if not images:
+        raise InputError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    if limit:
+        images = images[:limit]
+    labels = None
+    name_to_index = {v: k for k, v in (label_names or {}).items()}
+    if labels_file:
+        labels = _labels_from_file(Path(labels_file), root, images, name_to_index)
+    else:
+        parents = {p.parent for p in images}
+        if all(p.parent != root for p in images) and all(parent.parent == root for parent in parents):
+            labels = []
+            for p in images:
+                idx = _label_index(p.parent.name, name_to_index)
+                if idx is None:
+                    labels = None
+                    break
+                labels.append(idx)
+    return ImageSet(images, labels, skipped)
+
+
+def _label_index(name: str, name_to_index: dict[str, int]) -> int | None:
+    if name in name_to_index:
+        return name_to_index[name]
+    return int(name) if name.isdigit() and (not name_to_index or int(name) in name_to_index.values()) else None
+
+
+def _labels_from_file(path: Path, root: Path, images: list[Path], name_to_index: dict[str, int]) -> list[int]:
+    try:
+        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not a readable labels file ({e})") from None
+    table = {}
+    for row in rows:
+        if len(row) != 2:
+            continue
+        idx = _label_index(row[1].strip(), name_to_index)
+        if idx is None and row[0] != "path":
+            raise InputError(f"{path}: label {row[1]!r} is not a class of this model")
+        table[row[0].strip()] = idx
+    out = []
+    for p in images:
+        rel = str(p.relative_to(root))
+        if rel not in table:
+            raise InputError(f"{path}: no label for {rel}")
+        out.append(table[rel])
+    return out
+
+
+@dataclass
+class Report:
+    artifact: str
+    precision: str
+    images: int
+    max_abs_error: float
+    mean_cosine: float
+    top1_agreement: float | None
+    top5_agreement: float | None
+    accuracy: float | None
+    reference_accuracy: float | None
+    thresholds: dict[str, float | None]
+    elementwise_passed: bool
+    passed: bool = False
+    failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    num = (a * b).sum(1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return float(np.mean(np.where(den > 0, num / np.maximum(den, 1e-30), 1.0)))
+
+
+def _topk_agreement(ref: np.ndarray, out: np.ndarray, k: int) -> float:
+    """Share of rows whose reference top-1 class is among the artifact's top-k."""
+    top_ref = ref.argmax(-1)
+    top_out = np.argsort(-out, axis=-1, kind="stable")[:, :k]
+    return float(np.mean([t in row for t, row in zip(top_ref, top_out)]))
+
+
+def polygraphy_compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], atol: float) -> tuple[bool, float]:
+    """Polygraphy's element-wise comparison: (passed within atol, max abs difference)."""
+    from polygraphy.comparator import Comparator, RunResults
+    from polygraphy.comparator import compare as pg_compare
+    from polygraphy.comparator.struct import IterationResult
+    from polygraphy.logger import G_LOGGER
+
+    G_LOGGER.module_severity = G_LOGGER.CRITICAL
+    results = RunResults()
+    results.append(("reference", [IterationResult(outputs=ref, runner_name="reference")]))
+    results.append(("artifact", [IterationResult(outputs=out, runner_name="artifact")]))
+    simple = getattr(pg_compare, "SimpleCompareFunc", None)
+    func = simple(atol=atol, rtol=0.0) if simple else pg_compare.CompareFunc.simple(atol=atol, rtol=0.0)
+    accuracy = Comparator.compare_accuracy(results, compare_func=func)
+    # Polygraphy < 0.53 returns one AccuracyResult (a dict), newer releases a list of them
+    result = accuracy if hasattr(accuracy, "values") else accuracy[0]
+    per_output = next(iter(result.values()))[0]
+    max_abs = max(r.max_absdiff for r in per_output.values())
+    return bool(accuracy), float(max_abs)
+
+
+def compare_outputs(
+    ref: dict[str, np.ndarray],
+    out: dict[str, np.ndarray],
+    precision: str,
+    classify: bool,
+    labels: list[int] | None,
+    artifact: str,
+    thresholds: dict[str, float | None] | None = None,
+) -> Report:
+    """The report for two sets of outputs (same images, same order)."""
+    thr = dict(THRESHOLDS.get(precision, THRESHOLDS["fp32"]), **(thresholds or {}))
+    out = {k: v.astype(np.float32) for k, v in out.items()}
+    elementwise, max_abs = polygraphy_compare(ref, out, thr["max_abs"] if thr["max_abs"] is not None else np.inf)
+    cos = min(_cosine(ref[k], out[k]) for k in ref)
+    top1 = top5 = acc = ref_acc = None
+    if classify:
+        name = next(iter(ref))
+        top1, top5 = _topk_agreement(ref[name], out[name], 1), _topk_agreement(ref[name], out[name], 5)
+        if labels is not None:
+            y = np.asarray(labels)
+            acc = float((out[name].argmax(-1) == y).mean())
+            ref_acc = float((ref[name].argmax(-1) == y).mean())
+    n = len(next(iter(ref.values())))
+    report = Report(artifact, precision, n, max_abs, cos, top1, top5, acc, ref_acc, thr, elementwise)
+    fails = report.failures
+    if thr["max_abs"] is not None and not elementwise:
+        fails.append(f"max abs error {max_abs:.3g} > {thr['max_abs']:g}")
+    if cos < thr["min_cosine"]:
+        fails.append(f"mean cosine {cos:.6f} < {thr['min_cosine']}")
+    if top1 is not None and top1 < thr["min_top1"]:
+        fails.append(f"top-1 agreement {top1:.4f} < {thr['min_top1']}")
+    if acc is not None and (ref_acc - acc) * 100 > thr["max_accuracy_drop"] + 1e-9:
+        fails.append(f"accuracy {acc:.4f} is {100 * (ref_acc - acc):.2f} points under the reference's {ref_acc:.4f}")
+    report.passed = not fails
+    return report
+
+
+def verify(
+    runner: Runner,
+    reference: Runner,
+    images: ImageSet,
+    precision: str = "fp32",
+    thresholds: dict[str, float | None] | None = None,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> Report:
+    """Run `runner` and `reference` on the same images (each through its own input path) and compare."""
+    from tqdm import tqdm
+
+    ref_parts: list[dict[str, np.ndarray]] = []
+    out_parts: list[dict[str, np.ndarray]] = []
+    kept: list[int] = []
+    skipped = 0
+    steps = range(0, len(images.paths), batch_size)
+    for start in tqdm(steps, desc=f"verify {runner.name}", disable=not progress, unit="batch"):
+        chunk, idx = [], []
+        for i, p in enumerate(images.paths[start : start + batch_size], start):
+            try:
+                chunk.append(to_pil(p))
+                idx.append(i)
+            except InputError as e:
+                skipped += 1
+                log.warning("skipped %s", e)
+        if not chunk:
+            continue
+        frames = frames_from_images(chunk, runner.contract)
+        out_parts.append(runner.run(inputs_from_frames(frames, runner.contract)))
+        ref_parts.append(reference.run(reference_inputs(frames, runner.contract)))
+        kept.extend(idx)
+    if not kept:
+        raise InputError("no readable image to verify with")
+    ref = {k: np.concatenate([p[k] for p in ref_parts]) for k in ref_parts[0]}
+    out = {k: np.concatenate([p[k] for p in out_parts]) for k in out_parts[0]}
+    labels = [images.labels[i] for i in kept] if images.labels is not None else None
+    report = compare_outputs(ref, out, precision, runner.head in ("logits", "probs"), labels, runner.name, thresholds)
+    if skipped:
+        log.warning("%d unreadable images skipped", skipped)
+    return report
