@@ -75,8 +75,6 @@ class InputContract:
                 raise InputError(f"input {self.name!r} is {h}x{w}: height and width must be multiples of {m}")
         elif (h, w) != (self.height, self.width):
             raise InputError(f"input {self.name!r} is {h}x{w}, expected {self.height}x{self.width} ({expect})")
-        if not self.dynamic_batch and shape[0] != self.batch[1]:
-            raise InputError(f"input {self.name!r} has batch {shape[0]}, this static-batch artifact takes {self.batch[1]}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

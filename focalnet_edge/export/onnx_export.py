@@ -208,5 +208,5 @@ def export_onnx(
     output = Path(output)
     with atomic_path(output) as tmp:
         onnx.save(slim, str(tmp))
-    log.info("wrote %s (%d nodes, torch vs onnx max abs %.2e)", output, len(slim.graph.node), checks["torch_vs_onnx"])
+    log.debug("wrote %s (%d nodes, torch vs onnx max abs %.2e)", output, len(slim.graph.node), checks["torch_vs_onnx"])
     return ExportResult(output, contract, outputs, head, opset, simplifier, len(slim.graph.node), checks, labels)

@@ -1,0 +1,81 @@
+"""Verification against the PyTorch reference: figures, thresholds, labels, the report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from focalnet_edge.errors import InputError
+from focalnet_edge.model import load_checkpoint
+from focalnet_edge.pipeline import ExportOptions, export_stage, verify_stage
+from focalnet_edge.verify import compare_outputs, load_image_set
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    export_stage(load_checkpoint("demo"), out, ExportOptions(fuse_preprocess=True))
+    return out
+
+
+def test_verify_demo_fp32_passes_with_accuracy(demo_out):
+    images = load_image_set("demo", {i: str(i) for i in range(10)})
+    assert images.labels is not None and len(images.paths) == 450
+    result = verify_stage(demo_out, images)
+    (report,) = result.reports
+    assert report.passed and report.images == 450
+    assert report.max_abs_error <= 1e-4 and report.top1_agreement == 1.0
+    assert report.accuracy == report.reference_accuracy >= 0.97
+    manifest = json.loads((demo_out / "manifest.json").read_text())
+    assert manifest["artifacts"]["model.onnx"]["verification"]["passed"] is True
+    assert json.loads((demo_out / "report.json").read_text())[0]["images"] == 450
+
+
+def test_compare_outputs_measures_against_an_independent_computation():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((50, 10)).astype(np.float32)
+    out = ref.copy()
+    out[:5] = -out[:5]  # 5 rows flipped: top-1 changes there
+    labels = list(ref.argmax(-1))
+    r = compare_outputs({"logits": ref}, {"logits": out}, "fp32", True, labels, "x")
+    assert r.max_abs_error == pytest.approx(float(np.abs(ref - out).max()))
+    assert r.top1_agreement == pytest.approx(np.mean(ref.argmax(-1) == out.argmax(-1)))
+    assert r.reference_accuracy == 1.0 and r.accuracy == pytest.approx(0.9)
+    assert not r.passed and any("max abs error" in f for f in r.failures) and any("top-1" in f for f in r.failures)
+
+
+def test_fp32_threshold_is_1e4():
+    ref = np.zeros((4, 3), np.float32)
+    ref[:, 0] = 1
+    ok = compare_outputs({"l": ref}, {"l": ref + 5e-5}, "fp32", True, None, "x")
+    bad = compare_outputs({"l": ref}, {"l": ref + 5e-4}, "fp32", True, None, "x")
+    assert ok.passed and not bad.passed
+
+
+def test_folder_per_class_and_labels_file(tmp_path):
+    names = {0: "cat", 1: "dog"}
+    for name in ("cat", "dog"):
+        (tmp_path / "cls" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "cls" / name / "a.png")
+    s = load_image_set(tmp_path / "cls", names)
+    assert s.labels == [0, 1]
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (8, 8)).save(flat / "x.png")
+    Image.new("RGB", (8, 8)).save(flat / "y.png")
+    (flat / "notes.txt").write_text("not an image")
+    (tmp_path / "labels.csv").write_text("x.png,dog\ny.png,cat\n")
+    s = load_image_set(flat, names, tmp_path / "labels.csv")
+    assert s.labels == [1, 0] and s.skipped == 1
+    assert load_image_set(flat, names).labels is None
+
+
+def test_image_set_errors(tmp_path):
+    with pytest.raises(InputError, match="no such image folder"):
+        load_image_set(tmp_path / "none")
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(InputError, match="no images found"):
+        load_image_set(tmp_path)
