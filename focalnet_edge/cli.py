@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import FocalNetEdgeError
+from .errors import ArtifactError, FocalNetEdgeError
 
 log = logging.getLogger("focalnet_edge")
 
@@ -157,6 +157,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .pipeline import reference_for, verify_stage
 
     path = Path(args.path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: no such artifact or output folder")
     folder, names = (path, None) if path.is_dir() else (path.parent, [path.name])
     if args.artifact:
         names = [args.artifact]

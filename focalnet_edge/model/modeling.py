@@ -271,9 +271,10 @@ class FocalNetPreTrainedModel(nn.Module):
         s = self.config.total_stride
         bad = [f"{name} {v}" for name, v in (("height", height), ("width", width)) if v < s or v % s]
         if bad:
+            examples = ", ".join(str(v) for v in sorted({s * 2, s * 7, 224, 256, 384}) if v % s == 0)
             raise InputError(
                 f"input {' and '.join(bad)} not accepted: this FocalNet takes heights and widths that "
-                f"are multiples of {s} (e.g. {s * 7}, 224, 256, 384)"
+                f"are multiples of {s} (e.g. {examples})"
             )
 
     def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:

@@ -1,0 +1,94 @@
+"""The focalnet-edge command: exit codes, one-line errors, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from focalnet_edge.cli import main
+from focalnet_edge.demo import demo_images
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_clean_error(code, err, *needles):
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err  # one line, no traceback
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def test_info_demo(capsys):
+    code, out, _ = run_cli(capsys, "info", "--model", "demo", "--json")
+    assert code == 0
+    facts = json.loads(out)
+    assert facts["architecture"] == "FocalNetForImageClassification" and facts["labels"] == 10
+
+
+def test_export_verify_predict(capsys, tmp_path):
+    out_dir = tmp_path / "out"
+    code, out, _ = run_cli(capsys, "-q", "export", "--model", "demo", "--output", str(out_dir), "--fuse-preprocess", "--batch", "1:4:8")
+    assert code == 0 and "frames uint8" in out
+    code, out, _ = run_cli(capsys, "-q", "verify", str(out_dir), "--json", "--limit", "60")
+    assert code == 0
+    (report,) = json.loads(out)
+    assert report["passed"] and report["images"] == 60
+    image, label = demo_images()[0]
+    code, out, _ = run_cli(capsys, "-q", "predict", str(out_dir), str(image), "--jsonl", "--top-k", "2")
+    assert code == 0
+    row = json.loads(out.strip())
+    assert row["top"][0]["label"] == str(label) and len(row["top"]) == 2
+
+
+def test_verify_fails_with_exit_1_when_thresholds_fail(capsys, tmp_path):
+    """An artifact from other weights than the reference: figures fail, exit code 1."""
+    out_dir = tmp_path / "out"
+    assert run_cli(capsys, "-q", "export", "--model", "demo", "--output", str(out_dir))[0] == 0
+    import torch
+
+    from focalnet_edge.model import load_model
+
+    model = load_model("demo")
+    with torch.no_grad():
+        model.classifier.bias.add_(torch.arange(10.0))
+    model.save_pretrained(tmp_path / "other")
+    code, out, _ = run_cli(capsys, "-q", "verify", str(out_dir), "--reference", str(tmp_path / "other"), "--limit", "40")
+    assert code == 1 and "FAIL" in out
+
+
+@pytest.mark.parametrize(
+    "argv,needles",
+    [
+        (["info", "--model", "/no/such/ckpt"], ["/no/such/ckpt", "no such file or folder"]),
+        (["export", "--model", "demo", "--image-size", "100"], ["height 100 and width 100 not accepted", "multiples of 32"]),
+        (["export", "--model", "demo", "--batch", "8:1:2"], ["batch 8:1:2 not accepted"]),
+        (["export", "--model", "demo", "--image-size", "big"], ["image size 'big' not understood"]),
+        (["export", "--model", "demo", "--opset", "11"], ["opset 11 not supported"]),
+        (["verify", "/no/such/out"], ["/no/such/out", "no such artifact or output folder"]),
+        (["verify", "/tmp"], ["/tmp", "no manifest.json"]),
+        (["predict", "/no/such/out", "x.png"], ["/no/such/out"]),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_2(capsys, tmp_path, argv, needles):
+    if argv[0] == "export":
+        argv = [*argv, "--output", str(tmp_path / "o")]
+    code, _, err = run_cli(capsys, *argv)
+    assert_clean_error(code, err, *needles)
+    if argv[0] == "export":
+        assert not (tmp_path / "o" / "model.onnx").exists() and not (tmp_path / "o" / "manifest.json").exists()
+
+
+def test_unreadable_image_in_predict(capsys, tmp_path):
+    out_dir = tmp_path / "out"
+    run_cli(capsys, "-q", "export", "--model", "demo", "--output", str(out_dir))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG broken")
+    code, _, err = run_cli(capsys, "predict", str(out_dir), str(bad))
+    assert_clean_error(code, err, str(bad), "not a readable image")
