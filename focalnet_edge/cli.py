@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import ArtifactError, FocalNetEdgeError
+from .errors import ArtifactError, ConfigError, FocalNetEdgeError
 
 log = logging.getLogger("focalnet_edge")
 
@@ -26,6 +26,14 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="demo", metavar="SRC",
                    help="checkpoint folder, original .pth, hub id, or 'demo' (the bundled model; default)")
     p.add_argument("--variant", default=None, help="official variant of an original .pth (e.g. large_fl4), when its name doesn't say")
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    """TensorRT options (issue 5 fills these in)."""
+
+
+def _engine_options(args: argparse.Namespace):
+    return None
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -203,6 +211,108 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG_BUILD = """examples:
+  focalnet-edge build --precision fp16                       # the bundled demo model, offline
+  focalnet-edge build --model ./focalnet-tiny --precision int8 --calib-data calib/ --images val/
+  focalnet-edge build --model ./focalnet-tiny --precision best --calib-data clip.mp4 --fuse-preprocess --color-order BGR
+"""
+
+EPILOG_CALIBRATE = """examples:
+  focalnet-edge calibrate out/model.onnx --precision int8 --calib-data calib/
+  focalnet-edge calibrate other_exporter.onnx --precision fp16 --output out16/
+  focalnet-edge calibrate out/model.onnx --precision int8 --calib-data calib/ --calib-cache out/calibration.json
+"""
+
+
+def _precision_args(p: argparse.ArgumentParser) -> None:
+    from .calibration import METHODS
+
+    g = p.add_argument_group("precision and calibration")
+    g.add_argument("--calib-data", default=None, metavar="SRC", help="image folder, video file or .npz (the demo brings its own)")
+    g.add_argument("--calib-size", type=int, default=256, metavar="N", help="calibration images to sample (default 256)")
+    g.add_argument("--calib-seed", type=int, default=0, help="seed of the sample (default 0)")
+    g.add_argument("--calib-method", choices=METHODS, default="max", help="INT8 range method (default max)")
+    g.add_argument("--calib-percentile", type=float, default=99.99, help="percentile for --calib-method percentile")
+    g.add_argument("--calib-cache", default=None, metavar="JSON", help="reuse (or write) calibration ranges")
+    g.add_argument("--min-agreement", type=float, default=0.99, help="INT8 gate: top-1 agreement on held-back images (default 0.99)")
+    g.add_argument("--max-fallback", type=int, default=8, help="INT8 gate: blocks it may move back to float (default 8)")
+    g.add_argument("--keep-io-types", dest="keep_io_types", action="store_true", default=True, help="FP16 graph with fp32 inputs/outputs (default)")
+    g.add_argument("--fp16-io", dest="keep_io_types", action="store_false", help="FP16 graph with fp16 inputs/outputs")
+    g.add_argument("--no-cpu-int8", dest="cpu_int8", action="store_false", help="skip the ONNX Runtime CPU form of INT8")
+
+
+def _precision_options(args: argparse.Namespace):
+    from .pipeline import PrecisionOptions
+
+    if args.calib_size < 1:
+        raise ConfigError(f"--calib-size {args.calib_size} not accepted: expected a positive number")
+    if not 0 < args.min_agreement <= 1:
+        raise ConfigError(f"--min-agreement {args.min_agreement} not accepted: expected a value in (0, 1]")
+    return PrecisionOptions(
+        calib_data=args.calib_data, calib_size=args.calib_size, seed=args.calib_seed, method=args.calib_method,
+        percentile=args.calib_percentile, calib_cache=args.calib_cache, min_agreement=args.min_agreement,
+        max_fallback=args.max_fallback, keep_io_types=args.keep_io_types, cpu_int8=args.cpu_int8,
+    )
+
+
+def _summary(result) -> str:
+    rows = [("artifact", "size", "precision", "latency here", "top-1 agreement", "accuracy", "verified")]
+    reports = {r.artifact: r for r in result.reports}
+    for name, entry in result.manifest["artifacts"].items():
+        r = reports.get(name)
+        lat = result.latency_ms.get(name)
+        rows.append((
+            name,
+            f"{entry['bytes'] / 1e6:.2f} MB",
+            entry["precision"],
+            f"{lat:.1f} ms" if lat is not None else "-",
+            f"{r.top1_agreement:.4f}" if r and r.top1_agreement is not None else (f"cos {r.mean_cosine:.5f}" if r else "-"),
+            f"{r.accuracy:.4f}" if r and r.accuracy is not None else "-",
+            ("pass" if r.passed else "FAIL: " + "; ".join(r.failures)) if r else "not run here",
+        ))
+    return format_table(rows)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .pipeline import BuildOptions, build
+
+    options = BuildOptions(
+        model=args.model, output=Path(args.output) if args.output else None, variant=args.variant,
+        precision=args.precision, export=_export_options(args), calibration=_precision_options(args),
+        images=args.images, labels=args.labels, backend=args.backend, engine=_engine_options(args),
+    )
+    result = build(options, progress=not args.quiet)
+    print(_summary(result))
+    print(f"\nverified on {result.images_used}; manifest: {result.output_dir / 'manifest.json'}")
+    for note in result.notes:
+        print(note)
+    return 0 if result.passed else 1
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .export import parse_image_size
+    from .manifest import read_manifest
+    from .pipeline import adopt_onnx, precision_stage
+
+    src = Path(args.onnx)
+    if args.precision not in ("fp16", "int8"):
+        raise ConfigError(f"--precision {args.precision} not accepted: calibrate makes fp16 or int8")
+    out = Path(args.output) if args.output else src.parent
+    fp32 = adopt_onnx(src, out, parse_image_size(args.image_size))
+    try:
+        manifest = read_manifest(out)
+    except FocalNetEdgeError:
+        manifest = None
+    result = precision_stage(out, fp32, args.precision, _precision_options(args), manifest, progress=not args.quiet)
+    for r in result.int8:
+        print(f"wrote {r.path} ({r.form} form): top-1 agreement {r.agreement:.4f} with fp32 on {r.holdout_images} held-back images"
+              + (f"; kept in float: {', '.join(r.kept_float)}" if r.kept_float else "") + ("" if r.gate_passed else " (gate FAILED)"))
+    if result.fp16 is not None:
+        kept = result.fp16.kept_fp32
+        print(f"wrote {result.fp16.path}" + (f"; kept in fp32: {len(kept)} nodes" if kept else ""))
+    return 0 if all(r.gate_passed for r in result.int8) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="focalnet-edge",
@@ -225,6 +335,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default ./focalnet-edge-out/<model>)")
     _export_args(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("build", help="export, precision, engines, verification: the whole pipeline",
+                       epilog=EPILOG_BUILD, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _model_args(p)
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8", "best"), default="fp16", help="default fp16; best: fp16 and int8")
+    p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default ./focalnet-edge-out/<model>)")
+    p.add_argument("--images", default=None, help="verification images (folder per class gives accuracy)")
+    p.add_argument("--labels", default=None, help="CSV of relative/path,label rows for --images")
+    p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto",
+                   help="auto: engines where TensorRT and a GPU are present (default)")
+    _export_args(p)
+    _precision_args(p)
+    _engine_args(p)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("calibrate", help="fp16 or int8 graph of an existing ONNX file",
+                       epilog=EPILOG_CALIBRATE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("onnx", help="an fp32 ONNX file (from focalnet-edge export or another exporter)")
+    p.add_argument("--precision", default="int8", help="int8 (default) or fp16")
+    p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default: the file's folder)")
+    p.add_argument("--image-size", default=None, metavar="H[xW]", help="input size of a foreign file with dynamic height/width")
+    _precision_args(p)
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("verify", help="compare artifacts with the PyTorch reference on images",
                        epilog=EPILOG_VERIFY, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -126,3 +126,257 @@ def _engine_runs(entry: dict[str, Any]) -> bool:
     except ImportError:
         return False
     return True
+
+
+# -- precision ---------------------------------------------------------------------------------------
+PRECISIONS = ("fp32", "fp16", "int8", "best")
+FP16_ONNX, INT8_ONNX, INT8_CPU_ONNX, CALIBRATION = "model.fp16.onnx", "model.int8.onnx", "model.int8.cpu.onnx", "calibration.json"
+
+
+@dataclass
+class PrecisionOptions:
+    calib_data: str | None = None
+    calib_size: int = 256
+    seed: int = 0
+    method: str = "max"
+    percentile: float = 99.99
+    calib_cache: str | None = None
+    min_agreement: float = 0.99
+    max_fallback: int = 8
+    keep_io_types: bool = True
+    cpu_int8: bool = True  #: also write the ONNX Runtime CPU form of INT8
+    keep_stem_and_head: bool = True
+
+
+@dataclass
+class PrecisionResult:
+    artifacts: list[str] = field(default_factory=list)
+    holdout: Any = None  #: the held-back calibration images (a CalibrationSet), for verification
+    int8: list[Any] = field(default_factory=list)
+    fp16: Any = None
+
+
+def _wants(precision: str) -> tuple[bool, bool]:
+    if precision not in PRECISIONS:
+        raise InputError(f"precision {precision!r} not supported; expected one of {', '.join(PRECISIONS)}")
+    return precision in ("fp16", "best"), precision in ("int8", "best")
+
+
+def precision_stage(
+    output_dir: Path,
+    fp32_path: Path,
+    precision: str,
+    options: PrecisionOptions,
+    manifest: dict[str, Any] | None,
+    is_demo: bool = False,
+    progress: bool = False,
+) -> PrecisionResult:
+    """Write the fp16 and/or int8 graphs of `fp32_path` into `output_dir`, listed in `manifest`."""
+    from .calibration import build_int8, compute_ranges, convert_fp16, load_calibration_data, load_ranges, save_ranges
+    from .io import sha256_file
+    from .runtime.onnxruntime import read_contract
+
+    import onnx
+
+    want_fp16, want_int8 = _wants(precision)
+    result = PrecisionResult()
+    if not (want_fp16 or want_int8):
+        return result
+    contract, _ = read_contract(onnx.load(str(fp32_path), load_external_data=False), fp32_path)
+    source = options.calib_data or ("demo" if is_demo else None)
+    if want_int8 and source is None and not options.calib_cache:
+        raise InputError(
+            "int8 needs calibration images: pass --calib-data DIR (an image folder, a video or an .npz); "
+            "random inputs give useless ranges"
+        )
+    calib = load_calibration_data(source, contract, options.calib_size, options.seed, progress) if source else None
+    part, held = calib.split(seed=options.seed) if calib is not None else (None, None)
+    result.holdout = held
+
+    if want_fp16:
+        fp16 = convert_fp16(fp32_path, output_dir / FP16_ONNX, part.inputs if part is not None else None, options.keep_io_types)
+        if calib is None:
+            log.warning("fp16: no calibration data, so no overflow measurement; pass --calib-data to measure")
+        result.fp16 = fp16
+        if manifest is not None:
+            add_artifact(manifest, output_dir, fp16.path, "fp16", "onnx",
+                         requires={"opset": onnx.load(str(fp16.path), load_external_data=False).opset_import[0].version,
+                                   "runtime": "onnxruntime (CUDA/TensorRT EP for speed) or TensorRT strongly typed"},
+                         kept_fp32=fp16.kept_fp32, io_dtype="float32" if options.keep_io_types else "float16")
+        result.artifacts.append(fp16.path.name)
+
+    if want_int8:
+        if options.calib_cache and Path(options.calib_cache).is_file():
+            ranges, doc = load_ranges(options.calib_cache)
+            log.info("int8: calibration ranges from %s (%s, %d images)", options.calib_cache, doc.get("method"), doc.get("images", 0))
+        else:
+            if part is None:
+                raise InputError(f"{options.calib_cache}: no such calibration cache, and no --calib-data to compute one")
+            ranges = compute_ranges(fp32_path, part.inputs, options.method, options.percentile)
+            save_ranges(output_dir / CALIBRATION, ranges, options.method, options.percentile, len(part), sha256_file(fp32_path))
+            if options.calib_cache and Path(options.calib_cache).resolve() != (output_dir / CALIBRATION).resolve():
+                save_ranges(options.calib_cache, ranges, options.method, options.percentile, len(part), sha256_file(fp32_path))
+        if held is None:
+            raise InputError("int8's accuracy gate needs held-back images: pass --calib-data along with --calib-cache")
+        forms = [("tensorrt", INT8_ONNX, "int8")] + ([("cpu", INT8_CPU_ONNX, "int8-cpu")] if options.cpu_int8 else [])
+        for form, name, prec in forms:
+            r = build_int8(fp32_path, output_dir / name, ranges, held.inputs, form, options.min_agreement,
+                           options.max_fallback, options.keep_stem_and_head)
+            if not r.gate_passed:
+                log.warning("int8 (%s form): agreement %.4f on %d held-back images stays under %.4f after %d blocks "
+                            "back to float", form, r.agreement, r.holdout_images, r.min_agreement, len(r.kept_float))
+            result.int8.append(r)
+            if manifest is not None:
+                add_artifact(manifest, output_dir, r.path, prec, "onnx",
+                             requires={"runtime": "TensorRT (strongly typed) or onnxruntime" if form == "tensorrt" else "onnxruntime CPU"},
+                             int8={"form": form, "method": options.method, "gate_agreement": r.agreement,
+                                   "gate_passed": r.gate_passed, "holdout_images": r.holdout_images,
+                                   "kept_float": r.kept_float, "calibration": CALIBRATION})
+            result.artifacts.append(name)
+    if manifest is not None:
+        write_manifest(output_dir, manifest)
+    return result
+
+
+# -- build -------------------------------------------------------------------------------------------
+@dataclass
+class BuildOptions:
+    model: str = "demo"
+    output: Path | None = None
+    variant: str | None = None
+    precision: str = "fp16"
+    export: ExportOptions = field(default_factory=ExportOptions)
+    calibration: PrecisionOptions = field(default_factory=PrecisionOptions)
+    images: str | None = None  #: verification images (default: the demo's, or the held-back calibration images)
+    labels: str | None = None
+    backend: str = "auto"
+    engine: Any = None  #: EngineOptions, for the TensorRT stage
+
+
+@dataclass
+class BuildResult:
+    output_dir: Path
+    manifest: dict[str, Any]
+    reports: list[Any]
+    latency_ms: dict[str, float]
+    images_used: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.reports)
+
+
+def measure_latency(runner, batch: int = 1, repeats: int = 5) -> float:
+    """Median milliseconds of one call at `batch` on this machine (a quick figure, not a benchmark)."""
+    import time
+
+    import numpy as np
+
+    from .export.onnx_export import sample_input
+
+    x = sample_input(runner.contract, batch)
+    runner(x)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        runner(x)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000)
+
+
+def build(options: BuildOptions, progress: bool = False) -> BuildResult:
+    """`focalnet-edge build`: export, precision, engines where TensorRT runs, verification, manifest."""
+    from .runtime.loader import load
+    from .verify import ImageSet, load_image_set
+
+    _wants(options.precision)  # reject a bad precision before any work
+    ckpt = load_checkpoint(options.model, variant=options.variant)
+    out = Path(options.output) if options.output else default_output_dir(options.model)
+    notes: list[str] = []
+
+    fp32_result, manifest = export_stage(ckpt, out, options.export)
+    prec = precision_stage(out, fp32_result.path, options.precision, options.calibration, manifest,
+                           is_demo=options.model == "demo", progress=progress)
+    notes += engine_stage(out, manifest, options)
+
+    labels = ckpt.config.id2label if options.export.head in ("logits", "probs") else {}
+    if options.images:
+        images = load_image_set(options.images, labels, options.labels)
+        used = f"{len(images)} images of {options.images}"
+    elif options.model == "demo":
+        images = load_image_set("demo", labels)
+        used = f"the demo's {len(images)} held-out test images"
+    elif prec.holdout is not None and prec.holdout.frames is not None:
+        images = ImageSet([], None, frames=prec.holdout.frames)
+        used = f"{len(images)} images held back from the calibration data"
+    else:
+        images = load_image_set("demo", {})
+        used = f"the demo's {len(images)} digit images (numbers only; pass --images for your own)"
+        notes.append("verified on the demo's digit images: pass --images DIR to verify on your own domain")
+    verified = verify_stage(out, images, reference=reference_for(manifest), progress=progress)
+    manifest = read_manifest(out)
+    latency = {}
+    for name, entry in manifest["artifacts"].items():
+        if entry["format"] == "onnx":
+            with load(out / name) as runner:
+                latency[name] = measure_latency(runner, batch=options.export.batch[1])
+            entry["latency_ms_here"] = {"batch": options.export.batch[1], "ms": round(latency[name], 3), "device": "CPU, ONNX Runtime"}
+    manifest["verification_images"] = used
+    write_manifest(out, manifest)
+    return BuildResult(out, manifest, verified.reports, latency, used, notes)
+
+
+def engine_stage(output_dir: Path, manifest: dict[str, Any], options: BuildOptions) -> list[str]:
+    """TensorRT engines of the ONNX artifacts, where TensorRT and a GPU are present (see runtime.tensorrt)."""
+    if options.backend == "onnxruntime":
+        return []
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        if options.backend == "tensorrt":
+            raise InputError(
+                "--backend tensorrt needs TensorRT: on JetPack 7 or a desktop, pip install 'focalnet-edge[gpu]' "
+                "(tensorrt, cuda-python); on JetPack 6, apt install python3-libnvinfer and use a venv created "
+                "with --system-site-packages"
+            ) from None
+        return ["engines: TensorRT is not installed here, so the ONNX artifacts were written and verified; "
+                "build the engines on the target with `focalnet-edge build --backend tensorrt`"]
+    from .runtime.tensorrt import build_engines
+
+    return build_engines(output_dir, manifest, options.engine)
+
+
+def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None = None) -> Path:
+    """`path` inside `output_dir` as model.onnx, with focalnet-edge metadata (inferred for foreign files)."""
+    import onnx
+
+    from .export import InputContract, read_metadata, set_metadata
+    from .io import atomic_path
+    from .model.preprocessing import ImageSpec
+
+    try:
+        model = onnx.load(str(path))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such ONNX file") from None
+    except Exception as e:
+        raise InputError(f"{path}: not a readable ONNX file ({e.__class__.__name__})") from None
+    if "input" not in read_metadata(model):
+        inp = model.graph.input[0]
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+        if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT or len(dims) != 4 or dims[1] != 3:
+            raise InputError(f"{path}: input {inp.name!r} is not float32 (N, 3, H, W); export with `focalnet-edge export` instead")
+        h, w = image_size or (dims[2] or 224, dims[3] or 224)
+        spec = ImageSpec(height=h, width=w, resize_shortest_edge=round(min(h, w) * 256 / 224))
+        contract = InputContract(name=inp.name, height=h, width=w, dynamic_batch=dims[0] is None,
+                                 dynamic_size=dims[2] is None, batch=(1, 1, 32) if dims[0] is None else (1, dims[0], dims[0]),
+                                 preprocessing=spec.to_dict())
+        outs = model.graph.output
+        rank = len(outs[0].type.tensor_type.shape.dim)
+        set_metadata(model, {"input": json.loads(contract.to_json()), "head": "logits" if len(outs) == 1 and rank == 2 else "features",
+                             "outputs": [o.name for o in outs], "labels": {}, "precision": "fp32", "source": str(path)})
+    target = Path(output_dir) / FP32_ONNX
+    if Path(path).resolve() != target.resolve():
+        with atomic_path(target) as tmp:
+            onnx.save(model, str(tmp))
+    return target

@@ -35,6 +35,11 @@ class ImageSet:
     paths: list[Path]
     labels: list[int] | None = None  #: class index per image, when known
     skipped: int = 0  #: files that were not readable images
+    frames: np.ndarray | None = None  #: uint8 RGB frames instead of paths (e.g. held-back calibration images)
+    description: str = ""
+
+    def __len__(self) -> int:
+        return len(self.frames) if self.frames is not None else len(self.paths)
 
 
 def _is_image(path: Path) -> bool:
@@ -215,19 +220,23 @@ def verify(
     out_parts: list[dict[str, np.ndarray]] = []
     kept: list[int] = []
     skipped = 0
-    steps = range(0, len(images.paths), batch_size)
+    steps = range(0, len(images), batch_size)
     for start in tqdm(steps, desc=f"verify {runner.name}", disable=not progress, unit="batch"):
-        chunk, idx = [], []
-        for i, p in enumerate(images.paths[start : start + batch_size], start):
-            try:
-                chunk.append(to_pil(p))
-                idx.append(i)
-            except InputError as e:
-                skipped += 1
-                log.warning("skipped %s", e)
-        if not chunk:
-            continue
-        frames = frames_from_images(chunk, runner.contract)
+        if images.frames is not None:
+            frames = images.frames[start : start + batch_size]
+            idx = list(range(start, start + len(frames)))
+        else:
+            chunk, idx = [], []
+            for i, p in enumerate(images.paths[start : start + batch_size], start):
+                try:
+                    chunk.append(to_pil(p))
+                    idx.append(i)
+                except InputError as e:
+                    skipped += 1
+                    log.warning("skipped %s", e)
+            if not chunk:
+                continue
+            frames = frames_from_images(chunk, runner.contract)
         out_parts.append(runner.run(inputs_from_frames(frames, runner.contract)))
         ref_parts.append(reference.run(reference_inputs(frames, runner.contract)))
         kept.extend(idx)

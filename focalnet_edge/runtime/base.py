@@ -152,7 +152,7 @@ def inputs_from_frames(frames: np.ndarray, contract: InputContract) -> np.ndarra
         x = frames[..., ::-1] if contract.color_order == "BGR" else frames
         x = x.transpose(0, 3, 1, 2) if contract.layout == "NCHW" else x
         return np.ascontiguousarray(x)
-    return reference_inputs(frames, contract)
+    return reference_inputs(frames, contract).astype(contract.dtype, copy=False)
 
 
 def reference_inputs(frames: np.ndarray, contract: InputContract) -> np.ndarray:

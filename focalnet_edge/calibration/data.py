@@ -1,0 +1,153 @@
+"""Calibration data: a folder of images, a video file, or an `.npz` of preprocessed arrays.
+
+Images and video frames go through exactly the runtime's preprocessing (`runtime.base`), in
+the input format of the artifact being calibrated (raw frames for a fused graph, normalised
+pixels otherwise). The sample is deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, InputError
+from ..export.contract import InputContract
+from ..runtime.base import inputs_from_frames, reference_inputs
+
+log = logging.getLogger(__name__)
+
+CALIB_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
+
+
+@dataclass
+class CalibrationSet:
+    """Inputs in the artifact's format, and the RGB frames they came from (None for .npz)."""
+
+    inputs: np.ndarray
+    frames: np.ndarray | None
+    source: str
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def reference_inputs(self, contract: InputContract) -> np.ndarray:
+        """Float pixel values for the PyTorch reference (NCHW)."""
+        if self.frames is None:
+            if contract.fused_preprocess:
+                raise InputError(f"{self.source}: an .npz of preprocessed arrays can't calibrate a fused-preprocessing graph")
+            return self.inputs
+        return reference_inputs(self.frames, contract)
+
+    def split(self, holdout: float = 0.2, minimum: int = 8, seed: int = 0) -> tuple[CalibrationSet, CalibrationSet]:
+        """(calibration part, held-back part); the held-back part judges the INT8 graph."""
+        n = len(self)
+        k = min(n // 2, max(minimum, int(round(n * holdout))))
+        if k < 1:
+            return self, self
+        order = np.random.default_rng(seed).permutation(n)
+        hold, calib = np.sort(order[:k]), np.sort(order[k:])
+        pick = lambda idx: CalibrationSet(  # noqa: E731
+            self.inputs[idx], None if self.frames is None else self.frames[idx], self.source, self.skipped
+        )
+        return pick(calib), pick(hold)
+
+
+def _sample(items: list, size: int | None, seed: int) -> list:
+    if size is None or len(items) <= size:
+        return items
+    idx = np.sort(np.random.default_rng(seed).choice(len(items), size, replace=False))
+    return [items[i] for i in idx]
+
+
+def load_calibration_data(
+    source: str | Path,
+    contract: InputContract,
+    size: int | None = 256,
+    seed: int = 0,
+    progress: bool = False,
+) -> CalibrationSet:
+    """Read `source` ("demo", an image folder, a video file or an .npz) into a `CalibrationSet`."""
+    if size is not None and size < 1:
+        raise ConfigError(f"calibration size {size} not accepted: expected a positive number of images")
+    if str(source) == "demo":
+        from ..demo import DEMO_CALIBRATION_DIR
+
+        source = DEMO_CALIBRATION_DIR
+    path = Path(source)
+    if path.is_dir():
+        return _from_folder(path, contract, size, seed, progress)
+    if not path.is_file():
+        raise InputError(f"{path}: no such calibration folder or file")
+    if path.suffix.lower() == ".npz":
+        return _from_npz(path, contract, size, seed)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return _from_video(path, contract, size or 256, progress)
+    raise InputError(f"{path}: not a calibration source (expected an image folder, a video file or an .npz)")
+
+
+def _from_folder(folder: Path, contract: InputContract, size: int | None, seed: int, progress: bool) -> CalibrationSet:
+    from tqdm import tqdm
+
+    from ..model.preprocessing import to_pil
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    images = [p for p in files if p.suffix.lower() in CALIB_IMAGE_SUFFIXES]
+    skipped = len(files) - len(images)
+    spec = contract.image_spec
+    frames = []
+    for p in tqdm(_sample(images, size, seed), desc="calibration images", disable=not progress, unit="img"):
+        try:
+            frames.append(np.asarray(spec.resize_and_crop(to_pil(p))))
+        except InputError as e:
+            skipped += 1
+            log.debug("skipped %s", e)
+    if skipped:
+        log.warning("%s: skipped %d files that are not readable images", folder, skipped)
+    if not frames:
+        raise InputError(f"{folder}: no usable calibration image (looked for {', '.join(CALIB_IMAGE_SUFFIXES)})")
+    stacked = np.stack(frames)
+    return CalibrationSet(inputs_from_frames(stacked, contract), stacked, str(folder), skipped)
+
+
+def _from_video(path: Path, contract: InputContract, size: int, progress: bool) -> CalibrationSet:
+    try:
+        import cv2
+    except ImportError:
+        raise InputError(f"{path}: reading video needs OpenCV: pip install 'focalnet-edge[video]'") from None
+    from PIL import Image
+    from tqdm import tqdm
+
+    cap = cv2.VideoCapture(str(path))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    if total <= 0:
+        cap.release()
+        raise InputError(f"{path}: not a readable video file")
+    spec = contract.image_spec
+    frames = []
+    for index in tqdm(np.unique(np.linspace(0, total - 1, min(size, total)).astype(int)), desc="video frames", disable=not progress):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
+        ok, bgr = cap.read()
+        if ok:
+            frames.append(np.asarray(spec.resize_and_crop(Image.fromarray(bgr[..., ::-1].copy()))))
+    cap.release()
+    if not frames:
+        raise InputError(f"{path}: no frame could be decoded")
+    stacked = np.stack(frames)
+    return CalibrationSet(inputs_from_frames(stacked, contract), stacked, str(path))
+
+
+def _from_npz(path: Path, contract: InputContract, size: int | None, seed: int) -> CalibrationSet:
+    try:
+        data = np.load(path)
+        key = contract.name if contract.name in data.files else data.files[0]
+        arrays = data[key]
+    except Exception as e:  # zip and pickle errors
+        raise InputError(f"{path}: not a readable .npz of arrays ({e.__class__.__name__})") from None
+    contract.check_shape(arrays.shape, str(arrays.dtype))
+    idx = _sample(list(range(len(arrays))), size, seed)
+    return CalibrationSet(np.ascontiguousarray(arrays[idx]), None, str(path))

@@ -1,0 +1,102 @@
+"""FP16: the fp32 graph converted to float16, overflow-prone nodes kept in fp32 by measurement.
+
+Conversion is onnxruntime's float16 tool. Before converting, the fp32 graph runs on
+calibration inputs with every intermediate tensor exposed; a node is kept in fp32 when its
+output comes near the float16 limit (65504), and a LayerNormalization when its input is large
+enough for the squares of its variance to overflow in float16.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..export.onnx_export import set_metadata
+from ..io import atomic_path
+
+log = logging.getLogger(__name__)
+
+FP16_MAX = 65504.0
+OUTPUT_LIMIT = FP16_MAX / 4  #: keep a node in fp32 when |output| exceeds this
+LAYERNORM_INPUT_LIMIT = 2**8 / 2  #: x**2 of 128 is a quarter of the float16 range
+
+
+@dataclass
+class Fp16Result:
+    path: Path
+    kept_fp32: list[str] = field(default_factory=list)
+    keep_io_types: bool = True
+
+
+def activation_ranges(model: onnx.ModelProto, inputs: np.ndarray, input_name: str, batch: int = 16) -> dict[str, float]:
+    """max |value| of every float tensor a node outputs, over `inputs` (fp32 graph, ONNX Runtime CPU)."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    for node in probe.graph.node:
+        for name in node.output:
+            if name and name not in known:
+                probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
+    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    peak: dict[str, float] = {}
+    for i in range(0, len(inputs), batch):
+        for name, value in zip(names, sess.run(None, {input_name: inputs[i : i + batch]})):
+            if value.dtype.kind == "f" and value.size:
+                peak[name] = max(peak.get(name, 0.0), float(np.abs(value).max()))
+    return peak
+
+
+def nodes_to_keep_fp32(model: onnx.ModelProto, peak: dict[str, float]) -> list[str]:
+    keep = []
+    for node in model.graph.node:
+        out_peak = max((peak.get(o, 0.0) for o in node.output), default=0.0)
+        if out_peak > OUTPUT_LIMIT:
+            keep.append(node.name)
+        elif node.op_type == "LayerNormalization" and peak.get(node.input[0], 0.0) > LAYERNORM_INPUT_LIMIT:
+            keep.append(node.name)
+    return keep
+
+
+def convert_fp16(
+    fp32_path: str | Path,
+    output: str | Path,
+    calibration_inputs: np.ndarray | None = None,
+    keep_io_types: bool = True,
+    keep_fp32: list[str] | None = None,
+) -> Fp16Result:
+    """Write the float16 version of `fp32_path` to `output` (atomically)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(fp32_path))
+    keep = list(keep_fp32 or [])
+    if calibration_inputs is not None and len(calibration_inputs):
+        peak = activation_ranges(model, calibration_inputs[:64], model.graph.input[0].name)
+        keep += [n for n in nodes_to_keep_fp32(model, peak) if n not in keep]
+    if keep:
+        log.info("fp16: keeping %d nodes in fp32: %s", len(keep), ", ".join(keep[:6]) + (" ..." if len(keep) > 6 else ""))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fp16 = convert_float_to_float16(model, keep_io_types=keep_io_types, node_block_list=keep or None)
+    contract_dtype = "float32" if keep_io_types else "float16"
+    from ..export.onnx_export import read_metadata
+
+    meta = read_metadata(fp16)
+    if meta.get("input", {}).get("dtype") == "float32":
+        meta["input"]["dtype"] = contract_dtype
+    set_metadata(fp16, {"precision": "fp16", "input": meta.get("input", {}), "fp16_kept_fp32": keep})
+    output = Path(output)
+    with atomic_path(output) as tmp:
+        onnx.save(fp16, str(tmp))
+    return Fp16Result(output, keep, keep_io_types)
