@@ -194,7 +194,7 @@ def precision_stage(
     result.holdout = held
 
     if want_fp16:
-        fp16 = convert_fp16(fp32_path, output_dir / FP16_ONNX, part.inputs if part is not None else None, options.keep_io_types)
+        fp16 = convert_fp16(fp32_path, output_dir / FP16_ONNX, calib.inputs if calib is not None else None, options.keep_io_types)
         if calib is None:
             log.warning("fp16: no calibration data, so no overflow measurement; pass --calib-data to measure")
         result.fp16 = fp16

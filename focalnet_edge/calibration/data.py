@@ -99,13 +99,22 @@ def _from_folder(folder: Path, contract: InputContract, size: int | None, seed: 
     images = [p for p in files if p.suffix.lower() in CALIB_IMAGE_SUFFIXES]
     skipped = len(files) - len(images)
     spec = contract.image_spec
-    frames = []
-    for p in tqdm(_sample(images, size, seed), desc="calibration images", disable=not progress, unit="img"):
-        try:
-            frames.append(np.asarray(spec.resize_and_crop(to_pil(p))))
-        except InputError as e:
-            skipped += 1
-            log.debug("skipped %s", e)
+    # a deterministic order; unreadable files are skipped and the next ones taken instead
+    order = images if size is None or len(images) <= size else [images[i] for i in np.random.default_rng(seed).permutation(len(images))]
+    target = len(images) if size is None else min(size, len(images))
+    frames, picked = [], []
+    with tqdm(total=target, desc="calibration images", disable=not progress, unit="img") as bar:
+        for p in order:
+            if len(frames) == target:
+                break
+            try:
+                frames.append(np.asarray(spec.resize_and_crop(to_pil(p))))
+                picked.append(p)
+                bar.update()
+            except InputError as e:
+                skipped += 1
+                log.debug("skipped %s", e)
+    frames = [f for _, f in sorted(zip(picked, frames), key=lambda t: t[0])]
     if skipped:
         log.warning("%s: skipped %d files that are not readable images", folder, skipped)
     if not frames:

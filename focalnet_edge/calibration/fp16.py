@@ -37,12 +37,12 @@ def activation_ranges(model: onnx.ModelProto, inputs: np.ndarray, input_name: st
     """max |value| of every float tensor a node outputs, over `inputs` (fp32 graph, ONNX Runtime CPU)."""
     import onnxruntime as ort
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
+    probe = onnx.shape_inference.infer_shapes(model)
+    float_tensors = {v.name for v in probe.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
     known = {o.name for o in probe.graph.output}
     for node in probe.graph.node:
         for name in node.output:
-            if name and name not in known:
+            if name in float_tensors and name not in known:
                 probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -69,6 +69,32 @@ def nodes_to_keep_fp32(model: onnx.ModelProto, peak: dict[str, float]) -> list[s
     return keep
 
 
+def remove_cast_round_trips(model: onnx.ModelProto) -> int:
+    """Drop the fp32 -> fp16 -> fp32 Cast pairs the converter puts between nodes kept in fp32.
+
+    Such a pair rounds through float16 exactly the values the nodes were kept in fp32 for (an
+    output over 65504 becomes inf). Returns the number of pairs removed.
+    """
+    producer = {o: n for n in model.graph.node for o in n.output}
+    to = lambda n: next(a.i for a in n.attribute if a.name == "to")  # noqa: E731
+    rewired: dict[str, str] = {}
+    for n in model.graph.node:
+        if n.op_type != "Cast" or to(n) != onnx.TensorProto.FLOAT:
+            continue
+        first = producer.get(n.input[0])
+        if first is not None and first.op_type == "Cast" and to(first) == onnx.TensorProto.FLOAT16:
+            rewired[n.output[0]] = first.input[0]
+    for n in model.graph.node:
+        for k, name in enumerate(n.input):
+            if name in rewired:
+                n.input[k] = rewired[name]
+    for _ in range(2):  # the Cast pairs themselves, once unused
+        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+        for n in [n for n in model.graph.node if n.op_type == "Cast" and not any(o in used for o in n.output)]:
+            model.graph.node.remove(n)
+    return len(rewired)
+
+
 def convert_fp16(
     fp32_path: str | Path,
     output: str | Path,
@@ -89,6 +115,7 @@ def convert_fp16(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fp16 = convert_float_to_float16(model, keep_io_types=keep_io_types, node_block_list=keep or None)
+    remove_cast_round_trips(fp16)
     contract_dtype = "float32" if keep_io_types else "float16"
     from ..export.onnx_export import read_metadata
 

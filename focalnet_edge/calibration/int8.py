@@ -182,7 +182,33 @@ def quantize(
         ops = ["MatMul", "Gemm"]
     quantizer = QDQQuantizer(model, True, False, QuantType.QInt8, act, tensors, nodes, exclude, ops, extra)
     quantizer.quantize_model()
-    return quantizer.model.model
+    return float_inputs_for_float_nodes(quantizer.model.model, set(nodes))
+
+
+def float_inputs_for_float_nodes(model: onnx.ModelProto, quantized: set[str]) -> onnx.ModelProto:
+    """Let nodes that are not quantized read the original float tensor, not its Q/DQ copy.
+
+    onnxruntime's quantizer routes *every* consumer of a quantized activation through the DQ;
+    a LayerNormalization or a bias Add sharing the tensor with a MatMul would then see the
+    quantization noise (and TensorRT a Q/DQ on LayerNormalization).
+    """
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or node.name in quantized:
+            continue
+        for k, name in enumerate(node.input):
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[k] = q.input[0]
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    dead = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and not any(o in used for o in n.output)]
+    for n in dead:
+        model.graph.node.remove(n)
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    for n in [n for n in model.graph.node if n.op_type == "QuantizeLinear" and not any(o in used for o in n.output)]:
+        model.graph.node.remove(n)
+    return model
 
 
 def qdq_form_problems(model: onnx.ModelProto) -> list[str]:

@@ -1,0 +1,221 @@
+"""FP16 and INT8: the Q/DQ form on the graph itself, calibration sources, the gate, accuracy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+from PIL import Image
+
+from focalnet_edge.calibration import compute_ranges, load_calibration_data, load_ranges, qdq_form_problems, quantize
+from focalnet_edge.calibration.fp16 import nodes_to_keep_fp32
+from focalnet_edge.calibration.int8 import build_int8, residual_adds, stem_and_head
+from focalnet_edge.errors import InputError
+from focalnet_edge.export.contract import InputContract
+from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, ImageSpec, load_checkpoint
+from focalnet_edge.pipeline import BuildOptions, ExportOptions, PrecisionOptions, build, export_stage, precision_stage
+from focalnet_edge.runtime import OnnxRuntimeRunner
+
+
+@pytest.fixture(scope="module")
+def demo_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    result = build(BuildOptions(model="demo", output=out, precision="best"))
+    return out, result
+
+
+def _graph(path):
+    m = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    producers = {o: n for n in m.graph.node for o in n.output}
+    return m, inits, producers
+
+
+def test_int8_tensorrt_form_rules_on_the_graph(demo_build):
+    out, _ = demo_build
+    m, inits, producers = _graph(out / "model.int8.onnx")
+    assert m.opset_import[0].version >= 13
+    assert qdq_form_problems(m) == []
+    qdq = [n for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq
+    for n in qdq:  # int8, zero point 0
+        zp = inits[n.input[2]]
+        assert zp.dtype == np.int8 and not zp.any(), n.name
+    for n in m.graph.node:
+        dq_inputs = [producers[i] for i in n.input if i in producers and producers[i].op_type == "DequantizeLinear"]
+        if n.op_type == "LayerNormalization":
+            assert not dq_inputs, f"Q/DQ on LayerNormalization {n.name}"
+        if n.op_type in ("Conv", "MatMul") and dq_inputs:
+            x_dq, w_dq = producers[n.input[0]], producers[n.input[1]]
+            assert inits[x_dq.input[1]].ndim == 0, "activations per-tensor"
+            w = inits[w_dq.input[0]]
+            assert w.dtype == np.int8, "weights stored int8"
+            axis = {a.name: a.i for a in w_dq.attribute}.get("axis", 1)
+            assert axis == (0 if n.op_type == "Conv" else 1), "per-channel on the output-channel axis"
+            assert inits[w_dq.input[1]].shape == (w.shape[axis],)
+            if n.op_type == "Conv" and len(n.input) > 2:
+                assert n.input[2] in inits and inits[n.input[2]].dtype == np.float32, "float bias"
+    # the stem convolution and the classifier stay in float
+    fp32, _, _ = _graph(out / "model.onnx")
+    for name in stem_and_head(fp32):
+        node = next(n for n in m.graph.node if n.name == name)
+        assert not any(i in producers and producers[i].op_type == "DequantizeLinear" for i in node.input), name
+    # residual Adds get Q/DQ on both inputs, bias Adds none
+    residual = set(residual_adds(fp32))
+    assert len(residual) == 2 * 5  # two skip connections per block, 5 blocks in the demo
+    for n in m.graph.node:
+        if n.op_type == "Add":
+            n_dq = sum(1 for i in n.input if i in producers and producers[i].op_type == "DequantizeLinear")
+            assert n_dq == (2 if n.name in residual else 0), n.name
+
+
+def test_int8_cpu_form_is_u8s8_on_matrix_products(demo_build):
+    out, _ = demo_build
+    m, inits, producers = _graph(out / "model.int8.cpu.onnx")
+    quantized = {n.op_type for n in m.graph.node if any(i in producers and producers[i].op_type == "DequantizeLinear" for i in n.input)}
+    assert quantized == {"MatMul"}
+    act_zp = [inits[n.input[2]] for n in m.graph.node if n.op_type == "QuantizeLinear"]
+    assert act_zp and all(z.dtype == np.uint8 for z in act_zp)
+
+
+def test_demo_precisions_meet_the_accuracy_targets(demo_build):
+    out, result = demo_build
+    reports = {r.artifact: r for r in result.reports}
+    assert set(reports) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.cpu.onnx"}
+    ref_acc = reports["model.onnx"].accuracy
+    assert reports["model.fp16.onnx"].top1_agreement >= 0.995
+    for name in ("model.int8.onnx", "model.int8.cpu.onnx"):
+        assert reports[name].top1_agreement >= 0.99, name
+        assert reports[name].accuracy >= ref_acc - 0.005, name
+    manifest = json.loads((out / "manifest.json").read_text())
+    for entry in manifest["artifacts"].values():
+        assert len(entry["sha256"]) == 64 and entry["verification"]["passed"]
+    assert manifest["artifacts"]["model.int8.onnx"]["int8"]["calibration"] == "calibration.json"
+
+
+def test_calibration_cache_is_reused(demo_build, tmp_path):
+    out, _ = demo_build
+    ranges, doc = load_ranges(out / "calibration.json")
+    assert doc["method"] == "max" and doc["images"] > 0 and len(ranges) > 50
+    # quantizing from the cached ranges gives the very graph the build wrote
+    a = quantize(out / "model.onnx", ranges, "tensorrt", stem_and_head(onnx.load(str(out / "model.onnx"))))
+    b = onnx.load(str(out / "model.int8.onnx"))
+    scales_a = sorted(float(numpy_helper.to_array(i).ravel()[0]) for i in a.graph.initializer if i.name.endswith("_scale"))
+    scales_b = sorted(float(numpy_helper.to_array(i).ravel()[0]) for i in b.graph.initializer if i.name.endswith("_scale"))
+    assert scales_a == scales_b
+
+
+def test_percentile_and_entropy_ranges_are_inside_the_max_ranges(demo_build):
+    out, _ = demo_build
+    contract = OnnxRuntimeRunner(out / "model.onnx").contract
+    x = load_calibration_data("demo", contract, size=32).inputs
+    mx = compute_ranges(out / "model.onnx", x, "max")
+    for method in ("percentile", "entropy"):
+        other = compute_ranges(out / "model.onnx", x, method, percentile=99.0)
+        inside = [max(abs(other[k][0]), abs(other[k][1])) <= max(abs(mx[k][0]), abs(mx[k][1])) * 1.0001 for k in mx if k in other]
+        assert len(inside) > 50 and np.mean(inside) > 0.95, method
+    # and the activations really are within the max ranges: an independent check on one tensor
+    name = next(k for k in mx if "LayerNormalization_output_0" in k)
+    assert mx[name][1] > 0 > mx[name][0]
+
+
+def test_gate_moves_sensitive_blocks_back_to_float(demo_build, tmp_path):
+    out, _ = demo_build
+    contract = OnnxRuntimeRunner(out / "model.onnx").contract
+    cal, hold = load_calibration_data("demo", contract).split()
+    ranges = compute_ranges(out / "model.onnx", cal.inputs, "max")
+    ranges = {k: (lo / 50, hi / 50) for k, (lo, hi) in ranges.items()}  # ruined ranges: heavy clipping
+    bad = build_int8(out / "model.onnx", tmp_path / "bad.onnx", ranges, hold.inputs, max_fallback=0)
+    gated = build_int8(out / "model.onnx", tmp_path / "gated.onnx", ranges, hold.inputs, min_agreement=0.99, max_fallback=20)
+    assert bad.agreement < 0.99 and not bad.gate_passed
+    assert gated.kept_float and gated.agreement > bad.agreement
+    assert gated.sensitivity and max(gated.sensitivity, key=gated.sensitivity.get) == gated.kept_float[0]
+    m, _, producers = _graph(gated.path)
+    for n in m.graph.node:  # the blocks kept in float have no Q/DQ inputs
+        if f"/{gated.kept_float[0]}/" in n.name and n.op_type in ("MatMul", "Conv"):
+            assert not any(i in producers and producers[i].op_type == "DequantizeLinear" for i in n.input)
+
+
+def test_fp16_keeps_overflowing_nodes_in_fp32(tmp_path):
+    torch.manual_seed(0)
+    model = FocalNetForImageClassification(FocalNetConfig(embed_dim=8, depths=[1, 1, 1, 1], image_size=64, num_labels=4)).eval()
+    with torch.no_grad():  # the stem's output reaches ~1e5: over float16's 65504
+        model.focalnet.embeddings.patch_embeddings.projection.weight.mul_(1e5)
+    model.save_pretrained(tmp_path / "ckpt", preprocessing=ImageSpec(64, 64, None, False))
+    ckpt = load_checkpoint(tmp_path / "ckpt")
+    export_stage(ckpt, tmp_path / "out", ExportOptions())
+    x = np.random.default_rng(0).standard_normal((8, 3, 64, 64)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", pixel_values=x)
+    result = precision_stage(tmp_path / "out", tmp_path / "out" / "model.onnx", "fp16",
+                             PrecisionOptions(calib_data=str(tmp_path / "calib.npz")), None)
+    kept = result.fp16.kept_fp32
+    assert any("patch_embeddings/projection/Conv" in k for k in kept)
+    assert any(k.endswith("embeddings/norm/LayerNormalization") for k in kept)
+    fp32_out = OnnxRuntimeRunner(tmp_path / "out" / "model.onnx")(x)
+    fp16_out = OnnxRuntimeRunner(tmp_path / "out" / "model.fp16.onnx")(x)
+    assert np.isfinite(fp16_out).all() and (fp16_out.argmax(-1) == fp32_out.argmax(-1)).mean() >= 0.75
+
+
+def test_nodes_to_keep_fp32_rule():
+    g = onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["a"], ["b"], name="big"), onnx.helper.make_node("LayerNormalization", ["b", "s"], ["c"], name="ln"),
+         onnx.helper.make_node("Relu", ["c"], ["d"], name="small")], "g", [], [])
+    assert nodes_to_keep_fp32(onnx.helper.make_model(g), {"b": 3e4, "c": 3.0, "d": 1.0}) == ["big", "ln"]
+    assert nodes_to_keep_fp32(onnx.helper.make_model(g), {"b": 10.0, "c": 3.0, "d": 1.0}) == []
+
+
+# -- calibration sources ---------------------------------------------------------------------------
+CONTRACT = InputContract(height=32, width=32, preprocessing=ImageSpec(32, 32, None, False).to_dict())
+
+
+def test_folder_source_skips_non_images_and_samples_deterministically(tmp_path):
+    for i in range(10):
+        Image.fromarray(np.full((40, 40, 3), i * 20, np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "readme.txt").write_text("x")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    a = load_calibration_data(tmp_path, CONTRACT, size=5, seed=3)
+    b = load_calibration_data(tmp_path, CONTRACT, size=5, seed=3)
+    assert len(a) == 5 and np.array_equal(a.inputs, b.inputs)
+    full = load_calibration_data(tmp_path, CONTRACT, size=100)
+    assert len(full) == 10 and full.skipped == 2 and full.inputs.shape == (10, 3, 32, 32)
+    # the same preprocessing as the runtime: 40x40 resized to 32x32, normalised with ImageNet stats
+    expected = CONTRACT.image_spec.preprocess(tmp_path / "0.png")
+    assert np.allclose(full.inputs[0], expected)
+
+
+def test_sources_that_give_nothing_are_clear_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match="no usable calibration image"):
+        load_calibration_data(tmp_path / "empty", CONTRACT)
+    with pytest.raises(InputError, match="no such calibration folder or file"):
+        load_calibration_data(tmp_path / "missing", CONTRACT)
+    (tmp_path / "x.csv").write_text("a,b")
+    with pytest.raises(InputError, match="not a calibration source"):
+        load_calibration_data(tmp_path / "x.csv", CONTRACT)
+    np.savez(tmp_path / "bad.npz", pixel_values=np.zeros((2, 3, 16, 16), np.float32))
+    with pytest.raises(InputError, match="is 16x16, expected 32x32"):
+        load_calibration_data(tmp_path / "bad.npz", CONTRACT)
+
+
+def test_video_source(tmp_path):
+    cv2 = pytest.importorskip("cv2", reason="OpenCV is the optional 'video' extra")
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (48, 40))
+    for i in range(30):
+        writer.write(np.full((40, 48, 3), i * 8, np.uint8))
+    writer.release()
+    s = load_calibration_data(path, CONTRACT, size=6)
+    assert len(s) == 6 and s.frames.shape == (6, 32, 32, 3)
+    assert s.frames[0].mean() < s.frames[-1].mean()  # sampled evenly from start to end
+
+
+def test_int8_without_calibration_data_is_refused(tmp_path):
+    torch.manual_seed(0)
+    FocalNetForImageClassification(FocalNetConfig(embed_dim=8, depths=[1, 1, 1, 1], image_size=64, num_labels=3)).save_pretrained(tmp_path / "ckpt")
+    with pytest.raises(InputError, match="int8 needs calibration images.*--calib-data"):
+        build(BuildOptions(model=str(tmp_path / "ckpt"), output=tmp_path / "out", precision="int8"))
