@@ -15,6 +15,8 @@ from .errors import ArtifactError, ConfigError, FocalNetEdgeError
 log = logging.getLogger("focalnet_edge")
 
 EPILOG_INFO = """examples:
+  focalnet-edge info focalnet-edge-out/demo          # an output folder: artifacts, precisions, checks
+  focalnet-edge info out/model.int8.onnx             # one artifact: its metadata
   focalnet-edge info --model demo
   focalnet-edge info --model ./focalnet-tiny            # a Hugging Face checkpoint folder
   focalnet-edge info --model focalnet_tiny_srf.pth      # an original microsoft/FocalNet file
@@ -29,16 +31,98 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
-    """TensorRT options (issue 5 fills these in)."""
+    from .runtime.tensorrt import HARDWARE_COMPATIBILITY
+
+    g = p.add_argument_group("TensorRT engines (where TensorRT and a GPU are present)")
+    g.add_argument("--workspace", type=int, default=None, metavar="MiB", help="workspace memory pool limit")
+    g.add_argument("--opt-level", type=int, default=None, metavar="0-5", help="builder optimization level (TensorRT's default 3)")
+    g.add_argument("--no-timing-cache", dest="timing_cache", action="store_false", help="don't load or save timing.cache")
+    g.add_argument("--dla-core", type=int, default=None, metavar="N", help="build for DLA core N (static shapes, GPU fallback)")
+    g.add_argument("--no-gpu-fallback", dest="gpu_fallback", action="store_false", help="with --dla-core: fail instead of falling back")
+    g.add_argument("--version-compatible", action="store_true", help="engines that later TensorRT versions can load (lean runtime)")
+    g.add_argument("--hardware-compatibility", choices=tuple(HARDWARE_COMPATIBILITY), default="none",
+                   help="engines that run on other GPUs (ampere_plus, same_compute_capability)")
+    g.add_argument("--weakly-typed", action="store_true", help="TensorRT 10.x only: FP16/INT8 builder flags instead of typed ONNX")
+    g.add_argument("--profile-sizes", default=None, metavar="HxW:HxW:HxW", help="min:opt:max sizes with --dynamic-size")
 
 
 def _engine_options(args: argparse.Namespace):
-    return None
+    from .export import parse_image_size
+    from .runtime.tensorrt import EngineOptions
+
+    sizes = None
+    if args.profile_sizes:
+        parts = args.profile_sizes.split(":")
+        if len(parts) != 3:
+            raise ConfigError(f"--profile-sizes {args.profile_sizes!r} not understood: expected MINHxW:OPTHxW:MAXHxW")
+        sizes = tuple(parse_image_size(x) for x in parts)
+    if args.opt_level is not None and not 0 <= args.opt_level <= 5:
+        raise ConfigError(f"--opt-level {args.opt_level} not accepted: expected 0 to 5")
+    if args.workspace is not None and args.workspace < 1:
+        raise ConfigError(f"--workspace {args.workspace} not accepted: expected a size in MiB >= 1")
+    return EngineOptions(
+        workspace_mib=args.workspace, optimization_level=args.opt_level, timing_cache=args.timing_cache,
+        dla_core=args.dla_core, gpu_fallback=args.gpu_fallback, version_compatible=args.version_compatible,
+        hardware_compatibility=args.hardware_compatibility, weakly_typed=args.weakly_typed, size_range=sizes,
+    )
+
+
+def _artifact_info(path: Path) -> dict:
+    from .export import read_metadata
+    from .manifest import MANIFEST, read_manifest
+
+    if path.is_dir():
+        m = read_manifest(path)
+        return {
+            "folder": str(path),
+            "model": m["model"]["source"],
+            "head": m.get("head"),
+            "input": m["input"],
+            "outputs": m.get("outputs"),
+            "labels": len(m.get("labels", {})),
+            "artifacts": {
+                n: {"precision": e["precision"], "format": e["format"], "bytes": e["bytes"], "requires": e.get("requires"),
+                    "verified": (e.get("verification") or {}).get("passed")}
+                for n, e in m["artifacts"].items()
+            },
+            "versions": m.get("versions"),
+        }
+    if path.suffix == ".onnx":
+        import onnx
+
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as e:
+            raise ArtifactError(f"{path}: not a readable ONNX file ({e.__class__.__name__})") from None
+        facts = {"file": str(path), "nodes": len(model.graph.node), "opset": model.opset_import[0].version,
+                 "inputs": [i.name for i in model.graph.input], "outputs": [o.name for o in model.graph.output]}
+        facts.update(read_metadata(model))
+        return facts
+    if (path.parent / MANIFEST).is_file():
+        entry = read_manifest(path.parent)["artifacts"].get(path.name)
+        if entry:
+            return {"file": str(path), **entry}
+    raise ArtifactError(f"{path}: not an output folder, an ONNX file or an artifact listed in a manifest")
+
+
+def _print_facts(facts: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(facts, indent=2, default=str))
+        return
+    width = max(map(len, facts))
+    for k, v in facts.items():
+        print(f"{k:<{width}}  {v}")
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .model import load_checkpoint, load_model
 
+    if args.path:
+        path = Path(args.path)
+        if not path.exists():
+            raise ArtifactError(f"{path}: no such output folder or artifact")
+        _print_facts(_artifact_info(path), args.json)
+        return 0
     ckpt = load_checkpoint(args.model, variant=args.variant)
     model = load_model(ckpt)
     cfg, pre = ckpt.config, ckpt.preprocessing
@@ -56,12 +140,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "input": f"float32 (batch, {cfg.num_channels}, {pre.height}, {pre.width}); height and width multiples of {cfg.total_stride}",
         "preprocessing": pre.to_dict(),
     }
-    if args.json:
-        print(json.dumps(facts, indent=2))
-    else:
-        width = max(map(len, facts))
-        for k, v in facts.items():
-            print(f"{k:<{width}}  {v}")
+    _print_facts(facts, args.json)
     return 0
 
 
@@ -197,17 +276,30 @@ def _expand_images(items: list[str]) -> list[Path]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .calibration.data import VIDEO_SUFFIXES
     from .runtime import load
+    from .video import read_frames
+
+    if args.top_k < 1 or args.batch_size < 1 or args.every < 1:
+        raise ConfigError("--top-k, --batch-size and --every must be >= 1")
+    videos = [p for p in args.images if Path(p).suffix.lower() in VIDEO_SUFFIXES]
+
+    def emit(name: str, top: list) -> None:
+        if args.jsonl:
+            print(json.dumps({"image": name, "top": top}))
+        else:
+            print(f"{name}: " + ", ".join(f"{t['label']} {t['score']:.3f}" for t in top))
 
     with load(args.path, artifact=args.artifact) as runner:
-        paths = _expand_images(args.images)
+        paths = _expand_images([p for p in args.images if p not in videos]) if len(videos) < len(args.images) else []
         for start in range(0, len(paths), args.batch_size):
             chunk = paths[start : start + args.batch_size]
             for path, top in zip(chunk, runner.predict(chunk, top_k=args.top_k)):
-                if args.jsonl:
-                    print(json.dumps({"image": str(path), "top": top}))
-                else:
-                    print(f"{path}: " + ", ".join(f"{t['label']} {t['score']:.3f}" for t in top))
+                emit(str(path), top)
+        for video in videos:
+            for indices, frames in read_frames(Path(video), args.every, args.batch_size):
+                for i, top in zip(indices, runner.predict(list(frames), top_k=args.top_k)):
+                    emit(f"{video}#{i}", top)
     return 0
 
 
@@ -313,18 +405,74 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0 if all(r.gate_passed for r in result.int8) else 1
 
 
+EPILOG_CHECK = """examples:
+  focalnet-edge check out/model.int8.onnx
+  focalnet-edge check other_exporter.onnx --json
+"""
+
+EPILOG_BENCH = """examples:
+  focalnet-edge bench out/                         # every artifact this machine runs, batch 1 and 8
+  focalnet-edge bench out/ --artifact model.int8.cpu.onnx --batch 1,4,16 --iterations 100 --json bench.json
+"""
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .runtime.trt_check import check_onnx
+
+    findings = check_onnx(args.onnx)
+    if args.json:
+        print(json.dumps([f.__dict__ for f in findings], indent=2))
+    else:
+        for f in findings:
+            print(f)
+        errors = sum(f.severity == "error" for f in findings)
+        print(f"{args.onnx}: " + ("TensorRT's ONNX parser should take it" if not errors else f"{errors} errors")
+              + (f", {len(findings) - errors} warnings" if len(findings) - errors else ""))
+    return 1 if any(f.severity == "error" for f in findings) else 0
+
+
+def _parse_int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ConfigError(f"{what} {text!r} not understood: expected positive numbers separated by commas, e.g. 1,8")
+    return values
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_folder
+
+    batches = _parse_int_list(args.batch, "--batch")
+    if args.iterations < 1 or args.warmup < 0:
+        raise ConfigError("--iterations must be >= 1 and --warmup >= 0")
+    results = bench_folder(Path(args.path), args.artifact, batches, args.warmup, args.iterations, progress=not args.quiet)
+    rows = [("artifact", "precision", "batch", "p50 ms", "p90 ms", "p99 ms", "images/s")]
+    for r in results:
+        rows.append((r["artifact"], r["precision"], str(r["batch"]), f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
+                     f"{r['p99_ms']:.2f}", f"{r['throughput']:.1f}"))
+    print(format_table(rows))
+    if args.json:
+        from .io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="focalnet-edge",
         description="FocalNet from PyTorch to verified ONNX Runtime and TensorRT inference.",
     )
     parser.add_argument("--version", action="version", version=f"focalnet-edge {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs, and tracebacks on errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("info", help="what a model holds", epilog=EPILOG_INFO,
+    p = sub.add_parser("info", help="what a model, an output folder or an artifact holds", epilog=EPILOG_INFO,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", nargs="?", default=None, help="an output folder or artifact (else --model is described)")
     _model_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
@@ -378,8 +526,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--artifact", default=None, help="artifact of the folder to use (default: the best this machine runs)")
     p.add_argument("--jsonl", action="store_true", help="one JSON line per image")
+    p.add_argument("--every", type=int, default=1, metavar="N", help="for videos: every Nth frame (default 1)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("check", help="will TensorRT's ONNX parser take this file? (runs without TensorRT)",
+                       epilog=EPILOG_CHECK, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("onnx", help="an ONNX file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("bench", help="latency p50/p90/p99 and throughput per artifact and batch size",
+                       epilog=EPILOG_BENCH, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", help="an output folder or an artifact")
+    p.add_argument("--artifact", default=None, help="only this artifact (default: all this machine runs)")
+    p.add_argument("--batch", default="1,8", help="batch sizes, e.g. 1,8 (default)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--iterations", type=int, default=20)
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
+    p.set_defaults(func=cmd_bench)
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (exit code 2), like every other error."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

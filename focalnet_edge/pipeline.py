@@ -291,6 +291,8 @@ def build(options: BuildOptions, progress: bool = False) -> BuildResult:
     from .verify import ImageSet, load_image_set
 
     _wants(options.precision)  # reject a bad precision before any work
+    if options.backend == "tensorrt":
+        _require_tensorrt()
     ckpt = load_checkpoint(options.model, variant=options.variant)
     out = Path(options.output) if options.output else default_output_dir(options.model)
     notes: list[str] = []
@@ -327,24 +329,53 @@ def build(options: BuildOptions, progress: bool = False) -> BuildResult:
     return BuildResult(out, manifest, verified.reports, latency, used, notes)
 
 
+def tensorrt_check_stage(output_dir: Path, manifest: dict[str, Any]) -> list[str]:
+    """Check the TensorRT-bound ONNX files against onnx-tensorrt's support matrix (no TensorRT needed)."""
+    from .runtime.tensorrt import ENGINES
+    from .runtime.trt_check import check_onnx
+
+    notes = []
+    for name in ENGINES:
+        entry = manifest["artifacts"].get(name)
+        if entry is None:
+            continue
+        findings = check_onnx(Path(output_dir) / name)
+        errors = [str(f) for f in findings if f.severity == "error"]
+        entry["tensorrt_check"] = {"errors": len(errors), "warnings": len(findings) - len(errors), "first": errors[:3]}
+        if errors:
+            notes.append(f"{name}: TensorRT's ONNX parser would refuse it ({errors[0]}; run focalnet-edge check)")
+    write_manifest(Path(output_dir), manifest)
+    return notes
+
+
 def engine_stage(output_dir: Path, manifest: dict[str, Any], options: BuildOptions) -> list[str]:
     """TensorRT engines of the ONNX artifacts, where TensorRT and a GPU are present (see runtime.tensorrt)."""
+    notes = tensorrt_check_stage(output_dir, manifest)
     if options.backend == "onnxruntime":
-        return []
+        return notes
     try:
         import tensorrt  # noqa: F401
     except ImportError:
         if options.backend == "tensorrt":
-            raise InputError(
-                "--backend tensorrt needs TensorRT: on JetPack 7 or a desktop, pip install 'focalnet-edge[gpu]' "
-                "(tensorrt, cuda-python); on JetPack 6, apt install python3-libnvinfer and use a venv created "
-                "with --system-site-packages"
-            ) from None
-        return ["engines: TensorRT is not installed here, so the ONNX artifacts were written and verified; "
-                "build the engines on the target with `focalnet-edge build --backend tensorrt`"]
-    from .runtime.tensorrt import build_engines
+            _require_tensorrt()
+        return notes + ["engines: TensorRT is not installed here, so the ONNX artifacts were written and verified; "
+                        "build the engines on the target with `focalnet-edge build --backend tensorrt`"]
+    from .runtime.tensorrt import build_engines, gpu_info
 
-    return build_engines(output_dir, manifest, options.engine)
+    if options.backend == "auto" and gpu_info()["gpu"] == "unknown":
+        return notes + ["engines: TensorRT is installed but no CUDA GPU was found; the ONNX artifacts were written and verified"]
+    return notes + build_engines(output_dir, manifest, options.engine)
+
+
+def _require_tensorrt() -> None:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        raise InputError(
+            "--backend tensorrt needs TensorRT: on JetPack 7 or a desktop, pip install 'focalnet-edge[gpu]' "
+            "(tensorrt, cuda-python); on JetPack 6, apt install python3-libnvinfer and use a venv created "
+            "with --system-site-packages"
+        ) from None
 
 
 def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None = None) -> Path:

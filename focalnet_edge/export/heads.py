@@ -91,8 +91,10 @@ class FusedPreprocess(nn.Module):
         return self.head.output_names
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        x = frames.permute(0, 3, 1, 2) if self.layout == "NHWC" else frames
-        return self.head(x.float() * self.scale + self.shift)
+        # Cast first: TensorRT takes uint8 only as a network input feeding a Cast
+        x = frames.float()
+        x = x.permute(0, 3, 1, 2) if self.layout == "NHWC" else x
+        return self.head(x * self.scale + self.shift)
 
 
 def _stem_conv(head: nn.Module) -> nn.Conv2d:
