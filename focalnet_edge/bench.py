@@ -58,7 +58,7 @@ def bench_folder(path: Path, artifact: str | None, batches: list[int], warmup: i
     else:
         raise ArtifactError(f"{path}: no such output folder or artifact")
     results = []
-    for folder, name, precision in tqdm(targets, desc="bench", disable=not progress, unit="artifact"):
+    for folder, name, precision in tqdm(targets, desc="bench", disable=None if progress else True, unit="artifact"):
         with load(folder / name) as runner:
             device = getattr(runner, "providers", ["TensorRT"])[0]
             for batch in batches:

@@ -175,6 +175,8 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--head", choices=HEADS, default="logits", help="graph outputs (default logits)")
     g.add_argument("--out-features", default=None, help="stages for --head features, e.g. stage1,stage2,stage3")
     g.add_argument("--fuse-preprocess", action="store_true", help="take raw uint8 frames and normalise in the graph")
+    g.add_argument("--frames-dtype", choices=("uint8", "float32"), default="uint8",
+                   help="frame type with --fuse-preprocess: uint8 (default), or float32 0..255 (DeepStream's nvinfer)")
     g.add_argument("--layout", choices=("NHWC", "NCHW"), default=None, help="frame layout with --fuse-preprocess (default NHWC)")
     g.add_argument("--color-order", choices=("RGB", "BGR"), default="RGB", help="frame colour order with --fuse-preprocess")
     g.add_argument("--simplifier", choices=SIMPLIFIERS, default="onnxslim", help="graph simplifier (default onnxslim)")
@@ -192,6 +194,7 @@ def _export_options(args: argparse.Namespace):
         dynamic_size=args.dynamic_size,
         opset=args.opset,
         fuse_preprocess=args.fuse_preprocess,
+        frames_dtype=args.frames_dtype,
         layout=args.layout,
         color_order=args.color_order,
         simplifier=args.simplifier,

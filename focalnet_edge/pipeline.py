@@ -34,6 +34,7 @@ class ExportOptions:
     dynamic_size: bool = False
     opset: int = 17
     fuse_preprocess: bool = False
+    frames_dtype: str = "uint8"
     layout: str | None = None
     color_order: str = "RGB"
     simplifier: str = "onnxslim"
@@ -297,7 +298,11 @@ def build(options: BuildOptions, progress: bool = False) -> BuildResult:
     out = Path(options.output) if options.output else default_output_dir(options.model)
     notes: list[str] = []
 
+    log.info("export: %s -> %s", options.model, out / FP32_ONNX)
     fp32_result, manifest = export_stage(ckpt, out, options.export)
+    log.info("export: %d nodes, max abs vs PyTorch %.1e", fp32_result.nodes, fp32_result.checks["torch_vs_onnx"])
+    if options.precision != "fp32":
+        log.info("precision: %s", options.precision)
     prec = precision_stage(out, fp32_result.path, options.precision, options.calibration, manifest,
                            is_demo=options.model == "demo", progress=progress)
     notes += engine_stage(out, manifest, options)
@@ -316,6 +321,7 @@ def build(options: BuildOptions, progress: bool = False) -> BuildResult:
         images = load_image_set("demo", {})
         used = f"the demo's {len(images)} digit images (numbers only; pass --images for your own)"
         notes.append("verified on the demo's digit images: pass --images DIR to verify on your own domain")
+    log.info("verify: every artifact against PyTorch fp32 on %s", used)
     verified = verify_stage(out, images, reference=reference_for(manifest), progress=progress)
     manifest = read_manifest(out)
     latency = {}

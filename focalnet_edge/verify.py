@@ -221,7 +221,7 @@ def verify(
     kept: list[int] = []
     skipped = 0
     steps = range(0, len(images), batch_size)
-    for start in tqdm(steps, desc=f"verify {runner.name}", disable=not progress, unit="batch"):
+    for start in tqdm(steps, desc=f"verify {runner.name}", disable=None if progress else True, unit="batch"):
         if images.frames is not None:
             frames = images.frames[start : start + batch_size]
             idx = list(range(start, start + len(frames)))

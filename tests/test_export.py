@@ -168,3 +168,17 @@ def test_focalnet_tiny_matches_pytorch_at_two_batch_sizes(tiny_onnx):
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).logits.numpy()
         assert np.abs(run(result.path, x)[0] - ref).max() <= 1e-4
+
+
+def test_float_frames_for_deepstream(tmp_path):
+    """--frames-dtype float32: raw 0..255 pixel values as float (nvinfer with net-scale-factor=1)."""
+    ckpt, model = save_small(tmp_path)
+    result = export_onnx(ckpt, tmp_path / "m.onnx", fuse_preprocess=True, frames_dtype="float32", layout="NCHW", color_order="BGR")
+    frames_rgb = np.random.default_rng(5).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    x = (frames_rgb.astype(np.float32) / 255 - np.array(SPEC.mean, np.float32)) / np.array(SPEC.std, np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).logits.numpy()
+    feed = np.ascontiguousarray(frames_rgb[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
+    (out,) = run(result.path, feed)
+    assert np.abs(out - ref).max() <= 1e-4
+    assert onnx.load(str(result.path)).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT

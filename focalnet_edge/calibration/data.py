@@ -103,7 +103,7 @@ def _from_folder(folder: Path, contract: InputContract, size: int | None, seed: 
     order = images if size is None or len(images) <= size else [images[i] for i in np.random.default_rng(seed).permutation(len(images))]
     target = len(images) if size is None else min(size, len(images))
     frames, picked = [], []
-    with tqdm(total=target, desc="calibration images", disable=not progress, unit="img") as bar:
+    with tqdm(total=target, desc="calibration images", disable=None if progress else True, unit="img") as bar:
         for p in order:
             if len(frames) == target:
                 break
@@ -138,7 +138,7 @@ def _from_video(path: Path, contract: InputContract, size: int, progress: bool) 
         raise InputError(f"{path}: not a readable video file")
     spec = contract.image_spec
     frames = []
-    for index in tqdm(np.unique(np.linspace(0, total - 1, min(size, total)).astype(int)), desc="video frames", disable=not progress):
+    for index in tqdm(np.unique(np.linspace(0, total - 1, min(size, total)).astype(int)), desc="video frames", disable=None if progress else True):
         cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
         ok, bgr = cap.read()
         if ok:

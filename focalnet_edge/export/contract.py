@@ -19,7 +19,7 @@ HEADS = ("logits", "probs", "features", "reconstruction")
 @dataclass
 class InputContract:
     name: str = "pixel_values"
-    dtype: str = "float32"  #: "float32" (preprocessed) or "uint8" (raw frames, fused preprocessing)
+    dtype: str = "float32"  #: float32 pixel values; with fused preprocessing raw 0..255 frames as uint8 or float32
     layout: str = "NCHW"  #: "NCHW" or "NHWC"
     color_order: str = "RGB"
     height: int = 224

@@ -57,8 +57,8 @@ def sample_input(contract: InputContract, batch: int, seed: int = 0) -> np.ndarr
     rng = np.random.default_rng(seed)
     shape = contract.shape(batch)
     shape = [contract.height if s == "height" else contract.width if s == "width" else s for s in shape]
-    if contract.dtype == "uint8":
-        return rng.integers(0, 256, shape, dtype=np.uint8)
+    if contract.fused_preprocess:  # raw pixel values 0..255, as uint8 or float
+        return rng.integers(0, 256, shape, dtype=np.uint8).astype(contract.dtype)
     return rng.standard_normal(shape).astype(contract.dtype)
 
 
@@ -109,6 +109,7 @@ def export_onnx(
     dynamic_size: bool = False,
     opset: int = MIN_OPSET,
     fuse_preprocess: bool = False,
+    frames_dtype: str = "uint8",
     layout: str | None = None,
     color_order: str = "RGB",
     simplifier: str = "onnxslim",
@@ -130,7 +131,7 @@ def export_onnx(
     layout = layout or ("NHWC" if fuse_preprocess else "NCHW")
     contract = InputContract(
         name="frames" if fuse_preprocess else "pixel_values",
-        dtype="uint8" if fuse_preprocess else "float32",
+        dtype=frames_dtype if fuse_preprocess else "float32",
         layout=layout,
         color_order=color_order if fuse_preprocess else "RGB",
         height=height,
@@ -142,8 +143,10 @@ def export_onnx(
         fused_preprocess=fuse_preprocess,
         preprocessing=spec.to_dict(),
     )
-    if not fuse_preprocess and (layout != "NCHW" or color_order != "RGB"):
-        raise ConfigError("--layout and --color-order apply to raw frames: add --fuse-preprocess")
+    if fuse_preprocess and frames_dtype not in ("uint8", "float32"):
+        raise ConfigError(f"frames dtype {frames_dtype!r} not supported; expected uint8 or float32")
+    if not fuse_preprocess and (layout != "NCHW" or color_order != "RGB" or frames_dtype != "uint8"):
+        raise ConfigError("--layout, --color-order and --frames-dtype apply to raw frames: add --fuse-preprocess")
     if fuse_preprocess:
         module = FusedPreprocess(module, spec.mean, spec.std, spec.rescale_factor, layout, color_order)
     module.eval()

@@ -151,7 +151,7 @@ def inputs_from_frames(frames: np.ndarray, contract: InputContract) -> np.ndarra
     if contract.fused_preprocess:
         x = frames[..., ::-1] if contract.color_order == "BGR" else frames
         x = x.transpose(0, 3, 1, 2) if contract.layout == "NCHW" else x
-        return np.ascontiguousarray(x)
+        return np.ascontiguousarray(x, dtype=contract.dtype)
     return reference_inputs(frames, contract).astype(contract.dtype, copy=False)
 
 

@@ -293,6 +293,7 @@ class TensorRTRunner(Runner):
     def __init__(self, path: str | os.PathLike, requires: dict[str, Any] | None = None, contract: dict[str, Any] | None = None,
                  labels: dict[str, str] | None = None, head: str = "logits", outputs: list[str] | None = None, precision: str = "fp32") -> None:
         self.path = Path(path)
+        _trt()  # a clear error where TensorRT is missing, before anything else
         if requires is None or contract is None:
             requires, contract, labels, head, outputs, precision = _facts_from_manifest(self.path)
         check_engine_compatibility(requires, self.path)
