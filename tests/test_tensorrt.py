@@ -103,8 +103,10 @@ def test_engine_from_another_tensorrt_or_gpu_is_refused_before_tensorrt(monkeypa
         trt_mod.check_engine_compatibility({"tensorrt": "10.13.2", "gpu": "Orin", "compute_capability": "8.7"}, path)
     with pytest.raises(ArtifactError, match=r"built for RTX 4090 \(compute capability 8.9\), this machine has Orin \(8.7\)"):
         trt_mod.check_engine_compatibility({"tensorrt": "10.3.0", "gpu": "RTX 4090", "compute_capability": "8.9"}, path)
-    # version- and hardware-compatible engines are left to TensorRT
-    trt_mod.check_engine_compatibility({"tensorrt": "10.13.2", "version_compatible": True, "compute_capability": "8.7"}, path)
+    # version-compatible engines run on the same or a later TensorRT only
+    with pytest.raises(ArtifactError, match="older TensorRT 10.3.0"):
+        trt_mod.check_engine_compatibility({"tensorrt": "10.13.2", "version_compatible": True, "compute_capability": "8.7"}, path)
+    trt_mod.check_engine_compatibility({"tensorrt": "10.1.0", "version_compatible": True, "compute_capability": "8.7"}, path)
     trt_mod.check_engine_compatibility({"tensorrt": "10.3.0", "compute_capability": "8.9", "hardware_compatibility": "ampere_plus"}, path)
 
 

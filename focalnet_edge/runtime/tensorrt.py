@@ -270,7 +270,16 @@ def check_engine_compatibility(requires: dict[str, Any], path: Path) -> None:
     """Refuse, before TensorRT does, an engine built for another TensorRT version or GPU."""
     trt = _trt()
     here = {"tensorrt": trt.__version__, **gpu_info()}
-    if not requires.get("version_compatible") and requires.get("tensorrt") and requires["tensorrt"] != here["tensorrt"]:
+    built = requires.get("tensorrt")
+    # a version-compatible plan runs on the same or a later TensorRT (TensorRT's engine compatibility
+    # guide), a plain one only on the very version that built it
+    if requires.get("version_compatible"):
+        if built and _version_tuple(here["tensorrt"]) < _version_tuple(built):
+            raise ArtifactError(
+                f"{path}: built with TensorRT {built}, this machine has the older TensorRT {here['tensorrt']}; "
+                "version-compatible engines run only on the same or a later TensorRT"
+            )
+    elif built and built != here["tensorrt"]:
         raise ArtifactError(
             f"{path}: built with TensorRT {requires['tensorrt']}, this machine has TensorRT {here['tensorrt']}; "
             "rebuild the engine here (focalnet-edge build --backend tensorrt) or build it --version-compatible"
