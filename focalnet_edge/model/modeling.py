@@ -245,6 +245,19 @@ def _channels_first(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2)
 
 
+def _hidden_outputs(hidden: list[torch.Tensor], wanted: bool | None) -> tuple:
+    """(hidden_states as tokens, reshaped_hidden_states as B, C, H, W), or (None, None)."""
+    if not wanted:
+        return None, None
+    return tuple(_tokens(h) for h in hidden), tuple(_channels_first(h) for h in hidden)
+
+
+def _as_tuple(loss, main: torch.Tensor, hidden: list[torch.Tensor], wanted: bool | None) -> tuple:
+    """transformers' return_dict=False layout: (loss?, main, hidden_states?)."""
+    out = (main,) + ((_hidden_outputs(hidden, wanted)[0],) if wanted else ())
+    return ((loss,) + out) if loss is not None else out
+
+
 class FocalNetPreTrainedModel(nn.Module):
     """Base class: config, weight initialisation, input checks, `from_pretrained`/`save_pretrained`."""
 
@@ -340,12 +353,7 @@ class FocalNetModel(FocalNetPreTrainedModel):
     ):
         features, hidden = self.forward_features(pixel_values, bool_masked_pos, bool(output_hidden_states))
         pooled = self.pool(features) if self.add_pooling_layer else None
-        out = FocalNetModelOutput(
-            last_hidden_state=_tokens(features),
-            pooler_output=pooled,
-            hidden_states=tuple(_tokens(h) for h in hidden) if output_hidden_states else None,
-            reshaped_hidden_states=tuple(_channels_first(h) for h in hidden) if output_hidden_states else None,
-        )
+        out = FocalNetModelOutput(_tokens(features), pooled, *_hidden_outputs(hidden, output_hidden_states))
         if return_dict is False:
             extra = (out.hidden_states,) if output_hidden_states else ()
             return (out.last_hidden_state, pooled) + extra
@@ -370,16 +378,9 @@ class FocalNetForImageClassification(FocalNetPreTrainedModel):
         features, hidden = self.focalnet.forward_features(pixel_values, output_hidden_states=bool(output_hidden_states))
         logits = self.classifier(FocalNetModel.pool(features))
         loss = self._loss(logits, labels) if labels is not None else None
-        hs = tuple(_tokens(h) for h in hidden) if output_hidden_states else None
         if return_dict is False:
-            out = (logits,) + ((hs,) if output_hidden_states else ())
-            return ((loss,) + out) if loss is not None else out
-        return FocalNetImageClassifierOutput(
-            loss=loss,
-            logits=logits,
-            hidden_states=hs,
-            reshaped_hidden_states=tuple(_channels_first(h) for h in hidden) if output_hidden_states else None,
-        )
+            return _as_tuple(loss, logits, hidden, output_hidden_states)
+        return FocalNetImageClassifierOutput(loss, logits, *_hidden_outputs(hidden, output_hidden_states))
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """transformers' rule: regression for one label, else single- or multi-label by dtype."""
@@ -430,16 +431,9 @@ class FocalNetForMaskedImageModeling(FocalNetPreTrainedModel):
             l1 = F.l1_loss(pixel_values, reconstruction, reduction="none")
             loss = (l1 * mask).sum() / (mask.sum() + 1e-5) / self.config.num_channels
 
-        hs = tuple(_tokens(h) for h in hidden) if output_hidden_states else None
         if return_dict is False:
-            out = (reconstruction,) + ((hs,) if output_hidden_states else ())
-            return ((loss,) + out) if loss is not None else out
-        return FocalNetMaskedImageModelingOutput(
-            loss=loss,
-            reconstruction=reconstruction,
-            hidden_states=hs,
-            reshaped_hidden_states=tuple(_channels_first(h) for h in hidden) if output_hidden_states else None,
-        )
+            return _as_tuple(loss, reconstruction, hidden, output_hidden_states)
+        return FocalNetMaskedImageModelingOutput(loss, reconstruction, *_hidden_outputs(hidden, output_hidden_states))
 
 
 class FocalNetBackbone(FocalNetPreTrainedModel):
@@ -471,7 +465,7 @@ class FocalNetBackbone(FocalNetPreTrainedModel):
     ):
         _, hidden = self.focalnet.forward_features(pixel_values, output_hidden_states=True)
         feature_maps = tuple(_channels_first(hidden[i]) for i in self.out_indices)
-        hs = tuple(_tokens(h) for h in hidden) if output_hidden_states else None
+        hs = _hidden_outputs(hidden, output_hidden_states)[0]
         if return_dict is False:
             return (feature_maps,) + ((hs,) if output_hidden_states else ())
         return BackboneOutput(feature_maps=feature_maps, hidden_states=hs, attentions=None)

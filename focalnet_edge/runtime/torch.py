@@ -30,15 +30,14 @@ class TorchRunner(Runner):
         self.output_names = self.module.output_names
         self.labels = dict(ckpt.config.id2label) if head in ("logits", "probs") else {}
         pre = ckpt.preprocessing
-        self.contract = InputContract(
-            height=pre.height,
-            width=pre.width,
-            size_multiple=ckpt.config.total_stride,
-            dynamic_size=True,
-            batch=(1, 1, 64),
-            preprocessing=pre.to_dict(),
-        )
+        self.contract = self._contract(pre.height, pre.width, ckpt.config.total_stride, pre.to_dict())
         self.name = f"torch:{ckpt.source}"
+
+    @staticmethod
+    def _contract(height: int, width: int, multiple: int, preprocessing: dict) -> InputContract:
+        """Float pixel values, any batch, any accepted size (chunks of 64 keep memory bounded)."""
+        return InputContract(height=height, width=width, size_multiple=multiple, dynamic_size=True,
+                             batch=(1, 1, 64), preprocessing=preprocessing)
 
     @torch.inference_mode()
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -47,12 +46,5 @@ class TorchRunner(Runner):
 
     def for_contract(self, contract: InputContract) -> TorchRunner:
         """This reference with the height and width of an artifact's contract (for `prepare`)."""
-        self.contract = InputContract(
-            height=contract.height,
-            width=contract.width,
-            size_multiple=self.contract.size_multiple,
-            dynamic_size=True,
-            batch=(1, 1, 64),
-            preprocessing=contract.preprocessing,
-        )
+        self.contract = self._contract(contract.height, contract.width, self.contract.size_multiple, contract.preprocessing)
         return self
