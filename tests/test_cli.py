@@ -92,3 +92,23 @@ def test_unreadable_image_in_predict(capsys, tmp_path):
     bad.write_bytes(b"\x89PNG broken")
     code, _, err = run_cli(capsys, "predict", str(out_dir), str(bad))
     assert_clean_error(code, err, str(bad), "not a readable image")
+
+
+def test_predict_on_a_video(capsys, tmp_path):
+    cv2 = pytest.importorskip("cv2", reason="OpenCV is the optional 'video' extra")
+    import numpy as np
+    from PIL import Image
+
+    out_dir = tmp_path / "out"
+    run_cli(capsys, "-q", "export", "--model", "demo", "--output", str(out_dir))
+    (image, label), *_ = demo_images()
+    frame = np.asarray(Image.open(image).convert("RGB"))[..., ::-1]  # OpenCV writes BGR
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+    for _ in range(6):
+        writer.write(np.ascontiguousarray(frame))
+    writer.release()
+    code, out, _ = run_cli(capsys, "-q", "predict", str(out_dir), str(path), "--every", "2", "--jsonl", "--top-k", "1")
+    rows = [json.loads(line) for line in out.strip().splitlines()]
+    assert code == 0 and [r["image"] for r in rows] == [f"{path}#0", f"{path}#2", f"{path}#4"]
+    assert all(r["top"][0]["label"] == str(label) for r in rows)
