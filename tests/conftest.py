@@ -1,66 +1,21 @@
-"""Shared fixtures: small FocalNet configurations and transformers twins with the same weights."""
+"""Test session set-up: offline, two threads; shared helpers live in helpers.py."""
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 torch.set_num_threads(2)
+sys.path.insert(0, str(Path(__file__).parent))  # `import helpers` from any test folder
+
+from helpers import small_config_dict  # noqa: E402
 
 from focalnet_edge.model import FocalNetConfig  # noqa: E402
-
-#: every switch of the config that changes the forward pass
-SWITCHES = {
-    "default": {},
-    "conv_embed": {"use_conv_embed": True},
-    "layerscale": {"use_layerscale": True, "layerscale_value": 0.5},
-    "post_layernorm": {"use_post_layernorm": True},
-    "post_layernorm_in_modulation": {"use_post_layernorm_in_modulation": True},
-    "normalize_modulator": {"normalize_modulator": True},
-    "mixed_levels": {"focal_levels": [1, 3, 2, 0], "focal_windows": [3, 5, 1, 3], "hidden_act": "relu"},
-}
-
-
-def small_config_dict(**overrides) -> dict:
-    """A 4-stage FocalNet small enough for fast tests (total stride 32, like the real ones)."""
-    base = dict(
-        embed_dim=8,
-        depths=[1, 1, 2, 1],
-        focal_levels=[2, 2, 2, 2],
-        focal_windows=[3, 3, 3, 3],
-        hidden_sizes=[16, 32, 64, 64],
-        num_labels=7,
-        image_size=64,
-        encoder_stride=32,
-        drop_path_rate=0.1,
-    )
-    base.update(overrides)
-    return base
-
-
-def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> torch.nn.Module:
-    """Give every parameter random non-trivial values (zeros and ones hide bugs)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * scale)
-    return model.eval()
-
-
-def hf_twin(hf_cls, **overrides):
-    """A transformers FocalNet with random weights and our model of the same class, same weights."""
-    transformers = pytest.importorskip("transformers")
-    from focalnet_edge.model import modeling
-    from focalnet_edge.model.weights import load_state_dict_strict
-
-    cfg = small_config_dict(**overrides)
-    hf = perturb_(getattr(transformers, hf_cls)(transformers.FocalNetConfig(**cfg)))
-    ours = getattr(modeling, hf_cls)(FocalNetConfig(**cfg))
-    load_state_dict_strict(ours, hf.state_dict(), "hf")
-    return hf, ours.eval()
 
 
 @pytest.fixture

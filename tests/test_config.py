@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import small_config_dict
+from helpers import small_config_dict
 from focalnet_edge.errors import ConfigError
 from focalnet_edge.model import FocalNetConfig
 

@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from conftest import perturb_, small_config_dict
+from helpers import perturb_, small_config_dict
 from focalnet_edge.errors import ConfigError, InputError
 from focalnet_edge.export import export_onnx, read_metadata
 from focalnet_edge.export.onnx_export import ort_outputs

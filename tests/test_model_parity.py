@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import SWITCHES, hf_twin
+from helpers import SWITCHES, hf_twin
 
 pytest.importorskip("transformers")
 
@@ -89,7 +89,7 @@ def test_tuple_outputs_match_transformers():
 def test_focalnet_tiny_shape_at_224():
     """The real focalnet-tiny configuration (28M parameters) at 224, batch 2."""
     transformers = pytest.importorskip("transformers")
-    from conftest import perturb_
+    from helpers import perturb_
 
     from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification
     from focalnet_edge.model.weights import load_state_dict_strict

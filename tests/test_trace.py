@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from conftest import SWITCHES, perturb_, small_config_dict
+from helpers import SWITCHES, perturb_, small_config_dict
 from focalnet_edge.errors import InputError
 from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification
 

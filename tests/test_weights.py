@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from conftest import hf_twin, perturb_, small_config_dict
+from helpers import hf_twin, perturb_, small_config_dict
 from focalnet_edge.errors import CheckpointError
 from focalnet_edge.model import (
     VARIANTS,
