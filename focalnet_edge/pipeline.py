@@ -1,8 +1,9 @@
 """The stages in order, over an output folder: export -> precision -> engine -> verify -> manifest.
 
 Each function takes files (or a checkpoint) and writes files; the CLI only calls them. Every
-artifact is written to a temporary path and renamed when complete, and the manifest is written
-last, so an interrupted run never leaves a half-written artifact or a manifest that lies.
+artifact is written to a temporary path and renamed when complete, and the manifest is rewritten
+after each stage listing only complete artifacts, so an interrupted run never leaves a
+half-written artifact or a manifest that lies.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import onnx
 
 from .errors import ArtifactError, InputError
 from .export import ExportResult, export_onnx
@@ -177,8 +180,6 @@ def precision_stage(
     from .calibration import build_int8, compute_ranges, convert_fp16, load_calibration_data, load_ranges, save_ranges
     from .io import sha256_file
     from .runtime.onnxruntime import read_contract
-
-    import onnx
 
     want_fp16, want_int8 = _wants(precision)
     result = PrecisionResult()
@@ -376,8 +377,6 @@ def _require_tensorrt() -> None:
 
 def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None = None) -> Path:
     """`path` inside `output_dir` as model.onnx, with focalnet-edge metadata (inferred for foreign files)."""
-    import onnx
-
     from .export import InputContract, read_metadata, set_metadata
     from .io import atomic_path
     from .model.preprocessing import ImageSpec
