@@ -112,3 +112,52 @@ def test_predict_on_a_video(capsys, tmp_path):
     rows = [json.loads(line) for line in out.strip().splitlines()]
     assert code == 0 and [r["image"] for r in rows] == [f"{path}#0", f"{path}#2", f"{path}#4"]
     assert all(r["top"][0]["label"] == str(label) for r in rows)
+
+
+def test_calibrate_our_onnx_and_reuse_the_cache(capsys, tmp_path):
+    from focalnet_edge.demo import DEMO_CALIBRATION_DIR
+
+    out_dir = tmp_path / "out"
+    run_cli(capsys, "-q", "export", "--model", "demo", "--output", str(out_dir))
+    code, out, _ = run_cli(capsys, "-q", "calibrate", str(out_dir / "model.onnx"), "--precision", "int8",
+                           "--calib-data", str(DEMO_CALIBRATION_DIR), "--no-cpu-int8")
+    assert code == 0 and "model.int8.onnx (tensorrt form): top-1 agreement" in out
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    assert set(manifest["artifacts"]) == {"model.onnx", "model.int8.onnx"}
+    assert (out_dir / "calibration.json").is_file()
+    code, out, _ = run_cli(capsys, "-q", "calibrate", str(out_dir / "model.onnx"), "--precision", "int8", "--calib-data",
+                           str(DEMO_CALIBRATION_DIR), "--calib-cache", str(out_dir / "calibration.json"), "--no-cpu-int8")
+    assert code == 0
+
+
+def test_calibrate_a_foreign_onnx_file(capsys, tmp_path):
+    """An fp32 ONNX file from another exporter (transformers' FocalNet), no focalnet-edge metadata."""
+    import warnings
+
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from helpers import hf_twin
+
+    hf, _ = hf_twin("FocalNetForImageClassification")
+
+    class Logits(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m(x).logits
+
+    foreign = tmp_path / "foreign.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Logits(hf), (torch.randn(1, 3, 64, 64),), str(foreign), input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n"}}, opset_version=17, dynamo=False)
+    code, out, _ = run_cli(capsys, "-q", "calibrate", str(foreign), "--precision", "fp16", "--output", str(tmp_path / "out"))
+    assert code == 0 and "model.fp16.onnx" in out
+    x = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
+    a = ort.InferenceSession(str(foreign), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    b = ort.InferenceSession(str(tmp_path / "out" / "model.fp16.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.abs(a - b).max() < 0.05 and (a.argmax(-1) == b.argmax(-1)).all()
