@@ -155,6 +155,8 @@ def polygraphy_compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], a
 
     G_LOGGER.module_severity = G_LOGGER.CRITICAL
     results = RunResults()
+    ref = {k: np.ascontiguousarray(v) for k, v in ref.items()}  # Polygraphy views arrays flat
+    out = {k: np.ascontiguousarray(v) for k, v in out.items()}
     results.append(("reference", [IterationResult(outputs=ref, runner_name="reference")]))
     results.append(("artifact", [IterationResult(outputs=out, runner_name="artifact")]))
     simple = getattr(pg_compare, "SimpleCompareFunc", None)

@@ -79,3 +79,15 @@ def test_image_set_errors(tmp_path):
     (tmp_path / "a.txt").write_text("x")
     with pytest.raises(InputError, match="no images found"):
         load_image_set(tmp_path)
+
+
+@pytest.mark.parametrize("head,extra", [("features", ["--out-features", "stem,stage2,stage4"]), ("probs", ["--dynamic-size"])])
+def test_build_and_verify_other_heads(tmp_path, head, extra):
+    from focalnet_edge.cli import main
+
+    out = tmp_path / "out"
+    assert main(["-q", "build", "--precision", "best", "--head", head, "--output", str(out), *extra]) == 0
+    reports = json.loads((out / "report.json").read_text())
+    assert len(reports) == 4 and all(r["passed"] for r in reports)
+    if head == "features":  # no classes: judged on cosine similarity of the feature maps
+        assert all(r["top1_agreement"] is None and r["mean_cosine"] > 0.98 for r in reports)

@@ -42,7 +42,7 @@ class TorchRunner(Runner):
     @torch.inference_mode()
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         outs = self.module(torch.from_numpy(batch).to(self.device))
-        return {n: o.float().cpu().numpy() for n, o in zip(self.output_names, outs)}
+        return {n: np.ascontiguousarray(o.float().cpu().numpy()) for n, o in zip(self.output_names, outs)}
 
     def for_contract(self, contract: InputContract) -> TorchRunner:
         """This reference with the height and width of an artifact's contract (for `prepare`)."""
