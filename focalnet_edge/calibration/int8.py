@@ -180,9 +180,23 @@ def quantize(
         act = QuantType.QUInt8
         extra = {**common, "ActivationSymmetric": False, "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]}
         ops = ["MatMul", "Gemm"]
-    quantizer = QDQQuantizer(model, True, False, QuantType.QInt8, act, tensors, nodes, exclude, ops, extra)
+    quantizer = _qdq_quantizer(QDQQuantizer, model=model, per_channel=True, reduce_range=False, weight_qType=QuantType.QInt8,
+                               activation_qType=act, tensors_range=tensors, nodes_to_quantize=nodes,
+                               nodes_to_exclude=exclude, op_types_to_quantize=ops, extra_options=extra)
     quantizer.quantize_model()
     return float_inputs_for_float_nodes(quantizer.model.model, set(nodes))
+
+
+def _qdq_quantizer(cls, **kwargs):
+    """QDQQuantizer across onnxruntime releases: before 1.18 it also took `mode` and `static`."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    if "mode" in params:
+        from onnxruntime.quantization import QuantizationMode
+
+        kwargs.update(mode=QuantizationMode.QLinearOps, static=True)
+    return cls(**kwargs)
 
 
 def float_inputs_for_float_nodes(model: onnx.ModelProto, quantized: set[str]) -> onnx.ModelProto:
