@@ -334,6 +334,8 @@ def _precision_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-io-types", dest="keep_io_types", action="store_true", default=True, help="FP16 graph with fp32 inputs/outputs (default)")
     g.add_argument("--fp16-io", dest="keep_io_types", action="store_false", help="FP16 graph with fp16 inputs/outputs")
     g.add_argument("--no-cpu-int8", dest="cpu_int8", action="store_false", help="skip the ONNX Runtime CPU form of INT8")
+    g.add_argument("--int8-float", choices=("fp16", "fp32"), default="fp16",
+                   help="type of the layers left in float in model.int8.onnx (default fp16: what TensorRT runs fast)")
 
 
 def _precision_options(args: argparse.Namespace):
@@ -346,7 +348,7 @@ def _precision_options(args: argparse.Namespace):
     return PrecisionOptions(
         calib_data=args.calib_data, calib_size=args.calib_size, seed=args.calib_seed, method=args.calib_method,
         percentile=args.calib_percentile, calib_cache=args.calib_cache, min_agreement=args.min_agreement,
-        max_fallback=args.max_fallback, keep_io_types=args.keep_io_types, cpu_int8=args.cpu_int8,
+        max_fallback=args.max_fallback, keep_io_types=args.keep_io_types, cpu_int8=args.cpu_int8, int8_float=args.int8_float,
     )
 
 

@@ -150,6 +150,7 @@ class PrecisionOptions:
     max_fallback: int = 8
     keep_io_types: bool = True
     cpu_int8: bool = True  #: also write the ONNX Runtime CPU form of INT8
+    int8_float: str = "fp16"  #: float parts of the TensorRT-form INT8 graph: fp16 (fast on GPUs) or fp32
     keep_stem_and_head: bool = True
 
 
@@ -223,8 +224,10 @@ def precision_stage(
             raise InputError("int8's accuracy gate needs held-back images: pass --calib-data along with --calib-cache")
         forms = [("tensorrt", INT8_ONNX, "int8")] + ([("cpu", INT8_CPU_ONNX, "int8-cpu")] if options.cpu_int8 else [])
         for form, name, prec in forms:
+            float_type = options.int8_float if form == "tensorrt" else "fp32"  # ORT's CPU kernels want fp32
             r = build_int8(fp32_path, output_dir / name, ranges, held.inputs, form, options.min_agreement,
-                           options.max_fallback, options.keep_stem_and_head)
+                           options.max_fallback, options.keep_stem_and_head, float_type=float_type,
+                           calibration_inputs=part.inputs if part is not None else None)
             if not r.gate_passed:
                 log.warning("int8 (%s form): agreement %.4f on %d held-back images stays under %.4f after %d blocks "
                             "back to float", form, r.agreement, r.holdout_images, r.min_agreement, len(r.kept_float))
@@ -232,7 +235,7 @@ def precision_stage(
             if manifest is not None:
                 add_artifact(manifest, output_dir, r.path, prec, "onnx",
                              requires={"runtime": "TensorRT (strongly typed) or onnxruntime" if form == "tensorrt" else "onnxruntime CPU"},
-                             int8={"form": form, "method": options.method, "gate_agreement": r.agreement,
+                             int8={"form": form, "float": float_type, "method": options.method, "gate_agreement": r.agreement,
                                    "gate_passed": r.gate_passed, "holdout_images": r.holdout_images,
                                    "kept_float": r.kept_float, "calibration": CALIBRATION})
             result.artifacts.append(name)

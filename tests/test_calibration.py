@@ -38,8 +38,12 @@ def _graph(path):
 def test_int8_tensorrt_form_rules_on_the_graph(demo_build):
     out, _ = demo_build
     m, inits, producers = _graph(out / "model.int8.onnx")
-    assert m.opset_import[0].version >= 13
+    assert m.opset_import[0].version >= 19  # float16 QuantizeLinear inputs
     assert qdq_form_problems(m) == []
+    # the layers left in float are float16 (what a strongly typed TensorRT engine runs fast)
+    ln = next(n for n in m.graph.node if n.op_type == "LayerNormalization" and "stages.0" in n.name)
+    assert inits[ln.input[1]].dtype == np.float16
+    assert all(inits[n.input[1]].dtype == np.float16 for n in m.graph.node if n.op_type == "QuantizeLinear")
     qdq = [n for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert qdq
     for n in qdq:  # int8, zero point 0
@@ -58,7 +62,7 @@ def test_int8_tensorrt_form_rules_on_the_graph(demo_build):
             assert axis == (0 if n.op_type == "Conv" else 1), "per-channel on the output-channel axis"
             assert inits[w_dq.input[1]].shape == (w.shape[axis],)
             if n.op_type == "Conv" and len(n.input) > 2:
-                assert n.input[2] in inits and inits[n.input[2]].dtype == np.float32, "float bias"
+                assert n.input[2] in inits and inits[n.input[2]].dtype in (np.float16, np.float32), "float bias"
     # the stem convolution and the classifier stay in float
     fp32, _, _ = _graph(out / "model.onnx")
     for name in stem_and_head(fp32):
@@ -104,7 +108,7 @@ def test_calibration_cache_is_reused(demo_build, tmp_path):
     # quantizing from the cached ranges gives the very graph the build wrote
     a = quantize(out / "model.onnx", ranges, "tensorrt", stem_and_head(onnx.load(str(out / "model.onnx"))))
     b = onnx.load(str(out / "model.int8.onnx"))
-    scales_a = sorted(float(numpy_helper.to_array(i).ravel()[0]) for i in a.graph.initializer if i.name.endswith("_scale"))
+    scales_a = sorted(float(np.float16(numpy_helper.to_array(i).ravel()[0])) for i in a.graph.initializer if i.name.endswith("_scale"))
     scales_b = sorted(float(numpy_helper.to_array(i).ravel()[0]) for i in b.graph.initializer if i.name.endswith("_scale"))
     assert scales_a == scales_b
 
@@ -219,3 +223,15 @@ def test_int8_without_calibration_data_is_refused(tmp_path):
     FocalNetForImageClassification(FocalNetConfig(embed_dim=8, depths=[1, 1, 1, 1], image_size=64, num_labels=3)).save_pretrained(tmp_path / "ckpt")
     with pytest.raises(InputError, match="int8 needs calibration images.*--calib-data"):
         build(BuildOptions(model=str(tmp_path / "ckpt"), output=tmp_path / "out", precision="int8"))
+
+
+def test_int8_float_fp32_keeps_opset_and_float32(demo_build, tmp_path):
+    out, _ = demo_build
+    contract = OnnxRuntimeRunner(out / "model.onnx").contract
+    cal, hold = load_calibration_data("demo", contract).split()
+    ranges = compute_ranges(out / "model.onnx", cal.inputs, "max")
+    r = build_int8(out / "model.onnx", tmp_path / "q.onnx", ranges, hold.inputs, float_type="fp32")
+    m, inits, _ = _graph(r.path)
+    assert m.opset_import[0].version == 17 and qdq_form_problems(m) == []
+    ln = next(n for n in m.graph.node if n.op_type == "LayerNormalization")
+    assert inits[ln.input[1]].dtype == np.float32 and r.gate_passed

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.version_converter
 
 from ..export.onnx_export import set_metadata
 from ..io import atomic_path
@@ -95,6 +96,41 @@ def remove_cast_round_trips(model: onnx.ModelProto) -> int:
     return len(rewired)
 
 
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+QDQ_FP16_OPSET = 19  #: QuantizeLinear takes float16 inputs from opset 19
+
+
+def to_float16(
+    model: onnx.ModelProto,
+    calibration_inputs: np.ndarray | None = None,
+    keep_io_types: bool = True,
+    keep_fp32: list[str] | None = None,
+) -> tuple[onnx.ModelProto, list[str]]:
+    """The float16 version of `model` and the nodes kept in fp32 (measured on `calibration_inputs`).
+
+    A Q/DQ graph keeps its int8 tensors: only its float parts (and the Q/DQ scales) become
+    float16, after raising the opset to 19 where QuantizeLinear takes float16.
+    """
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    keep = list(keep_fp32 or [])
+    if calibration_inputs is not None and len(calibration_inputs):
+        peak = activation_ranges(model, calibration_inputs[:64], model.graph.input[0].name)
+        keep += [n for n in nodes_to_keep_fp32(model, peak) if n not in keep]
+    if keep:
+        log.info("fp16: keeping %d nodes in fp32: %s", len(keep), ", ".join(keep[:6]) + (" ..." if len(keep) > 6 else ""))
+    if any(n.op_type in QDQ_OPS for n in model.graph.node):
+        opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        if opset < QDQ_FP16_OPSET:
+            model = onnx.version_converter.convert_version(model, QDQ_FP16_OPSET)
+    block = [op for op in DEFAULT_OP_BLOCK_LIST if op not in QDQ_OPS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fp16 = convert_float_to_float16(model, keep_io_types=keep_io_types, node_block_list=keep or None, op_block_list=block)
+    remove_cast_round_trips(fp16)
+    return fp16, keep
+
+
 def convert_fp16(
     fp32_path: str | Path,
     output: str | Path,
@@ -103,25 +139,12 @@ def convert_fp16(
     keep_fp32: list[str] | None = None,
 ) -> Fp16Result:
     """Write the float16 version of `fp32_path` to `output` (atomically)."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model = onnx.load(str(fp32_path))
-    keep = list(keep_fp32 or [])
-    if calibration_inputs is not None and len(calibration_inputs):
-        peak = activation_ranges(model, calibration_inputs[:64], model.graph.input[0].name)
-        keep += [n for n in nodes_to_keep_fp32(model, peak) if n not in keep]
-    if keep:
-        log.info("fp16: keeping %d nodes in fp32: %s", len(keep), ", ".join(keep[:6]) + (" ..." if len(keep) > 6 else ""))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fp16 = convert_float_to_float16(model, keep_io_types=keep_io_types, node_block_list=keep or None)
-    remove_cast_round_trips(fp16)
-    contract_dtype = "float32" if keep_io_types else "float16"
     from ..export.onnx_export import read_metadata
 
+    fp16, keep = to_float16(onnx.load(str(fp32_path)), calibration_inputs, keep_io_types, keep_fp32)
     meta = read_metadata(fp16)
-    if meta.get("input", {}).get("dtype") == "float32":
-        meta["input"]["dtype"] = contract_dtype
+    if meta.get("input", {}).get("dtype") == "float32" and not keep_io_types:
+        meta["input"]["dtype"] = "float16"
     set_metadata(fp16, {"precision": "fp16", "input": meta.get("input", {}), "fp16_kept_fp32": keep})
     output = Path(output)
     with atomic_path(output) as tmp:

@@ -297,15 +297,31 @@ def build_int8(
     max_fallback: int = 8,
     keep_stem_and_head: bool = True,
     progress: Callable[[str], None] | None = None,
+    float_type: str = "fp32",
+    calibration_inputs: np.ndarray | None = None,
 ) -> Int8Result:
-    """Quantize, then run the accuracy gate on `holdout` inputs; write the result atomically."""
+    """Quantize, then run the accuracy gate on `holdout` inputs; write the result atomically.
+
+    `float_type="fp16"` makes the parts left in float (and the Q/DQ scales) float16, so a
+    strongly typed TensorRT engine runs them in fp16 too; nodes whose activations measurably
+    overflow float16 on `calibration_inputs` stay fp32. The gate judges the final graph.
+    """
+    from .fp16 import to_float16
+
+    if float_type not in ("fp32", "fp16"):
+        raise ConfigError(f"int8 float type {float_type!r} not supported; expected fp32 or fp16")
     fp32 = onnx.load(str(fp32_path))
     classify = read_metadata(fp32).get("head", "logits") in ("logits", "probs")
     exclude = stem_and_head(fp32) if keep_stem_and_head else []
     ref = _outputs(_session(str(fp32_path)), holdout)
+    keep_fp32: list[str] | None = None
 
     def measure(excluded: list[str]) -> tuple[onnx.ModelProto, np.ndarray]:
+        nonlocal keep_fp32
         q = quantize(fp32_path, ranges, form, excluded)
+        if float_type == "fp16":
+            q, kept = to_float16(q, calibration_inputs if keep_fp32 is None else None, True, keep_fp32)
+            keep_fp32 = kept  # measured once, on the first graph
         return q, _outputs(_session(q), holdout)
 
     model, out = measure(exclude)
@@ -333,7 +349,8 @@ def build_int8(
                 break
     passed = score >= min_agreement
     meta = read_metadata(fp32)
-    set_metadata(model, {**{k: v for k, v in meta.items() if k != "precision"}, "precision": "int8" if form == "tensorrt" else "int8-cpu", "int8_form": form, "int8_kept_float": kept})
+    set_metadata(model, {**{k: v for k, v in meta.items() if k != "precision"}, "precision": "int8" if form == "tensorrt" else "int8-cpu",
+                         "int8_form": form, "int8_float": float_type, "int8_kept_float": kept})
     output = Path(output)
     with atomic_path(output) as tmp:
         onnx.save(model, str(tmp))
