@@ -13,7 +13,31 @@ from .model import (
     load_model,
 )
 
+_LAZY = {
+    "load": ("focalnet_edge.runtime", "load"),
+    "export_onnx": ("focalnet_edge.export", "export_onnx"),
+    "build": ("focalnet_edge.pipeline", "build"),
+    "BuildOptions": ("focalnet_edge.pipeline", "BuildOptions"),
+    "verify": ("focalnet_edge.verify", "verify"),
+}
+
+
+def __getattr__(name: str):
+    """The pipeline's entry points, imported on first use (onnx/onnxruntime load only when needed)."""
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'focalnet_edge' has no attribute {name!r}")
+
+
 __all__ = [
+    "BuildOptions",
+    "build",
+    "export_onnx",
+    "load",
+    "verify",
     "ArtifactError",
     "CheckpointError",
     "ConfigError",

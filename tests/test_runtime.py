@@ -139,3 +139,14 @@ def test_runner_specs(exported):
         (spec,) = runner.inputs
         assert (spec.name, spec.dtype, spec.shape) == ("pixel_values", "float32", ("batch", 3, 64, 64))
         assert runner.outputs[0].name == "logits"
+
+
+def test_public_api_reexports_the_entry_points():
+    import focalnet_edge
+    import focalnet_edge.pipeline
+    import focalnet_edge.runtime
+
+    assert focalnet_edge.load is focalnet_edge.runtime.load
+    assert focalnet_edge.build is focalnet_edge.pipeline.build
+    with pytest.raises(AttributeError):
+        focalnet_edge.nothing_here  # noqa: B018
