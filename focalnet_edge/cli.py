@@ -88,12 +88,9 @@ def _artifact_info(path: Path) -> dict:
             "versions": m.get("versions"),
         }
     if path.suffix == ".onnx":
-        import onnx
+        from .export.onnx_export import load_onnx
 
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as e:
-            raise ArtifactError(f"{path}: not a readable ONNX file ({e.__class__.__name__})") from None
+        model = load_onnx(path, external_data=False)
         facts = {"file": str(path), "nodes": len(model.graph.node), "opset": model.opset_import[0].version,
                  "inputs": [i.name for i in model.graph.input], "outputs": [o.name for o in model.graph.output]}
         facts.update(read_metadata(model))

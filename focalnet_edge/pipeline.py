@@ -384,12 +384,9 @@ def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None 
     from .io import atomic_path
     from .model.preprocessing import ImageSpec
 
-    try:
-        model = onnx.load(str(path))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such ONNX file") from None
-    except Exception as e:
-        raise InputError(f"{path}: not a readable ONNX file ({e.__class__.__name__})") from None
+    from .export.onnx_export import load_onnx
+
+    model = load_onnx(path)
     if "input" not in read_metadata(model):
         inp = model.graph.input[0]
         dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]

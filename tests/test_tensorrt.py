@@ -9,7 +9,6 @@ import sys
 import types
 from pathlib import Path
 
-import onnx
 import pytest
 from onnx import TensorProto, helper
 

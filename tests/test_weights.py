@@ -7,11 +7,10 @@ import re
 import pytest
 import torch
 
-from helpers import hf_twin, perturb_, small_config_dict
+from helpers import hf_twin
 from focalnet_edge.errors import CheckpointError
 from focalnet_edge.model import (
     VARIANTS,
-    FocalNetConfig,
     FocalNetForImageClassification,
     FocalNetModel,
     load_checkpoint,

@@ -87,6 +87,16 @@ def set_metadata(model: onnx.ModelProto, facts: dict[str, Any]) -> None:
         prop.value = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
+def load_onnx(path: str | Path, external_data: bool = True) -> onnx.ModelProto:
+    """`onnx.load`, with a one-line `ArtifactError` naming the file when it is missing or unreadable."""
+    try:
+        return onnx.load(str(path), load_external_data=external_data)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: no such ONNX file") from None
+    except Exception as e:  # protobuf DecodeError and friends
+        raise ArtifactError(f"{path}: not a readable ONNX file ({e.__class__.__name__})") from None
+
+
 def read_metadata(model: onnx.ModelProto) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for p in model.metadata_props:

@@ -11,7 +11,7 @@ import onnx
 
 from ..errors import ArtifactError
 from ..export.contract import InputContract
-from ..export.onnx_export import read_metadata
+from ..export.onnx_export import load_onnx, read_metadata
 from .base import Runner, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -50,12 +50,7 @@ class OnnxRuntimeRunner(Runner):
         import onnxruntime as ort
 
         self.path = Path(path)
-        try:
-            model = onnx.load(str(self.path), load_external_data=False)
-        except FileNotFoundError:
-            raise ArtifactError(f"{self.path}: no such ONNX file") from None
-        except Exception as e:  # protobuf DecodeError and friends
-            raise ArtifactError(f"{self.path}: not a readable ONNX file ({e.__class__.__name__})") from None
+        model = load_onnx(self.path, external_data=False)
         self.contract, meta = read_contract(model, self.path)
         self.head = meta.get("head", "logits")
         self.labels = {int(k): v for k, v in meta.get("labels", {}).items()}

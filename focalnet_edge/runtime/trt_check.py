@@ -14,7 +14,6 @@ from pathlib import Path
 
 import onnx
 
-from ..errors import ArtifactError
 
 F = ("FLOAT", "FLOAT16", "BFLOAT16")
 I = ("INT32", "INT64")  # noqa: E741
@@ -127,11 +126,6 @@ def check_model(model: onnx.ModelProto) -> list[Finding]:
 
 
 def check_onnx(path: str | Path) -> list[Finding]:
-    path = Path(path)
-    try:
-        model = onnx.load(str(path))
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: no such ONNX file") from None
-    except Exception as e:
-        raise ArtifactError(f"{path}: not a readable ONNX file ({e.__class__.__name__})") from None
-    return check_model(model)
+    from ..export.onnx_export import load_onnx
+
+    return check_model(load_onnx(path))
