@@ -33,6 +33,7 @@ def session(path, profile=False):
     so = ort.SessionOptions()
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.enable_profiling = profile
+    so.profile_file_prefix = str(Path(tempfile.gettempdir()) / "focalnet_edge_ort_profile")  # not into the repo
     so.log_severity_level = 3
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
