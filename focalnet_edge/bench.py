@@ -12,7 +12,7 @@ import numpy as np
 from .errors import ArtifactError
 from .export.onnx_export import sample_input
 from .manifest import read_manifest
-from .runtime.loader import _kind, _tensorrt_usable, load
+from .runtime.loader import load, runnable_here
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def bench_folder(path: Path, artifact: str | None, batches: list[int], warmup: i
             pass
     elif path.is_dir():
         entries = read_manifest(path)["artifacts"]
-        names = [artifact] if artifact else [n for n, e in entries.items() if _kind(e) != "engine" or _tensorrt_usable()]
+        names = [artifact] if artifact else [n for n, e in entries.items() if runnable_here(e)]
         unknown = [n for n in names if n not in entries]
         if unknown:
             raise ArtifactError(f"{path}: no artifact {unknown[0]!r}; it has {', '.join(entries)}")

@@ -19,7 +19,7 @@ import onnx
 from .errors import ArtifactError, InputError
 from .export import ExportResult, export_onnx
 from .io import atomic_write_text
-from .manifest import add_artifact, check_artifact, new_manifest, read_manifest, write_manifest
+from .manifest import add_artifact, new_manifest, read_manifest, write_manifest
 from .model.weights import Checkpoint, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -98,20 +98,19 @@ def verify_stage(
     progress: bool = False,
 ) -> VerifyResult:
     """Verify artifacts of `output_dir` against the PyTorch reference; record figures in the manifest."""
-    from .runtime.loader import load
+    from .runtime.loader import load, runnable_here
     from .verify import verify
 
     output_dir = Path(output_dir)
     manifest = read_manifest(output_dir)
     reference = reference or reference_for(manifest)
-    names = artifacts or [n for n, e in manifest["artifacts"].items() if e["format"] == "onnx" or _engine_runs(e)]
+    names = artifacts or [n for n, e in manifest["artifacts"].items() if runnable_here(e)]
     result = VerifyResult()
     for name in names:
         entry = manifest["artifacts"].get(name)
         if entry is None:
             raise ArtifactError(f"{output_dir}: no artifact {name!r} in the manifest")
-        check_artifact(output_dir, entry)
-        with load(output_dir / name) as runner:
+        with load(output_dir / name) as runner:  # checks the sha256 against the manifest
             if hasattr(reference, "for_contract"):  # the reference takes the artifact's image size
                 reference.for_contract(runner.contract)
             report = verify(runner, reference, images, entry["precision"], thresholds, progress=progress)
@@ -121,16 +120,6 @@ def verify_stage(
     write_manifest(output_dir, manifest)
     atomic_write_text(output_dir / REPORT, json.dumps([r.to_dict() for r in result.reports], indent=2) + "\n")
     return result
-
-
-def _engine_runs(entry: dict[str, Any]) -> bool:
-    if entry.get("format") != "tensorrt-plan":
-        return False
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # -- precision ---------------------------------------------------------------------------------------
@@ -287,7 +276,9 @@ def build(options: BuildOptions, progress: bool = False) -> BuildResult:
 
     _wants(options.precision)  # reject a bad precision before any work
     if options.backend == "tensorrt":
-        _require_tensorrt()
+        from .runtime.tensorrt import require_tensorrt
+
+        require_tensorrt()
     ckpt = load_checkpoint(options.model, variant=options.variant)
     out = Path(options.output) if options.output else default_output_dir(options.model)
     notes: list[str] = []
@@ -353,11 +344,11 @@ def engine_stage(output_dir: Path, manifest: dict[str, Any], options: BuildOptio
     notes = tensorrt_check_stage(output_dir, manifest)
     if options.backend == "onnxruntime":
         return notes
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
+    from .runtime.tensorrt import require_tensorrt, tensorrt_available
+
+    if not tensorrt_available():
         if options.backend == "tensorrt":
-            _require_tensorrt()
+            require_tensorrt()
         return notes + ["engines: TensorRT is not installed here, so the ONNX artifacts were written and verified; "
                         "build the engines on the target with `focalnet-edge build --backend tensorrt`"]
     from .runtime.tensorrt import build_engines, gpu_info
@@ -365,17 +356,6 @@ def engine_stage(output_dir: Path, manifest: dict[str, Any], options: BuildOptio
     if options.backend == "auto" and gpu_info()["gpu"] == "unknown":
         return notes + ["engines: TensorRT is installed but no CUDA GPU was found; the ONNX artifacts were written and verified"]
     return notes + build_engines(output_dir, manifest, options.engine)
-
-
-def _require_tensorrt() -> None:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        raise InputError(
-            "--backend tensorrt needs TensorRT: on JetPack 7 or a desktop, pip install 'focalnet-edge[gpu]' "
-            "(tensorrt, cuda-python); on JetPack 6, apt install python3-libnvinfer and use a venv created "
-            "with --system-site-packages"
-        ) from None
 
 
 def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None = None) -> Path:

@@ -24,6 +24,12 @@ from .outputs import (
     FocalNetModelOutput,
 )
 
+class QuickGELU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+#: config.hidden_act -> module, the activations of transformers' ACT2FN that FocalNet configs use
 _ACT = {
     "gelu": nn.GELU,
     "gelu_python": nn.GELU,
@@ -31,18 +37,10 @@ _ACT = {
     "relu": nn.ReLU,
     "silu": nn.SiLU,
     "swish": nn.SiLU,
-    "quick_gelu": None,  # filled below
+    "quick_gelu": QuickGELU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
 }
-
-
-class QuickGELU(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
-
-
-_ACT["quick_gelu"] = QuickGELU
 
 
 def _is_tracing() -> bool:

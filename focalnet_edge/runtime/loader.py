@@ -29,12 +29,11 @@ def _has_gpu_provider() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def _tensorrt_usable() -> bool:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def runnable_here(entry: dict) -> bool:
+    """ONNX files run everywhere (ONNX Runtime); engines only where TensorRT imports."""
+    from .tensorrt import tensorrt_available
+
+    return _kind(entry) != "engine" or tensorrt_available()
 
 
 def choose_artifact(manifest: dict, name: str | None = None) -> dict:
@@ -48,10 +47,12 @@ def choose_artifact(manifest: dict, name: str | None = None) -> dict:
                 return entry
         raise ArtifactError(f"no artifact {name!r} here; the folder has {', '.join(sorted(entries))}")
     passed = [e for e in entries.values() if e.get("verification", {}).get("passed", True)]
-    runnable = [e for e in passed or entries.values() if _kind(e) != "engine" or _tensorrt_usable()]
+    runnable = [e for e in passed or entries.values() if runnable_here(e)]
     if not runnable:
         raise ArtifactError(f"no artifact here runs on this machine (engines need TensorRT): {', '.join(sorted(entries))}")
-    order = GPU_ORDER if _has_gpu_provider() or _tensorrt_usable() else CPU_ORDER
+    from .tensorrt import tensorrt_available
+
+    order = GPU_ORDER if _has_gpu_provider() or tensorrt_available() else CPU_ORDER
     return min(runnable, key=lambda e: order.index(_kind(e)) if _kind(e) in order else len(order))
 
 

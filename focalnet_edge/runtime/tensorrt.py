@@ -119,13 +119,23 @@ def config_plan(contract: InputContract, options: EngineOptions, trt_version: st
     return plan
 
 
-def _trt():
+def tensorrt_available() -> bool:
+    """Whether `import tensorrt` works here (no GPU check)."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_tensorrt():
+    """The tensorrt module, or one clear `InputError` saying how to install it on each platform."""
     try:
         import tensorrt as trt
     except ImportError:
         raise InputError(
-            "TensorRT is not installed: on JetPack 7 or a desktop, pip install 'focalnet-edge[gpu]'; on JetPack 6, "
-            "apt install python3-libnvinfer and use a venv made with --system-site-packages"
+            "TensorRT is not installed: on JetPack 7 or a desktop, pip install 'focalnet-edge[gpu]' (tensorrt, "
+            "cuda-python); on JetPack 6, apt install python3-libnvinfer and use a venv made with --system-site-packages"
         ) from None
     return trt
 
@@ -195,7 +205,7 @@ def _create_config(plan: dict[str, Any], trt):
 def build_engine(onnx_path: Path, engine_path: Path, contract: InputContract, precision: str, options: EngineOptions,
                  timing_cache: Path | None = None) -> dict[str, Any]:
     """Build one raw plan file (no header) from `onnx_path`, atomically; return its manifest facts."""
-    trt = _trt()
+    trt = require_tensorrt()
     from polygraphy.backend.trt import EngineFromNetwork, NetworkFromOnnxPath, SaveEngine
 
     from ..io import atomic_path
@@ -268,7 +278,7 @@ def build_engines(output_dir: Path, manifest: dict[str, Any], options: EngineOpt
 
 def check_engine_compatibility(requires: dict[str, Any], path: Path) -> None:
     """Refuse, before TensorRT does, an engine built for another TensorRT version or GPU."""
-    trt = _trt()
+    trt = require_tensorrt()
     here = {"tensorrt": trt.__version__, **gpu_info()}
     built = requires.get("tensorrt")
     # a version-compatible plan runs on the same or a later TensorRT (TensorRT's engine compatibility
@@ -302,7 +312,7 @@ class TensorRTRunner(Runner):
     def __init__(self, path: str | os.PathLike, requires: dict[str, Any] | None = None, contract: dict[str, Any] | None = None,
                  labels: dict[str, str] | None = None, head: str = "logits", outputs: list[str] | None = None, precision: str = "fp32") -> None:
         self.path = Path(path)
-        _trt()  # a clear error where TensorRT is missing, before anything else
+        require_tensorrt()  # a clear error where TensorRT is missing, before anything else
         if requires is None or contract is None:
             requires, contract, labels, head, outputs, precision = _facts_from_manifest(self.path)
         check_engine_compatibility(requires, self.path)
