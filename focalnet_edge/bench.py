@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError
-from .export.onnx_export import sample_input
 from .manifest import read_manifest
 from .runtime.loader import load, runnable_here
 
@@ -18,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def bench_runner(runner, batch: int, warmup: int, iterations: int) -> dict[str, float]:
-    x = sample_input(runner.contract, batch)
+    x = runner.contract.sample_input(batch)
     for _ in range(warmup):
         runner(x)
     times = []

@@ -47,7 +47,7 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def _engine_options(args: argparse.Namespace):
-    from .export import parse_image_size
+    from .contract import parse_image_size
     from .runtime.tensorrt import EngineOptions
 
     sizes = None
@@ -68,7 +68,7 @@ def _engine_options(args: argparse.Namespace):
 
 
 def _artifact_info(path: Path) -> dict:
-    from .export import read_metadata
+    from .onnx_io import read_metadata
     from .manifest import MANIFEST, read_manifest
 
     if path.is_dir():
@@ -88,7 +88,7 @@ def _artifact_info(path: Path) -> dict:
             "versions": m.get("versions"),
         }
     if path.suffix == ".onnx":
-        from .export.onnx_export import load_onnx
+        from .onnx_io import load_onnx
 
         model = load_onnx(path, external_data=False)
         facts = {"file": str(path), "nodes": len(model.graph.node), "opset": model.opset_import[0].version,
@@ -160,7 +160,8 @@ EPILOG_PREDICT = """examples:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    from .export import HEADS, SIMPLIFIERS
+    from .contract import HEADS
+    from .export.simplify import SIMPLIFIERS
 
     g = p.add_argument_group("export")
     g.add_argument("--image-size", default=None, metavar="H[xW]", help="input size (default: the checkpoint's)")
@@ -180,7 +181,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 
 def _export_options(args: argparse.Namespace):
-    from .export import parse_batch, parse_image_size
+    from .contract import parse_batch, parse_image_size
     from .pipeline import ExportOptions
 
     return ExportOptions(
@@ -384,7 +385,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .export import parse_image_size
+    from .contract import parse_image_size
     from .manifest import read_manifest
     from .pipeline import adopt_onnx, precision_stage
 

@@ -360,11 +360,12 @@ def engine_stage(output_dir: Path, manifest: dict[str, Any], options: BuildOptio
 
 def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None = None) -> Path:
     """`path` inside `output_dir` as model.onnx, with focalnet-edge metadata (inferred for foreign files)."""
-    from .export import InputContract, read_metadata, set_metadata
+    from .contract import InputContract
+    from .onnx_io import read_metadata, set_metadata
     from .io import atomic_path
     from .model.preprocessing import ImageSpec
 
-    from .export.onnx_export import load_onnx
+    from .onnx_io import load_onnx
 
     model = load_onnx(path)
     if "input" not in read_metadata(model):

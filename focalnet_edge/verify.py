@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .metrics import cosine, topk_agreement
 from .model.preprocessing import IMAGE_SUFFIXES, to_pil
-from .runtime.base import Runner, frames_from_images, inputs_from_frames, reference_inputs
+from .runtime.base import Runner
 
 log = logging.getLogger(__name__)
 
@@ -131,21 +132,6 @@ class Report:
         return asdict(self)
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a = a.reshape(len(a), -1).astype(np.float64)
-    b = b.reshape(len(b), -1).astype(np.float64)
-    num = (a * b).sum(1)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return float(np.mean(np.where(den > 0, num / np.maximum(den, 1e-30), 1.0)))
-
-
-def _topk_agreement(ref: np.ndarray, out: np.ndarray, k: int) -> float:
-    """Share of rows whose reference top-1 class is among the artifact's top-k."""
-    top_ref = ref.argmax(-1)
-    top_out = np.argsort(-out, axis=-1, kind="stable")[:, :k]
-    return float(np.mean([t in row for t, row in zip(top_ref, top_out)]))
-
-
 def polygraphy_compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], atol: float) -> tuple[bool, float]:
     """Polygraphy's element-wise comparison: (passed within atol, max abs difference)."""
     from polygraphy.comparator import Comparator, RunResults
@@ -153,7 +139,6 @@ def polygraphy_compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], a
     from polygraphy.comparator.struct import IterationResult
     from polygraphy.logger import G_LOGGER
 
-    G_LOGGER.module_severity = G_LOGGER.CRITICAL
     results = RunResults()
     ref = {k: np.ascontiguousarray(v) for k, v in ref.items()}  # Polygraphy views arrays flat
     out = {k: np.ascontiguousarray(v) for k, v in out.items()}
@@ -161,7 +146,8 @@ def polygraphy_compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], a
     results.append(("artifact", [IterationResult(outputs=out, runner_name="artifact")]))
     simple = getattr(pg_compare, "SimpleCompareFunc", None)
     func = simple(atol=atol, rtol=0.0) if simple else pg_compare.CompareFunc.simple(atol=atol, rtol=0.0)
-    accuracy = Comparator.compare_accuracy(results, compare_func=func)
+    with G_LOGGER.verbosity(G_LOGGER.CRITICAL):  # quiet for this call only; the global level stays the user's
+        accuracy = Comparator.compare_accuracy(results, compare_func=func)
     # Polygraphy < 0.53 returns one AccuracyResult (a dict), newer releases a list of them
     result = accuracy if hasattr(accuracy, "values") else accuracy[0]
     per_output = next(iter(result.values()))[0]
@@ -182,11 +168,11 @@ def compare_outputs(
     thr = dict(THRESHOLDS.get(precision, THRESHOLDS["fp32"]), **(thresholds or {}))
     out = {k: v.astype(np.float32) for k, v in out.items()}
     elementwise, max_abs = polygraphy_compare(ref, out, thr["max_abs"] if thr["max_abs"] is not None else np.inf)
-    cos = min(_cosine(ref[k], out[k]) for k in ref)
+    cos = min(cosine(ref[k], out[k]) for k in ref)
     top1 = top5 = acc = ref_acc = None
     if classify:
         name = next(iter(ref))
-        top1, top5 = _topk_agreement(ref[name], out[name], 1), _topk_agreement(ref[name], out[name], 5)
+        top1, top5 = topk_agreement(ref[name], out[name], 1), topk_agreement(ref[name], out[name], 5)
         if labels is not None:
             y = np.asarray(labels)
             acc = float((out[name].argmax(-1) == y).mean())
@@ -238,9 +224,9 @@ def verify(
                     log.warning("skipped %s", e)
             if not chunk:
                 continue
-            frames = frames_from_images(chunk, runner.contract)
-        out_parts.append(runner.run(inputs_from_frames(frames, runner.contract)))
-        ref_parts.append(reference.run(reference_inputs(frames, runner.contract)))
+            frames = runner.contract.frames_from_images(chunk)
+        out_parts.append(runner.run(runner.contract.inputs_from_frames(frames)))
+        ref_parts.append(reference.run(runner.contract.reference_inputs(frames)))
         kept.extend(idx)
     if not kept:
         raise InputError("no readable image to verify with")

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..export.contract import InputContract
-from ..runtime.base import inputs_from_frames, reference_inputs
+from ..contract import InputContract
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +33,6 @@ class CalibrationSet:
 
     def __len__(self) -> int:
         return len(self.inputs)
-
-    def reference_inputs(self, contract: InputContract) -> np.ndarray:
-        """Float pixel values for the PyTorch reference (NCHW)."""
-        if self.frames is None:
-            if contract.fused_preprocess:
-                raise InputError(f"{self.source}: an .npz of preprocessed arrays can't calibrate a fused-preprocessing graph")
-            return self.inputs
-        return reference_inputs(self.frames, contract)
 
     def split(self, holdout: float = 0.2, minimum: int = 8, seed: int = 0) -> tuple[CalibrationSet, CalibrationSet]:
         """(calibration part, held-back part); the held-back part judges the INT8 graph."""
@@ -120,7 +111,7 @@ def _from_folder(folder: Path, contract: InputContract, size: int | None, seed: 
     if not frames:
         raise InputError(f"{folder}: no usable calibration image (looked for {', '.join(CALIB_IMAGE_SUFFIXES)})")
     stacked = np.stack(frames)
-    return CalibrationSet(inputs_from_frames(stacked, contract), stacked, str(folder), skipped)
+    return CalibrationSet(contract.inputs_from_frames(stacked), stacked, str(folder), skipped)
 
 
 def _from_video(path: Path, contract: InputContract, size: int, progress: bool) -> CalibrationSet:
@@ -147,7 +138,7 @@ def _from_video(path: Path, contract: InputContract, size: int, progress: bool) 
     if not frames:
         raise InputError(f"{path}: no frame could be decoded")
     stacked = np.stack(frames)
-    return CalibrationSet(inputs_from_frames(stacked, contract), stacked, str(path))
+    return CalibrationSet(contract.inputs_from_frames(stacked), stacked, str(path))
 
 
 def _from_npz(path: Path, contract: InputContract, size: int | None, seed: int) -> CalibrationSet:

@@ -18,15 +18,15 @@ import torch
 from .. import __version__
 from ..errors import ArtifactError, ConfigError
 from ..io import atomic_path
+from ..onnx_io import ort_session, set_metadata
 from ..model.preprocessing import ImageSpec
 from ..model.weights import Checkpoint
-from .contract import InputContract
+from ..contract import InputContract
 from .heads import FusedPreprocess, build_head
 from .simplify import simplify
 
 log = logging.getLogger(__name__)
 MIN_OPSET = 17
-META_PREFIX = "focalnet_edge."
 
 
 @dataclass
@@ -52,60 +52,12 @@ def _spec_for_size(spec: ImageSpec, height: int, width: int) -> ImageSpec:
     return new
 
 
-def sample_input(contract: InputContract, batch: int, seed: int = 0) -> np.ndarray:
-    """A deterministic input that fits `contract` (random frames, or random normalised pixels)."""
-    rng = np.random.default_rng(seed)
-    shape = contract.shape(batch)
-    shape = [contract.height if s == "height" else contract.width if s == "width" else s for s in shape]
-    if contract.fused_preprocess:  # raw pixel values 0..255, as uint8 or float
-        return rng.integers(0, 256, shape, dtype=np.uint8).astype(contract.dtype)
-    return rng.standard_normal(shape).astype(contract.dtype)
-
-
 def ort_outputs(model: onnx.ModelProto | bytes | str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.log_severity_level = 3
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"]).run(None, feed)
+    return ort_session(model).run(None, feed)
 
 
 def _max_abs(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return max(float(np.abs(x.astype(np.float64) - y.astype(np.float64)).max()) for x, y in zip(a, b))
-
-
-def set_metadata(model: onnx.ModelProto, facts: dict[str, Any]) -> None:
-    """Write `facts` into metadata_props under the focalnet_edge. prefix (JSON for non-strings)."""
-    keep = [p for p in model.metadata_props if not p.key.startswith(META_PREFIX) or p.key[len(META_PREFIX):] not in facts]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    for key, value in facts.items():
-        prop = model.metadata_props.add()
-        prop.key = META_PREFIX + key
-        prop.value = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-
-
-def load_onnx(path: str | Path, external_data: bool = True) -> onnx.ModelProto:
-    """`onnx.load`, with a one-line `ArtifactError` naming the file when it is missing or unreadable."""
-    try:
-        return onnx.load(str(path), load_external_data=external_data)
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: no such ONNX file") from None
-    except Exception as e:  # protobuf DecodeError and friends
-        raise ArtifactError(f"{path}: not a readable ONNX file ({e.__class__.__name__})") from None
-
-
-def read_metadata(model: onnx.ModelProto) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for p in model.metadata_props:
-        if p.key.startswith(META_PREFIX):
-            try:
-                out[p.key[len(META_PREFIX):]] = json.loads(p.value)
-            except ValueError:
-                out[p.key[len(META_PREFIX):]] = p.value
-    return out
 
 
 def export_onnx(
@@ -163,11 +115,11 @@ def export_onnx(
     outputs = module.output_names
 
     trace_batch = 2 if dynamic_batch else batch[1]
-    x = sample_input(contract, trace_batch)
+    x = contract.sample_input(trace_batch)
     axes: dict[str, dict[int, str]] = {}
     in_axes: dict[int, str] = {0: "batch"} if dynamic_batch else {}
     if dynamic_size:
-        hw = (2, 3) if layout == "NCHW" else (1, 2)
+        hw = contract.spatial_axes
         in_axes.update({hw[0]: "height", hw[1]: "width"})
     if in_axes:
         axes[contract.name] = in_axes

@@ -1,6 +1,6 @@
 """One `Runner` protocol over ONNX Runtime, TensorRT and the PyTorch reference; `load(path)`."""
 
-from .base import Runner, TensorSpec, prepare_inputs, reference_inputs
+from .base import Runner, TensorSpec
 from .loader import choose_artifact, load
 from .onnxruntime import OnnxRuntimeRunner
 from .torch import TorchRunner
@@ -12,6 +12,4 @@ __all__ = [
     "TorchRunner",
     "choose_artifact",
     "load",
-    "prepare_inputs",
-    "reference_inputs",
 ]

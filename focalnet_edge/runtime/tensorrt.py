@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError, ConfigError, InputError
-from ..export.contract import InputContract
+from ..contract import InputContract
 from .base import Runner, _is_torch
 
 log = logging.getLogger(__name__)
