@@ -166,8 +166,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("export")
     g.add_argument("--image-size", default=None, metavar="H[xW]", help="input size (default: the checkpoint's)")
     g.add_argument("--batch", default="1:1:32", metavar="MIN:OPT:MAX", help="batch range (default 1:1:32); N means 1:N:N")
-    g.add_argument("--dynamic-batch", dest="dynamic_batch", action="store_true", default=True, help="dynamic batch axis (default)")
-    g.add_argument("--static-batch", dest="dynamic_batch", action="store_false", help="fixed batch OPT")
+    g.add_argument("--static-batch", dest="dynamic_batch", action="store_false", help="fixed batch OPT (default: a dynamic batch axis)")
     g.add_argument("--dynamic-size", action="store_true", help="dynamic height and width (multiples of the model's stride)")
     g.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
     g.add_argument("--head", choices=HEADS, default="logits", help="graph outputs (default logits)")
@@ -318,7 +317,8 @@ EPILOG_CALIBRATE = """examples:
 
 
 def _precision_args(p: argparse.ArgumentParser) -> None:
-    from .calibration import METHODS
+    from .artifacts import INT8_MIN_AGREEMENT
+    from .calibration.int8 import METHODS
 
     g = p.add_argument_group("precision and calibration")
     g.add_argument("--calib-data", default=None, metavar="SRC", help="image folder, video file or .npz (the demo brings its own)")
@@ -327,10 +327,11 @@ def _precision_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calib-method", choices=METHODS, default="max", help="INT8 range method (default max)")
     g.add_argument("--calib-percentile", type=float, default=99.99, help="percentile for --calib-method percentile")
     g.add_argument("--calib-cache", default=None, metavar="JSON", help="reuse (or write) calibration ranges")
-    g.add_argument("--min-agreement", type=float, default=0.99, help="INT8 gate: top-1 agreement on held-back images (default 0.99)")
+    g.add_argument("--min-agreement", type=float, default=INT8_MIN_AGREEMENT,
+                   help=f"INT8 gate: top-1 agreement on held-back images (default {INT8_MIN_AGREEMENT})")
     g.add_argument("--max-fallback", type=int, default=8, help="INT8 gate: blocks it may move back to float (default 8)")
-    g.add_argument("--keep-io-types", dest="keep_io_types", action="store_true", default=True, help="FP16 graph with fp32 inputs/outputs (default)")
-    g.add_argument("--fp16-io", dest="keep_io_types", action="store_false", help="FP16 graph with fp16 inputs/outputs")
+    g.add_argument("--fp16-io", dest="keep_io_types", action="store_false",
+                   help="FP16 graph with fp16 inputs/outputs (default: fp32 inputs/outputs)")
     g.add_argument("--no-cpu-int8", dest="cpu_int8", action="store_false", help="skip the ONNX Runtime CPU form of INT8")
     g.add_argument("--int8-float", choices=("fp16", "fp32"), default="fp16",
                    help="type of the layers left in float in model.int8.onnx (default fp16: what TensorRT runs fast)")
@@ -390,8 +391,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .pipeline import adopt_onnx, precision_stage
 
     src = Path(args.onnx)
-    if args.precision not in ("fp16", "int8"):
-        raise ConfigError(f"--precision {args.precision} not accepted: calibrate makes fp16 or int8")
     out = Path(args.output) if args.output else src.parent
     fp32 = adopt_onnx(src, out, parse_image_size(args.image_size))
     try:
@@ -464,6 +463,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .artifacts import BUILD_PRECISIONS
+
+    # -v/-q are accepted before and after the command; SUPPRESS keeps the command's parser from
+    # resetting what was given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logs, and tracebacks on errors")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="warnings and errors only, no progress bars")
     parser = _Parser(
         prog="focalnet-edge",
         description="FocalNet from PyTorch to verified ONNX Runtime and TensorRT inference.",
@@ -473,24 +479,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("info", help="what a model, an output folder or an artifact holds", epilog=EPILOG_INFO,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+
+    p = command("info", help="what a model, an output folder or an artifact holds", epilog=EPILOG_INFO)
     p.add_argument("path", nargs="?", default=None, help="an output folder or artifact (else --model is described)")
     _model_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("export", help="export a checkpoint to ONNX (model.onnx + manifest.json)",
-                       epilog=EPILOG_EXPORT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command("export", help="export a checkpoint to ONNX (model.onnx + manifest.json)",
+                       epilog=EPILOG_EXPORT)
     _model_args(p)
     p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default ./focalnet-edge-out/<model>)")
     _export_args(p)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("build", help="export, precision, engines, verification: the whole pipeline",
-                       epilog=EPILOG_BUILD, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command("build", help="export, precision, engines, verification: the whole pipeline",
+                       epilog=EPILOG_BUILD)
     _model_args(p)
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8", "best"), default="fp16", help="default fp16; best: fp16 and int8")
+    p.add_argument("--precision", choices=tuple(BUILD_PRECISIONS), default="fp16", help="default fp16; best: fp16 and int8")
     p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default ./focalnet-edge-out/<model>)")
     p.add_argument("--images", default=None, help="verification images (folder per class gives accuracy)")
     p.add_argument("--labels", default=None, help="CSV of relative/path,label rows for --images")
@@ -501,17 +510,17 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_args(p)
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("calibrate", help="fp16 or int8 graph of an existing ONNX file",
-                       epilog=EPILOG_CALIBRATE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command("calibrate", help="fp16 or int8 graph of an existing ONNX file",
+                       epilog=EPILOG_CALIBRATE)
     p.add_argument("onnx", help="an fp32 ONNX file (from focalnet-edge export or another exporter)")
-    p.add_argument("--precision", default="int8", help="int8 (default) or fp16")
+    p.add_argument("--precision", choices=("int8", "fp16"), default="int8", help="int8 (default) or fp16")
     p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default: the file's folder)")
     p.add_argument("--image-size", default=None, metavar="H[xW]", help="input size of a foreign file with dynamic height/width")
     _precision_args(p)
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("verify", help="compare artifacts with the PyTorch reference on images",
-                       epilog=EPILOG_VERIFY, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command("verify", help="compare artifacts with the PyTorch reference on images",
+                       epilog=EPILOG_VERIFY)
     p.add_argument("path", help="an output folder, or one artifact in it")
     p.add_argument("--images", default="demo", help="image folder (folder per class gives accuracy); default: the demo's")
     p.add_argument("--labels", default=None, help="CSV of relative/path,label rows")
@@ -521,8 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("predict", help="top-k labels for images",
-                       epilog=EPILOG_PREDICT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command("predict", help="top-k labels for images",
+                       epilog=EPILOG_PREDICT)
     p.add_argument("path", help="an output folder or an artifact")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--top-k", type=int, default=5)
@@ -532,14 +541,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=1, metavar="N", help="for videos: every Nth frame (default 1)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("check", help="will TensorRT's ONNX parser take this file? (runs without TensorRT)",
-                       epilog=EPILOG_CHECK, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command("check", help="will TensorRT's ONNX parser take this file? (runs without TensorRT)",
+                       epilog=EPILOG_CHECK)
     p.add_argument("onnx", help="an ONNX file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("bench", help="latency p50/p90/p99 and throughput per artifact and batch size",
-                       epilog=EPILOG_BENCH, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command("bench", help="latency p50/p90/p99 and throughput per artifact and batch size",
+                       epilog=EPILOG_BENCH)
     p.add_argument("path", help="an output folder or an artifact")
     p.add_argument("--artifact", default=None, help="only this artifact (default: all this machine runs)")
     p.add_argument("--batch", default="1,8", help="batch sizes, e.g. 1,8 (default)")

@@ -14,22 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from . import artifacts
 from .errors import InputError
-from .metrics import cosine, topk_agreement
+from .metrics import cosine, sqnr_db, topk_agreement
 from .model.preprocessing import IMAGE_SUFFIXES, to_pil
 from .runtime.base import Runner
 
 log = logging.getLogger(__name__)
-
-#: pass/fail per precision: max abs error of the outputs (None: not checked), mean cosine
-#: similarity, top-1 agreement with the reference, and the largest accuracy drop (points)
-THRESHOLDS: dict[str, dict[str, float | None]] = {
-    "fp32": {"max_abs": 1e-4, "min_cosine": 0.99999, "min_top1": 1.0, "max_accuracy_drop": 0.0},
-    "fp16": {"max_abs": None, "min_cosine": 0.999, "min_top1": 0.995, "max_accuracy_drop": 0.5},
-    "int8": {"max_abs": None, "min_cosine": 0.98, "min_top1": 0.99, "max_accuracy_drop": 0.5},
-    "int8-cpu": {"max_abs": None, "min_cosine": 0.98, "min_top1": 0.99, "max_accuracy_drop": 0.5},
-}
-
 
 @dataclass
 class ImageSet:
@@ -37,7 +28,6 @@ class ImageSet:
     labels: list[int] | None = None  #: class index per image, when known
     skipped: int = 0  #: files that were not readable images
     frames: np.ndarray | None = None  #: uint8 RGB frames instead of paths (e.g. held-back calibration images)
-    description: str = ""
 
     def __len__(self) -> int:
         return len(self.frames) if self.frames is not None else len(self.paths)
@@ -84,6 +74,32 @@ def load_image_set(source: str | Path, label_names: dict[int, str] | None = None
     return ImageSet(images, labels, skipped)
 
 
+def verification_images(
+    images: str | None,
+    labels: dict[int, str],
+    labels_file: str | None,
+    is_demo: bool,
+    holdout=None,
+) -> tuple[ImageSet, str, str | None]:
+    """The images `build` verifies on, a phrase saying which, and a note for the user (or None).
+
+    In order: the user's `--images`; the demo model's own labelled test images; the images held
+    back from the calibration data; else the demo's digit images, for the numbers only.
+    """
+    if images:
+        found = load_image_set(images, labels, labels_file)
+        return found, f"{len(found)} images of {images}", None
+    if is_demo:
+        found = load_image_set("demo", labels)
+        return found, f"the demo's {len(found)} held-out test images", None
+    if holdout is not None and holdout.frames is not None:
+        found = ImageSet([], None, frames=holdout.frames)
+        return found, f"{len(found)} images held back from the calibration data", None
+    found = load_image_set("demo", {})
+    return (found, f"the demo's {len(found)} digit images (numbers only; pass --images for your own)",
+            "verified on the demo's digit images: pass --images DIR to verify on your own domain")
+
+
 def _label_index(name: str, name_to_index: dict[str, int]) -> int | None:
     if name in name_to_index:
         return name_to_index[name]
@@ -125,6 +141,8 @@ class Report:
     reference_accuracy: float | None
     thresholds: dict[str, float | None]
     elementwise_passed: bool
+    sqnr_db: float | None = None  #: signal-to-noise ratio of the (first) output against the reference
+    device: str | None = None  #: what ran the artifact (ONNX Runtime's provider, or the TensorRT GPU)
     passed: bool = False
     failures: list[str] = field(default_factory=list)
 
@@ -155,6 +173,15 @@ def polygraphy_compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], a
     return bool(accuracy), float(max_abs)
 
 
+#: an output whose standard deviation differs from the reference's by more than this factor fails
+SPREAD_RATIO = 2.0
+
+
+def _finite_or_none(x: float) -> float | None:
+    """JSON has no inf/NaN: a figure that is not finite is recorded as null (the failures say why)."""
+    return float(x) if np.isfinite(x) else None
+
+
 def compare_outputs(
     ref: dict[str, np.ndarray],
     out: dict[str, np.ndarray],
@@ -165,7 +192,7 @@ def compare_outputs(
     thresholds: dict[str, float | None] | None = None,
 ) -> Report:
     """The report for two sets of outputs (same images, same order)."""
-    thr = dict(THRESHOLDS.get(precision, THRESHOLDS["fp32"]), **(thresholds or {}))
+    thr = dict(artifacts.thresholds(precision).to_dict(), **(thresholds or {}))
     out = {k: v.astype(np.float32) for k, v in out.items()}
     elementwise, max_abs = polygraphy_compare(ref, out, thr["max_abs"] if thr["max_abs"] is not None else np.inf)
     cos = min(cosine(ref[k], out[k]) for k in ref)
@@ -178,8 +205,20 @@ def compare_outputs(
             acc = float((out[name].argmax(-1) == y).mean())
             ref_acc = float((ref[name].argmax(-1) == y).mean())
     n = len(next(iter(ref.values())))
-    report = Report(artifact, precision, n, max_abs, cos, top1, top5, acc, ref_acc, thr, elementwise)
+    first = next(iter(ref))
+    report = Report(artifact, precision, n, max_abs, cos, top1, top5, acc, ref_acc, thr, elementwise,
+                    sqnr_db=_finite_or_none(sqnr_db(ref[first], out[first])))
     fails = report.failures
+    for k in ref:  # garbage fails whatever the thresholds say
+        bad = int(np.size(out[k]) - np.isfinite(out[k]).sum())
+        if bad:
+            fails.append(f"{k}: {bad} non-finite values")
+            report.max_abs_error = None  # type: ignore[assignment] # not finite: JSON has no inf
+            report.elementwise_passed = False
+            continue
+        spread_ref, spread_out = float(np.std(ref[k])), float(np.std(out[k]))
+        if not (spread_ref / SPREAD_RATIO <= spread_out <= spread_ref * SPREAD_RATIO or spread_ref == spread_out == 0):
+            fails.append(f"{k}: spread (std) {spread_out:.3g} is not within x{SPREAD_RATIO:g} of the reference's {spread_ref:.3g}")
     if thr["max_abs"] is not None and not elementwise:
         fails.append(f"max abs error {max_abs:.3g} > {thr['max_abs']:g}")
     if cos < thr["min_cosine"]:

@@ -47,6 +47,7 @@ class Runner(abc.ABC):
     labels: dict[int, str]
     head: str = "logits"
     name: str = "runner"
+    device: str | None = None  #: what runs it, in words (e.g. "ONNX Runtime CPUExecutionProvider")
 
     # -- the protocol --------------------------------------------------------------------------
     @property

@@ -46,6 +46,7 @@ class OnnxRuntimeRunner(Runner):
         self.precision = meta.get("precision", "fp32")
         self.session = ort_session(self.path, providers or default_providers(), threads, spinning)
         self.providers = self.session.get_providers()  #: the providers in use, the first one first
+        self.device = f"ONNX Runtime {self.providers[0]}"
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.name = f"onnxruntime:{self.path.name}"
         log.debug("%s on %s", self.path, self.session.get_providers())
