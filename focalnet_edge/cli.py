@@ -68,8 +68,15 @@ def _engine_options(args: argparse.Namespace):
 
 
 def _artifact_info(path: Path) -> dict:
+    """What a folder or an artifact holds; an artifact listed in a manifest is checked against its sha256."""
+    from .manifest import MANIFEST, check_artifact, read_manifest
     from .onnx_io import read_metadata
-    from .manifest import MANIFEST, read_manifest
+
+    entry = None
+    if path.is_file() and (path.parent / MANIFEST).is_file():
+        entry = read_manifest(path.parent)["artifacts"].get(path.name)
+        if entry is not None:
+            check_artifact(path.parent, entry)
 
     if path.is_dir():
         m = read_manifest(path)
@@ -95,10 +102,8 @@ def _artifact_info(path: Path) -> dict:
                  "inputs": [i.name for i in model.graph.input], "outputs": [o.name for o in model.graph.output]}
         facts.update(read_metadata(model))
         return facts
-    if (path.parent / MANIFEST).is_file():
-        entry = read_manifest(path.parent)["artifacts"].get(path.name)
-        if entry:
-            return {"file": str(path), **entry}
+    if entry:
+        return {"file": str(path), **entry}
     raise ArtifactError(f"{path}: not an output folder, an ONNX file or an artifact listed in a manifest")
 
 
@@ -276,13 +281,12 @@ def _expand_images(items: list[str]) -> list[Path]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .calibration.data import VIDEO_SUFFIXES
     from .runtime import load
-    from .video import read_frames
+    from .video import is_video, read_frames
 
     if args.top_k < 1 or args.batch_size < 1 or args.every < 1:
         raise ConfigError("--top-k, --batch-size and --every must be >= 1")
-    videos = [p for p in args.images if Path(p).suffix.lower() in VIDEO_SUFFIXES]
+    videos = [p for p in args.images if is_video(p)]
 
     def emit(name: str, top: list) -> None:
         if args.jsonl:
@@ -562,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (exit code 2), like every other error."""
 
-    def error(self, message: str):  # noqa: D102
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 

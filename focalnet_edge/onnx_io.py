@@ -76,6 +76,7 @@ def ort_session(
     threads: int | None = None,
     spinning: bool = False,
     optimize: bool = True,
+    profile_prefix: str | None = None,
 ) -> onnxruntime.InferenceSession:
     """An ONNX Runtime session over a file, a ModelProto or serialized bytes.
 
@@ -86,6 +87,7 @@ def ort_session(
         spinning: let idle threads spin (off: idle sessions must not steal the cores).
         optimize: ONNX Runtime's graph optimizations; off keeps every tensor of the graph as
             it is (for probes that read intermediate tensors).
+        profile_prefix: write ONNX Runtime's per-node profile to files with this prefix.
     """
     import onnxruntime as ort
 
@@ -97,6 +99,9 @@ def ort_session(
         so.intra_op_num_threads = threads
     if not optimize:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
     source = str(source) if isinstance(source, (str, Path, os.PathLike)) else source
     try:

@@ -105,7 +105,7 @@ def test_bad_option_values(capsys, tmp_path, argv, needle):
     nothing_written(tmp_path / "out")
 
 
-@pytest.mark.parametrize("command", ["predict", "bench", "verify", "info"])
+@pytest.mark.parametrize("command", ["predict", "predict-by-path", "bench", "verify", "info"])
 def test_tampered_artifact(capsys, built, tmp_path, command):
     import shutil
 
@@ -118,7 +118,8 @@ def test_tampered_artifact(capsys, built, tmp_path, command):
 
     image = str(demo_images()[0][0])
     argv = {"predict": ["predict", copy, image, "--artifact", "model.fp16.onnx"], "bench": ["bench", copy, "--artifact", "model.fp16.onnx"],
-            "verify": ["verify", copy, "--artifact", "model.fp16.onnx"], "info": ["predict", copy / "model.fp16.onnx", image]}[command]
+            "verify": ["verify", copy, "--artifact", "model.fp16.onnx"], "predict-by-path": ["predict", copy / "model.fp16.onnx", image],
+            "info": ["info", copy / "model.fp16.onnx"]}[command]
     code, _, err = run(capsys, *argv)
     assert code == 2 and "model.fp16.onnx: sha256" in one_line(err) and "changed after the build" in err
 

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from ..onnx_io import load_onnx, ort_session, read_contract
 from .base import Runner, TensorSpec
