@@ -17,6 +17,7 @@ MANIFEST = "manifest.json"
 REPORT = "report.json"
 CALIBRATION = "calibration.json"
 TIMING_CACHE = "timing.cache"
+REFERENCES = "references.npz"
 
 ONNX = "onnx"
 TENSORRT_PLAN = "tensorrt-plan"

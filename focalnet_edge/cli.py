@@ -117,7 +117,6 @@ def _print_facts(facts: dict, as_json: bool) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .model import load_checkpoint, load_model
 
     if args.path:
         path = Path(args.path)
@@ -125,6 +124,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             raise ArtifactError(f"{path}: no such output folder or artifact")
         _print_facts(_artifact_info(path), args.json)
         return 0
+    from .extras import require_torch
+
+    require_torch("info --model")
+    from .model import load_checkpoint, load_model
+
     ckpt = load_checkpoint(args.model, variant=args.variant)
     model = load_model(ckpt)
     cfg, pre = ckpt.config, ckpt.preprocessing
@@ -238,27 +242,52 @@ def format_table(rows) -> str:
     return "\n".join(lines)
 
 
-def _image_set(args: argparse.Namespace, labels: dict[int, str]):
+def _references(args: argparse.Namespace, folder: Path, manifest: dict):
+    """The reference outputs `verify` compares with: live PyTorch, or the folder's stored ones.
+
+    --reference auto (default) takes PyTorch with the manifest's checkpoint where both are here,
+    else the stored references; `stored` and `torch` force one; anything else is a checkpoint.
+    """
+    from .pipeline import live_references
+    from .references import load_references
     from .verify import load_image_set
 
-    return load_image_set(args.images, labels, args.labels, args.limit)
+    choice = args.reference or "auto"
+    if choice == "auto":
+        from .extras import torch_available
+
+        source = manifest["model"]["source"]
+        local = source == "demo" or Path(source).exists()
+        choice = "torch" if local and torch_available() else "stored"
+        if choice == "stored":
+            log.info("verify: no PyTorch or no checkpoint here, so against the stored reference outputs")
+    if choice == "stored":
+        if args.images:
+            raise ConfigError("--images needs the PyTorch reference: stored references cover the images they were made from")
+        refs = load_references(folder, manifest)
+        return refs.head(args.limit) if args.limit else refs
+    labels = {int(k): v for k, v in manifest.get("labels", {}).items()}
+    images = load_image_set(args.images or "demo", labels, args.labels, args.limit)
+    return live_references(folder, images, None if choice == "torch" else choice, progress=not args.quiet)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from .manifest import read_manifest
-    from .pipeline import reference_for, verify_stage
+    from .pipeline import verify_stage
 
     path = Path(args.path)
     if not path.exists():
         raise ArtifactError(f"{path}: no such artifact or output folder")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit {args.limit} not accepted: expected a positive number of images")
     folder, names = (path, None) if path.is_dir() else (path.parent, [path.name])
     if args.artifact:
         names = [args.artifact]
-    manifest = read_manifest(folder)
-    reference = reference_for(manifest, args.reference)
-    images = _image_set(args, reference.labels)
-    result = verify_stage(folder, images, names, reference, progress=not args.quiet)
+    refs = _references(args, folder, read_manifest(folder))
+    result = verify_stage(folder, refs, names, progress=not args.quiet)
     _print_reports(result.reports, args.json)
+    if not args.json:
+        print(f"\nreference: {refs.source}, {len(refs)} images")
     return 0 if result.passed else 1
 
 
@@ -526,11 +555,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("verify", help="compare artifacts with the PyTorch reference on images",
                        epilog=EPILOG_VERIFY)
     p.add_argument("path", help="an output folder, or one artifact in it")
-    p.add_argument("--images", default="demo", help="image folder (folder per class gives accuracy); default: the demo's")
+    p.add_argument("--images", default=None, help="image folder (folder per class gives accuracy); default: the demo's, or the stored ones")
     p.add_argument("--labels", default=None, help="CSV of relative/path,label rows")
     p.add_argument("--limit", type=int, default=None, help="use the first N images")
     p.add_argument("--artifact", default=None, help="only this artifact (file name or precision)")
-    p.add_argument("--reference", default=None, metavar="SRC", help="reference checkpoint (default: the manifest's source)")
+    p.add_argument("--reference", default=None, metavar="SRC",
+                   help="auto (default): PyTorch with the manifest's checkpoint where both are here, else the stored "
+                        "reference outputs; stored; torch; or a checkpoint")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_verify)
 

@@ -19,9 +19,11 @@ import onnx
 from . import artifacts
 from .artifacts import CALIBRATION, FP32_ONNX, REPORT
 from .errors import ArtifactError, InputError
+from .extras import require_torch
 from .io import atomic_write_text
 from .manifest import add_artifact, new_manifest, read_manifest, write_manifest
 from .onnx_io import CPU, load_onnx
+from .references import save_references
 
 if TYPE_CHECKING:  # pragma: no cover - the build stages import torch; the types are for readers
     from .export.onnx_export import ExportResult
@@ -56,6 +58,7 @@ def default_output_dir(source: str) -> Path:
 
 def export_stage(ckpt: Checkpoint, output_dir: Path, options: ExportOptions) -> tuple[ExportResult, dict[str, Any]]:
     """Write `model.onnx` and a fresh manifest into `output_dir`."""
+    require_torch("export")
     from .export import export_onnx
 
     output_dir = Path(output_dir)
@@ -74,6 +77,7 @@ def export_stage(ckpt: Checkpoint, output_dir: Path, options: ExportOptions) -> 
 
 def reference_for(manifest: dict[str, Any], model: str | None = None):
     """The PyTorch reference runner for the artifacts of `manifest` (its own source by default)."""
+    require_torch("the PyTorch reference (or verify against the stored references: --reference stored)")
     from .model.weights import load_checkpoint
     from .runtime.torch import TorchRunner
 
@@ -81,8 +85,20 @@ def reference_for(manifest: dict[str, Any], model: str | None = None):
     try:
         ckpt = load_checkpoint(source)
     except Exception as e:
-        raise InputError(f"cannot load the reference model {source!r} ({e}); pass --model") from None
+        raise InputError(f"cannot load the reference model {source!r} ({e}); pass --reference SRC, or --reference stored") from None
     return TorchRunner(ckpt, head=manifest.get("head", "logits"), out_features=manifest.get("outputs") if manifest.get("head") == "features" else None)
+
+
+def live_references(output_dir: Path, images, model: str | None = None, progress: bool = False):
+    """The PyTorch fp32 outputs on `images`, at the folder's input contract (computed once for all artifacts)."""
+    from .contract import InputContract
+    from .verify import reference_outputs
+
+    manifest = read_manifest(output_dir)
+    contract = InputContract.from_dict(manifest["input"])
+    reference = reference_for(manifest, model)
+    reference.for_contract(contract)
+    return reference_outputs(reference, images, contract, progress=progress, source=f"pytorch fp32 ({model or manifest['model']['source']})")
 
 
 @dataclass
@@ -91,21 +107,17 @@ class VerifyResult:
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.reports)
+        """True only when something was verified and everything verified passed."""
+        return bool(self.reports) and all(r.passed for r in self.reports)
 
 
-def verify_stage(
-    output_dir: Path,
-    images,
-    names: list[str] | None = None,
-    reference=None,
-    progress: bool = False,
-) -> VerifyResult:
-    """Verify artifacts of `output_dir` against the PyTorch reference; record figures in the manifest.
+def verify_stage(output_dir: Path, refs, names: list[str] | None = None, progress: bool = False) -> VerifyResult:
+    """Verify artifacts of `output_dir` against reference outputs; record figures in the manifest.
 
-    `names` are file names or precisions (default: every artifact this machine runs). ONNX
-    files run on ONNX Runtime's CPU provider, named explicitly, so the figures never come from
-    another provider that happens to be installed; the provider used is recorded.
+    `refs` are `References` (live PyTorch outputs, or the folder's stored ones). `names` are
+    file names or precisions (default: every artifact this machine runs). ONNX files run on
+    ONNX Runtime's CPU provider, named explicitly, so the figures never come from another
+    provider that happens to be installed; the provider used is recorded.
     """
     from .runtime.loader import load_entry, runnable_here
     from .verify import verify
@@ -117,16 +129,15 @@ def verify_stage(
         chosen = [e for name in names for e in artifacts.select(entries, name)]
     else:
         chosen = [e for e in entries.values() if runnable_here(e)]
-    reference = reference or reference_for(manifest)
+    if not chosen:
+        raise ArtifactError(f"{output_dir}: no artifact to verify on this machine ({', '.join(entries) or 'none listed'})")
     result = VerifyResult()
     for entry in chosen:
         options = {"providers": CPU} if entry["format"] == artifacts.ONNX else {}
         with load_entry(output_dir, entry, **options) as runner:  # checks the sha256 of the file that runs
-            if hasattr(reference, "for_contract"):  # the reference takes the artifact's image size
-                reference.for_contract(runner.contract)
-            report = verify(runner, reference, images, entry["precision"], progress=progress)
+            report = verify(runner, refs, entry["precision"], progress=progress)
         report.artifact = entry["path"]
-        report.device = getattr(runner, "device", None)
+        report.device = runner.device
         entry["verification"] = report.to_dict()
         result.reports.append(report)
     write_manifest(output_dir, manifest)
@@ -281,7 +292,7 @@ class BuildResult:
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.reports)
+        return bool(self.reports) and all(r.passed for r in self.reports)
 
 
 def measure_latency(runner, batch: int = 1, repeats: int = 5) -> float:
@@ -298,6 +309,7 @@ def build(options: BuildOptions, progress: bool = False) -> BuildResult:
     from .verify import verification_images
 
     artifacts.build_precisions(options.precision)  # reject a bad precision before any work
+    require_torch("focalnet-edge build")
     if options.backend == "tensorrt":
         from .runtime.tensorrt import require_tensorrt
 
@@ -319,8 +331,10 @@ def build(options: BuildOptions, progress: bool = False) -> BuildResult:
     images, used, note = verification_images(options.images, labels, options.labels, options.model == "demo", prec.holdout)
     notes += [note] if note else []
     log.info("verify: every artifact against PyTorch fp32 on %s", used)
-    verified = verify_stage(out, images, reference=reference_for(manifest), progress=progress)
+    refs = live_references(out, images, progress=progress)
+    verified = verify_stage(out, refs, progress=progress)
     manifest = read_manifest(out)
+    manifest["references"] = save_references(out, refs)
     latency = {}
     for name, entry in manifest["artifacts"].items():
         if entry["format"] == artifacts.ONNX:

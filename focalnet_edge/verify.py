@@ -18,6 +18,8 @@ from . import artifacts
 from .errors import InputError
 from .metrics import cosine, sqnr_db, topk_agreement
 from .model.preprocessing import IMAGE_SUFFIXES, to_pil
+from .contract import InputContract
+from .references import References
 from .runtime.base import Runner
 
 log = logging.getLogger(__name__)
@@ -143,6 +145,7 @@ class Report:
     elementwise_passed: bool
     sqnr_db: float | None = None  #: signal-to-noise ratio of the (first) output against the reference
     device: str | None = None  #: what ran the artifact (ONNX Runtime's provider, or the TensorRT GPU)
+    reference: str | None = None  #: what the outputs were compared with (live PyTorch, or stored outputs)
     passed: bool = False
     failures: list[str] = field(default_factory=list)
 
@@ -231,24 +234,26 @@ def compare_outputs(
     return report
 
 
-def verify(
-    runner: Runner,
+def reference_outputs(
     reference: Runner,
     images: ImageSet,
-    precision: str = "fp32",
-    thresholds: dict[str, float | None] | None = None,
+    contract: InputContract,
     batch_size: int = 32,
     progress: bool = False,
-) -> Report:
-    """Run `runner` and `reference` on the same images (each through its own input path) and compare."""
+    source: str = "pytorch fp32",
+) -> References:
+    """The reference's outputs on `images`, with the frames they were computed from (computed once).
+
+    Images are read, resized and cropped by `contract`'s preprocessing a batch at a time;
+    unreadable files are skipped with a warning.
+    """
     from tqdm import tqdm
 
+    frame_parts: list[np.ndarray] = []
     ref_parts: list[dict[str, np.ndarray]] = []
-    out_parts: list[dict[str, np.ndarray]] = []
     kept: list[int] = []
     skipped = 0
-    steps = range(0, len(images), batch_size)
-    for start in tqdm(steps, desc=f"verify {runner.name}", disable=None if progress else True, unit="batch"):
+    for start in tqdm(range(0, len(images), batch_size), desc="reference", disable=None if progress else True, unit="batch"):
         if images.frames is not None:
             frames = images.frames[start : start + batch_size]
             idx = list(range(start, start + len(frames)))
@@ -263,16 +268,38 @@ def verify(
                     log.warning("skipped %s", e)
             if not chunk:
                 continue
-            frames = runner.contract.frames_from_images(chunk)
-        out_parts.append(runner.run(runner.contract.inputs_from_frames(frames)))
-        ref_parts.append(reference.run(runner.contract.reference_inputs(frames)))
+            frames = contract.frames_from_images(chunk)
+        ref_parts.append(reference.run(contract.reference_inputs(frames)))
+        frame_parts.append(frames)
         kept.extend(idx)
     if not kept:
         raise InputError("no readable image to verify with")
-    ref = {k: np.concatenate([p[k] for p in ref_parts]) for k in ref_parts[0]}
-    out = {k: np.concatenate([p[k] for p in out_parts]) for k in out_parts[0]}
-    labels = [images.labels[i] for i in kept] if images.labels is not None else None
-    report = compare_outputs(ref, out, precision, runner.head in ("logits", "probs"), labels, runner.name, thresholds)
     if skipped:
         log.warning("%d unreadable images skipped", skipped)
+    outputs = {k: np.concatenate([p[k] for p in ref_parts]) for k in ref_parts[0]}
+    labels = np.asarray([images.labels[i] for i in kept]) if images.labels is not None else None
+    return References(np.concatenate(frame_parts), outputs, labels, source)
+
+
+def verify(
+    runner: Runner,
+    refs: References,
+    precision: str = "fp32",
+    thresholds: dict[str, float | None] | None = None,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> Report:
+    """Run `runner` on the reference's frames (through its own input contract) and compare."""
+    from tqdm import tqdm
+
+    out_parts = []
+    for start in tqdm(range(0, len(refs), batch_size), desc=f"verify {runner.name}", disable=None if progress else True, unit="batch"):
+        out_parts.append(runner.run(runner.contract.inputs_from_frames(refs.frames[start : start + batch_size])))
+    out = {k: np.concatenate([p[k] for p in out_parts]) for k in out_parts[0]}
+    ref = {k: refs.outputs[k] for k in out if k in refs.outputs}
+    if len(ref) != len(out):
+        raise InputError(f"{runner.name}: outputs {sorted(out)} do not match the reference's {sorted(refs.outputs)}")
+    labels = refs.labels.tolist() if refs.labels is not None else None
+    report = compare_outputs(ref, out, precision, runner.head in ("logits", "probs"), labels, runner.name, thresholds)
+    report.reference = refs.source
     return report
