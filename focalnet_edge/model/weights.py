@@ -258,6 +258,9 @@ def _load_timm_folder(folder: Path, source: str, raw: dict[str, Any]) -> Checkpo
     pre = _timm_preprocessing(cfg, 224)
     names = raw.get("label_names")
     fields: dict[str, Any] = {"image_size": [pre.height, pre.width] if pre.height != pre.width else pre.height}
+    args = raw.get("model_args") or {}
+    if isinstance(args, dict) and "normalize_modulator" in args:  # the one switch the tensors do not show
+        fields["normalize_modulator"] = bool(args["normalize_modulator"])
     if isinstance(names, list) and "head.fc.weight" in state and len(names) == state["head.fc.weight"].shape[0]:
         fields["id2label"] = dict(enumerate(map(str, names)))
     config = config_from_timm(state, str(folder), **fields)
