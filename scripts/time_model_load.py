@@ -19,7 +19,7 @@ t = time.process_time(); m = load_model(sys.argv[1]); b = time.process_time() - 
 print(f"{a:.2f} {b:.2f}")
 '''
 res = {"before": [], "after": []}
-for i in range(4):
+for _ in range(4):
     for name, tree in (("before", sys.argv[1]), ("after", sys.argv[2])):
         out = subprocess.run([sys.executable, "-c", code, sys.argv[3]], env={"PYTHONPATH": tree, "PATH": "/usr/bin"}, capture_output=True, text=True)
         a, b = map(float, out.stdout.split()) if out.returncode == 0 else (float("nan"),) * 2
