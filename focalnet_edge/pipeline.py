@@ -304,12 +304,12 @@ def measure_latency(runner, batch: int = 1, repeats: int = 5) -> float:
 
 def build(options: BuildOptions, progress: bool = False) -> BuildResult:
     """`focalnet-edge build`: export, precision, engines where TensorRT runs, verification, manifest."""
+    artifacts.build_precisions(options.precision)  # reject a bad precision before any work
+    require_torch("focalnet-edge build")
     from .model.weights import load_checkpoint
     from .runtime.loader import load_entry
     from .verify import verification_images
 
-    artifacts.build_precisions(options.precision)  # reject a bad precision before any work
-    require_torch("focalnet-edge build")
     if options.backend == "tensorrt":
         from .runtime.tensorrt import require_tensorrt
 
