@@ -15,11 +15,12 @@ import numpy as np
 
 from ..errors import ConfigError, InputError
 from ..export.contract import InputContract
+from ..images import IMAGE_SUFFIXES
 from ..runtime.base import inputs_from_frames, reference_inputs
 
 log = logging.getLogger(__name__)
 
-CALIB_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+CALIB_IMAGE_SUFFIXES = IMAGE_SUFFIXES  # the loader's, as predict and verify read them
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 
 

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from .config import FocalNetConfig
-from .preprocessing import ImageSpec
+from .preprocessing import ImageSpec, image_spec_for, image_spec_for_folder
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +143,7 @@ def _load_hf_folder(folder: Path, source: str) -> Checkpoint:
     state: dict[str, torch.Tensor] = {}
     for f in files:
         state.update(_read_tensors(f))
-    pre_path = folder / "preprocessor_config.json"
-    if pre_path.is_file():
-        pre = ImageSpec.from_file(pre_path)
-    else:
-        h, w = config.image_hw
-        pre = ImageSpec(height=h, width=w, resize_shortest_edge=int(h * 256 / 224))
+    pre = image_spec_for_folder(folder, config)
     return Checkpoint(config, state, pre, source, [config_path, *files])
 
 
@@ -303,8 +298,7 @@ def _load_original_file(path: Path, variant: str | None) -> Checkpoint:
     if any(k.startswith("focalnet.") for k in state):  # an HF state dict saved as a single file
         raise CheckpointError(f"{path}: a Hugging Face state dict without config.json; put it in a folder with its config.json")
     config = config_from_original(state, variant, str(path))
-    h, w = config.image_hw
-    pre = ImageSpec(height=h, width=w, resize_shortest_edge=int(h * 256 / 224), resample=3)
+    pre = image_spec_for(None, config)
     return Checkpoint(config, original_to_hf_names(state), pre, str(path), [path])
 
 
