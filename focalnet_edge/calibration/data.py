@@ -114,7 +114,7 @@ def _from_folder(folder: Path, contract: InputContract, size: int | None, seed: 
                 bar.update()
             except InputError as e:
                 skipped += 1
-                log.debug("skipped %s", e)
+                log.warning("skipped %s", e)
     frames = [f for _, f in sorted(zip(picked, frames), key=lambda t: t[0])]
     if skipped:
         log.warning("%s: skipped %d files that are not readable images", folder, skipped)
