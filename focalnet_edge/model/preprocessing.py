@@ -151,7 +151,7 @@ class ImageSpec:
             spec = _spec_from_processor(data, proc, base)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
-        spec.origin = f"{source}: {base}" + (f" (from {how})" if how != "image_processor_type" else "")
+        spec.origin = f"{Path(source).name}: {base}" + (f" (from {how})" if how != "image_processor_type" else "")
         return spec
 
     @classmethod
