@@ -47,6 +47,17 @@ def test_16_bit_grey_is_scaled_not_saturated(tmp_path, fmt):
     assert (got == 255).mean() < 0.01
 
 
+def test_16_bit_rgb_png_keeps_its_high_byte(tmp_path):
+    """48-bit RGB PNG (written here byte by byte): Pillow decodes it to 8 bits per channel, v // 256."""
+    a = RNG.integers(0, 65536, (9, 11, 3)).astype(">u2")
+    a[0, 0] = [0, 256, 65535]
+    raw = b"".join(b"\0" + row.tobytes() for row in a)
+    header = struct.pack(">IIBBBBB", 11, 9, 16, 2, 0, 0, 0)
+    (tmp_path / "rgb48.png").write_bytes(_png(header, zlib.compress(raw)))
+    got = _rgb(tmp_path / "rgb48.png")
+    assert np.array_equal(got, (a // 256).astype(np.uint8)) and list(got[0, 0]) == [0, 1, 255]
+
+
 def test_32_bit_signed_int_tiff_uses_its_range(tmp_path):
     a = RNG.integers(-(2**31), 2**31 - 1, (20, 30), dtype=np.int32)
     a[0, :3] = [-5, 0, 2**31 - 1]
@@ -180,12 +191,15 @@ def test_animated_images_give_the_first_frame(tmp_path, fmt):
     assert np.abs(got.astype(int) - [200, 0, 0]).max() <= 2
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares width x height grey pixels but holds a few bytes: a decompression bomb."""
+def _png(ihdr: bytes, idat: bytes) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height grey pixels but holds a few bytes: a decompression bomb."""
+    return _png(struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0), zlib.compress(b"\0" * 64))
 
 
 def test_decompression_bomb_is_one_line_input_error(tmp_path):
