@@ -389,7 +389,7 @@ def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None 
     """`path` inside `output_dir` as model.onnx, with focalnet-edge metadata (inferred for foreign files)."""
     from .contract import InputContract
     from .io import atomic_path
-    from .model.preprocessing import ImageSpec
+    from .model.preprocessing import ImageSpec, resize_edge_for
     from .onnx_io import read_metadata, set_metadata
 
     model = load_onnx(path)
@@ -399,7 +399,7 @@ def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None 
         if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT or len(dims) != 4 or dims[1] != 3:
             raise InputError(f"{path}: input {inp.name!r} is not float32 (N, 3, H, W); export with `focalnet-edge export` instead")
         h, w = image_size or (dims[2] or 224, dims[3] or 224)
-        spec = ImageSpec(height=h, width=w, resize_shortest_edge=round(min(h, w) * 256 / 224))
+        spec = ImageSpec(height=h, width=w, resize_shortest_edge=resize_edge_for(min(h, w)))
         contract = InputContract(name=inp.name, height=h, width=w, dynamic_batch=dims[0] is None,
                                  dynamic_size=dims[2] is None, batch=(1, 1, 32) if dims[0] is None else (1, dims[0], dims[0]),
                                  preprocessing=spec.to_dict())

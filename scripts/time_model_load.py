@@ -7,7 +7,8 @@ FOLDER must hold a focalnet-large checkpoint (e.g. `FocalNetForImageClassificati
 .save_pretrained(FOLDER)` with the config below). Each run is a fresh process, one thread,
 timed in CPU seconds (process_time) so that other load on the machine counts less.
 """
-import subprocess, sys
+import subprocess
+import sys
 code = r'''
 import sys, time, torch
 torch.set_num_threads(1)
@@ -23,7 +24,9 @@ for _ in range(4):
     for name, tree in (("before", sys.argv[1]), ("after", sys.argv[2])):
         out = subprocess.run([sys.executable, "-c", code, sys.argv[3]], env={"PYTHONPATH": tree, "PATH": "/usr/bin"}, capture_output=True, text=True)
         a, b = map(float, out.stdout.split()) if out.returncode == 0 else (float("nan"),) * 2
-        if out.returncode: print(out.stderr[-800:])
-        res[name].append((a, b)); print(name, a, b, flush=True)
+        if out.returncode:
+            print(out.stderr[-800:])
+        res[name].append((a, b))
+        print(name, a, b, flush=True)
 for name, v in res.items():
     print(f"{name}: construct (random init) min {min(x[0] for x in v):.2f} s median {sorted(x[0] for x in v)[len(v)//2]:.2f} s; load_model(folder) min {min(x[1] for x in v):.2f} s median {sorted(x[1] for x in v)[len(v)//2]:.2f} s")

@@ -43,10 +43,10 @@ class LocalHub:
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_HEAD(self) -> None:  # noqa: N802 (http.server's names)
+            def do_HEAD(self) -> None:
                 hub._answer(self, body=False)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 hub._answer(self, body=True)
 
             def log_message(self, *args) -> None:

@@ -83,7 +83,8 @@ def load_calibration_data(
 def _from_folder(folder: Path, contract: InputContract, size: int | None, seed: int, progress: bool) -> CalibrationSet:
     from tqdm import tqdm
 
-    from ..model.preprocessing import IMAGE_SUFFIXES, to_pil
+    from ..images import IMAGE_SUFFIXES
+    from ..model.preprocessing import to_pil
 
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
@@ -103,7 +104,7 @@ def _from_folder(folder: Path, contract: InputContract, size: int | None, seed: 
                 bar.update()
             except InputError as e:
                 skipped += 1
-                log.debug("skipped %s", e)
+                log.warning("skipped %s", e)
     frames = [f for _, f in sorted(zip(picked, frames), key=lambda t: t[0])]
     if skipped:
         log.warning("%s: skipped %d files that are not readable images", folder, skipped)

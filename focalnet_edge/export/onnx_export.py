@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import logging
@@ -43,13 +42,7 @@ class ExportResult:
 
 
 def _spec_for_size(spec: ImageSpec, height: int, width: int) -> ImageSpec:
-    if (height, width) == (spec.height, spec.width):
-        return spec
-    new = dataclasses.replace(spec)
-    if spec.resize_shortest_edge:
-        new.resize_shortest_edge = round(spec.resize_shortest_edge * min(height, width) / min(spec.height, spec.width))
-    new.height, new.width = height, width
-    return new
+    return spec.for_size(height, width)
 
 
 def ort_outputs(model: onnx.ModelProto | bytes | str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:

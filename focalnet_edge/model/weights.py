@@ -36,7 +36,7 @@ from ..demo import DEMO_DIR, uses_bundled_demo
 from ..errors import CheckpointError, ConfigError
 from .config import FocalNetConfig
 from .original import VARIANTS, config_from_original, is_original, original_to_hf_names  # noqa: F401 (re-exported)
-from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageSpec
+from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageSpec, image_spec_for, image_spec_for_folder
 from .timm_layout import config_from_timm, is_timm, timm_to_hf_names
 
 log = logging.getLogger(__name__)
@@ -157,12 +157,7 @@ def _load_folder(folder: Path, source: str) -> Checkpoint:
     state: dict[str, torch.Tensor] = {}
     for f in files:
         state.update(_read_tensors(f))
-    pre_path = folder / "preprocessor_config.json"
-    if pre_path.is_file():
-        pre = ImageSpec.from_file(pre_path)
-    else:
-        h, w = config.image_hw
-        pre = ImageSpec(height=h, width=w, resize_shortest_edge=int(h * 256 / 224))
+    pre = image_spec_for_folder(folder, config)
     return Checkpoint(config, state, pre, source, [config_path, *files])
 
 
@@ -223,8 +218,7 @@ def _load_state_file(path: Path, variant: str | None) -> Checkpoint:
             "(stem.proj.weight) or microsoft/FocalNet (patch_embed.proj.weight))"
         )
     config = config_from_original(state, variant, str(path))
-    h, w = config.image_hw
-    pre = ImageSpec(height=h, width=w, resize_shortest_edge=int(h * 256 / 224), resample=3)
+    pre = image_spec_for(None, config)
     return Checkpoint(config, original_to_hf_names(state), pre, str(path), [path])
 
 
