@@ -496,7 +496,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .deploy.serve import ServeOptions, serve
 
-    options = ServeOptions(http_port=args.port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+    options = ServeOptions(http_port=args.port, grpc_port=args.grpc_port, metrics_port=args.metrics_port, host=args.host,
                            max_batch=args.max_batch, instances=args.instances, artifact=args.artifact,
                            max_queue_delay_us=args.max_queue_delay_us, name=args.name)
     serve(Path(args.folder), options, ready=lambda url: print(f"serving {url}", flush=True))
@@ -522,6 +522,7 @@ def _deploy_parsers(sub) -> None:
     p = sub.add_parser("serve", help="serve an output folder over Triton's HTTP/gRPC protocol (PyTriton)",
                        epilog=EPILOG_SERVE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", help="an output folder or an artifact")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0, as tritonserver)")
     p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
     p.add_argument("--metrics-port", type=int, default=8002, help="metrics port (default 8002)")

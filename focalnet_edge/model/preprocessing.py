@@ -6,6 +6,7 @@ so every artifact is judged on exactly the same tensors.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -20,7 +21,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
-ImageLike = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray]  # noqa: F821
+ImageLike = Union[str, os.PathLike, bytes, "PIL.Image.Image", np.ndarray]  # noqa: F821
 
 
 @dataclass
@@ -137,7 +138,7 @@ class ImageSpec:
 
 
 def to_pil(image: ImageLike):
-    """Open a path, pass a PIL image through, or wrap a uint8 (H, W, 3) RGB array."""
+    """Open a path or an encoded file's bytes, pass a PIL image through, or wrap a uint8 (H, W, 3) RGB array."""
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(image, Image.Image):
@@ -149,9 +150,12 @@ def to_pil(image: ImageLike):
                 "expected a uint8 (height, width, 3) RGB frame"
             )
         return Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
-    path = Path(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):  # an encoded file's bytes (e.g. from a server request)
+        path, source = "encoded image", io.BytesIO(bytes(image))
+    else:
+        path = source = Path(image)
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             im.load()
             return im.copy()
     except FileNotFoundError:
