@@ -258,3 +258,17 @@ def test_library_path_puts_this_pythons_libdir_first(monkeypatch):
     libdir = sysconfig.get_config_var("LIBDIR")
     monkeypatch.setenv("LD_LIBRARY_PATH", f"/opt/x:{libdir}")
     assert python_library_path().split(":") == [libdir, "/opt/x"]
+
+
+
+def test_busy_port_refused():
+    """A port in use is refused in one sentence before anything starts (PyTriton would wait on whatever answers)."""
+    from focalnet_edge.deploy.serve import _check_port_free
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"port {port} on 127.0.0.1 is not free"):
+            _check_port_free("127.0.0.1", port)
+    _check_port_free("127.0.0.1", port)  # free again once closed

@@ -135,13 +135,16 @@ def serve(folder: str | os.PathLike, options: ServeOptions | None = None, ready:
         if not 0 < port < 65536:
             raise ConfigError(f"port {port} not accepted: expected 1 to 65535")
     check_environment()
+    for port in (options.http_port, options.grpc_port, options.metrics_port):
+        _check_port_free(options.host, port)
     if not log.isEnabledFor(logging.DEBUG):  # PyTriton narrates every step at INFO
         logging.getLogger("pytriton").setLevel(logging.WARNING)
     os.environ["LD_LIBRARY_PATH"] = python_library_path()  # before tritonserver starts: see the module docstring
 
     from pytriton.decorators import batch
+    from pytriton.exceptions import PyTritonError
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-    from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, Triton, TritonConfig, TritonSecurityConfig
+    from pytriton.triton import Triton, TritonConfig
 
     from ..manifest import read_manifest
     from .triton import check_name, default_name
@@ -163,11 +166,10 @@ def serve(folder: str | os.PathLike, options: ServeOptions | None = None, ready:
             http_address=options.host, grpc_address=options.host, http_port=options.http_port, grpc_port=options.grpc_port,
             metrics_port=options.metrics_port, exit_timeout_secs=options.exit_timeout_s, log_verbose=0,
         )
-        # Triton's statistics endpoint stays open, as in a plain tritonserver; the rest PyTriton protects
-        security = TritonSecurityConfig(restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e != "statistics"])
+        security = _security_config()
         stop = stop or threading.Event()
         _handle_signals(stop)
-        with Triton(config=config, security_config=security) as triton:
+        with Triton(config=config, **security) as triton:
             triton.bind(
                 model_name=name,
                 infer_func=[batch(_tensor_infer(r, contract.name)) for r in runners],
@@ -187,7 +189,11 @@ def serve(folder: str | os.PathLike, options: ServeOptions | None = None, ready:
                 config=ModelConfig(batching=False),
                 strict=True,
             )
-            triton.run()
+            try:
+                triton.run()
+            except (PyTritonError, TimeoutError) as e:
+                raise ConfigError(f"the Triton server did not start ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__}); "
+                                  "run with -v for its log") from None
             if ready is not None:
                 ready(f"http://{options.host}:{options.http_port} grpc://{options.host}:{options.grpc_port} "
                       f"models {name} ({contract.name} {contract.dtype} {list(dims)}), {name}{IMAGE_SUFFIX} (encoded images)")
@@ -197,6 +203,31 @@ def serve(folder: str | os.PathLike, options: ServeOptions | None = None, ready:
     finally:
         for r in runners:
             r.close()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a port in use: PyTriton would otherwise wait on (or talk to) whatever answers there."""
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ConfigError(f"port {port} on {host} is not free ({e.strerror or e}); pick another with --port/--grpc-port/--metrics-port") from None
+
+
+def _security_config() -> dict:
+    """Triton's statistics endpoint open, as in a plain tritonserver; the rest as PyTriton protects it.
+
+    PyTriton 0.7 protects statistics (and shared memory, the repository API, trace, logging)
+    with a generated token; earlier releases protect nothing and have no such setting.
+    """
+    try:
+        from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, TritonSecurityConfig
+    except ImportError:
+        return {}
+    return {"security_config": TritonSecurityConfig(restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e != "statistics"])}
 
 
 def _handle_signals(stop: threading.Event) -> None:

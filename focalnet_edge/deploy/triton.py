@@ -26,7 +26,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import ArtifactError, ConfigError
 from ..export.contract import InputContract
