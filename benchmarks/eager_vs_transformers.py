@@ -31,7 +31,7 @@ def main() -> None:
         x = torch.randn(batch, 3, 224, 224)
         with torch.inference_mode():
             assert (hf(x).logits - ours(x).logits).abs().max() <= 1e-4
-            t = interleaved({"hf": lambda: hf(x), "ours": lambda: ours(x)}, args.repeats if batch == 1 else max(5, args.repeats // 3))
+            t = interleaved({"hf": lambda x=x: hf(x), "ours": lambda x=x: ours(x)}, args.repeats if batch == 1 else max(5, args.repeats // 3))
         print(f"| {batch} | {t['hf'] * 1e3:.1f} | {t['ours'] * 1e3:.1f} | {t['ours'] / t['hf']:.2f} |")
 
 

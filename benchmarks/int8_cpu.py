@@ -26,16 +26,13 @@ from common import interleaved, machine
 from focalnet_edge.calibration import compute_ranges, quantize
 from focalnet_edge.calibration.int8 import stem_and_head
 from focalnet_edge.export import export_onnx
+from focalnet_edge.onnx_io import ort_session
 from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, load_checkpoint
 
 
 def session(path, profile=False):
-    so = ort.SessionOptions()
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.enable_profiling = profile
-    so.profile_file_prefix = str(Path(tempfile.gettempdir()) / "focalnet_edge_ort_profile")  # not into the repo
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    prefix = str(Path(tempfile.gettempdir()) / "focalnet_edge_ort_profile")  # not into the repo
+    return ort_session(path, profile_prefix=prefix if profile else None)
 
 
 def profile(path, x, runs=5):
@@ -82,7 +79,7 @@ def main():
         for k, s in sessions.items():
             o = s.run(None, {"pixel_values": xb})[0]
             cos[k] = float((o * ref).sum() / np.linalg.norm(o) / np.linalg.norm(ref))
-        fns = {k: (lambda s=s: s.run(None, {"pixel_values": xb})) for k, s in sessions.items()}
+        fns = {k: (lambda s=s, xb=xb: s.run(None, {"pixel_values": xb})) for k, s in sessions.items()}
         t = interleaved(fns, args.repeats if batch == 1 else max(3, args.repeats // 3))
         print(f"| {batch} | " + " | ".join(f"{t[k] * 1e3:.1f}" for k in sessions) + " | "
               + " | ".join(f"{t[k] / t['fp32']:.2f}" for k in list(sessions)[1:]) + " |")

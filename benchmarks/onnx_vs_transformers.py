@@ -26,6 +26,7 @@ import transformers
 
 from common import interleaved, machine
 from focalnet_edge.export import export_onnx
+from focalnet_edge.onnx_io import ort_session
 from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, load_checkpoint
 
 
@@ -58,12 +59,9 @@ def export_transformers(model, path: Path) -> str:
     return name
 
 
-def session(path: Path, profile: bool = False) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.enable_profiling = profile
-    so.profile_file_prefix = str(Path(tempfile.gettempdir()) / "focalnet_edge_ort_profile")  # not into the repo
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+def session(path: Path, profile: bool = False):
+    prefix = str(Path(tempfile.gettempdir()) / "focalnet_edge_ort_profile")  # not into the repo
+    return ort_session(path, profile_prefix=prefix if profile else None)
 
 
 def op_profile(path: Path, x: np.ndarray, runs: int = 10) -> dict[str, float]:
@@ -102,7 +100,7 @@ def main() -> None:
         x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224)).astype(np.float32)
         a, b = (s.run(None, {"pixel_values": x})[0] for s in sessions.values())
         assert np.abs(a - b).max() <= 1e-3, np.abs(a - b).max()
-        fns = {k: (lambda s=s: s.run(None, {"pixel_values": x})) for k, s in sessions.items()}
+        fns = {k: (lambda s=s, x=x: s.run(None, {"pixel_values": x})) for k, s in sessions.items()}
         t = interleaved(fns, args.repeats if batch == 1 else max(5, args.repeats // 3))
         print(f"| {batch} | {t['transformers'] * 1e3:.1f} | {t['focalnet-edge'] * 1e3:.1f} | {t['focalnet-edge'] / t['transformers']:.2f} |")
     if args.profile:

@@ -9,16 +9,16 @@ from typing import Any
 
 import numpy as np
 
+from . import artifacts
 from .errors import ArtifactError
-from .export.onnx_export import sample_input
 from .manifest import read_manifest
-from .runtime.loader import load, runnable_here
+from .runtime.loader import load, load_entry, runnable_here
 
 log = logging.getLogger(__name__)
 
 
 def bench_runner(runner, batch: int, warmup: int, iterations: int) -> dict[str, float]:
-    x = sample_input(runner.contract, batch)
+    x = runner.contract.sample_input(batch)
     for _ in range(warmup):
         runner(x)
     times = []
@@ -37,31 +37,29 @@ def bench_runner(runner, batch: int, warmup: int, iterations: int) -> dict[str, 
 
 
 def bench_folder(path: Path, artifact: str | None, batches: list[int], warmup: int, iterations: int, progress: bool = False) -> list[dict[str, Any]]:
-    """Benchmark each artifact (one at a time, so no idle session steals cores) at each batch."""
+    """Benchmark each artifact (one at a time, so no idle session steals cores) at each batch.
+
+    `artifact` is a file name or a precision of the folder's manifest (default: every artifact
+    this machine runs).
+    """
     from tqdm import tqdm
 
-    if path.is_file():
-        targets = [(path.parent, path.name, "?")]
-        try:
-            entry = read_manifest(path.parent)["artifacts"].get(path.name)
-            if entry:
-                targets = [(path.parent, path.name, entry["precision"])]
-        except ArtifactError:
-            pass
-    elif path.is_dir():
+    if path.is_dir():
         entries = read_manifest(path)["artifacts"]
-        names = [artifact] if artifact else [n for n, e in entries.items() if runnable_here(e)]
-        unknown = [n for n in names if n not in entries]
-        if unknown:
-            raise ArtifactError(f"{path}: no artifact {unknown[0]!r}; it has {', '.join(entries)}")
-        targets = [(path, n, entries[n]["precision"]) for n in names]
+        chosen = artifacts.select(entries, artifact) if artifact else [e for e in entries.values() if runnable_here(e)]
+        targets = [(e["path"], e["precision"], lambda e=e: load_entry(path, e)) for e in chosen]
+    elif path.is_file():
+        precision = "?"
+        if (path.parent / artifacts.MANIFEST).is_file():
+            entry = read_manifest(path.parent)["artifacts"].get(path.name)
+            precision = entry["precision"] if entry else precision
+        targets = [(path.name, precision, lambda: load(path))]
     else:
         raise ArtifactError(f"{path}: no such output folder or artifact")
     results = []
-    for folder, name, precision in tqdm(targets, desc="bench", disable=None if progress else True, unit="artifact"):
-        with load(folder / name) as runner:
-            device = getattr(runner, "providers", ["TensorRT"])[0]
+    for name, precision, open_runner in tqdm(targets, desc="bench", disable=None if progress else True, unit="artifact"):
+        with open_runner() as runner:
             for batch in batches:
                 r = bench_runner(runner, batch, warmup, iterations)
-                results.append({"artifact": name, "precision": precision, "batch": batch, "device": device, **r})
+                results.append({"artifact": name, "precision": precision, "batch": batch, "device": runner.device, **r})
     return results

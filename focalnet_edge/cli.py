@@ -47,7 +47,7 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def _engine_options(args: argparse.Namespace):
-    from .export import parse_image_size
+    from .contract import parse_image_size
     from .runtime.tensorrt import EngineOptions
 
     sizes = None
@@ -68,8 +68,15 @@ def _engine_options(args: argparse.Namespace):
 
 
 def _artifact_info(path: Path) -> dict:
-    from .export import read_metadata
-    from .manifest import MANIFEST, read_manifest
+    """What a folder or an artifact holds; an artifact listed in a manifest is checked against its sha256."""
+    from .manifest import MANIFEST, check_artifact, read_manifest
+    from .onnx_io import read_metadata
+
+    entry = None
+    if path.is_file() and (path.parent / MANIFEST).is_file():
+        entry = read_manifest(path.parent)["artifacts"].get(path.name)
+        if entry is not None:
+            check_artifact(path.parent, entry)
 
     if path.is_dir():
         m = read_manifest(path)
@@ -88,17 +95,15 @@ def _artifact_info(path: Path) -> dict:
             "versions": m.get("versions"),
         }
     if path.suffix == ".onnx":
-        from .export.onnx_export import load_onnx
+        from .onnx_io import load_onnx
 
         model = load_onnx(path, external_data=False)
         facts = {"file": str(path), "nodes": len(model.graph.node), "opset": model.opset_import[0].version,
                  "inputs": [i.name for i in model.graph.input], "outputs": [o.name for o in model.graph.output]}
         facts.update(read_metadata(model))
         return facts
-    if (path.parent / MANIFEST).is_file():
-        entry = read_manifest(path.parent)["artifacts"].get(path.name)
-        if entry:
-            return {"file": str(path), **entry}
+    if entry:
+        return {"file": str(path), **entry}
     raise ArtifactError(f"{path}: not an output folder, an ONNX file or an artifact listed in a manifest")
 
 
@@ -112,7 +117,6 @@ def _print_facts(facts: dict, as_json: bool) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .model import load_checkpoint, load_model
 
     if args.path:
         path = Path(args.path)
@@ -120,6 +124,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             raise ArtifactError(f"{path}: no such output folder or artifact")
         _print_facts(_artifact_info(path), args.json)
         return 0
+    from .extras import require_torch
+
+    require_torch("info --model")
+    from .model import load_checkpoint, load_model
+
     ckpt = load_checkpoint(args.model, variant=args.variant)
     model = load_model(ckpt)
     cfg, pre = ckpt.config, ckpt.preprocessing
@@ -160,13 +169,13 @@ EPILOG_PREDICT = """examples:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    from .export import HEADS, SIMPLIFIERS
+    from .contract import HEADS
+    from .export.simplify import SIMPLIFIERS
 
     g = p.add_argument_group("export")
     g.add_argument("--image-size", default=None, metavar="H[xW]", help="input size (default: the checkpoint's)")
     g.add_argument("--batch", default="1:1:32", metavar="MIN:OPT:MAX", help="batch range (default 1:1:32); N means 1:N:N")
-    g.add_argument("--dynamic-batch", dest="dynamic_batch", action="store_true", default=True, help="dynamic batch axis (default)")
-    g.add_argument("--static-batch", dest="dynamic_batch", action="store_false", help="fixed batch OPT")
+    g.add_argument("--static-batch", dest="dynamic_batch", action="store_false", help="fixed batch OPT (default: a dynamic batch axis)")
     g.add_argument("--dynamic-size", action="store_true", help="dynamic height and width (multiples of the model's stride)")
     g.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
     g.add_argument("--head", choices=HEADS, default="logits", help="graph outputs (default logits)")
@@ -180,7 +189,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 
 def _export_options(args: argparse.Namespace):
-    from .export import parse_batch, parse_image_size
+    from .contract import parse_batch, parse_image_size
     from .pipeline import ExportOptions
 
     return ExportOptions(
@@ -233,27 +242,52 @@ def format_table(rows) -> str:
     return "\n".join(lines)
 
 
-def _image_set(args: argparse.Namespace, labels: dict[int, str]):
+def _references(args: argparse.Namespace, folder: Path, manifest: dict):
+    """The reference outputs `verify` compares with: live PyTorch, or the folder's stored ones.
+
+    --reference auto (default) takes PyTorch with the manifest's checkpoint where both are here,
+    else the stored references; `stored` and `torch` force one; anything else is a checkpoint.
+    """
+    from .pipeline import live_references
+    from .references import load_references
     from .verify import load_image_set
 
-    return load_image_set(args.images, labels, args.labels, args.limit)
+    choice = args.reference or "auto"
+    if choice == "auto":
+        from .extras import torch_available
+
+        source = manifest["model"]["source"]
+        local = source == "demo" or Path(source).exists()
+        choice = "torch" if local and torch_available() else "stored"
+        if choice == "stored":
+            log.info("verify: no PyTorch or no checkpoint here, so against the stored reference outputs")
+    if choice == "stored":
+        if args.images:
+            raise ConfigError("--images needs the PyTorch reference: stored references cover the images they were made from")
+        refs = load_references(folder, manifest)
+        return refs.head(args.limit) if args.limit else refs
+    labels = {int(k): v for k, v in manifest.get("labels", {}).items()}
+    images = load_image_set(args.images or "demo", labels, args.labels, args.limit)
+    return live_references(folder, images, None if choice == "torch" else choice, progress=not args.quiet)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from .manifest import read_manifest
-    from .pipeline import reference_for, verify_stage
+    from .pipeline import verify_stage
 
     path = Path(args.path)
     if not path.exists():
         raise ArtifactError(f"{path}: no such artifact or output folder")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit {args.limit} not accepted: expected a positive number of images")
     folder, names = (path, None) if path.is_dir() else (path.parent, [path.name])
     if args.artifact:
         names = [args.artifact]
-    manifest = read_manifest(folder)
-    reference = reference_for(manifest, args.reference)
-    images = _image_set(args, reference.labels)
-    result = verify_stage(folder, images, names, reference, progress=not args.quiet)
+    refs = _references(args, folder, read_manifest(folder))
+    result = verify_stage(folder, refs, names, progress=not args.quiet)
     _print_reports(result.reports, args.json)
+    if not args.json:
+        print(f"\nreference: {refs.source}, {len(refs)} images")
     return 0 if result.passed else 1
 
 
@@ -276,13 +310,12 @@ def _expand_images(items: list[str]) -> list[Path]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .calibration.data import VIDEO_SUFFIXES
     from .runtime import load
-    from .video import read_frames
+    from .video import is_video, read_frames
 
     if args.top_k < 1 or args.batch_size < 1 or args.every < 1:
         raise ConfigError("--top-k, --batch-size and --every must be >= 1")
-    videos = [p for p in args.images if Path(p).suffix.lower() in VIDEO_SUFFIXES]
+    videos = [p for p in args.images if is_video(p)]
 
     def emit(name: str, top: list) -> None:
         if args.jsonl:
@@ -317,7 +350,8 @@ EPILOG_CALIBRATE = """examples:
 
 
 def _precision_args(p: argparse.ArgumentParser) -> None:
-    from .calibration import METHODS
+    from .artifacts import INT8_MIN_AGREEMENT
+    from .calibration.int8 import METHODS
 
     g = p.add_argument_group("precision and calibration")
     g.add_argument("--calib-data", default=None, metavar="SRC", help="image folder, video file or .npz (the demo brings its own)")
@@ -326,10 +360,11 @@ def _precision_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calib-method", choices=METHODS, default="max", help="INT8 range method (default max)")
     g.add_argument("--calib-percentile", type=float, default=99.99, help="percentile for --calib-method percentile")
     g.add_argument("--calib-cache", default=None, metavar="JSON", help="reuse (or write) calibration ranges")
-    g.add_argument("--min-agreement", type=float, default=0.99, help="INT8 gate: top-1 agreement on held-back images (default 0.99)")
+    g.add_argument("--min-agreement", type=float, default=INT8_MIN_AGREEMENT,
+                   help=f"INT8 gate: top-1 agreement on held-back images (default {INT8_MIN_AGREEMENT})")
     g.add_argument("--max-fallback", type=int, default=8, help="INT8 gate: blocks it may move back to float (default 8)")
-    g.add_argument("--keep-io-types", dest="keep_io_types", action="store_true", default=True, help="FP16 graph with fp32 inputs/outputs (default)")
-    g.add_argument("--fp16-io", dest="keep_io_types", action="store_false", help="FP16 graph with fp16 inputs/outputs")
+    g.add_argument("--fp16-io", dest="keep_io_types", action="store_false",
+                   help="FP16 graph with fp16 inputs/outputs (default: fp32 inputs/outputs)")
     g.add_argument("--no-cpu-int8", dest="cpu_int8", action="store_false", help="skip the ONNX Runtime CPU form of INT8")
     g.add_argument("--int8-float", choices=("fp16", "fp32"), default="fp16",
                    help="type of the layers left in float in model.int8.onnx (default fp16: what TensorRT runs fast)")
@@ -384,13 +419,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .export import parse_image_size
+    from .contract import parse_image_size
     from .manifest import read_manifest
     from .pipeline import adopt_onnx, precision_stage
 
     src = Path(args.onnx)
-    if args.precision not in ("fp16", "int8"):
-        raise ConfigError(f"--precision {args.precision} not accepted: calibrate makes fp16 or int8")
     out = Path(args.output) if args.output else src.parent
     fp32 = adopt_onnx(src, out, parse_image_size(args.image_size))
     try:
@@ -535,6 +568,13 @@ def _deploy_parsers(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .artifacts import BUILD_PRECISIONS
+
+    # -v/-q are accepted before and after the command; SUPPRESS keeps the command's parser from
+    # resetting what was given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logs, and tracebacks on errors")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="warnings and errors only, no progress bars")
     parser = _Parser(
         prog="focalnet-edge",
         description="FocalNet from PyTorch to verified ONNX Runtime and TensorRT inference.",
@@ -544,24 +584,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("info", help="what a model, an output folder or an artifact holds", epilog=EPILOG_INFO,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+
+    p = command("info", help="what a model, an output folder or an artifact holds", epilog=EPILOG_INFO)
     p.add_argument("path", nargs="?", default=None, help="an output folder or artifact (else --model is described)")
     _model_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("export", help="export a checkpoint to ONNX (model.onnx + manifest.json)",
-                       epilog=EPILOG_EXPORT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command("export", help="export a checkpoint to ONNX (model.onnx + manifest.json)",
+                       epilog=EPILOG_EXPORT)
     _model_args(p)
     p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default ./focalnet-edge-out/<model>)")
     _export_args(p)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("build", help="export, precision, engines, verification: the whole pipeline",
-                       epilog=EPILOG_BUILD, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command("build", help="export, precision, engines, verification: the whole pipeline",
+                       epilog=EPILOG_BUILD)
     _model_args(p)
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8", "best"), default="fp16", help="default fp16; best: fp16 and int8")
+    p.add_argument("--precision", choices=tuple(BUILD_PRECISIONS), default="fp16", help="default fp16; best: fp16 and int8")
     p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default ./focalnet-edge-out/<model>)")
     p.add_argument("--images", default=None, help="verification images (folder per class gives accuracy)")
     p.add_argument("--labels", default=None, help="CSV of relative/path,label rows for --images")
@@ -572,28 +615,30 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_args(p)
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("calibrate", help="fp16 or int8 graph of an existing ONNX file",
-                       epilog=EPILOG_CALIBRATE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command("calibrate", help="fp16 or int8 graph of an existing ONNX file",
+                       epilog=EPILOG_CALIBRATE)
     p.add_argument("onnx", help="an fp32 ONNX file (from focalnet-edge export or another exporter)")
-    p.add_argument("--precision", default="int8", help="int8 (default) or fp16")
+    p.add_argument("--precision", choices=("int8", "fp16"), default="int8", help="int8 (default) or fp16")
     p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default: the file's folder)")
     p.add_argument("--image-size", default=None, metavar="H[xW]", help="input size of a foreign file with dynamic height/width")
     _precision_args(p)
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("verify", help="compare artifacts with the PyTorch reference on images",
-                       epilog=EPILOG_VERIFY, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command("verify", help="compare artifacts with the PyTorch reference on images",
+                       epilog=EPILOG_VERIFY)
     p.add_argument("path", help="an output folder, or one artifact in it")
-    p.add_argument("--images", default="demo", help="image folder (folder per class gives accuracy); default: the demo's")
+    p.add_argument("--images", default=None, help="image folder (folder per class gives accuracy); default: the demo's, or the stored ones")
     p.add_argument("--labels", default=None, help="CSV of relative/path,label rows")
     p.add_argument("--limit", type=int, default=None, help="use the first N images")
     p.add_argument("--artifact", default=None, help="only this artifact (file name or precision)")
-    p.add_argument("--reference", default=None, metavar="SRC", help="reference checkpoint (default: the manifest's source)")
+    p.add_argument("--reference", default=None, metavar="SRC",
+                   help="auto (default): PyTorch with the manifest's checkpoint where both are here, else the stored "
+                        "reference outputs; stored; torch; or a checkpoint")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("predict", help="top-k labels for images",
-                       epilog=EPILOG_PREDICT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command("predict", help="top-k labels for images",
+                       epilog=EPILOG_PREDICT)
     p.add_argument("path", help="an output folder or an artifact")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--top-k", type=int, default=5)
@@ -603,14 +648,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=1, metavar="N", help="for videos: every Nth frame (default 1)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("check", help="will TensorRT's ONNX parser take this file? (runs without TensorRT)",
-                       epilog=EPILOG_CHECK, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command("check", help="will TensorRT's ONNX parser take this file? (runs without TensorRT)",
+                       epilog=EPILOG_CHECK)
     p.add_argument("onnx", help="an ONNX file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("bench", help="latency p50/p90/p99 and throughput per artifact and batch size",
-                       epilog=EPILOG_BENCH, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command("bench", help="latency p50/p90/p99 and throughput per artifact and batch size",
+                       epilog=EPILOG_BENCH)
     p.add_argument("path", help="an output folder or an artifact")
     p.add_argument("--artifact", default=None, help="only this artifact (default: all this machine runs)")
     p.add_argument("--batch", default="1,8", help="batch sizes, e.g. 1,8 (default)")
@@ -626,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (exit code 2), like every other error."""
 
-    def error(self, message: str):  # noqa: D102
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 

@@ -1,98 +1,26 @@
-"""The bundled demo model: a small FocalNet trained on scikit-learn's digits, coloured and upscaled.
+"""The bundled demo model: where its files, held-out images and calibration images are.
 
-`scripts/train_demo.py` makes it with the functions here; the test suite uses them to train
-other small FocalNets. Only `demo_images`/`demo_calibration_dir` are needed at run time; the
-data set functions need scikit-learn (the `test` extra).
+A small FocalNet trained on scikit-learn's digits, coloured and upscaled, by
+`scripts/train_demo.py` (the data set and the training live in `scripts/digits.py`). This
+module is read at run time, so it imports neither torch nor scikit-learn.
+
+``--model demo`` names it unless a file or folder called ``demo`` exists in the working
+directory: a local path always wins (`uses_bundled_demo`), and the loader logs which was used.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from .model.weights import DEMO_DIR
-
+DEMO_DIR = Path(__file__).resolve().parent / "data" / "demo"
 DEMO_CALIBRATION_DIR = DEMO_DIR / "calibration"
 DEMO_IMAGES_DIR = DEMO_DIR / "images"  #: held-out test images, one folder per class
 
 
-def colored_digits(size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's 1,797 digits as uint8 RGB images (N, size, size, 3) and labels (N,).
-
-    Each 8x8 digit is upscaled (bilinear) and painted with a random foreground colour on a
-    random dark background, so the colour order of an input matters to the numbers.
-    """
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    rng = np.random.default_rng(seed)
-    images = np.empty((len(digits.images), size, size, 3), np.uint8)
-    for i, d in enumerate(digits.images):
-        gray = np.asarray(Image.fromarray((d * 255 / 16).astype(np.uint8)).resize((size, size), Image.BILINEAR))
-        fg = rng.uniform(0.45, 1.0, 3)
-        bg = rng.uniform(0.0, 0.3, 3)
-        t = gray[..., None].astype(np.float32) / 255
-        images[i] = np.clip((bg + (fg - bg) * t) * 255, 0, 255).astype(np.uint8)
-    return images, digits.target.astype(np.int64)
-
-
-def split(labels: np.ndarray, test_fraction: float = 0.25, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified train/test indices."""
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(labels))
-    train, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
-    return np.sort(train), np.sort(test)
-
-
-def train_classifier(
-    model: torch.nn.Module,
-    pixel_values: np.ndarray,
-    labels: np.ndarray,
-    epochs: int = 20,
-    batch_size: int = 64,
-    lr: float = 2e-3,
-    seed: int = 0,
-    log=print,
-) -> torch.nn.Module:
-    """Train `model` (a FocalNetForImageClassification) with AdamW, cosine schedule, random shifts."""
-    torch.manual_seed(seed)
-    x_all = torch.from_numpy(pixel_values)
-    y_all = torch.from_numpy(labels)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    steps = epochs * ((len(x_all) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    pad = x_all.shape[-1] // 16
-    model.train()
-    for epoch in range(epochs):
-        perm = torch.randperm(len(x_all))
-        total = 0.0
-        for i in range(0, len(perm), batch_size):
-            b = perm[i : i + batch_size]
-            x = torch.nn.functional.pad(x_all[b], (pad,) * 4, mode="replicate")
-            dx, dy = torch.randint(0, 2 * pad + 1, (2,)).tolist()
-            x = x[..., dy : dy + x_all.shape[-2], dx : dx + x_all.shape[-1]]
-            loss = model(x, labels=y_all[b]).loss
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(b)
-        if log:
-            log(f"epoch {epoch + 1}/{epochs}: loss {total / len(x_all):.4f}")
-    return model.eval()
-
-
-@torch.no_grad()
-def accuracy(model: torch.nn.Module, pixel_values: np.ndarray, labels: np.ndarray, batch_size: int = 128) -> float:
-    model.eval()
-    preds = []
-    for i in range(0, len(pixel_values), batch_size):
-        preds.append(model(torch.from_numpy(pixel_values[i : i + batch_size])).logits.argmax(-1).numpy())
-    return float((np.concatenate(preds) == labels).mean())
+def uses_bundled_demo(source: str | os.PathLike) -> bool:
+    """Whether `source` means the bundled demo: the word ``demo`` with no local path of that name."""
+    return str(source) == "demo" and not Path("demo").exists()
 
 
 def demo_images() -> list[tuple[Path, int]]:

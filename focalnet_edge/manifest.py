@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .artifacts import MANIFEST
 from .errors import ArtifactError
 from .io import atomic_write_text, sha256_file
-
-MANIFEST = "manifest.json"
 
 
 def library_versions() -> dict[str, str | None]:
@@ -53,7 +52,6 @@ def new_manifest(ckpt, export_result) -> dict[str, Any]:
 
 def add_artifact(
     manifest: dict[str, Any],
-    folder: Path,
     path: Path,
     precision: str,
     fmt: str,
@@ -93,8 +91,14 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def check_artifact(folder: Path, entry: dict[str, Any]) -> Path:
-    """The artifact's path, after checking that it exists and its sha256 matches the manifest."""
-    path = Path(folder) / entry["path"]
+    """The artifact's path, after checking that it exists and its sha256 matches the manifest.
+
+    A manifest is untrusted input: its paths must be plain file names inside `folder`.
+    """
+    name = entry.get("path") if isinstance(entry, dict) else None
+    if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise ArtifactError(f"{Path(folder) / MANIFEST}: artifact path {name!r} is not a file name inside the folder")
+    path = Path(folder) / name
     if not path.is_file():
         raise ArtifactError(f"{path}: listed in {MANIFEST} but missing")
     digest = sha256_file(path)

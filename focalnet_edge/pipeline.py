@@ -12,20 +12,24 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
+from . import artifacts
+from .artifacts import CALIBRATION, FP32_ONNX, REPORT
 from .errors import ArtifactError, InputError
-from .export import ExportResult, export_onnx
+from .extras import require_torch
 from .io import atomic_write_text
 from .manifest import add_artifact, new_manifest, read_manifest, write_manifest
-from .model.weights import Checkpoint, load_checkpoint
+from .onnx_io import CPU, load_onnx
+from .references import save_references
+
+if TYPE_CHECKING:  # pragma: no cover - the build stages import torch; the types are for readers
+    from .export.onnx_export import ExportResult
+    from .model.weights import Checkpoint
 
 log = logging.getLogger(__name__)
-
-FP32_ONNX = "model.onnx"
-REPORT = "report.json"
 
 
 @dataclass
@@ -54,14 +58,17 @@ def default_output_dir(source: str) -> Path:
 
 def export_stage(ckpt: Checkpoint, output_dir: Path, options: ExportOptions) -> tuple[ExportResult, dict[str, Any]]:
     """Write `model.onnx` and a fresh manifest into `output_dir`."""
+    require_torch("export")
+    from .export import export_onnx
+
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ArtifactError(f"{output_dir}: exists and is not a folder")
     result = export_onnx(ckpt, output_dir / FP32_ONNX, **options.as_kwargs())
     manifest = new_manifest(ckpt, result)
     add_artifact(
-        manifest, output_dir, result.path, "fp32", "onnx",
-        requires={"opset": result.opset, "runtime": "onnxruntime or TensorRT (via `focalnet-edge build`)"},
+        manifest, result.path, "fp32", artifacts.ONNX,
+        requires={"opset": result.opset, "runtime": artifacts.PRECISIONS["fp32"].runs_on},
         nodes=result.nodes, export_checks=result.checks, simplifier=result.simplifier,
     )
     write_manifest(output_dir, manifest)
@@ -70,14 +77,28 @@ def export_stage(ckpt: Checkpoint, output_dir: Path, options: ExportOptions) -> 
 
 def reference_for(manifest: dict[str, Any], model: str | None = None):
     """The PyTorch reference runner for the artifacts of `manifest` (its own source by default)."""
+    require_torch("the PyTorch reference (or verify against the stored references: --reference stored)")
+    from .model.weights import load_checkpoint
     from .runtime.torch import TorchRunner
 
     source = model or manifest["model"]["source"]
     try:
         ckpt = load_checkpoint(source)
     except Exception as e:
-        raise InputError(f"cannot load the reference model {source!r} ({e}); pass --model") from None
+        raise InputError(f"cannot load the reference model {source!r} ({e}); pass --reference SRC, or --reference stored") from None
     return TorchRunner(ckpt, head=manifest.get("head", "logits"), out_features=manifest.get("outputs") if manifest.get("head") == "features" else None)
+
+
+def live_references(output_dir: Path, images, model: str | None = None, progress: bool = False):
+    """The PyTorch fp32 outputs on `images`, at the folder's input contract (computed once for all artifacts)."""
+    from .contract import InputContract
+    from .verify import reference_outputs
+
+    manifest = read_manifest(output_dir)
+    contract = InputContract.from_dict(manifest["input"])
+    reference = reference_for(manifest, model)
+    reference.for_contract(contract)
+    return reference_outputs(reference, images, contract, progress=progress, source=f"pytorch fp32 ({model or manifest['model']['source']})")
 
 
 @dataclass
@@ -86,35 +107,37 @@ class VerifyResult:
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.reports)
+        """True only when something was verified and everything verified passed."""
+        return bool(self.reports) and all(r.passed for r in self.reports)
 
 
-def verify_stage(
-    output_dir: Path,
-    images,
-    artifacts: list[str] | None = None,
-    reference=None,
-    thresholds: dict[str, float | None] | None = None,
-    progress: bool = False,
-) -> VerifyResult:
-    """Verify artifacts of `output_dir` against the PyTorch reference; record figures in the manifest."""
-    from .runtime.loader import load, runnable_here
+def verify_stage(output_dir: Path, refs, names: list[str] | None = None, progress: bool = False) -> VerifyResult:
+    """Verify artifacts of `output_dir` against reference outputs; record figures in the manifest.
+
+    `refs` are `References` (live PyTorch outputs, or the folder's stored ones). `names` are
+    file names or precisions (default: every artifact this machine runs). ONNX files run on
+    ONNX Runtime's CPU provider, named explicitly, so the figures never come from another
+    provider that happens to be installed; the provider used is recorded.
+    """
+    from .runtime.loader import load_entry, runnable_here
     from .verify import verify
 
     output_dir = Path(output_dir)
     manifest = read_manifest(output_dir)
-    reference = reference or reference_for(manifest)
-    names = artifacts or [n for n, e in manifest["artifacts"].items() if runnable_here(e)]
+    entries = manifest["artifacts"]
+    if names:
+        chosen = [e for name in names for e in artifacts.select(entries, name)]
+    else:
+        chosen = [e for e in entries.values() if runnable_here(e)]
+    if not chosen:
+        raise ArtifactError(f"{output_dir}: no artifact to verify on this machine ({', '.join(entries) or 'none listed'})")
     result = VerifyResult()
-    for name in names:
-        entry = manifest["artifacts"].get(name)
-        if entry is None:
-            raise ArtifactError(f"{output_dir}: no artifact {name!r} in the manifest")
-        with load(output_dir / name) as runner:  # checks the sha256 against the manifest
-            if hasattr(reference, "for_contract"):  # the reference takes the artifact's image size
-                reference.for_contract(runner.contract)
-            report = verify(runner, reference, images, entry["precision"], thresholds, progress=progress)
-        report.artifact = name
+    for entry in chosen:
+        options = {"providers": CPU} if entry["format"] == artifacts.ONNX else {}
+        with load_entry(output_dir, entry, **options) as runner:  # checks the sha256 of the file that runs
+            report = verify(runner, refs, entry["precision"], progress=progress)
+        report.artifact = entry["path"]
+        report.device = runner.device
         entry["verification"] = report.to_dict()
         result.reports.append(report)
     write_manifest(output_dir, manifest)
@@ -123,10 +146,6 @@ def verify_stage(
 
 
 # -- precision ---------------------------------------------------------------------------------------
-PRECISIONS = ("fp32", "fp16", "int8", "best")
-FP16_ONNX, INT8_ONNX, INT8_CPU_ONNX, CALIBRATION = "model.fp16.onnx", "model.int8.onnx", "model.int8.cpu.onnx", "calibration.json"
-
-
 @dataclass
 class PrecisionOptions:
     calib_data: str | None = None
@@ -135,7 +154,7 @@ class PrecisionOptions:
     method: str = "max"
     percentile: float = 99.99
     calib_cache: str | None = None
-    min_agreement: float = 0.99
+    min_agreement: float = artifacts.INT8_MIN_AGREEMENT
     max_fallback: int = 8
     keep_io_types: bool = True
     cpu_int8: bool = True  #: also write the ONNX Runtime CPU form of INT8
@@ -145,16 +164,9 @@ class PrecisionOptions:
 
 @dataclass
 class PrecisionResult:
-    artifacts: list[str] = field(default_factory=list)
     holdout: Any = None  #: the held-back calibration images (a CalibrationSet), for verification
     int8: list[Any] = field(default_factory=list)
     fp16: Any = None
-
-
-def _wants(precision: str) -> tuple[bool, bool]:
-    if precision not in PRECISIONS:
-        raise InputError(f"precision {precision!r} not supported; expected one of {', '.join(PRECISIONS)}")
-    return precision in ("fp16", "best"), precision in ("int8", "best")
 
 
 def precision_stage(
@@ -166,18 +178,17 @@ def precision_stage(
     is_demo: bool = False,
     progress: bool = False,
 ) -> PrecisionResult:
-    """Write the fp16 and/or int8 graphs of `fp32_path` into `output_dir`, listed in `manifest`."""
-    from .calibration import build_int8, compute_ranges, convert_fp16, load_calibration_data, load_ranges, save_ranges
-    from .io import sha256_file
-    from .runtime.onnxruntime import read_contract
+    """Write the graphs `build --precision` asks for besides fp32 into `output_dir`, listed in `manifest`."""
+    from .calibration import load_calibration_data
+    from .onnx_io import read_contract
 
-    want_fp16, want_int8 = _wants(precision)
+    wanted = artifacts.build_precisions(precision)
     result = PrecisionResult()
-    if not (want_fp16 or want_int8):
+    if not wanted:
         return result
-    contract, _ = read_contract(onnx.load(str(fp32_path), load_external_data=False), fp32_path)
+    contract, _ = read_contract(load_onnx(fp32_path, external_data=False), fp32_path)
     source = options.calib_data or ("demo" if is_demo else None)
-    if want_int8 and source is None and not options.calib_cache:
+    if "int8" in wanted and source is None and not options.calib_cache:
         raise InputError(
             "int8 needs calibration images: pass --calib-data DIR (an image folder, a video or an .npz); "
             "random inputs give useless ranges"
@@ -185,52 +196,74 @@ def precision_stage(
     calib = load_calibration_data(source, contract, options.calib_size, options.seed, progress) if source else None
     part, held = calib.split(seed=options.seed) if calib is not None else (None, None)
     result.holdout = held
-
-    if want_fp16:
-        fp16 = convert_fp16(fp32_path, output_dir / FP16_ONNX, calib.inputs if calib is not None else None, options.keep_io_types)
-        if calib is None:
-            log.warning("fp16: no calibration data, so no overflow measurement; pass --calib-data to measure")
-        result.fp16 = fp16
-        if manifest is not None:
-            add_artifact(manifest, output_dir, fp16.path, "fp16", "onnx",
-                         requires={"opset": onnx.load(str(fp16.path), load_external_data=False).opset_import[0].version,
-                                   "runtime": "onnxruntime (CUDA/TensorRT EP for speed) or TensorRT strongly typed"},
-                         kept_fp32=fp16.kept_fp32, io_dtype="float32" if options.keep_io_types else "float16")
-        result.artifacts.append(fp16.path.name)
-
-    if want_int8:
-        if options.calib_cache and Path(options.calib_cache).is_file():
-            ranges, doc = load_ranges(options.calib_cache)
-            log.info("int8: calibration ranges from %s (%s, %d images)", options.calib_cache, doc.get("method"), doc.get("images", 0))
-        else:
-            if part is None:
-                raise InputError(f"{options.calib_cache}: no such calibration cache, and no --calib-data to compute one")
-            ranges = compute_ranges(fp32_path, part.inputs, options.method, options.percentile)
-            save_ranges(output_dir / CALIBRATION, ranges, options.method, options.percentile, len(part), sha256_file(fp32_path))
-            if options.calib_cache and Path(options.calib_cache).resolve() != (output_dir / CALIBRATION).resolve():
-                save_ranges(options.calib_cache, ranges, options.method, options.percentile, len(part), sha256_file(fp32_path))
-        if held is None:
-            raise InputError("int8's accuracy gate needs held-back images: pass --calib-data along with --calib-cache")
-        forms = [("tensorrt", INT8_ONNX, "int8")] + ([("cpu", INT8_CPU_ONNX, "int8-cpu")] if options.cpu_int8 else [])
-        for form, name, prec in forms:
-            float_type = options.int8_float if form == "tensorrt" else "fp32"  # ORT's CPU kernels want fp32
-            r = build_int8(fp32_path, output_dir / name, ranges, held.inputs, form, options.min_agreement,
-                           options.max_fallback, options.keep_stem_and_head, float_type=float_type,
-                           calibration_inputs=part.inputs if part is not None else None)
-            if not r.gate_passed:
-                log.warning("int8 (%s form): agreement %.4f on %d held-back images stays under %.4f after %d blocks "
-                            "back to float", form, r.agreement, r.holdout_images, r.min_agreement, len(r.kept_float))
-            result.int8.append(r)
-            if manifest is not None:
-                add_artifact(manifest, output_dir, r.path, prec, "onnx",
-                             requires={"runtime": "TensorRT (strongly typed) or onnxruntime" if form == "tensorrt" else "onnxruntime CPU"},
-                             int8={"form": form, "float": float_type, "method": options.method, "gate_agreement": r.agreement,
-                                   "gate_passed": r.gate_passed, "holdout_images": r.holdout_images,
-                                   "kept_float": r.kept_float, "calibration": CALIBRATION})
-            result.artifacts.append(name)
+    if "fp16" in wanted:
+        result.fp16 = fp16_stage(output_dir, fp32_path, calib, options, manifest)
+    if "int8" in wanted:
+        result.int8 = int8_stage(output_dir, fp32_path, part, held, options, manifest)
     if manifest is not None:
         write_manifest(output_dir, manifest)
     return result
+
+
+def fp16_stage(output_dir: Path, fp32_path: Path, calib, options: PrecisionOptions, manifest: dict[str, Any] | None):
+    """`model.fp16.onnx`, keeping in fp32 the nodes that overflow on the calibration images."""
+    from .calibration import convert_fp16
+
+    if calib is None:
+        log.warning("fp16: no calibration data, so no overflow measurement; pass --calib-data to measure")
+    row = artifacts.PRECISIONS["fp16"]
+    fp16 = convert_fp16(fp32_path, output_dir / row.onnx, calib.inputs if calib is not None else None, options.keep_io_types)
+    if manifest is not None:
+        add_artifact(manifest, fp16.path, row.name, artifacts.ONNX,
+                     requires={"opset": load_onnx(fp16.path, external_data=False).opset_import[0].version, "runtime": row.runs_on},
+                     kept_fp32=fp16.kept_fp32, io_dtype="float32" if options.keep_io_types else "float16")
+    return fp16
+
+
+def int8_ranges(output_dir: Path, fp32_path: Path, part, options: PrecisionOptions) -> dict[str, tuple[float, float]]:
+    """Calibration ranges: from `--calib-cache` when it exists, else computed and saved (and cached)."""
+    from .calibration import compute_ranges, load_ranges, save_ranges
+    from .io import sha256_file
+
+    if options.calib_cache and Path(options.calib_cache).is_file():
+        ranges, doc = load_ranges(options.calib_cache)
+        log.info("int8: calibration ranges from %s (%s, %d images)", options.calib_cache, doc.get("method"), doc.get("images", 0))
+        return ranges
+    if part is None:
+        raise InputError(f"{options.calib_cache}: no such calibration cache, and no --calib-data to compute one")
+    ranges = compute_ranges(fp32_path, part.inputs, options.method, options.percentile)
+    digest = sha256_file(fp32_path)
+    save_ranges(output_dir / CALIBRATION, ranges, options.method, options.percentile, len(part), digest)
+    if options.calib_cache and Path(options.calib_cache).resolve() != (output_dir / CALIBRATION).resolve():
+        save_ranges(options.calib_cache, ranges, options.method, options.percentile, len(part), digest)
+    return ranges
+
+
+def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: PrecisionOptions, manifest: dict[str, Any] | None) -> list[Any]:
+    """`model.int8.onnx` (TensorRT form) and `model.int8.cpu.onnx` (ONNX Runtime CPU form), gated."""
+    from .calibration import build_int8
+
+    ranges = int8_ranges(output_dir, fp32_path, part, options)
+    if held is None:
+        raise InputError("int8's accuracy gate needs held-back images: pass --calib-data along with --calib-cache")
+    results = []
+    forms = [("tensorrt", "int8")] + ([("cpu", "int8-cpu")] if options.cpu_int8 else [])
+    for form, name in forms:
+        row = artifacts.PRECISIONS[name]
+        float_type = options.int8_float if form == "tensorrt" else "fp32"  # ORT's CPU kernels want fp32
+        r = build_int8(fp32_path, output_dir / row.onnx, ranges, held.inputs, form, options.min_agreement,
+                       options.max_fallback, options.keep_stem_and_head, float_type=float_type,
+                       calibration_inputs=part.inputs if part is not None else None)
+        if not r.gate_passed:
+            log.warning("int8 (%s form): agreement %.4f on %d held-back images stays under %.4f after %d blocks "
+                        "back to float", form, r.agreement, r.holdout_images, r.min_agreement, len(r.kept_float))
+        results.append(r)
+        if manifest is not None:
+            add_artifact(manifest, r.path, row.name, artifacts.ONNX, requires={"runtime": row.runs_on},
+                         int8={"form": form, "float": float_type, "method": options.method, "gate_agreement": r.agreement,
+                               "gate_passed": r.gate_passed, "holdout_images": r.holdout_images,
+                               "kept_float": r.kept_float, "calibration": CALIBRATION})
+    return results
 
 
 # -- build -------------------------------------------------------------------------------------------
@@ -259,7 +292,7 @@ class BuildResult:
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.reports)
+        return bool(self.reports) and all(r.passed for r in self.reports)
 
 
 def measure_latency(runner, batch: int = 1, repeats: int = 5) -> float:
@@ -271,10 +304,12 @@ def measure_latency(runner, batch: int = 1, repeats: int = 5) -> float:
 
 def build(options: BuildOptions, progress: bool = False) -> BuildResult:
     """`focalnet-edge build`: export, precision, engines where TensorRT runs, verification, manifest."""
-    from .runtime.loader import load
-    from .verify import ImageSet, load_image_set
+    artifacts.build_precisions(options.precision)  # reject a bad precision before any work
+    require_torch("focalnet-edge build")
+    from .model.weights import load_checkpoint
+    from .runtime.loader import load_entry
+    from .verify import verification_images
 
-    _wants(options.precision)  # reject a bad precision before any work
     if options.backend == "tensorrt":
         from .runtime.tensorrt import require_tensorrt
 
@@ -293,28 +328,20 @@ def build(options: BuildOptions, progress: bool = False) -> BuildResult:
     notes += engine_stage(out, manifest, options)
 
     labels = ckpt.config.id2label if options.export.head in ("logits", "probs") else {}
-    if options.images:
-        images = load_image_set(options.images, labels, options.labels)
-        used = f"{len(images)} images of {options.images}"
-    elif options.model == "demo":
-        images = load_image_set("demo", labels)
-        used = f"the demo's {len(images)} held-out test images"
-    elif prec.holdout is not None and prec.holdout.frames is not None:
-        images = ImageSet([], None, frames=prec.holdout.frames)
-        used = f"{len(images)} images held back from the calibration data"
-    else:
-        images = load_image_set("demo", {})
-        used = f"the demo's {len(images)} digit images (numbers only; pass --images for your own)"
-        notes.append("verified on the demo's digit images: pass --images DIR to verify on your own domain")
+    images, used, note = verification_images(options.images, labels, options.labels, options.model == "demo", prec.holdout)
+    notes += [note] if note else []
     log.info("verify: every artifact against PyTorch fp32 on %s", used)
-    verified = verify_stage(out, images, reference=reference_for(manifest), progress=progress)
+    refs = live_references(out, images, progress=progress)
+    verified = verify_stage(out, refs, progress=progress)
     manifest = read_manifest(out)
+    manifest["references"] = save_references(out, refs)
     latency = {}
     for name, entry in manifest["artifacts"].items():
-        if entry["format"] == "onnx":
-            with load(out / name) as runner:
+        if entry["format"] == artifacts.ONNX:
+            with load_entry(out, entry, providers=CPU) as runner:  # a CPU figure, whatever else is installed
                 latency[name] = measure_latency(runner, batch=options.export.batch[1])
-            entry["latency_ms_here"] = {"batch": options.export.batch[1], "ms": round(latency[name], 3), "device": "CPU, ONNX Runtime"}
+                device = runner.device
+            entry["latency_ms_here"] = {"batch": options.export.batch[1], "ms": round(latency[name], 3), "device": device}
     manifest["verification_images"] = used
     write_manifest(out, manifest)
     return BuildResult(out, manifest, verified.reports, latency, used, notes)
@@ -360,11 +387,10 @@ def engine_stage(output_dir: Path, manifest: dict[str, Any], options: BuildOptio
 
 def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None = None) -> Path:
     """`path` inside `output_dir` as model.onnx, with focalnet-edge metadata (inferred for foreign files)."""
-    from .export import InputContract, read_metadata, set_metadata
+    from .contract import InputContract
     from .io import atomic_path
     from .model.preprocessing import ImageSpec
-
-    from .export.onnx_export import load_onnx
+    from .onnx_io import read_metadata, set_metadata
 
     model = load_onnx(path)
     if "input" not in read_metadata(model):

@@ -14,21 +14,15 @@ from typing import Any
 
 import numpy as np
 
+from . import artifacts
 from .errors import InputError
+from .metrics import cosine, sqnr_db, topk_agreement
 from .model.preprocessing import IMAGE_SUFFIXES, to_pil
-from .runtime.base import Runner, frames_from_images, inputs_from_frames, reference_inputs
+from .contract import InputContract
+from .references import References
+from .runtime.base import Runner
 
 log = logging.getLogger(__name__)
-
-#: pass/fail per precision: max abs error of the outputs (None: not checked), mean cosine
-#: similarity, top-1 agreement with the reference, and the largest accuracy drop (points)
-THRESHOLDS: dict[str, dict[str, float | None]] = {
-    "fp32": {"max_abs": 1e-4, "min_cosine": 0.99999, "min_top1": 1.0, "max_accuracy_drop": 0.0},
-    "fp16": {"max_abs": None, "min_cosine": 0.999, "min_top1": 0.995, "max_accuracy_drop": 0.5},
-    "int8": {"max_abs": None, "min_cosine": 0.98, "min_top1": 0.99, "max_accuracy_drop": 0.5},
-    "int8-cpu": {"max_abs": None, "min_cosine": 0.98, "min_top1": 0.99, "max_accuracy_drop": 0.5},
-}
-
 
 @dataclass
 class ImageSet:
@@ -36,7 +30,6 @@ class ImageSet:
     labels: list[int] | None = None  #: class index per image, when known
     skipped: int = 0  #: files that were not readable images
     frames: np.ndarray | None = None  #: uint8 RGB frames instead of paths (e.g. held-back calibration images)
-    description: str = ""
 
     def __len__(self) -> int:
         return len(self.frames) if self.frames is not None else len(self.paths)
@@ -83,6 +76,32 @@ def load_image_set(source: str | Path, label_names: dict[int, str] | None = None
     return ImageSet(images, labels, skipped)
 
 
+def verification_images(
+    images: str | None,
+    labels: dict[int, str],
+    labels_file: str | None,
+    is_demo: bool,
+    holdout=None,
+) -> tuple[ImageSet, str, str | None]:
+    """The images `build` verifies on, a phrase saying which, and a note for the user (or None).
+
+    In order: the user's `--images`; the demo model's own labelled test images; the images held
+    back from the calibration data; else the demo's digit images, for the numbers only.
+    """
+    if images:
+        found = load_image_set(images, labels, labels_file)
+        return found, f"{len(found)} images of {images}", None
+    if is_demo:
+        found = load_image_set("demo", labels)
+        return found, f"the demo's {len(found)} held-out test images", None
+    if holdout is not None and holdout.frames is not None:
+        found = ImageSet([], None, frames=holdout.frames)
+        return found, f"{len(found)} images held back from the calibration data", None
+    found = load_image_set("demo", {})
+    return (found, f"the demo's {len(found)} digit images (numbers only; pass --images for your own)",
+            "verified on the demo's digit images: pass --images DIR to verify on your own domain")
+
+
 def _label_index(name: str, name_to_index: dict[str, int]) -> int | None:
     if name in name_to_index:
         return name_to_index[name]
@@ -124,26 +143,14 @@ class Report:
     reference_accuracy: float | None
     thresholds: dict[str, float | None]
     elementwise_passed: bool
+    sqnr_db: float | None = None  #: signal-to-noise ratio of the (first) output against the reference
+    device: str | None = None  #: what ran the artifact (ONNX Runtime's provider, or the TensorRT GPU)
+    reference: str | None = None  #: what the outputs were compared with (live PyTorch, or stored outputs)
     passed: bool = False
     failures: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a = a.reshape(len(a), -1).astype(np.float64)
-    b = b.reshape(len(b), -1).astype(np.float64)
-    num = (a * b).sum(1)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return float(np.mean(np.where(den > 0, num / np.maximum(den, 1e-30), 1.0)))
-
-
-def _topk_agreement(ref: np.ndarray, out: np.ndarray, k: int) -> float:
-    """Share of rows whose reference top-1 class is among the artifact's top-k."""
-    top_ref = ref.argmax(-1)
-    top_out = np.argsort(-out, axis=-1, kind="stable")[:, :k]
-    return float(np.mean([t in row for t, row in zip(top_ref, top_out)]))
 
 
 def polygraphy_compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], atol: float) -> tuple[bool, float]:
@@ -153,7 +160,6 @@ def polygraphy_compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], a
     from polygraphy.comparator.struct import IterationResult
     from polygraphy.logger import G_LOGGER
 
-    G_LOGGER.module_severity = G_LOGGER.CRITICAL
     results = RunResults()
     ref = {k: np.ascontiguousarray(v) for k, v in ref.items()}  # Polygraphy views arrays flat
     out = {k: np.ascontiguousarray(v) for k, v in out.items()}
@@ -161,12 +167,22 @@ def polygraphy_compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], a
     results.append(("artifact", [IterationResult(outputs=out, runner_name="artifact")]))
     simple = getattr(pg_compare, "SimpleCompareFunc", None)
     func = simple(atol=atol, rtol=0.0) if simple else pg_compare.CompareFunc.simple(atol=atol, rtol=0.0)
-    accuracy = Comparator.compare_accuracy(results, compare_func=func)
+    with G_LOGGER.verbosity(G_LOGGER.CRITICAL):  # quiet for this call only; the global level stays the user's
+        accuracy = Comparator.compare_accuracy(results, compare_func=func)
     # Polygraphy < 0.53 returns one AccuracyResult (a dict), newer releases a list of them
     result = accuracy if hasattr(accuracy, "values") else accuracy[0]
     per_output = next(iter(result.values()))[0]
     max_abs = max(r.max_absdiff for r in per_output.values())
     return bool(accuracy), float(max_abs)
+
+
+#: an output whose standard deviation differs from the reference's by more than this factor fails
+SPREAD_RATIO = 2.0
+
+
+def _finite_or_none(x: float) -> float | None:
+    """JSON has no inf/NaN: a figure that is not finite is recorded as null (the failures say why)."""
+    return float(x) if np.isfinite(x) else None
 
 
 def compare_outputs(
@@ -179,21 +195,33 @@ def compare_outputs(
     thresholds: dict[str, float | None] | None = None,
 ) -> Report:
     """The report for two sets of outputs (same images, same order)."""
-    thr = dict(THRESHOLDS.get(precision, THRESHOLDS["fp32"]), **(thresholds or {}))
+    thr = dict(artifacts.thresholds(precision).to_dict(), **(thresholds or {}))
     out = {k: v.astype(np.float32) for k, v in out.items()}
     elementwise, max_abs = polygraphy_compare(ref, out, thr["max_abs"] if thr["max_abs"] is not None else np.inf)
-    cos = min(_cosine(ref[k], out[k]) for k in ref)
+    cos = min(cosine(ref[k], out[k]) for k in ref)
     top1 = top5 = acc = ref_acc = None
     if classify:
         name = next(iter(ref))
-        top1, top5 = _topk_agreement(ref[name], out[name], 1), _topk_agreement(ref[name], out[name], 5)
+        top1, top5 = topk_agreement(ref[name], out[name], 1), topk_agreement(ref[name], out[name], 5)
         if labels is not None:
             y = np.asarray(labels)
             acc = float((out[name].argmax(-1) == y).mean())
             ref_acc = float((ref[name].argmax(-1) == y).mean())
     n = len(next(iter(ref.values())))
-    report = Report(artifact, precision, n, max_abs, cos, top1, top5, acc, ref_acc, thr, elementwise)
+    first = next(iter(ref))
+    report = Report(artifact, precision, n, max_abs, cos, top1, top5, acc, ref_acc, thr, elementwise,
+                    sqnr_db=_finite_or_none(sqnr_db(ref[first], out[first])))
     fails = report.failures
+    for k in ref:  # garbage fails whatever the thresholds say
+        bad = int(np.size(out[k]) - np.isfinite(out[k]).sum())
+        if bad:
+            fails.append(f"{k}: {bad} non-finite values")
+            report.max_abs_error = None  # type: ignore[assignment] # not finite: JSON has no inf
+            report.elementwise_passed = False
+            continue
+        spread_ref, spread_out = float(np.std(ref[k])), float(np.std(out[k]))
+        if not (spread_ref / SPREAD_RATIO <= spread_out <= spread_ref * SPREAD_RATIO or spread_ref == spread_out == 0):
+            fails.append(f"{k}: spread (std) {spread_out:.3g} is not within x{SPREAD_RATIO:g} of the reference's {spread_ref:.3g}")
     if thr["max_abs"] is not None and not elementwise:
         fails.append(f"max abs error {max_abs:.3g} > {thr['max_abs']:g}")
     if cos < thr["min_cosine"]:
@@ -206,24 +234,26 @@ def compare_outputs(
     return report
 
 
-def verify(
-    runner: Runner,
+def reference_outputs(
     reference: Runner,
     images: ImageSet,
-    precision: str = "fp32",
-    thresholds: dict[str, float | None] | None = None,
+    contract: InputContract,
     batch_size: int = 32,
     progress: bool = False,
-) -> Report:
-    """Run `runner` and `reference` on the same images (each through its own input path) and compare."""
+    source: str = "pytorch fp32",
+) -> References:
+    """The reference's outputs on `images`, with the frames they were computed from (computed once).
+
+    Images are read, resized and cropped by `contract`'s preprocessing a batch at a time;
+    unreadable files are skipped with a warning.
+    """
     from tqdm import tqdm
 
+    frame_parts: list[np.ndarray] = []
     ref_parts: list[dict[str, np.ndarray]] = []
-    out_parts: list[dict[str, np.ndarray]] = []
     kept: list[int] = []
     skipped = 0
-    steps = range(0, len(images), batch_size)
-    for start in tqdm(steps, desc=f"verify {runner.name}", disable=None if progress else True, unit="batch"):
+    for start in tqdm(range(0, len(images), batch_size), desc="reference", disable=None if progress else True, unit="batch"):
         if images.frames is not None:
             frames = images.frames[start : start + batch_size]
             idx = list(range(start, start + len(frames)))
@@ -238,16 +268,38 @@ def verify(
                     log.warning("skipped %s", e)
             if not chunk:
                 continue
-            frames = frames_from_images(chunk, runner.contract)
-        out_parts.append(runner.run(inputs_from_frames(frames, runner.contract)))
-        ref_parts.append(reference.run(reference_inputs(frames, runner.contract)))
+            frames = contract.frames_from_images(chunk)
+        ref_parts.append(reference.run(contract.reference_inputs(frames)))
+        frame_parts.append(frames)
         kept.extend(idx)
     if not kept:
         raise InputError("no readable image to verify with")
-    ref = {k: np.concatenate([p[k] for p in ref_parts]) for k in ref_parts[0]}
-    out = {k: np.concatenate([p[k] for p in out_parts]) for k in out_parts[0]}
-    labels = [images.labels[i] for i in kept] if images.labels is not None else None
-    report = compare_outputs(ref, out, precision, runner.head in ("logits", "probs"), labels, runner.name, thresholds)
     if skipped:
         log.warning("%d unreadable images skipped", skipped)
+    outputs = {k: np.concatenate([p[k] for p in ref_parts]) for k in ref_parts[0]}
+    labels = np.asarray([images.labels[i] for i in kept]) if images.labels is not None else None
+    return References(np.concatenate(frame_parts), outputs, labels, source)
+
+
+def verify(
+    runner: Runner,
+    refs: References,
+    precision: str = "fp32",
+    thresholds: dict[str, float | None] | None = None,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> Report:
+    """Run `runner` on the reference's frames (through its own input contract) and compare."""
+    from tqdm import tqdm
+
+    out_parts = []
+    for start in tqdm(range(0, len(refs), batch_size), desc=f"verify {runner.name}", disable=None if progress else True, unit="batch"):
+        out_parts.append(runner.run(runner.contract.inputs_from_frames(refs.frames[start : start + batch_size])))
+    out = {k: np.concatenate([p[k] for p in out_parts]) for k in out_parts[0]}
+    ref = {k: refs.outputs[k] for k in out if k in refs.outputs}
+    if len(ref) != len(out):
+        raise InputError(f"{runner.name}: outputs {sorted(out)} do not match the reference's {sorted(refs.outputs)}")
+    labels = refs.labels.tolist() if refs.labels is not None else None
+    report = compare_outputs(ref, out, precision, runner.head in ("logits", "probs"), labels, runner.name, thresholds)
+    report.reference = refs.source
     return report

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from focalnet_edge.demo import accuracy, colored_digits, split, train_classifier
+from digits import accuracy, colored_digits, split, train_classifier  # scripts/digits.py
 from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, ImageSpec
 
 DEMO_CONFIG = dict(
@@ -77,7 +77,7 @@ def main() -> None:
         "train_images": int(len(train_idx)),
         "epochs": args.epochs,
         "image_size": args.size,
-        "dataset": "sklearn.datasets.load_digits, coloured and upscaled (focalnet_edge.demo.colored_digits, seed 0)",
+        "dataset": "sklearn.datasets.load_digits, coloured and upscaled (scripts/digits.py colored_digits, seed 0)",
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())

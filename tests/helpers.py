@@ -49,7 +49,7 @@ def hf_twin(hf_cls, **overrides):
     """A transformers FocalNet with random weights and our model of the same class, same weights."""
     transformers = pytest.importorskip("transformers")
     from focalnet_edge.model import modeling
-    from focalnet_edge.model.weights import load_state_dict_strict
+    from focalnet_edge.model.base import load_state_dict_strict
 
     cfg = small_config_dict(**overrides)
     hf = perturb_(getattr(transformers, hf_cls)(transformers.FocalNetConfig(**cfg)))

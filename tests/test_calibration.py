@@ -15,7 +15,7 @@ from focalnet_edge.calibration import compute_ranges, load_calibration_data, loa
 from focalnet_edge.calibration.fp16 import nodes_to_keep_fp32
 from focalnet_edge.calibration.int8 import build_int8, residual_adds, stem_and_head
 from focalnet_edge.errors import InputError
-from focalnet_edge.export.contract import InputContract
+from focalnet_edge.contract import InputContract
 from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, ImageSpec, load_checkpoint
 from focalnet_edge.pipeline import BuildOptions, ExportOptions, PrecisionOptions, build, export_stage, precision_stage
 from focalnet_edge.runtime import OnnxRuntimeRunner

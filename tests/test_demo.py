@@ -7,9 +7,8 @@ import json
 import numpy as np
 import torch
 
-from focalnet_edge.demo import DEMO_CALIBRATION_DIR, demo_images
+from focalnet_edge.demo import DEMO_CALIBRATION_DIR, DEMO_DIR, demo_images
 from focalnet_edge.model import FocalNetForImageClassification, load_checkpoint, load_model
-from focalnet_edge.model.weights import DEMO_DIR
 
 
 def test_demo_package_data_is_small_and_complete():

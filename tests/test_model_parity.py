@@ -92,7 +92,7 @@ def test_focalnet_tiny_shape_at_224():
     from helpers import perturb_
 
     from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification
-    from focalnet_edge.model.weights import load_state_dict_strict
+    from focalnet_edge.model.base import load_state_dict_strict
 
     hf = perturb_(transformers.FocalNetForImageClassification(transformers.FocalNetConfig(num_labels=1000)), scale=0.02)
     ours = FocalNetForImageClassification(FocalNetConfig(num_labels=1000))

@@ -1,61 +1,61 @@
 """A second trained FocalNet, with non-default switches: FP16 and INT8 meet the accuracy targets.
 
-The model is trained here (about 30 s on 2 cores) on the coloured digits at 32x32 with a
-convolutional stem, layer scale, post-layernorm, normalised modulator and mixed focal levels.
+The model is test data (tests/data/switches, made by scripts/make_switches_model.py): trained
+on the coloured digits at 32x32 with a convolutional stem, layer scale, post-layernorm,
+normalised modulator and mixed focal levels. Its images come in images.npz and are written
+out as PNG files (lossless) for the pipeline to read.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, ImageSpec
+from focalnet_edge.model import FocalNetForImageClassification, load_checkpoint, load_model
 from focalnet_edge.pipeline import BuildOptions, ExportOptions, PrecisionOptions, build
 
-pytest.importorskip("sklearn")
-
-SWITCHES = dict(
-    use_conv_embed=True, use_layerscale=True, layerscale_value=0.5, use_post_layernorm=True,
-    normalize_modulator=True, focal_levels=[3, 3, 2, 2], focal_windows=[3, 3, 3, 3],
-)
+DATA = Path(__file__).parent / "data" / "switches"
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from focalnet_edge.demo import accuracy, colored_digits, split, train_classifier
-
     root = tmp_path_factory.mktemp("switches")
-    torch.manual_seed(0)
-    images, labels = colored_digits(32, seed=1)
-    train, test = split(labels, 0.25, seed=1)
-    spec = ImageSpec(height=32, width=32, resize_shortest_edge=None, center_crop=False, mean=(0.5,) * 3, std=(0.5,) * 3)
-    x = np.stack([spec.normalize(im) for im in images])
-    config = FocalNetConfig(image_size=32, embed_dim=16, depths=[1, 1, 1, 1], num_labels=10, drop_path_rate=0.0,
-                            hidden_sizes=[32, 64, 128, 128], id2label={i: str(i) for i in range(10)}, **SWITCHES)
-    model = FocalNetForImageClassification(config)
-    train_classifier(model, x[train], labels[train], epochs=12, lr=3e-3, log=None)
-    acc = accuracy(model, x[test], labels[test])
-    model.save_pretrained(root / "ckpt", preprocessing=spec)
-    for i in train[::4]:
+    images = np.load(DATA / "images.npz")
+    for i, im in enumerate(images["calibration"]):
         (root / "calib").mkdir(exist_ok=True)
-        Image.fromarray(images[i]).save(root / "calib" / f"{i}.png")
-    for i in test:
-        (root / "test" / str(labels[i])).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(images[i]).save(root / "test" / str(labels[i]) / f"{i}.png")
-    return root, acc
+        Image.fromarray(im).save(root / "calib" / f"{i}.png")
+    for i, (im, label) in enumerate(zip(images["test"], images["test_labels"])):
+        (root / "test" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(im).save(root / "test" / str(label) / f"{i}.png")
+    # the accuracy recomputed here, in PyTorch, from the shipped weights and images
+    ckpt = load_checkpoint(DATA)
+    model = load_model(ckpt)
+    with torch.no_grad():
+        x = torch.from_numpy(np.stack([ckpt.preprocessing.normalize(im) for im in images["test"]]))
+        pred = model(x).logits.argmax(-1).numpy()
+    return root, model, float((pred == images["test_labels"]).mean())
 
 
 def test_the_second_model_is_really_trained(trained):
-    _, acc = trained
+    _, model, acc = trained
+    assert isinstance(model, FocalNetForImageClassification)
+    cfg = model.config
+    assert cfg.use_conv_embed and cfg.use_layerscale and cfg.use_post_layernorm and cfg.normalize_modulator
+    assert cfg.focal_levels == [3, 3, 2, 2]
     assert acc >= 0.9
+    recorded = json.loads((DATA / "metrics.json").read_text())["test_accuracy"]
+    assert abs(acc - recorded) < 1e-6  # the same uint8 images, the same weights
 
 
 def test_fp16_and_int8_of_the_second_model(trained):
-    root, _ = trained
+    root, _, _ = trained
     result = build(BuildOptions(
-        model=str(root / "ckpt"), output=root / "out", precision="best",
+        model=str(DATA), output=root / "out", precision="best",
         export=ExportOptions(fuse_preprocess=True, color_order="BGR"),
         calibration=PrecisionOptions(calib_data=str(root / "calib")), images=str(root / "test"),
     ))

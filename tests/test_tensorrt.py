@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 
 from focalnet_edge.cli import main
 from focalnet_edge.errors import ArtifactError, ConfigError
-from focalnet_edge.export.contract import InputContract
+from focalnet_edge.contract import InputContract
 from focalnet_edge.pipeline import BuildOptions, ExportOptions, build
 from focalnet_edge.runtime import tensorrt as trt_mod
 from focalnet_edge.runtime.tensorrt import EngineOptions, config_plan, profile_shapes

@@ -10,7 +10,7 @@ from PIL import Image
 
 from focalnet_edge.errors import InputError
 from focalnet_edge.model import load_checkpoint
-from focalnet_edge.pipeline import ExportOptions, export_stage, verify_stage
+from focalnet_edge.pipeline import ExportOptions, export_stage, live_references, verify_stage
 from focalnet_edge.verify import compare_outputs, load_image_set
 
 
@@ -24,7 +24,7 @@ def demo_out(tmp_path_factory):
 def test_verify_demo_fp32_passes_with_accuracy(demo_out):
     images = load_image_set("demo", {i: str(i) for i in range(10)})
     assert images.labels is not None and len(images.paths) == 450
-    result = verify_stage(demo_out, images)
+    result = verify_stage(demo_out, live_references(demo_out, images))
     (report,) = result.reports
     assert report.passed and report.images == 450
     assert report.max_abs_error <= 1e-4 and report.top1_agreement == 1.0

@@ -16,7 +16,7 @@ from focalnet_edge.model import (
     load_checkpoint,
     load_model,
 )
-from focalnet_edge.model.weights import config_from_original
+from focalnet_edge.model.original import config_from_original
 
 transformers = pytest.importorskip("transformers")
 

@@ -14,13 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..export.contract import InputContract
-from ..runtime.base import inputs_from_frames, reference_inputs
+from ..contract import InputContract
+from ..video import is_video
 
 log = logging.getLogger(__name__)
 
-CALIB_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 
 
 @dataclass
@@ -34,14 +32,6 @@ class CalibrationSet:
 
     def __len__(self) -> int:
         return len(self.inputs)
-
-    def reference_inputs(self, contract: InputContract) -> np.ndarray:
-        """Float pixel values for the PyTorch reference (NCHW)."""
-        if self.frames is None:
-            if contract.fused_preprocess:
-                raise InputError(f"{self.source}: an .npz of preprocessed arrays can't calibrate a fused-preprocessing graph")
-            return self.inputs
-        return reference_inputs(self.frames, contract)
 
     def split(self, holdout: float = 0.2, minimum: int = 8, seed: int = 0) -> tuple[CalibrationSet, CalibrationSet]:
         """(calibration part, held-back part); the held-back part judges the INT8 graph."""
@@ -85,7 +75,7 @@ def load_calibration_data(
         raise InputError(f"{path}: no such calibration folder or file")
     if path.suffix.lower() == ".npz":
         return _from_npz(path, contract, size, seed)
-    if path.suffix.lower() in VIDEO_SUFFIXES:
+    if is_video(path):
         return _from_video(path, contract, size or 256, progress)
     raise InputError(f"{path}: not a calibration source (expected an image folder, a video file or an .npz)")
 
@@ -93,10 +83,10 @@ def load_calibration_data(
 def _from_folder(folder: Path, contract: InputContract, size: int | None, seed: int, progress: bool) -> CalibrationSet:
     from tqdm import tqdm
 
-    from ..model.preprocessing import to_pil
+    from ..model.preprocessing import IMAGE_SUFFIXES, to_pil
 
     files = sorted(p for p in folder.rglob("*") if p.is_file())
-    images = [p for p in files if p.suffix.lower() in CALIB_IMAGE_SUFFIXES]
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     skipped = len(files) - len(images)
     spec = contract.image_spec
     # a deterministic order; unreadable files are skipped and the next ones taken instead
@@ -118,36 +108,22 @@ def _from_folder(folder: Path, contract: InputContract, size: int | None, seed: 
     if skipped:
         log.warning("%s: skipped %d files that are not readable images", folder, skipped)
     if not frames:
-        raise InputError(f"{folder}: no usable calibration image (looked for {', '.join(CALIB_IMAGE_SUFFIXES)})")
+        raise InputError(f"{folder}: no usable calibration image (looked for {', '.join(IMAGE_SUFFIXES)})")
     stacked = np.stack(frames)
-    return CalibrationSet(inputs_from_frames(stacked, contract), stacked, str(folder), skipped)
+    return CalibrationSet(contract.inputs_from_frames(stacked), stacked, str(folder), skipped)
 
 
 def _from_video(path: Path, contract: InputContract, size: int, progress: bool) -> CalibrationSet:
-    try:
-        import cv2
-    except ImportError:
-        raise InputError(f"{path}: reading video needs OpenCV: pip install 'focalnet-edge[video]'") from None
     from PIL import Image
     from tqdm import tqdm
 
-    cap = cv2.VideoCapture(str(path))
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
-    if total <= 0:
-        cap.release()
-        raise InputError(f"{path}: not a readable video file")
+    from ..video import sample_frames
+
     spec = contract.image_spec
-    frames = []
-    for index in tqdm(np.unique(np.linspace(0, total - 1, min(size, total)).astype(int)), desc="video frames", disable=None if progress else True):
-        cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
-        ok, bgr = cap.read()
-        if ok:
-            frames.append(np.asarray(spec.resize_and_crop(Image.fromarray(bgr[..., ::-1].copy()))))
-    cap.release()
-    if not frames:
-        raise InputError(f"{path}: no frame could be decoded")
+    frames = [np.asarray(spec.resize_and_crop(Image.fromarray(rgb)))
+              for rgb in tqdm(sample_frames(path, size), total=size, desc="video frames", disable=None if progress else True)]
     stacked = np.stack(frames)
-    return CalibrationSet(inputs_from_frames(stacked, contract), stacked, str(path))
+    return CalibrationSet(contract.inputs_from_frames(stacked), stacked, str(path))
 
 
 def _from_npz(path: Path, contract: InputContract, size: int | None, seed: int) -> CalibrationSet:

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 import onnx.version_converter
 
-from ..export.onnx_export import set_metadata
+from ..onnx_io import ort_session, read_metadata, set_metadata
 from ..io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,6 @@ class Fp16Result:
 
 def activation_ranges(model: onnx.ModelProto, inputs: np.ndarray, input_name: str, batch: int = 16) -> dict[str, float]:
     """max |value| of every float tensor a node outputs, over `inputs` (fp32 graph, ONNX Runtime CPU)."""
-    import onnxruntime as ort
-
     probe = onnx.shape_inference.infer_shapes(model)
     float_tensors = {v.name for v in probe.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
     known = {o.name for o in probe.graph.output}
@@ -45,11 +43,7 @@ def activation_ranges(model: onnx.ModelProto, inputs: np.ndarray, input_name: st
         for name in node.output:
             if name in float_tensors and name not in known:
                 probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
-    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort_session(probe, optimize=False)  # keep every tensor
     names = [o.name for o in sess.get_outputs()]
     peak: dict[str, float] = {}
     for i in range(0, len(inputs), batch):
@@ -139,8 +133,6 @@ def convert_fp16(
     keep_fp32: list[str] | None = None,
 ) -> Fp16Result:
     """Write the float16 version of `fp32_path` to `output` (atomically)."""
-    from ..export.onnx_export import read_metadata
-
     fp16, keep = to_float16(onnx.load(str(fp32_path)), calibration_inputs, keep_io_types, keep_fp32)
     meta = read_metadata(fp16)
     if meta.get("input", {}).get("dtype") == "float32" and not keep_io_types:

@@ -30,8 +30,9 @@ import numpy as np
 import onnx
 
 from ..errors import ConfigError, InputError
-from ..export.onnx_export import read_metadata, set_metadata
+from ..onnx_io import ort_session, read_metadata, set_metadata
 from ..io import atomic_path, atomic_write_text
+from ..metrics import cosine, topk_agreement
 
 log = logging.getLogger(__name__)
 
@@ -246,16 +247,6 @@ def qdq_form_problems(model: onnx.ModelProto) -> list[str]:
 
 
 # -- accuracy gate -----------------------------------------------------------------------------------
-def _session(model: onnx.ModelProto | str):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-
-
 def _outputs(sess, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
     name = sess.get_inputs()[0].name
     return np.concatenate([sess.run(None, {name: inputs[i : i + batch]})[0] for i in range(0, len(inputs), batch)]).astype(np.float32)
@@ -263,15 +254,12 @@ def _outputs(sess, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
 
 def agreement(ref: np.ndarray, out: np.ndarray, classify: bool) -> float:
     """Top-1 agreement for classifiers, else the mean cosine similarity of the first output."""
-    if classify:
-        return float((ref.argmax(-1) == out.argmax(-1)).mean())
-    a, b = ref.reshape(len(ref), -1).astype(np.float64), out.reshape(len(out), -1).astype(np.float64)
-    return float(np.mean((a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)))
+    return topk_agreement(ref, out, 1) if classify else cosine(ref, out)
 
 
 def _error(ref: np.ndarray, out: np.ndarray) -> float:
     """1 - cosine similarity: a smooth sensitivity measure, finer than top-1 changes."""
-    return 1.0 - agreement(ref, out, classify=False)
+    return 1.0 - cosine(ref, out)
 
 
 @dataclass
@@ -313,7 +301,7 @@ def build_int8(
     fp32 = onnx.load(str(fp32_path))
     classify = read_metadata(fp32).get("head", "logits") in ("logits", "probs")
     exclude = stem_and_head(fp32) if keep_stem_and_head else []
-    ref = _outputs(_session(str(fp32_path)), holdout)
+    ref = _outputs(ort_session(str(fp32_path)), holdout)
     keep_fp32: list[str] | None = None
 
     def measure(excluded: list[str]) -> tuple[onnx.ModelProto, np.ndarray]:
@@ -322,7 +310,7 @@ def build_int8(
         if float_type == "fp16":
             q, kept = to_float16(q, calibration_inputs if keep_fp32 is None else None, True, keep_fp32)
             keep_fp32 = kept  # measured once, on the first graph
-        return q, _outputs(_session(q), holdout)
+        return q, _outputs(ort_session(q), holdout)
 
     model, out = measure(exclude)
     score = agreement(ref, out, classify)

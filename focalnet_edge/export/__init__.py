@@ -1,19 +1,24 @@
-"""torch -> ONNX (opset >= 17), fused preprocessing, simplification, input contracts."""
+"""torch -> ONNX (opset >= 17), fused preprocessing, simplification.
 
-from .contract import HEADS, InputContract, parse_batch, parse_image_size
-from .onnx_export import ExportResult, export_onnx, read_metadata, sample_input, set_metadata
-from .simplify import SIMPLIFIERS, simplify
+Names are imported on first use, so `from focalnet_edge.export.simplify import SIMPLIFIERS`
+(the CLI's `--help`) does not import torch.
+"""
 
-__all__ = [
-    "HEADS",
-    "SIMPLIFIERS",
-    "ExportResult",
-    "InputContract",
-    "export_onnx",
-    "parse_batch",
-    "parse_image_size",
-    "read_metadata",
-    "sample_input",
-    "set_metadata",
-    "simplify",
-]
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "ExportResult": ".onnx_export",
+    "export_onnx": ".onnx_export",
+    "SIMPLIFIERS": ".simplify",
+    "simplify": ".simplify",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-
-import onnx
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover - `--help` reads SIMPLIFIERS without importing onnx
+    import onnx
 
 log = logging.getLogger(__name__)
 SIMPLIFIERS = ("onnxslim", "onnxsim", "none")

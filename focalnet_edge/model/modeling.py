@@ -6,7 +6,8 @@ themselves: no Python tuples of sizes are passed around, no `view` needs them, a
 graph has no shape arithmetic. Only the depth-wise context convolutions run channels-first.
 
 The module and parameter names are those of `transformers.models.focalnet`, so its state dicts
-load unchanged (see `weights.py`), and the numbers are the same.
+load unchanged (see `base.load_model`), and the numbers are the same. The base class, weight
+initialisation and `from_pretrained`/`save_pretrained` are in `base.py`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
+from .base import _REGISTRY, FocalNetPreTrainedModel, no_init_weights
 from .config import FocalNetConfig
 from .outputs import (
     BackboneOutput,
@@ -41,10 +42,6 @@ _ACT = {
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
 }
-
-
-def _is_tracing() -> bool:
-    return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 class DropPath(nn.Module):
@@ -218,7 +215,8 @@ class FocalNetStage(nn.Module):
 class FocalNetEncoder(nn.Module):
     def __init__(self, config: FocalNetConfig) -> None:
         super().__init__()
-        rates = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
+        # on the CPU even while the model is built on the meta device (see base.load_model)
+        rates = torch.linspace(0, config.drop_path_rate, sum(config.depths), device="cpu").tolist()
         starts = [sum(config.depths[:i]) for i in range(config.num_stages)]
         self.stages = nn.ModuleList(
             FocalNetStage(config, i, rates[s : s + d]) for i, (s, d) in enumerate(zip(starts, config.depths))
@@ -256,62 +254,6 @@ def _as_tuple(loss, main: torch.Tensor, hidden: list[torch.Tensor], wanted: bool
     return ((loss,) + out) if loss is not None else out
 
 
-class FocalNetPreTrainedModel(nn.Module):
-    """Base class: config, weight initialisation, input checks, `from_pretrained`/`save_pretrained`."""
-
-    base_model_prefix = "focalnet"
-    main_input_name = "pixel_values"
-
-    def __init__(self, config: FocalNetConfig) -> None:
-        super().__init__()
-        self.config = config
-
-    def init_weights(self) -> None:
-        std = self.config.initializer_range
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                nn.init.normal_(m.weight, std=std)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def check_input_size(self, height: int, width: int) -> None:
-        """Raise `InputError` unless the model can take an image of this height and width."""
-        s = self.config.total_stride
-        bad = [f"{name} {v}" for name, v in (("height", height), ("width", width)) if v < s or v % s]
-        if bad:
-            examples = ", ".join(str(v) for v in sorted({s * 2, s * 7, 224, 256, 384}) if v % s == 0)
-            raise InputError(
-                f"input {' and '.join(bad)} not accepted: this FocalNet takes heights and widths that "
-                f"are multiples of {s} (e.g. {examples})"
-            )
-
-    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
-        if _is_tracing():
-            return
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.num_channels:
-            raise InputError(
-                f"pixel_values of shape {tuple(pixel_values.shape)} not accepted: expected "
-                f"(batch, {self.config.num_channels}, height, width)"
-            )
-        self.check_input_size(pixel_values.shape[2], pixel_values.shape[3])
-
-    @classmethod
-    def from_pretrained(cls, source, **kwargs):
-        """Load from a checkpoint folder, a hub id or an original `.pth` (see `weights.load_model`)."""
-        from .weights import load_model
-
-        return load_model(source, cls, **kwargs)
-
-    def save_pretrained(self, folder, **kwargs) -> None:
-        """Write `config.json` and `model.safetensors` in the Hugging Face layout."""
-        from .weights import save_pretrained
-
-        save_pretrained(self, folder, **kwargs)
-
-
 class FocalNetModel(FocalNetPreTrainedModel):
     def __init__(self, config: FocalNetConfig, add_pooling_layer: bool = True, use_mask_token: bool = False) -> None:
         super().__init__(config)
@@ -319,7 +261,7 @@ class FocalNetModel(FocalNetPreTrainedModel):
         self.encoder = FocalNetEncoder(config)
         self.layernorm = nn.LayerNorm(config.num_features, eps=config.layer_norm_eps)
         self.add_pooling_layer = add_pooling_layer
-        self.init_weights()
+        self.post_init()
 
     @property
     def num_features(self) -> int:
@@ -362,9 +304,10 @@ class FocalNetForImageClassification(FocalNetPreTrainedModel):
     def __init__(self, config: FocalNetConfig) -> None:
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.focalnet = FocalNetModel(config)
+        with no_init_weights():
+            self.focalnet = FocalNetModel(config)
         self.classifier = nn.Linear(config.num_features, config.num_labels) if config.num_labels > 0 else nn.Identity()
-        self.init_weights()
+        self.post_init()
 
     def forward(
         self,
@@ -402,13 +345,14 @@ class FocalNetForMaskedImageModeling(FocalNetPreTrainedModel):
 
     def __init__(self, config: FocalNetConfig) -> None:
         super().__init__(config)
-        self.focalnet = FocalNetModel(config, add_pooling_layer=False, use_mask_token=True)
+        with no_init_weights():
+            self.focalnet = FocalNetModel(config, add_pooling_layer=False, use_mask_token=True)
         stride = config.encoder_stride
         self.decoder = nn.Sequential(
             nn.Conv2d(config.num_features, stride**2 * config.num_channels, kernel_size=1),
             nn.PixelShuffle(stride),
         )
-        self.init_weights()
+        self.post_init()
 
     def forward(
         self,
@@ -444,11 +388,12 @@ class FocalNetBackbone(FocalNetPreTrainedModel):
 
     def __init__(self, config: FocalNetConfig) -> None:
         super().__init__(config)
-        self.focalnet = FocalNetModel(config)
+        with no_init_weights():
+            self.focalnet = FocalNetModel(config)
         self.out_features = list(config.out_features)
         self.out_indices = list(config.out_indices)
         self.stage_names = config.stage_names
-        self.init_weights()
+        self.post_init()
 
     @property
     def channels(self) -> list[int]:
@@ -469,9 +414,5 @@ class FocalNetBackbone(FocalNetPreTrainedModel):
         return BackboneOutput(feature_maps=feature_maps, hidden_states=hs, attentions=None)
 
 
-MODEL_CLASSES = {
-    "FocalNetModel": FocalNetModel,
-    "FocalNetForImageClassification": FocalNetForImageClassification,
-    "FocalNetForMaskedImageModeling": FocalNetForMaskedImageModeling,
-    "FocalNetBackbone": FocalNetBackbone,
-}
+#: the public models by name (the registry of `base`, filled as the classes above were defined)
+MODEL_CLASSES = _REGISTRY

@@ -1,17 +1,22 @@
-"""One `Runner` protocol over ONNX Runtime, TensorRT and the PyTorch reference; `load(path)`."""
+"""One `Runner` protocol over ONNX Runtime, TensorRT and the PyTorch reference; `load(path)`.
 
-from .base import Runner, TensorSpec, prepare_inputs, reference_inputs
+Imports neither torch nor a build stage: `TorchRunner` (the PyTorch reference) is imported on
+first use, so the runtime works on a device without PyTorch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import Runner, TensorSpec
 from .loader import choose_artifact, load
-from .onnxruntime import OnnxRuntimeRunner
-from .torch import TorchRunner
 
-__all__ = [
-    "OnnxRuntimeRunner",
-    "Runner",
-    "TensorSpec",
-    "TorchRunner",
-    "choose_artifact",
-    "load",
-    "prepare_inputs",
-    "reference_inputs",
-]
+_LAZY = {"OnnxRuntimeRunner": ".onnxruntime", "TensorRTRunner": ".tensorrt", "TorchRunner": ".torch"}
+
+__all__ = ["OnnxRuntimeRunner", "Runner", "TensorRTRunner", "TensorSpec", "TorchRunner", "choose_artifact", "load"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..export.contract import InputContract
-from ..model.preprocessing import ImageLike, to_pil
+from ..contract import InputContract
+from ..model.preprocessing import ImageLike
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class Runner(abc.ABC):
     labels: dict[int, str]
     head: str = "logits"
     name: str = "runner"
+    device: str | None = None  #: what runs it, in words (e.g. "ONNX Runtime CPUExecutionProvider")
 
     # -- the protocol --------------------------------------------------------------------------
     @property
@@ -115,7 +116,7 @@ class Runner(abc.ABC):
     # -- images ----------------------------------------------------------------------------------
     def prepare(self, images: list[ImageLike] | ImageLike) -> np.ndarray:
         """Images (paths, PIL images, uint8 HxWx3 RGB frames) -> the artifact's input batch."""
-        return prepare_inputs(images, self.contract)
+        return self.contract.prepare(images)
 
     def predict(self, images: list[ImageLike] | ImageLike, top_k: int = 5) -> list[list[dict[str, Any]]]:
         """Top-k labels per image: [[{"index", "label", "score"}, ...], ...]."""
@@ -130,32 +131,3 @@ class Runner(abc.ABC):
             top = np.argsort(-row, kind="stable")[:k]
             results.append([{"index": int(i), "label": self.labels.get(int(i), str(i)), "score": float(row[i])} for i in top])
         return results
-
-
-def frames_from_images(images: list[ImageLike] | ImageLike, contract: InputContract) -> np.ndarray:
-    """Resize and crop like the reference: uint8 (N, H, W, 3) RGB."""
-    if not isinstance(images, (list, tuple)):
-        images = [images]
-    if not images:
-        raise InputError("no images given")
-    spec = contract.image_spec
-    return np.stack([np.asarray(spec.resize_and_crop(to_pil(im))) for im in images])
-
-
-def prepare_inputs(images: list[ImageLike] | ImageLike, contract: InputContract) -> np.ndarray:
-    return inputs_from_frames(frames_from_images(images, contract), contract)
-
-
-def inputs_from_frames(frames: np.ndarray, contract: InputContract) -> np.ndarray:
-    """uint8 RGB frames of the contract's size -> the artifact's input (raw or normalised)."""
-    if contract.fused_preprocess:
-        x = frames[..., ::-1] if contract.color_order == "BGR" else frames
-        x = x.transpose(0, 3, 1, 2) if contract.layout == "NCHW" else x
-        return np.ascontiguousarray(x, dtype=contract.dtype)
-    return reference_inputs(frames, contract).astype(contract.dtype, copy=False)
-
-
-def reference_inputs(frames: np.ndarray, contract: InputContract) -> np.ndarray:
-    """uint8 RGB frames -> the float pixel values of the PyTorch reference (NCHW)."""
-    spec = contract.image_spec
-    return np.stack([spec.normalize(f) for f in frames]).astype(np.float32)

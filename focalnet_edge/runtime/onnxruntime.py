@@ -7,11 +7,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnx
 
-from ..errors import ArtifactError
-from ..export.contract import InputContract
-from ..export.onnx_export import load_onnx, read_metadata
+from ..onnx_io import load_onnx, ort_session, read_contract
 from .base import Runner, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -27,13 +24,6 @@ def default_providers() -> list[str]:
     return [p for p in PROVIDER_ORDER if p in available] or ["CPUExecutionProvider"]
 
 
-def read_contract(model: onnx.ModelProto, path: Path) -> tuple[InputContract, dict]:
-    meta = read_metadata(model)
-    if "input" not in meta:
-        raise ArtifactError(f"{path}: not a focalnet-edge ONNX file (no focalnet_edge.input metadata); export it with focalnet-edge export")
-    return InputContract.from_dict(meta["input"]), meta
-
-
 class OnnxRuntimeRunner(Runner):
     """Runs `path` with ONNX Runtime.
 
@@ -47,25 +37,15 @@ class OnnxRuntimeRunner(Runner):
     """
 
     def __init__(self, path: str | os.PathLike, providers: list[str] | None = None, threads: int | None = None, spinning: bool = False) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path)
         model = load_onnx(self.path, external_data=False)
         self.contract, meta = read_contract(model, self.path)
         self.head = meta.get("head", "logits")
         self.labels = {int(k): v for k, v in meta.get("labels", {}).items()}
         self.precision = meta.get("precision", "fp32")
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        if not spinning:
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            so.intra_op_num_threads = threads
-        self.providers = providers or default_providers()
-        try:
-            self.session = ort.InferenceSession(str(self.path), so, providers=self.providers)
-        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ArtifactError(f"{self.path}: ONNX Runtime cannot load it ({str(e).splitlines()[0][:200]})") from None
+        self.session = ort_session(self.path, providers or default_providers(), threads, spinning)
+        self.providers = self.session.get_providers()  #: the providers in use, the first one first
+        self.device = f"ONNX Runtime {self.providers[0]}"
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.name = f"onnxruntime:{self.path.name}"
         log.debug("%s on %s", self.path, self.session.get_providers())

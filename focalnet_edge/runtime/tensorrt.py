@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError, ConfigError, InputError
-from ..export.contract import InputContract
+from ..contract import InputContract
 from .base import Runner, _is_torch
 
 log = logging.getLogger(__name__)
@@ -268,7 +268,7 @@ def build_engines(output_dir: Path, manifest: dict[str, Any], options: EngineOpt
         if errors:
             raise ArtifactError(f"{onnx_name}: TensorRT's parser would refuse it: {errors[0]} ({len(errors)} problems; run focalnet-edge check)")
         facts = build_engine(Path(output_dir) / onnx_name, Path(output_dir) / engine_name, contract, entry["precision"], options, cache)
-        add_artifact(manifest, Path(output_dir), Path(output_dir) / engine_name, entry["precision"], "tensorrt-plan",
+        add_artifact(manifest, Path(output_dir) / engine_name, entry["precision"], "tensorrt-plan",
                      requires={k: facts[k] for k in ("tensorrt", "gpu", "compute_capability", "version_compatible", "hardware_compatibility")},
                      engine=facts, built_from=onnx_name)
         notes.append(f"built {engine_name} with TensorRT {facts['tensorrt']} on {facts['gpu']} (sm {facts['compute_capability']})")

@@ -126,6 +126,6 @@ def check_model(model: onnx.ModelProto) -> list[Finding]:
 
 
 def check_onnx(path: str | Path) -> list[Finding]:
-    from ..export.onnx_export import load_onnx
+    from ..onnx_io import load_onnx
 
     return check_model(load_onnx(path))

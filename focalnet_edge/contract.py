@@ -10,8 +10,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import ConfigError, InputError
-from ..model.preprocessing import ImageSpec
+import numpy as np
+
+from .errors import ConfigError, InputError
+from .model.preprocessing import ImageLike, ImageSpec, to_pil
 
 HEADS = ("logits", "probs", "features", "reconstruction")
 
@@ -51,9 +53,51 @@ class InputContract:
     def max_batch(self) -> int | None:
         return self.batch[2] if self.dynamic_batch else self.batch[1]
 
-    def shape(self, batch: int | str = "batch") -> list[int | str]:
-        h, w = ("height", "width") if self.dynamic_size else (self.height, self.width)
+    def shape(self, batch: int | str = "batch", height: int | str | None = None, width: int | str | None = None) -> list[int | str]:
+        """The input's shape in its layout; symbolic height/width where dynamic unless given."""
+        h = height if height is not None else "height" if self.dynamic_size else self.height
+        w = width if width is not None else "width" if self.dynamic_size else self.width
         return [batch, 3, h, w] if self.layout == "NCHW" else [batch, h, w, 3]
+
+    @property
+    def spatial_axes(self) -> tuple[int, int]:
+        """The (height, width) axes of the input in its layout."""
+        return (2, 3) if self.layout == "NCHW" else (1, 2)
+
+    def sample_input(self, batch: int, seed: int = 0) -> np.ndarray:
+        """A deterministic input that fits (random 0..255 frames, or random normalised pixels)."""
+        rng = np.random.default_rng(seed)
+        shape = self.shape(batch, self.height, self.width)
+        if self.fused_preprocess:
+            return rng.integers(0, 256, shape, dtype=np.uint8).astype(self.dtype)
+        return rng.standard_normal(shape).astype(self.dtype)
+
+    # -- images -> inputs (the one conversion every runner, calibration and verification use) ----
+    def frames_from_images(self, images: list[ImageLike] | ImageLike) -> np.ndarray:
+        """Resize and crop like the reference: uint8 (N, H, W, 3) RGB."""
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        if not images:
+            raise InputError("no images given")
+        spec = self.image_spec
+        return np.stack([np.asarray(spec.resize_and_crop(to_pil(im))) for im in images])
+
+    def inputs_from_frames(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 RGB frames of the contract's size -> this input (raw frames or normalised pixels)."""
+        if self.fused_preprocess:
+            x = frames[..., ::-1] if self.color_order == "BGR" else frames
+            x = x.transpose(0, 3, 1, 2) if self.layout == "NCHW" else x
+            return np.ascontiguousarray(x, dtype=self.dtype)
+        return self.reference_inputs(frames).astype(self.dtype, copy=False)
+
+    def reference_inputs(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 RGB frames -> the float pixel values of the PyTorch reference (NCHW)."""
+        spec = self.image_spec
+        return np.stack([spec.normalize(f) for f in frames]).astype(np.float32)
+
+    def prepare(self, images: list[ImageLike] | ImageLike) -> np.ndarray:
+        """Images (paths, PIL images, uint8 HxWx3 RGB frames) -> this input."""
+        return self.inputs_from_frames(self.frames_from_images(images))
 
     def check_shape(self, shape: tuple[int, ...], dtype: str) -> None:
         """Raise `InputError` unless an array of this shape and dtype fits the contract."""
@@ -62,7 +106,7 @@ class InputContract:
             raise InputError(f"input {self.name!r} has dtype {dtype}, expected {self.dtype} of shape {expect}")
         if len(shape) != 4:
             raise InputError(f"input {self.name!r} has shape {tuple(shape)}, expected rank 4 {expect}")
-        c_axis, hw = (1, (2, 3)) if self.layout == "NCHW" else (3, (1, 2))
+        c_axis, hw = (1 if self.layout == "NCHW" else 3), self.spatial_axes
         if shape[c_axis] != 3:
             raise InputError(
                 f"input {self.name!r} has shape {tuple(shape)}: expected 3 channels on axis {c_axis} "

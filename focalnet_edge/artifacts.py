@@ -1,0 +1,129 @@
+"""The one table of what an output folder can hold: artifact names, precisions, formats,
+verification thresholds and the order in which `runtime.load` prefers them.
+
+Every other module reads this table (the pipeline for file names, `verify` for thresholds, the
+INT8 gate for its target, the loader for its preference, the CLI for its choices), so a new
+precision is one new row here plus the stage that writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import ArtifactError, InputError
+
+MANIFEST = "manifest.json"
+REPORT = "report.json"
+CALIBRATION = "calibration.json"
+TIMING_CACHE = "timing.cache"
+REFERENCES = "references.npz"
+
+ONNX = "onnx"
+TENSORRT_PLAN = "tensorrt-plan"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pass/fail of an artifact against the PyTorch fp32 reference."""
+
+    max_abs: float | None  #: largest absolute output error (None: not checked)
+    min_cosine: float  #: smallest mean cosine similarity of the outputs
+    min_top1: float  #: smallest top-1 agreement (classification heads)
+    max_accuracy_drop: float  #: largest accuracy loss in points (labelled images)
+
+    def to_dict(self) -> dict[str, float | None]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """One row of the table: a precision and the files that carry it."""
+
+    name: str  #: fp32 | fp16 | int8 | int8-cpu (the manifest's `precision`)
+    onnx: str  #: the ONNX file of this precision
+    engine: str | None  #: the TensorRT plan built from that ONNX file (None: not a TensorRT input)
+    runs_on: str  #: what runs the ONNX file, in words
+    thresholds: Thresholds
+    gpu_rank: int  #: preference of the ONNX file where a GPU provider is present (lower first)
+    cpu_rank: int  #: preference of the ONNX file on a CPU-only machine (lower first)
+    engine_rank: int | None = None  #: preference of its engine among engines (lower first)
+
+
+_INT8_THRESHOLDS = Thresholds(max_abs=None, min_cosine=0.98, min_top1=0.99, max_accuracy_drop=0.5)
+
+PRECISIONS: dict[str, Precision] = {
+    p.name: p
+    for p in (
+        Precision("fp32", "model.onnx", "model.fp32.engine", "onnxruntime or TensorRT",
+                  Thresholds(max_abs=1e-4, min_cosine=0.99999, min_top1=1.0, max_accuracy_drop=0.0),
+                  gpu_rank=1, cpu_rank=0, engine_rank=2),
+        Precision("fp16", "model.fp16.onnx", "model.fp16.engine", "onnxruntime (CUDA/TensorRT EP for speed) or TensorRT strongly typed",
+                  Thresholds(max_abs=None, min_cosine=0.999, min_top1=0.995, max_accuracy_drop=0.5),
+                  gpu_rank=0, cpu_rank=2, engine_rank=1),
+        Precision("int8", "model.int8.onnx", "model.int8.engine", "TensorRT (strongly typed) or onnxruntime",
+                  _INT8_THRESHOLDS, gpu_rank=2, cpu_rank=3, engine_rank=0),
+        Precision("int8-cpu", "model.int8.cpu.onnx", None, "onnxruntime CPU",
+                  _INT8_THRESHOLDS, gpu_rank=3, cpu_rank=1),
+    )
+}
+
+#: what `build --precision` writes besides the fp32 model.onnx
+BUILD_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "fp32": (),
+    "fp16": ("fp16",),
+    "int8": ("int8", "int8-cpu"),
+    "best": ("fp16", "int8", "int8-cpu"),
+}
+
+#: the INT8 accuracy gate's default target: the int8 row's top-1 agreement
+INT8_MIN_AGREEMENT = PRECISIONS["int8"].thresholds.min_top1
+
+FP32_ONNX = PRECISIONS["fp32"].onnx
+ENGINE_SOURCES: dict[str, str] = {p.onnx: p.engine for p in PRECISIONS.values() if p.engine}  #: ONNX name -> engine name
+
+
+def precision(name: str) -> Precision:
+    """The row of precision `name`, or an `InputError` naming the ones there are."""
+    try:
+        return PRECISIONS[name]
+    except KeyError:
+        raise InputError(f"precision {name!r} not supported; expected one of {', '.join(PRECISIONS)}") from None
+
+
+def build_precisions(choice: str) -> tuple[str, ...]:
+    """The precisions `build --precision choice` writes besides fp32."""
+    if choice not in BUILD_PRECISIONS:
+        raise InputError(f"precision {choice!r} not supported; expected one of {', '.join(BUILD_PRECISIONS)}")
+    return BUILD_PRECISIONS[choice]
+
+
+def thresholds(name: str) -> Thresholds:
+    return PRECISIONS.get(name, PRECISIONS["fp32"]).thresholds
+
+
+def is_engine(entry: dict[str, Any]) -> bool:
+    return entry.get("format") == TENSORRT_PLAN
+
+
+def rank(entry: dict[str, Any], gpu: bool) -> tuple[int, int]:
+    """Sort key of a manifest entry for `runtime.load`: engines first on a GPU, then ONNX files."""
+    row = PRECISIONS.get(entry.get("precision", ""), None)
+    if row is None:
+        return (3, 0)
+    if is_engine(entry):
+        return (0 if gpu else 2, row.engine_rank if row.engine_rank is not None else len(PRECISIONS))
+    return (1, row.gpu_rank if gpu else row.cpu_rank)
+
+
+def select(entries: dict[str, dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The entries that `name` means: a file name (one entry) or a precision (its ONNX and engine)."""
+    if name in entries:
+        return [entries[name]]
+    found = [e for e in entries.values() if e.get("precision") == name]
+    if not found:
+        raise ArtifactError(
+            f"no artifact {name!r} here: give a file name ({', '.join(sorted(entries)) or 'none listed'}) "
+            f"or a precision ({', '.join(sorted({str(e.get('precision')) for e in entries.values()}))})"
+        )
+    return found
