@@ -18,8 +18,8 @@ from focalnet_edge.model import load_checkpoint
 from focalnet_edge.pipeline import ExportOptions, PrecisionOptions, export_stage, precision_stage
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] (the test extra) parses the configs")
-from google.protobuf import text_format  # noqa: E402
-from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
 
 #: ONNX element type -> Triton DataType, written out independently of the code under test
 ONNX_TO_TRITON = {onnx.TensorProto.FLOAT: mc.TYPE_FP32, onnx.TensorProto.FLOAT16: mc.TYPE_FP16, onnx.TensorProto.UINT8: mc.TYPE_UINT8}
@@ -137,7 +137,7 @@ def test_engine_repository(plain, tmp_path):
     manifest = read_manifest(folder)
     plan = folder / "model.fp16.engine"
     plan.write_bytes(b"not really a plan, but bytes to copy")
-    add_artifact(manifest, folder, plan, "fp16", "tensorrt-plan", built_from="model.fp16.onnx")
+    add_artifact(manifest, plan, "fp16", "tensorrt-plan", built_from="model.fp16.onnx")
     write_manifest(folder, manifest)
     repo = tmp_path / "repo"
     result = deploy(folder, repo)  # engines come first for a GPU server

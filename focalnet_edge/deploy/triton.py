@@ -27,8 +27,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import artifacts
+from ..contract import InputContract
 from ..errors import ArtifactError, ConfigError
-from ..export.contract import InputContract
 from ..manifest import MANIFEST, check_artifact, read_manifest
 
 #: numpy dtype name -> Triton's DataType enum name (model_config.proto)
@@ -36,9 +37,6 @@ TRITON_TYPES = {
     "float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "uint8": "TYPE_UINT8", "int8": "TYPE_INT8",
     "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL",
 }
-#: Triton's preference when no artifact is named: a GPU server runs engines, then fp16
-GPU_ORDER = ("engine", "fp16", "fp32", "int8", "int8-cpu")
-CPU_ORDER = ("int8-cpu", "fp32", "fp16", "int8")
 LABELS_FILE = "labels.txt"
 KINDS = ("gpu", "cpu")
 
@@ -67,7 +65,7 @@ def graph_io(onnx_path: Path) -> tuple[list[IOTensor], list[IOTensor]]:
     """Inputs and outputs of an ONNX graph, read with onnx (initializers excluded)."""
     from onnx import helper
 
-    from ..export.onnx_export import load_onnx
+    from ..onnx_io import load_onnx
 
     model = load_onnx(onnx_path, external_data=False)
     inits = {i.name for i in model.graph.initializer}
@@ -80,24 +78,21 @@ def graph_io(onnx_path: Path) -> tuple[list[IOTensor], list[IOTensor]]:
     return [spec(v) for v in model.graph.input if v.name not in inits], [spec(v) for v in model.graph.output]
 
 
-def _kind(entry: dict) -> str:
-    return "engine" if entry.get("format") == "tensorrt-plan" else entry.get("precision", "fp32")
-
-
 def choose(manifest: dict, artifact: str | None, kind: str) -> dict:
-    """The manifest entry to deploy: `artifact` (file name or precision), else the best for `kind`."""
+    """The manifest entry to deploy: `artifact` (file name or precision), else the best for `kind`.
+
+    The order is the artifacts table's (`artifacts.rank`) for a machine with a GPU, or without
+    one for `kind="cpu"`, where engines are left out; verified artifacts come first.
+    """
     entries = manifest["artifacts"]
-    if artifact:
-        for entry in entries.values():
-            if artifact in (entry["path"], entry.get("precision"), _kind(entry)):
-                return entry
-        raise ArtifactError(f"no artifact {artifact!r} in the {MANIFEST}; it lists {', '.join(sorted(entries))}")
-    order = GPU_ORDER if kind == "gpu" else CPU_ORDER
-    usable = [e for e in entries.values() if _kind(e) in order and (kind == "gpu" or _kind(e) != "engine")]
-    passed = [e for e in usable if (e.get("verification") or {}).get("passed", True)]
-    if not (passed or usable):
-        raise ArtifactError(f"the {MANIFEST} lists no artifact Triton can serve on {kind} (expected .onnx or .engine)")
-    return min(passed or usable, key=lambda e: order.index(_kind(e)))
+    if not entries:
+        raise ArtifactError(f"the {MANIFEST} lists no artifacts")
+    gpu = kind == "gpu"
+    candidates = artifacts.select(entries, artifact) if artifact else [e for e in entries.values() if gpu or not artifacts.is_engine(e)]
+    if not candidates:
+        raise ArtifactError(f"the {MANIFEST} lists no artifact Triton can serve on {kind}: {', '.join(sorted(entries))}")
+    passed = [e for e in candidates if (e.get("verification") or {}).get("passed", True)] or candidates
+    return min(passed, key=lambda e: artifacts.rank(e, gpu))
 
 
 def default_name(manifest: dict) -> str:
@@ -133,7 +128,7 @@ def config_text(name: str, entry: dict, manifest: dict, inputs: list[IOTensor], 
                 options: TritonOptions, kind: str) -> tuple[str, str | None]:
     """config.pbtxt for the artifact, and the labels file's text (None without a classification head)."""
     contract = InputContract.from_dict(manifest["input"])
-    engine = entry.get("format") == "tensorrt-plan"
+    engine = artifacts.is_engine(entry)
     batched = contract.dynamic_batch
     if batched and contract.batch[0] > 1:
         raise ConfigError(
@@ -183,7 +178,7 @@ def _external_files(onnx_path: Path) -> list[Path]:
     """Files an ONNX model keeps its weights in (external data), relative to it."""
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    from ..export.onnx_export import load_onnx
+    from ..onnx_io import load_onnx
 
     model = load_onnx(onnx_path, external_data=False)
     names = {ExternalDataInfo(t).location for t in model.graph.initializer if uses_external_data(t)}
@@ -213,7 +208,7 @@ def deploy(folder: str | os.PathLike, repo: str | os.PathLike, options: TritonOp
         raise ConfigError(f"--kind {kind!r} not accepted: expected gpu or cpu")
     manifest = read_manifest(folder)
     entry = choose(manifest, options.artifact, kind)
-    engine = entry.get("format") == "tensorrt-plan"
+    engine = artifacts.is_engine(entry)
     if engine and kind == "cpu":
         raise ConfigError(f"{entry['path']} is a TensorRT engine, which runs on a GPU only; use --kind gpu or an ONNX artifact")
     name = check_name(options.name or default_name(manifest))
