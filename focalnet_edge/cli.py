@@ -495,6 +495,77 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG_DEPLOY = """examples:
+  focalnet-edge deploy out/ --to triton --repo models/                 # the best artifact for a GPU server
+  focalnet-edge deploy out/ --to triton --repo models/ --artifact model.int8.cpu.onnx --kind cpu --instances 2
+  focalnet-edge deploy out/ --to deepstream
+"""
+
+EPILOG_SERVE = """examples:
+  focalnet-edge serve out/                                   # HTTP on 8000, gRPC on 8001
+  focalnet-edge serve out/ --port 9000 --grpc-port 9001 --max-batch 16 --instances 2
+"""
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    if args.to == "deepstream":
+        from .deploy.deepstream import deploy as deploy_deepstream
+
+        deploy_deepstream(Path(args.folder), force=args.force)
+        return 0
+    from .deploy.triton import TritonOptions, deploy
+
+    if not args.repo:
+        raise ConfigError("--to triton needs --repo DIR (the Triton model repository to write into)")
+    result = deploy(Path(args.folder), Path(args.repo), TritonOptions(
+        name=args.name, artifact=args.artifact, instances=args.instances, kind=args.kind,
+        max_queue_delay_us=args.max_queue_delay_us, version=args.version, force=args.force,
+    ))
+    print(f"wrote {result.model_dir} ({result.platform}, from {result.artifact}); "
+          f"serve it with: tritonserver --model-repository {Path(args.repo).resolve()}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .deploy.serve import ServeOptions, serve
+
+    options = ServeOptions(http_port=args.port, grpc_port=args.grpc_port, metrics_port=args.metrics_port, host=args.host,
+                           max_batch=args.max_batch, instances=args.instances, artifact=args.artifact,
+                           max_queue_delay_us=args.max_queue_delay_us, name=args.name)
+    serve(Path(args.folder), options, ready=lambda url: print(f"serving {url}", flush=True))
+    return 0
+
+
+def _deploy_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
+    p = command("deploy", help="write a Triton model repository or DeepStream nvinfer files from an output folder",
+                epilog=EPILOG_DEPLOY)
+    p.add_argument("folder", help="an output folder (with manifest.json)")
+    p.add_argument("--to", choices=("triton", "deepstream"), required=True)
+    p.add_argument("--force", action="store_true", help="replace an existing model folder")
+    g = p.add_argument_group("--to triton")
+    g.add_argument("--repo", default=None, metavar="DIR", help="the model repository to write <model>/ into")
+    g.add_argument("--name", default=None, help="model name (default: from the model source)")
+    g.add_argument("--artifact", default=None, help="file name or precision (default: engine, then fp16, fp32, int8)")
+    g.add_argument("--instances", type=int, default=1, metavar="N", help="instance_group count (default 1)")
+    g.add_argument("--kind", choices=("gpu", "cpu"), default=None, help="instance kind (default gpu; engines need gpu)")
+    g.add_argument("--max-queue-delay-us", type=int, default=100, metavar="N", help="dynamic batcher queue delay (default 100)")
+    g.add_argument("--version", type=int, default=1, metavar="N", help="model version folder (default 1)")
+    p.set_defaults(func=cmd_deploy)
+
+    p = command("serve", help="serve an output folder over Triton's HTTP/gRPC protocol (PyTriton)", epilog=EPILOG_SERVE)
+    p.add_argument("folder", help="an output folder or an artifact")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0, as tritonserver)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
+    p.add_argument("--metrics-port", type=int, default=8002, help="metrics port (default 8002)")
+    p.add_argument("--max-batch", type=int, default=None, metavar="N", help="largest server-side batch (default: the artifact's)")
+    p.add_argument("--instances", type=int, default=1, metavar="N", help="model instances (default 1)")
+    p.add_argument("--artifact", default=None, help="artifact of the folder to serve (default: the best this machine runs)")
+    p.add_argument("--max-queue-delay-us", type=int, default=1000, metavar="N", help="dynamic batcher queue delay (default 1000)")
+    p.add_argument("--name", default=None, help="model name (default: from the model source)")
+    p.set_defaults(func=cmd_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .artifacts import BUILD_PRECISIONS
 
@@ -591,6 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=cmd_bench)
+
+    _deploy_parsers(command)
     return parser
 
 

@@ -28,6 +28,7 @@ file and say why.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -42,13 +43,13 @@ if TYPE_CHECKING:
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
-ImageLike = Union[str, os.PathLike, "_PILImage.Image", np.ndarray]
+ImageLike = Union[str, os.PathLike, bytes, "_PILImage.Image", np.ndarray]
 
 _DEEP_MODES = ("I", "F")  # plus every "I;16..." mode
 
 
 def load_image(image: ImageLike) -> _PILImage.Image:
-    """A path, PIL image or uint8 (H, W, 1|3|4) frame -> an upright RGB PIL image (rules above)."""
+    """A path, an encoded file's bytes, a PIL image or a uint8 (H, W, 1|3|4) frame -> an upright RGB PIL image (rules above)."""
     from PIL import Image
 
     if isinstance(image, Image.Image):
@@ -58,11 +59,13 @@ def load_image(image: ImageLike) -> _PILImage.Image:
         return to_rgb(_upright(image), int_range)
     if isinstance(image, np.ndarray):
         return to_rgb(_from_array(image))
+    if isinstance(image, (bytes, bytearray, memoryview)):  # an encoded file's bytes (e.g. a server request)
+        return _open(io.BytesIO(bytes(image)), "encoded image")
     if not isinstance(image, (str, os.PathLike)):
         raise InputError(
-            f"a {type(image).__name__} is not an image: expected a path, a PIL image or a uint8 (height, width, 3) RGB frame"
+            f"a {type(image).__name__} is not an image: expected a path, encoded bytes, a PIL image or a uint8 (height, width, 3) RGB frame"
         )
-    return _open(Path(image))
+    return _open(Path(image), Path(image))
 
 
 def to_rgb(image: _PILImage.Image, int_range: int | None = None) -> _PILImage.Image:
@@ -84,13 +87,14 @@ def to_rgb(image: _PILImage.Image, int_range: int | None = None) -> _PILImage.Im
         raise InputError(f"an image of colour mode {image.mode} cannot be converted to RGB ({e})") from None
 
 
-def _open(path: Path) -> _PILImage.Image:
+def _open(source: Path | io.BytesIO, path: Path | str) -> _PILImage.Image:
+    """Decode `source` (a file or bytes); errors name `path`."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 im.seek(0)  # animated images: the first frame
                 im.load()
                 int_range = _integer_range(im)

@@ -253,7 +253,7 @@ def test_runtime_frames_use_the_loader(tmp_path):
 @pytest.mark.parametrize("bad,message", [
     (None, "a NoneType is not an image"),
     (5, "an? int is not an image"),
-    (b"abc", "a bytes is not an image"),
+    (b"abc", "encoded image: not a readable image"),
     (np.zeros((0, 0, 3), np.uint8), "an empty frame"),
     (np.zeros((4, 4), np.uint8), "expected a uint8 \\(height, width, 3\\) RGB frame"),
 ])
