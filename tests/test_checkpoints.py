@@ -169,22 +169,23 @@ _LOAD = """
 import json, sys, torch
 from focalnet_edge.errors import CheckpointError
 from focalnet_edge.model import load_model
-try:
-    model = load_model(sys.argv[1], revision=sys.argv[2] or None)
-except CheckpointError as e:
-    print(json.dumps({"error": str(e)}))
-    raise SystemExit(0)
 x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-with torch.no_grad():
-    print(json.dumps({"logits": model(x).logits.tolist(), "source": model.source}))
+for source, revision in json.loads(sys.argv[1]):
+    try:
+        model = load_model(source, revision=revision)
+    except CheckpointError as e:
+        print(json.dumps({"error": str(e)}))
+        continue
+    with torch.no_grad():
+        print(json.dumps({"logits": model(x).logits.tolist(), "source": model.source}))
 """
 
 
-def _load_in_process(env: dict[str, str], source: str, revision: str = "") -> dict:
+def _load_in_process(env: dict[str, str], *sources: tuple[str, str | None]) -> list[dict]:
     """load_model in a fresh interpreter: huggingface_hub reads HF_ENDPOINT and the rest at import."""
-    done = subprocess.run([sys.executable, "-c", _LOAD, source, revision], capture_output=True, text=True, env=env, cwd=ROOT)
+    done = subprocess.run([sys.executable, "-c", _LOAD, json.dumps(sources)], capture_output=True, text=True, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return [json.loads(line) for line in done.stdout.strip().splitlines()[-len(sources):]]
 
 
 def test_hub_ids_through_a_local_hub(tmp_path):
@@ -205,29 +206,29 @@ def test_hub_ids_through_a_local_hub(tmp_path):
         hub.add("acme/focalnet-digits", tmp_path / "main", ("main",))
         v1_commit = hub.add("acme/focalnet-digits", tmp_path / "v1", ("v1",))
         env["HF_ENDPOINT"] = hub.url
-        got = _load_in_process(env, "acme/focalnet-digits")
-        assert maxdiff(torch.tensor(got["logits"]), want["main"]) <= TOL and got["source"] == "acme/focalnet-digits"
-        got = _load_in_process(env, "acme/focalnet-digits", "v1")
-        assert maxdiff(torch.tensor(got["logits"]), want["v1"]) <= TOL
+        got_main, got_v1, no_repo, no_revision = _load_in_process(
+            env, ("acme/focalnet-digits", None), ("acme/focalnet-digits", "v1"),
+            ("acme/no-such-model", None), ("acme/focalnet-digits", "v9"),
+        )
+        assert maxdiff(torch.tensor(got_main["logits"]), want["main"]) <= TOL
+        assert got_main["source"] == "acme/focalnet-digits"
+        assert maxdiff(torch.tensor(got_v1["logits"]), want["v1"]) <= TOL
         # the real download path was taken: repository info, then the files at the resolved commit
         assert "GET /api/models/acme/focalnet-digits/revision/v1" in hub.requests
         assert any(r.startswith(f"GET /acme/focalnet-digits/resolve/{v1_commit}/model-00001-of-") for r in hub.requests)
-        for source, revision, expect in [
-            ("acme/no-such-model", "", "acme/no-such-model"),
-            ("acme/focalnet-digits", "v9", "acme/focalnet-digits@v9"),
-        ]:
-            err = _load_in_process(env, source, revision)["error"]
+        for got, expect in ((no_repo, "acme/no-such-model"), (no_revision, "acme/focalnet-digits@v9")):
+            err = got["error"]
             assert f"could not get {expect!r} from the Hugging Face Hub" in err and "--model DIR" in err
             assert "\n" not in err
 
     # the server is gone: offline, both revisions come from the cache
     env["HF_HUB_OFFLINE"] = "1"
-    got = _load_in_process(env, "acme/focalnet-digits")
-    assert maxdiff(torch.tensor(got["logits"]), want["main"]) <= TOL
-    got = _load_in_process(env, "acme/focalnet-digits", "v1")
-    assert maxdiff(torch.tensor(got["logits"]), want["v1"]) <= TOL
-    err = _load_in_process(env, "acme/never-downloaded")["error"]
-    assert "could not get 'acme/never-downloaded'" in err and "\n" not in err
+    got_main, got_v1, never = _load_in_process(
+        env, ("acme/focalnet-digits", None), ("acme/focalnet-digits", "v1"), ("acme/never-downloaded", None)
+    )
+    assert maxdiff(torch.tensor(got_main["logits"]), want["main"]) <= TOL
+    assert maxdiff(torch.tensor(got_v1["logits"]), want["v1"]) <= TOL
+    assert "could not get 'acme/never-downloaded'" in never["error"] and "\n" not in never["error"]
 
 
 # -- `demo` never shadows a local path -----------------------------------------------------------
