@@ -26,7 +26,8 @@ EPILOG_INFO = """examples:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="demo", metavar="SRC",
-                   help="checkpoint folder, original .pth, hub id, or 'demo' (the bundled model; default)")
+                   help="checkpoint folder, .pth/.safetensors file (transformers, timm or microsoft/FocalNet names), "
+                        "hub id, or 'demo' (the bundled model, unless ./demo exists; default)")
     p.add_argument("--variant", default=None, help="official variant of an original .pth (e.g. large_fl4), when its name doesn't say")
 
 

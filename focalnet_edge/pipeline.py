@@ -19,6 +19,7 @@ import onnx
 from . import artifacts
 from .artifacts import CALIBRATION, FP32_ONNX, REPORT
 from .errors import ArtifactError, InputError
+from .demo import uses_bundled_demo
 from .extras import require_torch
 from .io import atomic_write_text
 from .manifest import add_artifact, new_manifest, read_manifest, write_manifest
@@ -324,11 +325,11 @@ def build(options: BuildOptions, progress: bool = False) -> BuildResult:
     if options.precision != "fp32":
         log.info("precision: %s", options.precision)
     prec = precision_stage(out, fp32_result.path, options.precision, options.calibration, manifest,
-                           is_demo=options.model == "demo", progress=progress)
+                           is_demo=uses_bundled_demo(options.model), progress=progress)
     notes += engine_stage(out, manifest, options)
 
     labels = ckpt.config.id2label if options.export.head in ("logits", "probs") else {}
-    images, used, note = verification_images(options.images, labels, options.labels, options.model == "demo", prec.holdout)
+    images, used, note = verification_images(options.images, labels, options.labels, uses_bundled_demo(options.model), prec.holdout)
     notes += [note] if note else []
     log.info("verify: every artifact against PyTorch fp32 on %s", used)
     refs = live_references(out, images, progress=progress)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import artifacts
+from .demo import uses_bundled_demo
 from .errors import InputError
 from .metrics import cosine, sqnr_db, topk_agreement
 from .model.preprocessing import IMAGE_SUFFIXES, to_pil
@@ -45,7 +46,7 @@ def load_image_set(source: str | Path, label_names: dict[int, str] | None = None
     Folder per class: sub-folder names are label names (or class indices). A labels file is a
     CSV of `relative/path,label` rows. `source` "demo" is the demo model's held-out images.
     """
-    if str(source) == "demo":
+    if uses_bundled_demo(str(source)):
         from .demo import DEMO_IMAGES_DIR
 
         source = DEMO_IMAGES_DIR

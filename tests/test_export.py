@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import perturb_, small_config_dict
-from focalnet_edge.errors import ConfigError, InputError
+from focalnet_edge.errors import CheckpointError, ConfigError, InputError
 from focalnet_edge.export import export_onnx
 from focalnet_edge.onnx_io import read_metadata
 from focalnet_edge.export.onnx_export import ort_outputs
@@ -70,7 +70,7 @@ def test_reconstruction_head(tmp_path):
 
 def test_head_missing_from_checkpoint_is_a_clear_error(tmp_path):
     ckpt, _ = save_small(tmp_path, cls=FocalNetForMaskedImageModeling)
-    with pytest.raises(Exception, match="no classifier weights"):
+    with pytest.raises(CheckpointError, match="no classifier weights"):
         export_onnx(ckpt, tmp_path / "m.onnx", head="logits")
     assert not (tmp_path / "m.onnx").exists()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..demo import uses_bundled_demo
 from ..errors import ConfigError, InputError
 from ..contract import InputContract
 from ..video import is_video
@@ -64,7 +65,7 @@ def load_calibration_data(
     """Read `source` ("demo", an image folder, a video file or an .npz) into a `CalibrationSet`."""
     if size is not None and size < 1:
         raise ConfigError(f"calibration size {size} not accepted: expected a positive number of images")
-    if str(source) == "demo":
+    if uses_bundled_demo(str(source)):
         from ..demo import DEMO_CALIBRATION_DIR
 
         source = DEMO_CALIBRATION_DIR
