@@ -1,0 +1,1 @@
+"""Deploy an output folder into DeepStream and Triton."""
