@@ -388,3 +388,21 @@ def test_folders_nvinfer_cannot_feed_are_refused(tmp_path, demo_ckpt):
     with pytest.raises(ConfigError, match="not a classifier"):
         deploy(features)
     assert not (uint8 / "deepstream").exists() and not (features / "deepstream").exists()
+
+
+def test_the_folders_own_engine_is_used_when_nvinfer_can_load_it(fused_bgr_probs, tmp_path):
+    from focalnet_edge.manifest import add_artifact
+
+    folder = tmp_path / "out"
+    shutil.copytree(fused_bgr_probs, folder, ignore=shutil.ignore_patterns("deepstream"))
+    manifest = read_manifest(folder)
+    for name, facts in (("model.fp32.dla0.engine", {"dla_core": 0}), ("model.fp32.engine", {"dla_core": None})):
+        (folder / name).write_bytes(b"plan")
+        add_artifact(manifest, folder, folder / name, "fp32", "tensorrt-plan", engine=facts, built_from="model.onnx")
+    write_manifest(folder, manifest)
+    config = deploy(folder) / "config_infer_primary.txt"
+    v = {k: e["value"] for k, e in glib_parse(config)[str(config)]["groups"]["property"].items()}
+    assert v["model-engine-file"] == "../model.fp32.engine" and v["onnx-file"] == "../model.onnx"
+    (folder / "model.fp32.engine").write_bytes(b"changed")
+    with pytest.raises(ArtifactError, match="sha256"):
+        deploy(folder, force=True)

@@ -230,11 +230,14 @@ def make_plan(
     derived = softmax or norm.prepend is not None
     stem = Path(source["path"]).stem  # model.fp16
     onnx_name = f"{stem}.deepstream.onnx" if derived else f"../{source['path']}"
-    engine = _engine_entry(manifest, precision) if not derived else None
+    engine = _engine_entry(manifest, source) if not derived else None
     if engine is not None:
         check_artifact(folder, engine)
         engine_name = f"../{engine['path']}"
-        engine_note = f"the engine built by focalnet-edge from {source['path']} (checked against the manifest's sha256)"
+        engine_note = (
+            f"the engine focalnet-edge built from {source['path']} (sha256 checked); where this DeepStream's TensorRT "
+            "or GPU differ, nvinfer fails to load it and builds its own from onnx-file"
+        )
     else:
         # nvinfer builds an engine from onnx-file when this file is missing, and saves it under this
         # name next to the ONNX (<onnx-file>_b<batch>_gpu<id>_<precision>.engine), reused on later runs
@@ -242,7 +245,7 @@ def make_plan(
         engine_note = (
             "not built yet: on its first run nvinfer builds the engine from onnx-file and saves it under this name, "
             "then loads it on later runs"
-            + ("" if not derived else "; the folder's own engines read logits or unnormalised input, so nvinfer builds its own")
+            + ("" if not derived else "; the folder's own engines take the graph before the changes above")
         )
     return Plan(
         source=source,
@@ -368,9 +371,20 @@ def _source_onnx(folder: Path, manifest: dict[str, Any], precision: str | None) 
     return entry
 
 
-def _engine_entry(manifest: dict[str, Any], precision: str) -> dict[str, Any] | None:
+def _engine_entry(manifest: dict[str, Any], source: dict[str, Any]) -> dict[str, Any] | None:
+    """The folder's engine built from `source`, unless it is one nvinfer can't load as is.
+
+    DLA engines need nvinfer's enable-dla/use-dla-core and version-compatible (lean) plans need
+    host code allowed at deserialisation, which nvinfer does not set; both are left out.
+    """
     for e in manifest["artifacts"].values():
-        if str(e.get("path", "")).endswith(".engine") and e.get("precision") == precision and not e.get("dla_core"):
+        facts = e.get("engine") or {}
+        if (
+            str(e.get("path", "")).endswith(".engine")
+            and e.get("built_from") == source["path"]
+            and facts.get("dla_core") is None
+            and not facts.get("version_compatible")
+        ):
             return e
     return None
 
@@ -522,7 +536,8 @@ def render_config(
         f"onnx-file={plan.onnx_name}",
         f"# engine: {plan.engine_note}",
         f"model-engine-file={engine}",
-        "# 0 = FP32, 1 = INT8, 2 = FP16",
+        "# 0 = FP32, 1 = INT8, 2 = FP16"
+        + (" (explicit Q/DQ graph: the ranges are in the ONNX, no int8-calib-file)" if plan.precision == "int8" else ""),
         f"network-mode={NETWORK_MODE[plan.precision]}",
         f"batch-size={batch}",
         "# network input, channels;height;width",
