@@ -330,8 +330,8 @@ def resize_rule(contract: InputContract) -> dict[str, Any]:
     elif mode == "crop":
         rule["warning"] = (
             f"the model was verified on resize + centre crop to {contract.height}x{contract.width}, which nvinfer "
-            "cannot do: it stretches each frame or object to the network size (maintain-aspect-ratio=0), so "
-            "predictions on frames of another aspect ratio differ from the verified ones"
+            "cannot do: it stretches each frame or object to the network size (maintain-aspect-ratio=0), so the "
+            "model sees more of the frame, distorted, and the manifest's verification figures don't describe it"
         )
     elif mode != "stretch":
         raise ConfigError(f"preprocessing mode {mode!r} not understood; expected crop, stretch or letterbox")
@@ -581,8 +581,8 @@ def render_config(
 
 
 def _num(x: float) -> str:
-    """A float as GKeyFile's g_ascii_strtod reads it back exactly (shortest round-trip repr)."""
-    x = float(x)
+    """A float for g_ascii_strtod, to 12 significant digits (255 * 0.406 is 103.53, not 103.53000000000002)."""
+    x = float(f"{float(x):.12g}")
     return repr(0.0 if x == 0 else x)
 
 
