@@ -434,3 +434,15 @@ def test_readme_nvinfer_block_parses_with_glib(tmp_path):
         keys = doc["groups"]["property"]
         assert set(keys) <= set(NVINFER_KEYS), sorted(set(keys) - set(NVINFER_KEYS))
         assert not [k for k, e in keys.items() if "error" in e or "#" in e["raw"]], keys
+
+
+def test_options_reach_the_configs_and_none_means_default(fused_bgr_probs):
+    ds = deploy(
+        fused_bgr_probs, force=True, batch_size=None, secondary_batch_size=3, classifier_threshold=0.25,
+        gie_unique_id=5, secondary_gie_unique_id=7, operate_on_gie_id=4, operate_on_class_ids="0,2", normalize=None,
+        gpu_id=None,
+    )
+    parsed = glib_parse(ds / "config_infer_primary.txt", ds / "config_infer_secondary.txt")
+    p, s = ({k: e["value"] for k, e in doc["groups"]["property"].items()} for doc in parsed.values())
+    assert (p["gie-unique-id"], p["batch-size"], p["classifier-threshold"], p["gpu-id"]) == (5, 2, 0.25, 0)
+    assert (s["gie-unique-id"], s["operate-on-gie-id"], s["operate-on-class-ids"], s["batch-size"]) == (7, 4, [0, 2], 3)

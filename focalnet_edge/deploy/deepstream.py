@@ -117,13 +117,13 @@ def deploy(
     precision: str | None = None,
     batch_size: int | None = None,
     secondary_batch_size: int | None = None,
-    classifier_threshold: float = 0.0,
-    gie_unique_id: int = 1,
-    secondary_gie_unique_id: int = 2,
-    operate_on_gie_id: int = 1,
-    operate_on_class_ids: list[int] | None = None,
-    normalize: str = "auto",
-    gpu_id: int = 0,
+    classifier_threshold: float | None = None,
+    gie_unique_id: int | None = None,
+    secondary_gie_unique_id: int | None = None,
+    operate_on_gie_id: int | None = None,
+    operate_on_class_ids: list[int] | str | None = None,
+    normalize: str | None = None,
+    gpu_id: int | None = None,
 ) -> Path:
     """Write ``folder/deepstream/`` (configs, labels, DeepStream ONNX if needed); return that path.
 
@@ -142,38 +142,49 @@ def deploy(
     normalize: with per-channel std, "auto"/"graph" put the normalisation into the DeepStream
         ONNX (exact); "nvinfer" approximates it with one net-scale-factor (error stated).
     gpu_id: nvinfer ``gpu-id`` (also part of the engine file name nvinfer writes).
+
+    Every option may be None, meaning its default (so a CLI can pass its unset flags through).
+    Warnings (resize mismatch, approximated normalisation) are logged, written as comments into
+    the configs and listed in deepstream.json.
     """
+    threshold = 0.0 if classifier_threshold is None else float(classifier_threshold)
+    gie_ids = (
+        1 if gie_unique_id is None else int(gie_unique_id),
+        2 if secondary_gie_unique_id is None else int(secondary_gie_unique_id),
+        1 if operate_on_gie_id is None else int(operate_on_gie_id),
+    )
+    class_ids = _class_ids(operate_on_class_ids)
+    gpu_id = 0 if gpu_id is None else int(gpu_id)
+    if min(gie_ids) < 1:
+        raise ConfigError(f"gie id {min(gie_ids)} not accepted: nvinfer's gie-unique-id must be > 0")
+    if gie_ids[0] == gie_ids[1] or gie_ids[1] == gie_ids[2]:
+        raise ConfigError(
+            f"gie ids not distinct (primary {gie_ids[0]}, secondary {gie_ids[1]}, detector {gie_ids[2]}): "
+            "each nvinfer in a pipeline needs its own gie-unique-id"
+        )
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"classifier threshold {threshold} not accepted: expected a probability in 0..1")
     folder = Path(folder)
     target = folder / FOLDER
     if target.exists() and not force:
         raise ArtifactError(f"{target}: already exists; pass force=True (--force) to replace it")
     manifest = read_manifest(folder)
     batches = _batches(InputContract.from_dict(manifest["input"]), batch_size, secondary_batch_size)
-    plan = make_plan(folder, manifest, precision, batches, normalize, gpu_id)
-    for gie_id in (gie_unique_id, secondary_gie_unique_id, operate_on_gie_id):
-        if int(gie_id) < 1:
-            raise ConfigError(f"gie id {gie_id} not accepted: nvinfer's gie-unique-id must be > 0")
-    if gie_unique_id == secondary_gie_unique_id or secondary_gie_unique_id == operate_on_gie_id:
-        raise ConfigError(
-            f"gie ids not distinct (primary {gie_unique_id}, secondary {secondary_gie_unique_id}, "
-            f"detector {operate_on_gie_id}): each nvinfer in a pipeline needs its own gie-unique-id"
-        )
-    if not 0.0 <= classifier_threshold <= 1.0:
-        raise ConfigError(f"classifier threshold {classifier_threshold} not accepted: expected a probability in 0..1")
+    plan = make_plan(folder, manifest, precision, batches, normalize or "auto", gpu_id)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.", suffix=".partial", dir=folder))
     try:
         if plan.derived:
             _write_onnx(folder / plan.source["path"], tmp / plan.onnx_name, plan)
         (tmp / LABELS).write_text(";".join(plan.labels) + "\n", encoding="utf-8")
-        common = dict(plan=plan, threshold=classifier_threshold, gpu_id=gpu_id)
+        common = dict(plan=plan, threshold=threshold, gpu_id=gpu_id)
         (tmp / PRIMARY).write_text(
-            render_config(**common, batch=batches[0], process_mode=1, gie_id=gie_unique_id), encoding="utf-8"
+            render_config(**common, batch=batches[0], process_mode=1, gie_id=gie_ids[0]), encoding="utf-8"
         )
         (tmp / SECONDARY).write_text(
             render_config(
-                **common, batch=batches[1], process_mode=2, gie_id=secondary_gie_unique_id,
-                operate_on_gie_id=operate_on_gie_id, operate_on_class_ids=operate_on_class_ids,
+                **common, batch=batches[1], process_mode=2, gie_id=gie_ids[1],
+                operate_on_gie_id=gie_ids[2], operate_on_class_ids=class_ids,
             ),
             encoding="utf-8",
         )
@@ -337,6 +348,19 @@ def resize_rule(contract: InputContract) -> dict[str, Any]:
         raise ConfigError(f"preprocessing mode {mode!r} not understood; expected crop, stretch or letterbox")
     rule["scaling_filter"] = SCALING_FILTER.get(int(spec.resample))
     return rule
+
+
+def _class_ids(ids: list[int] | str | None) -> list[int] | None:
+    """[0, 2] or "0,2" -> [0, 2]; None or empty -> None (all classes)."""
+    if ids is None or ids == "" or ids == []:
+        return None
+    try:
+        out = [int(i) for i in (ids.replace(";", ",").split(",") if isinstance(ids, str) else ids)]
+    except (TypeError, ValueError):
+        raise ConfigError(f"operate-on-class-ids {ids!r} not understood: expected class ids like 0,2") from None
+    if min(out) < 0:
+        raise ConfigError(f"operate-on-class-ids {ids!r} not accepted: class ids are >= 0")
+    return out
 
 
 def _batches(contract: InputContract, primary: int | None, secondary: int | None) -> tuple[int, int]:
