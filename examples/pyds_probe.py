@@ -30,9 +30,8 @@ from dataclasses import dataclass, field
 import gi
 
 gi.require_version("Gst", "1.0")
-from gi.repository import GLib, Gst  # noqa: E402
-
-import pyds  # noqa: E402
+import pyds
+from gi.repository import GLib, Gst
 
 
 @dataclass

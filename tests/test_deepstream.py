@@ -30,7 +30,12 @@ from focalnet_edge.export.onnx_export import ort_outputs
 from focalnet_edge.manifest import read_manifest, write_manifest
 from focalnet_edge.model import load_checkpoint
 from focalnet_edge.model.preprocessing import ImageSpec
-from focalnet_edge.pipeline import ExportOptions, PrecisionOptions, export_stage, precision_stage
+from focalnet_edge.pipeline import (
+    ExportOptions,
+    PrecisionOptions,
+    export_stage,
+    precision_stage,
+)
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -112,7 +117,7 @@ def _system_glib() -> str | None:
     """Why GLib can't be used here, or None when /usr/bin/python3 has it."""
     if not Path(SYSTEM_PYTHON).exists():
         return f"{SYSTEM_PYTHON} not found (GLib's GKeyFile comes from Debian's python3-gi)"
-    r = subprocess.run([SYSTEM_PYTHON, "-c", "from gi.repository import GLib"], capture_output=True, text=True)
+    r = subprocess.run([SYSTEM_PYTHON, "-c", "from gi.repository import GLib"], check=False, capture_output=True, text=True)
     return None if r.returncode == 0 else f"{SYSTEM_PYTHON} has no GLib bindings (apt-get install python3-gi)"
 
 
@@ -122,7 +127,7 @@ def glib_parse(*paths: Path) -> dict[str, dict]:
         pytest.skip(reason)
     r = subprocess.run(
         [SYSTEM_PYTHON, "-c", GLIB_DUMP, json.dumps(NVINFER_KEYS), *map(str, paths)],
-        capture_output=True, text=True, timeout=60,
+        check=False, capture_output=True, text=True, timeout=60,
     )
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
@@ -413,7 +418,7 @@ def _readme_nvinfer_blocks() -> list[str]:
     import re
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"^```[^\n]*\n(.*?)^```", readme, flags=re.S | re.M)
+    blocks = re.findall(r"^```[^\n]*\n(.*?)^```", readme, flags=re.DOTALL | re.MULTILINE)
     return [b[b.index("[property]"):] for b in blocks if "[property]" in b]
 
 

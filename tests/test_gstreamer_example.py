@@ -30,14 +30,14 @@ HAS_GST = "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstV
 
 def _gst_python() -> tuple[list[str] | None, str]:
     """The command prefix that runs a script with GStreamer and this environment, or why there is none."""
-    if subprocess.run([sys.executable, "-c", HAS_GST], capture_output=True).returncode == 0:
+    if subprocess.run([sys.executable, "-c", HAS_GST], check=False, capture_output=True).returncode == 0:
         return [sys.executable], "this Python has GStreamer"
     if not Path(SYSTEM_PYTHON).exists():
         return None, f"no GStreamer bindings in {sys.executable} and no {SYSTEM_PYTHON}"
     probe = subprocess.run(
         [SYSTEM_PYTHON, "-c", HAS_GST + "; import os, sys; print(os.path.dirname(os.path.dirname(gi.__file__))); "
          "print('%d.%d' % sys.version_info[:2])"],
-        capture_output=True, text=True,
+        check=False, capture_output=True, text=True,
     )
     if probe.returncode != 0:
         return None, (
@@ -45,7 +45,7 @@ def _gst_python() -> tuple[list[str] | None, str]:
             "gir1.2-gst-plugins-base-1.0 gstreamer1.0-plugins-base)"
         )
     site, version = probe.stdout.split()
-    if version != "%d.%d" % sys.version_info[:2]:
+    if version != "{}.{}".format(*sys.version_info[:2]):
         return None, f"{SYSTEM_PYTHON} has GStreamer but is Python {version}, this is {sys.version_info[:2]}"
     boot = f"import runpy, sys; sys.path.append({site!r}); sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
     return [sys.executable, "-c", boot], f"this Python with {site} appended"
@@ -70,7 +70,7 @@ def _run(gst_python, folder: Path, tmp_path: Path, *args: str) -> tuple[list[dic
     npy = tmp_path / "frames.npy"
     r = subprocess.run(
         [*gst_python, str(EXAMPLE), str(folder), "--save-frames", str(npy), *args],
-        capture_output=True, text=True, timeout=300, cwd=ROOT, env=_env(),
+        check=False, capture_output=True, text=True, timeout=300, cwd=ROOT, env=_env(),
     )
     assert r.returncode == 0, r.stderr[-3000:]
     return [json.loads(line) for line in r.stdout.splitlines()], np.load(npy)

@@ -40,7 +40,7 @@ def test_probe_type_checks_against_pyds_stubs(tmp_path):
         pytest.skip(f"PYDS_MYPY not set (a Python with mypy, pyds-stubs and pygobject-stubs: {SETUP})")
     where = subprocess.run(
         [python, "-c", "import importlib.metadata as m; print(m.distribution('pyds-stubs').locate_file('pyds'))"],
-        capture_output=True, text=True,
+        check=False, capture_output=True, text=True,
     )
     assert where.returncode == 0, f"{python} has no pyds-stubs: {where.stderr[-500:]}"
     # the stubs ship no py.typed, so mypy reads them from mypy_path (errors inside them ignored)
@@ -48,12 +48,12 @@ def test_probe_type_checks_against_pyds_stubs(tmp_path):
     shutil.copytree(where.stdout.strip(), stubs / "pyds")
     ini = tmp_path / "mypy.ini"
     ini.write_text(MYPY_INI.format(stubs=stubs))
-    r = subprocess.run([python, "-m", "mypy", "--config-file", str(ini), str(EXAMPLE)], capture_output=True, text=True)
+    r = subprocess.run([python, "-m", "mypy", "--config-file", str(ini), str(EXAMPLE)], check=False, capture_output=True, text=True)
     assert r.returncode == 0 and "Success" in r.stdout, r.stdout + r.stderr
     # and the check is real: a misspelt pyds attribute fails it
     bad = tmp_path / "bad_probe.py"
     bad.write_text(EXAMPLE.read_text().replace("info.result_prob,", "info.result_probability,"))
-    r = subprocess.run([python, "-m", "mypy", "--config-file", str(ini), str(bad)], capture_output=True, text=True)
+    r = subprocess.run([python, "-m", "mypy", "--config-file", str(ini), str(bad)], check=False, capture_output=True, text=True)
     assert r.returncode == 1 and '"NvDsLabelInfo" has no attribute "result_probability"' in r.stdout
 
 

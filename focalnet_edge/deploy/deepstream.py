@@ -177,7 +177,7 @@ def deploy(
         if plan.derived:
             _write_onnx(folder / plan.source["path"], tmp / plan.onnx_name, plan)
         (tmp / LABELS).write_text(";".join(plan.labels) + "\n", encoding="utf-8")
-        common = dict(plan=plan, threshold=threshold, gpu_id=gpu_id)
+        common: dict[str, Any] = {"plan": plan, "threshold": threshold, "gpu_id": gpu_id}
         (tmp / PRIMARY).write_text(
             render_config(**common, batch=batches[0], process_mode=1, gie_id=gie_ids[0]), encoding="utf-8"
         )
@@ -364,7 +364,7 @@ def _class_ids(ids: list[int] | str | None) -> list[int] | None:
 
 
 def _batches(contract: InputContract, primary: int | None, secondary: int | None) -> tuple[int, int]:
-    lo, opt, hi = contract.batch
+    lo, opt, _ = contract.batch
     top = contract.max_batch or opt
     out = []
     for b, default in ((primary, opt), (secondary, min(16, top))):
@@ -589,8 +589,10 @@ def render_config(
     ]
     if resize["scaling_filter"] is not None:
         lines += [
-            "# 0 = nearest, 1 = bilinear, 2 = GPU cubic (the model's resampling filter; PIL antialiases when "
-            "shrinking, nvinfer's filter does not)",
+            (
+                "# 0 = nearest, 1 = bilinear, 2 = GPU cubic (the model's resampling filter; PIL antialiases when "
+                "shrinking, nvinfer's filter does not)"
+            ),
             f"scaling-filter={resize['scaling_filter']}",
         ]
     lines += [
