@@ -1,0 +1,667 @@
+"""DeepStream `nvinfer` files for an output folder: a primary and a secondary classifier config.
+
+`deploy(OUT)` writes `OUT/deepstream/` (atomically: a temporary folder renamed into place):
+
+```
+OUT/deepstream/
+  config_infer_primary.txt     nvinfer config: classifier on full frames (process-mode=1)
+  config_infer_secondary.txt   nvinfer config: classifier on a detector's objects (process-mode=2)
+  labels.txt                   one line, the labels separated by ';' (nvinfer's classifier format)
+  model.<precision>.deepstream.onnx   only when the folder's graph needs changing (below)
+  deepstream.json              what was derived from what: sha256 of every file, the
+                               normalisation and resize rules, the warnings
+```
+
+What nvinfer does, and how the configs are derived from the input contract (NVIDIA DeepStream,
+"Gst-nvinfer" plugin guide, and its config parser `gstnvinfer_property_parser.cpp`):
+
+- nvinfer scales each frame (or object crop) to the network size, converts it to planar float
+  RGB/BGR and computes ``y = net-scale-factor * (x - offsets[c])`` with x in 0..255: ONE scale
+  for all channels, one offset per channel. A model normalised with ``(x/255 - mean[c]) /
+  std[c]`` fits exactly when std is the same for every channel (scale = 1/(255 std), offsets =
+  255 mean). With per-channel std (ImageNet's) the normalisation goes into the DeepStream ONNX
+  instead (a Mul and an Add in front of the graph; nvinfer then passes 0..255 through with
+  scale 1 and offsets 0), or, with ``normalize="nvinfer"``, one scale approximates the three
+  and the generated file states the largest error over all 256 pixel values. A folder built
+  with ``--fuse-preprocess --frames-dtype float32`` already normalises in the graph.
+- nvinfer's default classifier parser reads its output as softmax probabilities and attaches
+  the label with the highest probability above ``classifier-threshold``. A folder with the
+  ``logits`` head gets a DeepStream ONNX with a Softmax appended (output ``probs``, fp32),
+  written with the onnx library and hashed in deepstream.json.
+- nvinfer only resizes: it stretches the frame to the network size by default, or keeps the
+  aspect ratio and pads (``maintain-aspect-ratio``, ``symmetric-padding``). It cannot crop.
+  A model verified with resize + centre crop is therefore fed stretched frames; the configs
+  and a warning say so.
+- nvinfer feeds float tensors, so a folder whose input is uint8 or float16 is refused with the
+  build options that make a suitable one.
+
+Paths in the configs are relative to the config file (nvinfer resolves them so), so the output
+folder can be copied anywhere as a whole. GKeyFile has no inline comments: every comment is a
+line of its own starting with '#'.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import ArtifactError, ConfigError
+from ..export.contract import InputContract
+from ..io import sha256_file
+from ..manifest import MANIFEST, check_artifact, read_manifest
+
+log = logging.getLogger(__name__)
+
+FOLDER = "deepstream"
+PRIMARY, SECONDARY, LABELS, FACTS = (
+    "config_infer_primary.txt",
+    "config_infer_secondary.txt",
+    "labels.txt",
+    "deepstream.json",
+)
+#: nvinfer's network-mode values (NvDsInferNetworkMode): 0 FP32, 1 INT8, 2 FP16
+NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
+#: PIL resampling filter -> nvinfer scaling-filter (NvBufSurfTransform_Inter in nvbufsurftransform.h:
+#: 0 nearest, 1 bilinear, 2 GPU cubic / VIC 5-tap)
+SCALING_FILTER = {0: 0, 2: 1, 3: 2}
+NORMALIZE = ("auto", "graph", "nvinfer")
+
+
+@dataclass
+class Normalisation:
+    """nvinfer's ``y = scale * (x - offsets[c])`` for this model, and where the rest happens."""
+
+    scale: float
+    offsets: tuple[float, float, float]
+    in_graph: bool  #: the DeepStream ONNX normalises (nvinfer passes 0..255 through)
+    prepend: tuple[list[float], list[float]] | None = None  #: (mul, add) per channel to put into the graph
+    max_error: float = 0.0  #: largest |nvinfer's y - the model's normalisation| over x in 0..255
+    note: str = ""
+
+
+@dataclass
+class Plan:
+    """Everything the files are written from, decided before anything is written."""
+
+    source: dict[str, Any]  #: the manifest entry of the ONNX the DeepStream graph comes from
+    precision: str
+    contract: InputContract
+    normalisation: Normalisation
+    softmax: bool  #: append a Softmax (the folder's head is logits)
+    onnx_name: str  #: onnx-file, relative to OUT/deepstream
+    engine_name: str  #: model-engine-file, relative to OUT/deepstream
+    engine_note: str
+    output: str
+    labels: list[str]
+    resize: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def derived(self) -> bool:
+        return self.softmax or self.normalisation.prepend is not None
+
+
+def deploy(
+    folder: str | os.PathLike,
+    force: bool = False,
+    *,
+    precision: str | None = None,
+    batch_size: int | None = None,
+    secondary_batch_size: int | None = None,
+    classifier_threshold: float | None = None,
+    gie_unique_id: int | None = None,
+    secondary_gie_unique_id: int | None = None,
+    operate_on_gie_id: int | None = None,
+    operate_on_class_ids: list[int] | str | None = None,
+    normalize: str | None = None,
+    gpu_id: int | None = None,
+) -> Path:
+    """Write ``folder/deepstream/`` (configs, labels, DeepStream ONNX if needed); return that path.
+
+    folder: a focalnet-edge output folder (its manifest.json is read, artifacts sha256-checked).
+    force: replace an existing ``deepstream/`` (otherwise it is an error to have one).
+    precision: which ONNX of the folder to deploy: fp32, fp16 or int8 (explicit Q/DQ; nvinfer's
+        INT8 mode then needs no calibration file). Default: fp16 when built, else fp32.
+    batch_size: nvinfer ``batch-size`` of the primary classifier (frames per batch); default
+        the folder's optimum batch. secondary_batch_size: the same for the secondary (objects per
+        batch); default 16, or the folder's maximum batch when smaller.
+    classifier_threshold: nvinfer attaches the top label only when its probability is above
+        this (default 0.0: always).
+    gie_unique_id / secondary_gie_unique_id: the two configs' ``gie-unique-id``;
+        operate_on_gie_id: the detector whose objects the secondary classifies;
+        operate_on_class_ids: only those of its classes (default all).
+    normalize: with per-channel std, "auto"/"graph" put the normalisation into the DeepStream
+        ONNX (exact); "nvinfer" approximates it with one net-scale-factor (error stated).
+    gpu_id: nvinfer ``gpu-id`` (also part of the engine file name nvinfer writes).
+
+    Every option may be None, meaning its default (so a CLI can pass its unset flags through).
+    Warnings (resize mismatch, approximated normalisation) are logged, written as comments into
+    the configs and listed in deepstream.json.
+    """
+    threshold = 0.0 if classifier_threshold is None else float(classifier_threshold)
+    gie_ids = (
+        1 if gie_unique_id is None else int(gie_unique_id),
+        2 if secondary_gie_unique_id is None else int(secondary_gie_unique_id),
+        1 if operate_on_gie_id is None else int(operate_on_gie_id),
+    )
+    class_ids = _class_ids(operate_on_class_ids)
+    gpu_id = 0 if gpu_id is None else int(gpu_id)
+    if min(gie_ids) < 1:
+        raise ConfigError(f"gie id {min(gie_ids)} not accepted: nvinfer's gie-unique-id must be > 0")
+    if gie_ids[0] == gie_ids[1] or gie_ids[1] == gie_ids[2]:
+        raise ConfigError(
+            f"gie ids not distinct (primary {gie_ids[0]}, secondary {gie_ids[1]}, detector {gie_ids[2]}): "
+            "each nvinfer in a pipeline needs its own gie-unique-id"
+        )
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"classifier threshold {threshold} not accepted: expected a probability in 0..1")
+    folder = Path(folder)
+    target = folder / FOLDER
+    if target.exists() and not force:
+        raise ArtifactError(f"{target}: already exists; pass force=True (--force) to replace it")
+    manifest = read_manifest(folder)
+    batches = _batches(InputContract.from_dict(manifest["input"]), batch_size, secondary_batch_size)
+    plan = make_plan(folder, manifest, precision, batches, normalize or "auto", gpu_id)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.", suffix=".partial", dir=folder))
+    try:
+        if plan.derived:
+            _write_onnx(folder / plan.source["path"], tmp / plan.onnx_name, plan)
+        (tmp / LABELS).write_text(";".join(plan.labels) + "\n", encoding="utf-8")
+        common: dict[str, Any] = {"plan": plan, "threshold": threshold, "gpu_id": gpu_id}
+        (tmp / PRIMARY).write_text(
+            render_config(**common, batch=batches[0], process_mode=1, gie_id=gie_ids[0]), encoding="utf-8"
+        )
+        (tmp / SECONDARY).write_text(
+            render_config(
+                **common, batch=batches[1], process_mode=2, gie_id=gie_ids[1],
+                operate_on_gie_id=gie_ids[2], operate_on_class_ids=class_ids,
+            ),
+            encoding="utf-8",
+        )
+        facts = _facts(folder, tmp, plan, batches)
+        (tmp / FACTS).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o777 & ~_umask())
+        _replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for w in plan.warnings:
+        log.warning("deepstream: %s", w)
+    return target
+
+
+# -- deciding -------------------------------------------------------------------------------------
+def make_plan(
+    folder: Path,
+    manifest: dict[str, Any],
+    precision: str | None,
+    batches: tuple[int, int],
+    normalize: str = "auto",
+    gpu_id: int = 0,
+) -> Plan:
+    head = manifest.get("head", "logits")
+    if head not in ("logits", "probs"):
+        raise ConfigError(
+            f"{folder}: head {head!r} is not a classifier; nvinfer's classifier configs need a folder built with "
+            "--head logits or --head probs"
+        )
+    contract = InputContract.from_dict(manifest["input"])
+    if contract.dtype != "float32":
+        raise ConfigError(
+            f"{folder}: input {contract.name!r} is {contract.dtype}, but nvinfer feeds float32 tensors; rebuild with "
+            + ("--frames-dtype float32" if contract.fused_preprocess else "--keep-io-types")
+        )
+    if not contract.fused_preprocess and contract.layout != "NCHW":
+        raise ConfigError(f"{folder}: input {contract.name!r} is {contract.layout}; expected NCHW pixel values")
+    outputs = list(manifest.get("outputs") or [])
+    if len(outputs) != 1:
+        raise ConfigError(f"{folder}: {len(outputs)} outputs {outputs}; a classifier config needs exactly one")
+    source = _source_onnx(folder, manifest, precision)
+    precision = source["precision"].split("-")[0]
+    labels = _labels(manifest, folder)
+    norm = normalisation(contract, normalize)
+    softmax = head == "logits"
+    warnings: list[str] = []
+    if norm.max_error:
+        warnings.append(norm.note)
+    resize = resize_rule(contract)
+    if resize["warning"]:
+        warnings.append(resize["warning"])
+
+    derived = softmax or norm.prepend is not None
+    stem = Path(source["path"]).stem  # model.fp16
+    onnx_name = f"{stem}.deepstream.onnx" if derived else f"../{source['path']}"
+    engine = _engine_entry(manifest, source) if not derived else None
+    if engine is not None:
+        check_artifact(folder, engine)
+        engine_name = f"../{engine['path']}"
+        engine_note = (
+            f"the engine focalnet-edge built from {source['path']} (sha256 checked); where this DeepStream's TensorRT "
+            "or GPU differ, nvinfer fails to load it and builds its own from onnx-file"
+        )
+    else:
+        # nvinfer builds an engine from onnx-file when this file is missing, and saves it under this
+        # name next to the ONNX (<onnx-file>_b<batch>_gpu<id>_<precision>.engine), reused on later runs
+        engine_name = f"{onnx_name}_b{{batch}}_gpu{gpu_id}_{precision}.engine"
+        engine_note = (
+            "not built yet: on its first run nvinfer builds the engine from onnx-file and saves it under this name, "
+            "then loads it on later runs"
+            + ("" if not derived else "; the folder's own engines take the graph before the changes above")
+        )
+    return Plan(
+        source=source,
+        precision=precision,
+        contract=contract,
+        normalisation=norm,
+        softmax=softmax,
+        onnx_name=onnx_name,
+        engine_name=engine_name,
+        engine_note=engine_note,
+        output="probs",
+        labels=labels,
+        resize=resize,
+        warnings=warnings,
+    )
+
+
+def normalisation(contract: InputContract, normalize: str = "auto") -> Normalisation:
+    """nvinfer's net-scale-factor and offsets for this contract (see the module docstring)."""
+    if normalize not in NORMALIZE:
+        raise ConfigError(f"normalize {normalize!r} not supported; expected one of {', '.join(NORMALIZE)}")
+    if contract.fused_preprocess:
+        return Normalisation(1.0, (0.0, 0.0, 0.0), in_graph=True, note="the graph normalises (fused preprocessing)")
+    spec = contract.image_spec
+    r = float(spec.rescale_factor)
+    mean = [float(m) for m in spec.mean]
+    std = [float(s) for s in spec.std]
+    scales = [r / s for s in std]  # per channel: y = scales[c] * (x - offsets[c])
+    offsets = tuple(m / r for m in mean)
+    if max(scales) - min(scales) <= 1e-9 * max(scales):
+        return Normalisation(scales[0], offsets, in_graph=False, note="exact: the same std for every channel")  # type: ignore[arg-type]
+    if normalize in ("auto", "graph"):
+        return Normalisation(
+            1.0,
+            (0.0, 0.0, 0.0),
+            in_graph=True,
+            prepend=(scales, [-m / s for m, s in zip(mean, std)]),
+            note="per-channel std: the DeepStream ONNX normalises (a Mul and an Add in front of the model)",
+        )
+    scale, err = best_single_scale(scales, offsets)
+    return Normalisation(
+        scale,
+        offsets,  # type: ignore[arg-type]
+        in_graph=False,
+        max_error=err,
+        note=(
+            f"per-channel std {std} approximated by one net-scale-factor {scale:.9g}: largest error {err:.3g} "
+            f"(in normalised units, over pixel values 0..255 and the 3 channels); deploy with normalize='graph' "
+            "for an exact normalisation"
+        ),
+    )
+
+
+def best_single_scale(scales: list[float], offsets: tuple[float, ...]) -> tuple[float, float]:
+    """The one scale s minimising max over c and x in 0..255 of |s (x - o_c) - scales[c] (x - o_c)|.
+
+    The error of channel c is |s - a_c| * M_c with M_c = max(o_c, 255 - o_c) (the farthest pixel
+    value from the offset), so the optimum is a channel's own scale or the crossing point of two
+    channels' error lines; every candidate is evaluated on all 256 pixel values.
+    """
+    a = np.asarray(scales, np.float64)
+    o = np.asarray(offsets, np.float64)
+    m = np.maximum(np.abs(o), np.abs(255.0 - o))
+    cands = list(a) + [(a[i] * m[i] + a[j] * m[j]) / (m[i] + m[j]) for i in range(3) for j in range(3) if i != j]
+    x = np.arange(256, dtype=np.float64)[None, :]
+    best = min(cands, key=lambda s: _max_error(s, a, o, x))
+    return float(best), _max_error(best, a, o, x)
+
+
+def _max_error(s: float, a: np.ndarray, o: np.ndarray, x: np.ndarray) -> float:
+    return float(np.abs((s - a[:, None]) * (x - o[:, None])).max())
+
+
+def resize_rule(contract: InputContract) -> dict[str, Any]:
+    """nvinfer's maintain-aspect-ratio / symmetric-padding / scaling-filter for the contract's resize."""
+    spec = contract.image_spec
+    pre = contract.preprocessing or {}
+    mode = pre.get("mode") or ("crop" if spec.center_crop or spec.resize_shortest_edge else "stretch")
+    rule: dict[str, Any] = {"mode": mode, "maintain_aspect_ratio": 0, "symmetric_padding": 0, "warning": ""}
+    if mode == "letterbox":
+        rule.update(maintain_aspect_ratio=1, symmetric_padding=1)
+    elif mode == "crop":
+        rule["warning"] = (
+            f"the model was verified on resize + centre crop to {contract.height}x{contract.width}, which nvinfer "
+            "cannot do: it stretches each frame or object to the network size (maintain-aspect-ratio=0), so the "
+            "model sees more of the frame, distorted, and the manifest's verification figures don't describe it"
+        )
+    elif mode != "stretch":
+        raise ConfigError(f"preprocessing mode {mode!r} not understood; expected crop, stretch or letterbox")
+    rule["scaling_filter"] = SCALING_FILTER.get(int(spec.resample))
+    return rule
+
+
+def _class_ids(ids: list[int] | str | None) -> list[int] | None:
+    """[0, 2] or "0,2" -> [0, 2]; None or empty -> None (all classes)."""
+    if ids is None or ids == "" or ids == []:
+        return None
+    try:
+        out = [int(i) for i in (ids.replace(";", ",").split(",") if isinstance(ids, str) else ids)]
+    except (TypeError, ValueError):
+        raise ConfigError(f"operate-on-class-ids {ids!r} not understood: expected class ids like 0,2") from None
+    if min(out) < 0:
+        raise ConfigError(f"operate-on-class-ids {ids!r} not accepted: class ids are >= 0")
+    return out
+
+
+def _batches(contract: InputContract, primary: int | None, secondary: int | None) -> tuple[int, int]:
+    lo, opt, _ = contract.batch
+    top = contract.max_batch or opt
+    out = []
+    for b, default in ((primary, opt), (secondary, min(16, top))):
+        b = int(default if b is None else b)
+        if not contract.dynamic_batch and b != opt:
+            raise ConfigError(f"batch size {b} not accepted: the folder's graph has a static batch of {opt}")
+        if not lo <= b <= top:
+            raise ConfigError(
+                f"batch size {b} not accepted: the folder's graph takes batches {lo}..{top}; rebuild with --batch 1:{b}:{b}"
+            )
+        out.append(b)
+    return out[0], out[1]
+
+
+def _source_onnx(folder: Path, manifest: dict[str, Any], precision: str | None) -> dict[str, Any]:
+    onnx_entries = {
+        e.get("precision"): e for e in manifest["artifacts"].values() if e.get("format") == "onnx" or str(e.get("path", "")).endswith(".onnx")
+    }
+    if precision is None:
+        precision = "fp16" if "fp16" in onnx_entries else "fp32"
+    if precision not in NETWORK_MODE:
+        raise ConfigError(f"precision {precision!r} not supported for nvinfer; expected fp32, fp16 or int8")
+    entry = onnx_entries.get(precision)
+    if entry is None:
+        have = ", ".join(sorted(str(p) for p in onnx_entries)) or "none"
+        raise ArtifactError(f"{folder}: no {precision} ONNX in the {MANIFEST} (has: {have}); build with --precision {precision}")
+    check_artifact(folder, entry)
+    return entry
+
+
+def _engine_entry(manifest: dict[str, Any], source: dict[str, Any]) -> dict[str, Any] | None:
+    """The folder's engine built from `source`, unless it is one nvinfer can't load as is.
+
+    DLA engines need nvinfer's enable-dla/use-dla-core and version-compatible (lean) plans need
+    host code allowed at deserialisation, which nvinfer does not set; both are left out.
+    """
+    for e in manifest["artifacts"].values():
+        facts = e.get("engine") or {}
+        if (
+            str(e.get("path", "")).endswith(".engine")
+            and e.get("built_from") == source["path"]
+            and facts.get("dla_core") is None
+            and not facts.get("version_compatible")
+        ):
+            return e
+    return None
+
+
+def _labels(manifest: dict[str, Any], folder: Path) -> list[str]:
+    labels = manifest.get("labels") or {}
+    n = int(manifest.get("model", {}).get("config", {}).get("num_labels") or len(labels))
+    out = []
+    for i in range(n):
+        label = str(labels.get(str(i), i))
+        if "\n" in label or "\r" in label:
+            raise ConfigError(f"{folder}: label {i} ({label!r}) contains a line break; nvinfer's labels file can't hold it")
+        out.append(label.replace(";", ","))  # ';' separates the labels in nvinfer's file
+    if not out:
+        raise ConfigError(f"{folder}: the {MANIFEST} lists no labels and no num_labels")
+    return out
+
+
+# -- writing --------------------------------------------------------------------------------------
+def _write_onnx(source: Path, path: Path, plan: Plan) -> None:
+    """The folder's ONNX, with normalisation in front and/or a Softmax behind (onnx library only)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ..export.onnx_export import load_onnx, set_metadata
+
+    model = load_onnx(source)
+    graph = model.graph
+    contract = plan.contract
+    if plan.normalisation.prepend is not None:
+        (old_input,) = [i for i in graph.input if i.name == contract.name]
+        frames = onnx.ValueInfoProto()
+        frames.CopyFrom(old_input)
+        frames.name = "frames"
+        mul, add = plan.normalisation.prepend
+        graph.initializer.extend([
+            numpy_helper.from_array(np.asarray(mul, np.float32).reshape(1, 3, 1, 1), "deepstream_scale"),
+            numpy_helper.from_array(np.asarray(add, np.float32).reshape(1, 3, 1, 1), "deepstream_shift"),
+        ])
+        nodes = [
+            helper.make_node("Mul", ["frames", "deepstream_scale"], ["frames_scaled"], name="deepstream_normalise_mul"),
+            helper.make_node("Add", ["frames_scaled", "deepstream_shift"], [contract.name], name="deepstream_normalise_add"),
+        ]
+        kept = [i for i in graph.input if i.name != contract.name]
+        del graph.input[:]
+        graph.input.extend([frames, *kept])
+        for n in reversed(nodes):
+            graph.node.insert(0, n)
+    if plan.softmax:
+        (out,) = list(graph.output)
+        x = out.name
+        if out.type.tensor_type.elem_type != TensorProto.FLOAT:
+            graph.node.append(helper.make_node("Cast", [x], [f"{x}_fp32"], to=TensorProto.FLOAT, name="deepstream_cast"))
+            x = f"{x}_fp32"
+        graph.node.append(helper.make_node("Softmax", [x], ["probs"], axis=-1, name="deepstream_softmax"))
+        probs = onnx.ValueInfoProto()
+        probs.CopyFrom(out)
+        probs.name = "probs"
+        probs.type.tensor_type.elem_type = TensorProto.FLOAT
+        del graph.output[:]
+        graph.output.extend([probs])
+    new_contract = json.loads(contract.to_json())
+    if plan.normalisation.prepend is not None:
+        new_contract.update(name="frames", fused_preprocess=True)
+    set_metadata(model, {
+        "head": "probs",
+        "outputs": ["probs"],
+        "input": new_contract,
+        "deepstream": {
+            "source": plan.source["path"],
+            "source_sha256": plan.source["sha256"],
+            "softmax_appended": plan.softmax,
+            "normalisation_in_graph": plan.normalisation.prepend is not None,
+        },
+    })
+    _sort_nodes(graph)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        raise ArtifactError(f"{source}: the DeepStream graph derived from it is not valid ONNX ({e})") from None
+    onnx.save(model, str(path))
+
+
+def _sort_nodes(graph) -> None:
+    """Order the nodes topologically (float16 conversion leaves its input Casts at the end)."""
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(range(len(graph.node))), []
+    while pending:
+        ready = [k for k in pending if all(i in known for i in graph.node[k].input)]
+        if not ready:  # a cycle or a dangling input: keep the rest as it is, the checker reports it
+            ordered += pending
+            break
+        for k in ready:
+            known.update(graph.node[k].output)
+        ordered += ready
+        done = set(ready)
+        pending = [k for k in pending if k not in done]
+    nodes = [graph.node[k] for k in ordered]
+    copies = []
+    for n in nodes:
+        c = type(n)()
+        c.CopyFrom(n)
+        copies.append(c)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def render_config(
+    plan: Plan,
+    *,
+    batch: int,
+    process_mode: int,
+    gie_id: int,
+    threshold: float,
+    gpu_id: int = 0,
+    operate_on_gie_id: int | None = None,
+    operate_on_class_ids: list[int] | None = None,
+) -> str:
+    """One nvinfer config file (GKeyFile syntax: comments only on lines of their own)."""
+    c, norm, resize = plan.contract, plan.normalisation, plan.resize
+    primary = process_mode == 1
+    engine = plan.engine_name.format(batch=batch)
+    lines = [
+        f"# nvinfer config written by focalnet-edge {__version__}: FocalNet classifier as a "
+        + ("primary GIE on full frames" if primary else f"secondary GIE on the objects of GIE {operate_on_gie_id}"),
+        "# Paths are relative to this file. Comments must stay on lines of their own (GKeyFile).",
+        "[property]",
+        f"gpu-id={gpu_id}",
+        "# 1 = classifier",
+        "network-type=1",
+        "# 1 = primary (full frames), 2 = secondary (objects from another GIE)",
+        f"process-mode={process_mode}",
+        f"gie-unique-id={gie_id}",
+    ]
+    if not primary:
+        lines += [
+            "# the detector whose objects this classifies",
+            f"operate-on-gie-id={operate_on_gie_id}",
+        ]
+        if operate_on_class_ids:
+            lines += [f"operate-on-class-ids={_list(int(i) for i in operate_on_class_ids)}"]
+    src = plan.source
+    lines += [
+        f"# ONNX: {src['path']} (sha256 {src['sha256'][:16]}...)"
+        + (", with " + " and ".join(
+            (["normalisation in front"] if norm.prepend is not None else [])
+            + (["a Softmax appended (the folder's head is logits; nvinfer's parser reads probabilities)"] if plan.softmax else [])
+        ) if plan.derived else ""),
+        f"onnx-file={plan.onnx_name}",
+        f"# engine: {plan.engine_note}",
+        f"model-engine-file={engine}",
+        "# 0 = FP32, 1 = INT8, 2 = FP16"
+        + (" (explicit Q/DQ graph: the ranges are in the ONNX, no int8-calib-file)" if plan.precision == "int8" else ""),
+        f"network-mode={NETWORK_MODE[plan.precision]}",
+        f"batch-size={batch}",
+        "# network input, channels;height;width",
+        f"infer-dims=3;{c.height};{c.width}",
+        "# 0 = NCHW, 1 = NHWC",
+        f"network-input-order={0 if c.layout == 'NCHW' else 1}",
+        "# 0 = RGB, 1 = BGR",
+        f"model-color-format={0 if c.color_order == 'RGB' else 1}",
+        "# nvinfer computes y = net-scale-factor * (x - offsets[c]) for x in 0..255: " + norm.note,
+    ]
+    if norm.max_error:
+        lines += [f"# APPROXIMATION: largest error {norm.max_error:.3g} in normalised units"]
+    lines += [
+        f"net-scale-factor={_num(norm.scale)}",
+        f"offsets={_list(_num(o) for o in norm.offsets)}",
+        f"# resize: the model's preprocessing is {resize['mode']!r}; "
+        + {
+            "crop": "nvinfer cannot centre-crop, it STRETCHES each frame/object to the network size "
+            "(maintain-aspect-ratio=0), unlike the verified preprocessing",
+            "stretch": "nvinfer stretches to the network size like the verified preprocessing",
+            "letterbox": "nvinfer keeps the aspect ratio and pads both sides",
+        }[resize["mode"]],
+        f"maintain-aspect-ratio={resize['maintain_aspect_ratio']}",
+        f"symmetric-padding={resize['symmetric_padding']}",
+    ]
+    if resize["scaling_filter"] is not None:
+        lines += [
+            (
+                "# 0 = nearest, 1 = bilinear, 2 = GPU cubic (the model's resampling filter; PIL antialiases when "
+                "shrinking, nvinfer's filter does not)"
+            ),
+            f"scaling-filter={resize['scaling_filter']}",
+        ]
+    lines += [
+        f"# output: {plan.output} (fp32 probabilities over {len(plan.labels)} labels)",
+        f"output-blob-names={plan.output}",
+        "# one line: the labels separated by ';'",
+        f"labelfile-path={LABELS}",
+        "# attach the top label only when its probability is above this",
+        f"classifier-threshold={_num(threshold)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _num(x: float) -> str:
+    """A float for g_ascii_strtod, to 12 significant digits (255 * 0.406 is 103.53, not 103.53000000000002)."""
+    x = float(f"{float(x):.12g}")
+    return repr(0.0 if x == 0 else x)
+
+
+def _list(items) -> str:
+    return ";".join(str(i) for i in items)
+
+
+def _facts(folder: Path, tmp: Path, plan: Plan, batches: tuple[int, int]) -> dict[str, Any]:
+    norm = plan.normalisation
+    return {
+        "tool": {"name": "focalnet-edge", "version": __version__},
+        "manifest_sha256": sha256_file(folder / MANIFEST),
+        "source": {"path": plan.source["path"], "sha256": plan.source["sha256"], "precision": plan.precision},
+        "onnx": {
+            "path": plan.onnx_name,
+            "derived": plan.derived,
+            "softmax_appended": plan.softmax,
+            "normalisation_in_graph": norm.prepend is not None,
+            "input": "frames" if norm.prepend is not None else plan.contract.name,
+            "output": plan.output,
+        },
+        "engine": {"path": plan.engine_name.format(batch="<batch-size>"), "note": plan.engine_note},
+        "batch_size": {"primary": batches[0], "secondary": batches[1]},
+        "normalisation": {
+            "net_scale_factor": norm.scale,
+            "offsets": list(norm.offsets),
+            "in_graph": norm.in_graph,
+            "max_error": norm.max_error,
+            "note": norm.note,
+        },
+        "resize": {k: v for k, v in plan.resize.items() if k != "warning"},
+        "files": {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name != FACTS},
+        "warnings": plan.warnings,
+    }
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    """Rename `tmp` onto `target`; an existing `target` is moved aside first and removed after."""
+    old = None
+    try:
+        if target.exists():
+            old = target.with_name(f".{target.name}.old.{os.getpid()}")
+            os.replace(target, old)
+        os.replace(tmp, target)
+    except OSError as e:
+        if old is not None and not target.exists():
+            os.replace(old, target)
+        raise ArtifactError(f"{target}: could not be written ({e.strerror or e})") from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
