@@ -32,7 +32,7 @@ import numpy as np
 gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 gi.require_version("GstVideo", "1.0")
-from gi.repository import Gst, GstApp, GstVideo  # noqa: F401  (GstApp: loads appsink's pull methods)
+from gi.repository import Gst, GstApp, GstVideo  # noqa: E402, F401  (GstApp: loads appsink's pull methods)
 
 
 def frames(source: str, width: int, height: int, timeout_s: float = 10.0) -> Iterator[tuple[int, np.ndarray]]:

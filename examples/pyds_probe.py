@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 import gi
 
 gi.require_version("Gst", "1.0")
-import pyds
-from gi.repository import GLib, Gst
+import pyds  # noqa: E402 (after gi.require_version)
+from gi.repository import GLib, Gst  # noqa: E402
 
 
 @dataclass

@@ -25,8 +25,8 @@ from focalnet_edge.demo import demo_images
 from focalnet_edge.deploy import deepstream
 from focalnet_edge.deploy.deepstream import best_single_scale, deploy
 from focalnet_edge.errors import ArtifactError, ConfigError
-from focalnet_edge.export.contract import InputContract
-from focalnet_edge.export.onnx_export import ort_outputs
+from focalnet_edge.contract import InputContract
+from focalnet_edge.onnx_io import ort_session
 from focalnet_edge.manifest import read_manifest, write_manifest
 from focalnet_edge.model import load_checkpoint
 from focalnet_edge.model.preprocessing import ImageSpec
@@ -256,7 +256,7 @@ def _nvinfer_like(config: Path, frames_rgb: np.ndarray) -> np.ndarray:
     y = np.float32(v["net-scale-factor"]) * (x - np.asarray(v["offsets"], np.float32).reshape(1, 3, 1, 1))
     model = onnx.load(str(config.parent / v["onnx-file"]))
     assert [o.name for o in model.graph.output] == v["output-blob-names"]
-    (probs,) = ort_outputs(model, {model.graph.input[0].name: y.astype(np.float32)})
+    (probs,) = ort_session(model).run(None, {model.graph.input[0].name: y.astype(np.float32)})
     return probs
 
 
@@ -270,7 +270,7 @@ def _reference_probs(folder: Path, frames_rgb: np.ndarray) -> np.ndarray:
         feed = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(np.float32)
     else:
         feed = np.stack([contract.image_spec.normalize(f) for f in frames_rgb])
-    (out,) = ort_outputs(model, {contract.name: feed})
+    (out,) = ort_session(model).run(None, {contract.name: feed})
     return _softmax(out) if manifest["head"] == "logits" else out
 
 
@@ -403,7 +403,7 @@ def test_the_folders_own_engine_is_used_when_nvinfer_can_load_it(fused_bgr_probs
     manifest = read_manifest(folder)
     for name, facts in (("model.fp32.dla0.engine", {"dla_core": 0}), ("model.fp32.engine", {"dla_core": None})):
         (folder / name).write_bytes(b"plan")
-        add_artifact(manifest, folder, folder / name, "fp32", "tensorrt-plan", engine=facts, built_from="model.onnx")
+        add_artifact(manifest, folder / name, "fp32", "tensorrt-plan", engine=facts, built_from="model.onnx")
     write_manifest(folder, manifest)
     config = deploy(folder) / "config_infer_primary.txt"
     v = {k: e["value"] for k, e in glib_parse(config)[str(config)]["groups"]["property"].items()}

@@ -55,7 +55,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ArtifactError, ConfigError
-from ..export.contract import InputContract
+from ..contract import InputContract
 from ..io import sha256_file
 from ..manifest import MANIFEST, check_artifact, read_manifest
 
@@ -433,7 +433,7 @@ def _write_onnx(source: Path, path: Path, plan: Plan) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from ..export.onnx_export import load_onnx, set_metadata
+    from ..onnx_io import load_onnx, set_metadata
 
     model = load_onnx(source)
     graph = model.graph
