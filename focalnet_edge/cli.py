@@ -546,7 +546,7 @@ def _deploy_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
     g = p.add_argument_group("--to triton")
     g.add_argument("--repo", default=None, metavar="DIR", help="the model repository to write <model>/ into")
     g.add_argument("--name", default=None, help="model name (default: from the model source)")
-    g.add_argument("--artifact", default=None, help="file name or precision (default: engine, then fp16, fp32, int8)")
+    g.add_argument("--artifact", default=None, help="file name or precision (default: the one `load` prefers on a --kind machine, engines first on a GPU)")
     g.add_argument("--instances", type=int, default=1, metavar="N", help="instance_group count (default 1)")
     g.add_argument("--kind", choices=("gpu", "cpu"), default=None, help="instance kind (default gpu; engines need gpu)")
     g.add_argument("--max-queue-delay-us", type=int, default=100, metavar="N", help="dynamic batcher queue delay (default 100)")
