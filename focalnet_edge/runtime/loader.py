@@ -6,19 +6,12 @@ import logging
 import os
 from pathlib import Path
 
+from ..artifacts import is_engine, rank, select
 from ..errors import ArtifactError
 from ..manifest import MANIFEST, check_artifact, read_manifest
 from .base import Runner
 
 log = logging.getLogger(__name__)
-
-#: artifact preference where a GPU provider is present, and on a CPU-only machine
-GPU_ORDER = ("engine", "fp16", "fp32", "int8", "int8-cpu")
-CPU_ORDER = ("fp32", "int8-cpu", "fp16", "int8")
-
-
-def _kind(entry: dict) -> str:
-    return "engine" if entry.get("format") == "tensorrt-plan" else entry.get("precision", "fp32")
 
 
 def _has_gpu_provider() -> bool:
@@ -29,31 +22,50 @@ def _has_gpu_provider() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
+def why_not_runnable(entry: dict) -> str | None:
+    """Why this machine cannot run the entry (engines: no TensorRT, other version or GPU), or None."""
+    if not is_engine(entry):
+        return None  # ONNX files run everywhere (ONNX Runtime)
+    from .tensorrt import engine_runnable_here
+
+    return engine_runnable_here(entry)
+
+
 def runnable_here(entry: dict) -> bool:
-    """ONNX files run everywhere (ONNX Runtime); engines only where TensorRT imports."""
-    from .tensorrt import tensorrt_available
-
-    return _kind(entry) != "engine" or tensorrt_available()
+    return why_not_runnable(entry) is None
 
 
-def choose_artifact(manifest: dict, name: str | None = None) -> dict:
-    """The manifest entry to run: `name` (a file name or precision), else the best for this machine."""
+def choose_artifact(manifest: dict, name: str | None = None, notes: list[str] | None = None) -> dict:
+    """The manifest entry to run: `name` (a file name or precision), else the best for this machine.
+
+    The best: the first by `artifacts.rank` (engines by precision, then ONNX files) among the
+    verified entries this machine can run; engines it cannot run are skipped with a note
+    (appended to `notes`, and logged).
+    """
     entries = manifest["artifacts"]
     if not entries:
         raise ArtifactError(f"the {MANIFEST} lists no artifacts")
     if name:
-        for entry in entries.values():
-            if name in (entry["path"], entry.get("precision"), _kind(entry)):
-                return entry
-        raise ArtifactError(f"no artifact {name!r} here; the folder has {', '.join(sorted(entries))}")
+        found = [e for e in entries.values() if is_engine(e)] if name == "engine" else select(entries, name)
+        if not found:
+            raise ArtifactError(f"no engine here; the folder has {', '.join(sorted(entries))}")
+        ok = [e for e in found if runnable_here(e)] or found  # a precision: its engine where it runs, else its ONNX file
+        return min(ok, key=lambda e: rank(e, _has_gpu_provider() or any(is_engine(x) for x in ok)))
     passed = [e for e in entries.values() if e.get("verification", {}).get("passed", True)]
-    runnable = [e for e in passed or entries.values() if runnable_here(e)]
+    runnable = []
+    for entry in passed or entries.values():
+        reason = why_not_runnable(entry)
+        if reason is None:
+            runnable.append(entry)
+        else:
+            note = f"skipped {entry['path']}: {reason}"
+            log.info(note)
+            if notes is not None:
+                notes.append(note)
     if not runnable:
-        raise ArtifactError(f"no artifact here runs on this machine (engines need TensorRT): {', '.join(sorted(entries))}")
-    from .tensorrt import tensorrt_available
-
-    order = GPU_ORDER if _has_gpu_provider() or tensorrt_available() else CPU_ORDER
-    return min(runnable, key=lambda e: order.index(_kind(e)) if _kind(e) in order else len(order))
+        raise ArtifactError(f"no artifact here runs on this machine (engines need TensorRT and their GPU): {', '.join(sorted(entries))}")
+    gpu = _has_gpu_provider() or any(is_engine(e) for e in runnable)
+    return min(runnable, key=lambda e: rank(e, gpu))
 
 
 def load(path: str | os.PathLike, artifact: str | None = None, **runner_options) -> Runner:
