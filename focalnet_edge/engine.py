@@ -14,8 +14,8 @@ FP16/INT8 builder flags and calibrators are gone. Version differences, all handl
 
 - TensorRT 11 always builds strongly typed; `weakly_typed` (FP16/INT8 builder flags instead of
   typed ONNX) is TensorRT 10.x only and an error on 11.
-- DLA: TensorRT 10.0-10.7 build for DLA (Orin, JetPack 6); 10.8-11.3 have no DLA support
-  (Thor has no DLA at all). DLA runs FP16 and INT8 only, never an fp32 engine, and takes
+- DLA: TensorRT 10.0-10.7 build for DLA (Orin, JetPack 6); later releases do not (10.8-10.x
+  dropped it, 11.x has none; Thor has no DLA at all). DLA runs FP16 and INT8 only, never an fp32 engine, and takes
   static shapes. The builder's `num_DLA_cores` is checked before building.
 - `hardware_compatibility="same_compute_capability"` needs a TensorRT that has that level;
   a missing level is an error naming the version.
@@ -79,9 +79,25 @@ def version_tuple(version: str) -> tuple[int, int]:
 
 
 def dla_supported(trt_version: str) -> bool:
-    """Whether this TensorRT release builds for DLA at all (10.0-10.7 yes; 10.8-11.3 no)."""
-    v = version_tuple(trt_version)
-    return not ((10, 8) <= v < (11, 4))
+    """Whether this TensorRT release builds for DLA at all: 10.7 was the last with DLA."""
+    return version_tuple(trt_version) < (10, 8)
+
+
+#: Python API names TensorRT 11 removed (NVIDIA's "Removed Python APIs and Replacements", 11.x
+#: migration guide, the entries read for this project). None may be used outside a branch on the
+#: TensorRT version; tests/test_typecheck.py checks this module and runtime/tensorrt.py.
+TENSORRT_11_REMOVED = frozenset({
+    "BuilderFlag.FP16", "BuilderFlag.INT8", "BuilderFlag.FP8", "BuilderFlag.BF16", "BuilderFlag.INT4", "BuilderFlag.FP4",
+    "BuilderFlag.OBEY_PRECISION_CONSTRAINTS", "BuilderFlag.PREFER_PRECISION_CONSTRAINTS", "BuilderFlag.DIRECT_IO",
+    "IBuilderConfig.int8_calibrator", "IBuilderConfig.set_calibration_profile", "IBuilderConfig.get_calibration_profile",
+    "IBuilderConfig.set_quantization_flag", "IBuilderConfig.get_quantization_flag", "IBuilderConfig.quantization_flags",
+    "IBuilderConfig.clear_quantization_flag", "IBuilderConfig.algorithm_selector",
+    "ICudaEngine.device_memory_size", "Builder.platform_has_fast_fp16", "Builder.platform_has_fast_int8",
+    "ILayer.precision", "ILayer.precision_is_set", "ILayer.reset_precision", "ILayer.set_output_type",
+    "ILayer.get_output_type", "ILayer.output_type_is_set", "ILayer.reset_output_type",
+    "IAlgorithm", "IAlgorithmContext", "IAlgorithmIOInfo", "IAlgorithmSelector", "IAlgorithmVariant",
+    "IInt8Calibrator", "IInt8EntropyCalibrator", "IInt8EntropyCalibrator2", "IInt8LegacyCalibrator", "IInt8MinMaxCalibrator",
+})
 
 
 # -- configuration -----------------------------------------------------------------------------------
@@ -178,7 +194,7 @@ def create_config(contract: InputContract, options: EngineOptions, precision: st
         kinds: dict[str, list[int]] = {}
         for i in range(network.num_layers):
             layer = network.get_layer(i)
-            counts = kinds.setdefault(str(layer.type).split(".")[-1], [0, 0])
+            counts = kinds.setdefault(layer.type.name, [0, 0])
             counts[0 if cfg.can_run_on_DLA(layer) else 1] += 1
         if placement is not None:
             placement["dla_core"] = core

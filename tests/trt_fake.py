@@ -81,7 +81,7 @@ def _parse_class(node: ast.ClassDef, lines: list[str]) -> _Spec:
                 spec.properties[item.name] = ret
             elif any(d.endswith(".setter") for d in decorators):
                 spec.setters.add(item.name)
-            elif not any(d == "staticmethod" for d in decorators):
+            else:  # pybind11 declares __enter__/__exit__ as static methods taking `this`: the same call shape
                 sig = _signature(item)
                 spec.methods.setdefault(item.name, []).append(sig)
                 spec.returns.setdefault(item.name, ret)
@@ -246,13 +246,15 @@ def fake_tensorrt(version: str = "10.13.0.35", removed: frozenset[str] | set[str
             self._calls.append(("=" + name, (value,), {}))
 
         ns: dict[str, Any] = {"__init__": __init__, "_init": _init, "__getattr__": __getattr__, "__setattr__": __setattr__, "_is_enum": False}
-        for dunder in ("__iter__", "__len__", "__getitem__", "__bool__"):
+        for dunder in ("__iter__", "__len__", "__getitem__", "__bool__", "__enter__", "__exit__", "__buffer__"):
             if dunder in spec.methods:
                 def special(self, *args, _d=dunder):
                     how = behaviour.get(f"{prefix}.{_d}")
                     if callable(how):
                         return how(self, *args)
-                    return {"__iter__": iter(()), "__len__": 0, "__bool__": True}.get(_d)
+                    if _d == "__getitem__":
+                        raise IndexError(args[0])  # an empty sequence unless a test says otherwise
+                    return {"__iter__": iter(()), "__len__": 0, "__bool__": True, "__enter__": self}.get(_d)
                 ns[dunder] = special
         cls = type(raw.name, (), ns)
         cls.__qualname__ = qual
@@ -305,3 +307,15 @@ def _bind(owner: str, name: str, sigs: list[inspect.Signature], args: tuple, kwa
         except TypeError as e:
             errors.append(str(e))
     raise TypeError(f"tensorrt {owner}.{name}{sigs[0]}: {errors[0]}")
+
+
+def forget_polygraphy_tensorrt() -> None:
+    """Make Polygraphy import `tensorrt` again on next use (its lazy modules cache the first import)."""
+    import sys
+
+    for name, mod in list(sys.modules.items()):
+        if not name.startswith("polygraphy") or mod is None:
+            continue
+        for value in list(vars(mod).values()):
+            if type(value).__name__ == "LazyModule" and "module" in vars(value):
+                object.__setattr__(value, "module", None)
