@@ -29,7 +29,16 @@ def fake_trt(monkeypatch):
         trt = fake_tensorrt(version, removed)
         tensor = trt.ITensor()
         tensor._values.update(name=CONTRACT.name, shape=[-1, 3, 224, 224], is_shape_tensor=False)
+        layer = trt.ILayer()  # one layer, so Polygraphy reads layer attributes (TensorRT 11 removed precision_is_set)
+        layer._values.update(name="conv", type=trt.LayerType.CONVOLUTION)
+
+        def layers(self, i):
+            if i:
+                raise IndexError(i)
+            return layer
+
         trt._behaviour.update({"INetworkDefinition.num_inputs": 1, "INetworkDefinition.get_input": lambda self, i: tensor,
+                               "INetworkDefinition.__getitem__": layers, "INetworkDefinition.__len__": lambda self: 1,
                                "Builder.num_DLA_cores": dla_cores})
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
         forget_polygraphy_tensorrt()
@@ -268,3 +277,36 @@ def test_auto_turns_a_failed_engine_build_into_a_note(fake_build, tmp_path, monk
     assert "model.fp32.engine" in written["artifacts"] and "model.fp16.engine" not in written["artifacts"]
     with pytest.raises(ArtifactError, match="--backend tensorrt: building the engines failed"):
         engine_stage(tmp_path, manifest, BuildOptions(backend="tensorrt"))
+
+
+# -- packaging (items 1 and 2) ----------------------------------------------------------------------------------
+def _requirements(group=None):
+    from pathlib import Path
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    return [Requirement(r) for r in (project["optional-dependencies"][group] if group else project["dependencies"])]
+
+
+def test_polygraphy_pin_excludes_the_releases_that_crash_on_tensorrt_11():
+    (req,) = [r for r in _requirements() if r.name == "polygraphy"]
+    assert not req.specifier.contains("0.49.26") and req.specifier.contains("0.50.3")  # 0.50.3 guards precision_is_set
+
+
+@pytest.mark.parametrize("machine,expect", [
+    ("x86_64", {"onnxruntime-gpu", "tensorrt", "cuda-python"}),
+    ("aarch64", set()),  # Jetson: TensorRT from JetPack's apt packages, no onnxruntime-gpu wheel on PyPI
+])
+def test_gpu_extra_per_platform(machine, expect):
+    env = {"platform_machine": machine, "extra": "gpu"}
+    wanted = {r.name: r for r in _requirements("gpu") if r.marker is None or r.marker.evaluate(env)}
+    assert set(wanted) == expect
+    if "tensorrt" in wanted:
+        spec = wanted["tensorrt"].specifier
+        assert spec.contains("10.3.0") and spec.contains("11.4.0") and not spec.contains("12.0.0")

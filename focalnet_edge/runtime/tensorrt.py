@@ -65,8 +65,8 @@ def require_tensorrt() -> Any:
     """The tensorrt module, or one clear `InputError` saying how to install it on each platform."""
     if not tensorrt_available():
         raise InputError(
-            "TensorRT is not installed: on JetPack 7 or a desktop, pip install 'focalnet-edge[gpu]' (tensorrt, "
-            "cuda-python); on JetPack 6, apt install python3-libnvinfer and use a venv made with --system-site-packages"
+            "TensorRT is not installed: on an x86_64 desktop or server, pip install 'focalnet-edge[gpu]'; on Jetson "
+            "(JetPack 6 or 7) it comes with JetPack: sudo apt install python3-libnvinfer and use a venv made with --system-site-packages"
         )
     import tensorrt as trt
 
