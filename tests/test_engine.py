@@ -310,3 +310,78 @@ def test_gpu_extra_per_platform(machine, expect):
     if "tensorrt" in wanted:
         spec = wanted["tensorrt"].specifier
         assert spec.contains("10.3.0") and spec.contains("11.4.0") and not spec.contains("12.0.0")
+
+
+# -- engines on the target: the `engine` command and adopted plans -----------------------------------------------
+def test_engine_command_checks_each_file_once_builds_and_records(fake_build, tmp_path, monkeypatch):
+    from focalnet_edge.runtime import trt_check
+
+    manifest = _demo_folder(tmp_path, [("model.onnx", "fp32", 0), ("model.fp16.onnx", "fp16", 0)])
+    for entry in manifest["artifacts"].values():
+        del entry["tensorrt_check"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    checked = []
+    real = trt_check.check_onnx
+    monkeypatch.setattr(trt_check, "check_onnx", lambda path, *a: checked.append(path.name) or real(path, *a))
+    notes = stage.engine_command(tmp_path, EngineOptions())
+    assert checked == ["model.onnx", "model.fp16.onnx"]  # once each, not again inside the build
+    written = json.loads((tmp_path / "manifest.json").read_text())
+    assert {"model.fp32.engine", "model.fp16.engine"} <= set(written["artifacts"])
+    assert written["timing_cache"]["tensorrt"] == "10.3.0.26" and any(n.startswith("built model.fp16.engine") for n in notes)
+
+
+def test_engine_command_without_tensorrt_names_what_to_install(tmp_path, monkeypatch):
+    from focalnet_edge.errors import InputError
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` fails
+    (tmp_path / "manifest.json").write_text(json.dumps(_demo_folder(tmp_path, [("model.onnx", "fp32", 0)])))
+    with pytest.raises(InputError, match="TensorRT is not installed.*python3-libnvinfer"):
+        stage.engine_command(tmp_path, EngineOptions())
+
+
+@pytest.fixture
+def trtexec_plan(fake_trt, tmp_path, monkeypatch):
+    trt = fake_trt("10.3.0.26")
+    io = {"pixel_values": trt.TensorIOMode.INPUT, "logits": trt.TensorIOMode.OUTPUT}
+    trt._behaviour.update({
+        "ICudaEngine.num_io_tensors": 2, "ICudaEngine.get_tensor_name": lambda self, i: list(io)[i],
+        "ICudaEngine.get_tensor_mode": lambda self, name: io[name],
+        "ICudaEngine.get_tensor_dtype": lambda self, name: trt.DataType.FLOAT,
+        "ICudaEngine.get_tensor_profile_shape": lambda self, name, index: [[1, 3, 224, 224], [4, 3, 224, 224], [8, 3, 224, 224]],
+        "EngineInspector.get_engine_information": lambda self, fmt: json.dumps({"Layers": [{"LayerType": "Reduce"}]}),
+    })
+    monkeypatch.setattr("focalnet_edge.runtime.tensorrt.gpu_info", lambda: {"gpu": "Orin", "compute_capability": "8.7"})
+    manifest = _demo_folder(tmp_path, [("model.onnx", "fp32", 0), ("model.fp16.onnx", "fp16", 0)])
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    plan = tmp_path / "model.fp16.onnx_b1_gpu0_fp16.engine"  # as DeepStream's nvinfer names it
+    plan.write_bytes(b"PLAN FROM TRTEXEC")
+    return trt, plan
+
+
+def test_an_adopted_plan_is_registered_with_this_machines_facts(trtexec_plan, tmp_path):
+    from focalnet_edge.runtime.tensorrt import _facts_from_manifest
+
+    trt, plan = trtexec_plan
+    notes = stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
+    assert "adopted" in notes[0] and (tmp_path / "model.fp16.engine").read_bytes() == b"PLAN FROM TRTEXEC"
+    entry = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]["model.fp16.engine"]
+    assert entry["format"] == "tensorrt-plan" and entry["built_from"] == "model.fp16.onnx" and entry["adopted_from"] == str(plan)
+    assert entry["requires"]["tensorrt"] == "10.3.0.26" and entry["requires"]["gpu"] == "Orin"
+    assert entry["engine"]["profile"] == {"pixel_values": [[1, 3, 224, 224], [4, 3, 224, 224], [8, 3, 224, 224]]}
+    assert _facts_from_manifest(tmp_path / "model.fp16.engine")["precision"] == "fp16"  # runtime.load no longer says "not listed"
+
+
+def test_adopting_refuses_what_does_not_fit(trtexec_plan, tmp_path):
+    from focalnet_edge.errors import InputError
+
+    trt, plan = trtexec_plan
+    with pytest.raises(InputError, match="--adopt needs --from"):
+        stage.engine_command(tmp_path, adopt=str(plan))
+    with pytest.raises(InputError, match="--from model.int8.cpu.onnx: expected the ONNX file the plan was built from, one of model.onnx, model.fp16.onnx"):
+        stage.engine_command(tmp_path, adopt=str(plan), source="model.int8.cpu.onnx")
+    trt._behaviour["ICudaEngine.get_tensor_dtype"] = lambda self, name: trt.DataType.HALF
+    with pytest.raises(ArtifactError, match="takes float16 input, model.fp16.onnx takes float32"):
+        stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
+    trt._behaviour["Runtime.deserialize_cuda_engine"] = None
+    with pytest.raises(ArtifactError, match="TensorRT 10.3.0.26 cannot load this plan"):
+        stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
