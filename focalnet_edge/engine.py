@@ -34,14 +34,16 @@ and `tests/gpu/` builds real engines wherever `import tensorrt` works.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from .artifacts import ENGINE_SOURCES, MANIFEST, PRECISIONS, TENSORRT_PLAN, TIMING_CACHE
 from .contract import InputContract
@@ -244,15 +246,11 @@ def build_engine(onnx_path: Path, engine_path: Path, contract: InputContract, pr
 
     placement: dict[str, Any] = {}
     network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=not options.weakly_typed)
-    with tempfile.TemporaryFile("w+b") as new_cache:  # Polygraphy saves into it without a lock file
-        old = open(timing_cache, "rb") if timing_cache is not None and reuse_cache and timing_cache.is_file() else None
-        try:
-            config = create_config(contract, options, precision, old, placement)
-            build = EngineBytesFromNetwork(network, config, save_timing_cache=new_cache if timing_cache is not None else None)
-            plan = build()
-        finally:
-            if old is not None:
-                old.close()
+    with contextlib.ExitStack() as files:
+        new_cache = files.enter_context(tempfile.TemporaryFile("w+b"))  # Polygraphy saves into it without a lock file
+        old = files.enter_context(open(timing_cache, "rb")) if timing_cache is not None and reuse_cache and timing_cache.is_file() else None
+        config = create_config(contract, options, precision, old, placement)
+        plan = EngineBytesFromNetwork(network, config, save_timing_cache=new_cache if timing_cache is not None else None)()
         _write_bytes(engine_path, plan)
         new_cache.seek(0)
         cache_bytes = new_cache.read()

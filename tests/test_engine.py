@@ -11,12 +11,12 @@ import json
 import sys
 
 import pytest
+from trt_fake import fake_tensorrt, forget_polygraphy_tensorrt
 
 from focalnet_edge import engine as stage
 from focalnet_edge.contract import InputContract
 from focalnet_edge.engine import EngineOptions, create_config, profile_shapes
 from focalnet_edge.errors import ArtifactError, ConfigError
-from trt_fake import fake_tensorrt, forget_polygraphy_tensorrt
 
 CONTRACT = InputContract(height=224, width=224, batch=(1, 8, 32))
 
@@ -67,7 +67,7 @@ def test_profile_for_dynamic_batch():
 def test_profile_for_frames_and_dynamic_size():
     c = InputContract(name="frames", dtype="uint8", layout="NHWC", height=224, width=256, dynamic_size=True, size_multiple=32, batch=(1, 2, 4))
     assert profile_shapes(c, EngineOptions()) == ([1, 96, 128, 3], [2, 224, 256, 3], [4, 448, 512, 3])
-    lo, opt, hi = profile_shapes(c, EngineOptions(size_range=((64, 64), (224, 224), (320, 320))))
+    lo, _, hi = profile_shapes(c, EngineOptions(size_range=((64, 64), (224, 224), (320, 320))))
     assert lo == [1, 64, 64, 3] and hi == [4, 320, 320, 3]
     with pytest.raises(ConfigError, match="multiples of 32"):
         profile_shapes(c, EngineOptions(size_range=((60, 64), (224, 224), (320, 320))))
@@ -204,9 +204,9 @@ def test_a_plan_is_written_from_the_serialized_network_atomically(fake_build, tm
 
 def _demo_folder(tmp_path, entries):
     """A folder and manifest listing ONNX files (contents checked by the stub build, not parsed)."""
-    from focalnet_edge.contract import InputContract
     from onnx import TensorProto, helper
 
+    from focalnet_edge.contract import InputContract
     from focalnet_edge.onnx_io import set_metadata
 
     manifest = {"input": json.loads(InputContract().to_json()), "artifacts": {}}
@@ -361,7 +361,7 @@ def trtexec_plan(fake_trt, tmp_path, monkeypatch):
 def test_an_adopted_plan_is_registered_with_this_machines_facts(trtexec_plan, tmp_path):
     from focalnet_edge.runtime.tensorrt import _facts_from_manifest
 
-    trt, plan = trtexec_plan
+    _, plan = trtexec_plan
     notes = stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
     assert "adopted" in notes[0] and (tmp_path / "model.fp16.engine").read_bytes() == b"PLAN FROM TRTEXEC"
     entry = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]["model.fp16.engine"]

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 from onnx import TensorProto, helper
+from trt_fake import fake_tensorrt
 
 from focalnet_edge.cli import main
-from focalnet_edge.errors import ArtifactError, InputError
 from focalnet_edge.contract import InputContract
+from focalnet_edge.errors import InputError
 from focalnet_edge.pipeline import BuildOptions, ExportOptions, build
 from focalnet_edge.runtime import tensorrt as trt_mod
 from focalnet_edge.runtime.trt_check import check_model, check_onnx
-from trt_fake import fake_tensorrt
 
 TRT_INSTALLED = trt_mod.tensorrt_available()
 CONTRACT = InputContract(height=224, width=224, batch=(1, 8, 32))

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from trt_fake import STUBS, all_names
 
 from focalnet_edge.engine import TENSORRT_11_REMOVED
-from trt_fake import STUBS, all_names
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = [ROOT / "focalnet_edge" / "engine.py", ROOT / "focalnet_edge" / "runtime" / "tensorrt.py"]

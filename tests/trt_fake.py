@@ -18,7 +18,7 @@ import ast
 import inspect
 import re
 import types
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,7 @@ def _parse_class(node: ast.ClassDef, lines: list[str]) -> _Spec:
     return spec
 
 
-@lru_cache(maxsize=None)
+@cache
 def stub_specs() -> dict[str, _Spec]:
     """Every class of the stubs by name (nested ones as 'Outer.Inner' too)."""
     text = BINDINGS.read_text(encoding="utf-8")
@@ -106,7 +106,7 @@ def stub_specs() -> dict[str, _Spec]:
     return specs
 
 
-@lru_cache(maxsize=None)
+@cache
 def stub_functions() -> dict[str, list[inspect.Signature]]:
     """Module-level functions of the stubs."""
     out: dict[str, list[inspect.Signature]] = {}

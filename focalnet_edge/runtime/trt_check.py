@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ def parse_operators_md(text: str) -> dict[str, Any]:
     return {"opsets": opsets, "operators": ops}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tables() -> dict[str, Any]:
     return json.loads(TABLE.read_text(encoding="utf-8"))
 
