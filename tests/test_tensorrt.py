@@ -293,3 +293,36 @@ def test_an_engine_where_tensorrt_is_missing_is_a_clear_error(capsys, tmp_path):
     (tmp_path / "model.fp16.engine").write_bytes(b"plan")
     with pytest.raises(InputError, match="TensorRT is not installed"):
         load(Path(tmp_path / "model.fp16.engine"))
+
+
+def test_the_gpu_is_found_through_the_cuda_driver_without_torch_or_cuda_python(monkeypatch):
+    """A Jetson with neither torch nor cuda-python: libcuda's driver API names the GPU."""
+    import ctypes
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setitem(sys.modules, "cuda", None)
+    monkeypatch.setitem(sys.modules, "cuda.bindings", None)
+    calls = []
+
+    class Driver:  # the five driver calls, writing through their pointer arguments as libcuda does
+        def cuInit(self, flags):
+            calls.append("cuInit")
+            return 0
+
+        def cuDeviceGet(self, device, ordinal):
+            device._obj.value = ordinal
+            return 0
+
+        def cuDeviceGetName(self, buffer, length, device):
+            buffer.value = b"Orin (nvgpu)"
+            return 0
+
+        def cuDeviceGetAttribute(self, value, attribute, device):
+            value._obj.value = {75: 8, 76: 7}[attribute]
+            return 0
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Driver())
+    assert trt_mod.gpu_info() == {"gpu": "Orin (nvgpu)", "compute_capability": "8.7"}
+    monkeypatch.setattr(Driver, "cuInit", lambda self, flags: 100)  # CUDA_ERROR_NO_DEVICE
+    assert trt_mod.gpu_info() == {"gpu": "unknown", "compute_capability": "unknown"}
+    assert calls == ["cuInit"]

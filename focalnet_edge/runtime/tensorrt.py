@@ -74,7 +74,11 @@ def require_tensorrt() -> Any:
 
 
 def gpu_info() -> dict[str, str]:
-    """Name and compute capability of CUDA device 0 (torch, else cuda-python); "unknown" without a GPU."""
+    """Name and compute capability of CUDA device 0; "unknown" without a GPU.
+
+    Asks torch where it is imported with CUDA, else cuda-python, else the CUDA driver itself
+    (libcuda, through ctypes): a Jetson without torch or cuda-python still finds its GPU.
+    """
     try:
         import torch
 
@@ -94,7 +98,29 @@ def gpu_info() -> dict[str, str]:
         name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
         return {"gpu": name.rstrip("\x00"), "compute_capability": f"{props.major}.{props.minor}"}
     except Exception:
-        return {"gpu": "unknown", "compute_capability": "unknown"}
+        return _driver_gpu_info()
+
+
+#: CUdevice_attribute values of the CUDA driver API (cuda.h)
+_CC_MAJOR, _CC_MINOR = 75, 76
+
+
+def _driver_gpu_info() -> dict[str, str]:
+    """Device 0 through the CUDA driver API (cuInit, cuDeviceGet, cuDeviceGetName, cuDeviceGetAttribute)."""
+    import ctypes
+
+    unknown = {"gpu": "unknown", "compute_capability": "unknown"}
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1" if os.name != "nt" else "nvcuda.dll")
+    except OSError:
+        return unknown
+    device, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+    name = ctypes.create_string_buffer(256)
+    if (cuda.cuInit(0) or cuda.cuDeviceGet(ctypes.byref(device), 0) or cuda.cuDeviceGetName(name, len(name), device)
+            or cuda.cuDeviceGetAttribute(ctypes.byref(major), _CC_MAJOR, device)
+            or cuda.cuDeviceGetAttribute(ctypes.byref(minor), _CC_MINOR, device)):
+        return unknown
+    return {"gpu": name.value.decode(errors="replace"), "compute_capability": f"{major.value}.{minor.value}"}
 
 
 def _version(v: str) -> tuple[int, ...]:
