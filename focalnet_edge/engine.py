@@ -289,15 +289,19 @@ def inspect_plan(plan: bytes | memoryview, dla_core: int | None = None) -> dict[
 
 
 def summarize_layers(info: dict[str, Any]) -> dict[str, Any]:
-    """The inspector's JSON -> {"count", "by_type", "on_dla"}: DLA subgraphs are foreign nodes run by DLA."""
+    """The inspector's JSON -> {"count", "by_type", "on_dla", "on_gpu"}.
+
+    A layer counts as on DLA where its type, name or tactic names DLA (DLA subgraphs appear as
+    one foreign-node layer each); a reading of the inspector's text, not an API of TensorRT's,
+    so the build also records `dla.layers_dla_capable` from `IBuilderConfig.can_run_on_DLA`.
+    """
     layers = [layer for layer in info.get("Layers", []) if isinstance(layer, dict)]
     kinds: dict[str, int] = {}
     dla = 0
     for layer in layers:
         kind = str(layer.get("LayerType", "unknown"))
         kinds[kind] = kinds.get(kind, 0) + 1
-        text = json.dumps(layer).lower()
-        dla += "dla" in text
+        dla += any("dla" in str(layer.get(k, "")).lower() for k in ("LayerType", "Name", "TacticName"))
     return {"count": len(layers), "by_type": kinds, "on_dla": dla, "on_gpu": len(layers) - dla}
 
 
@@ -406,7 +410,7 @@ def record(manifest: dict[str, Any], output_dir: Path, built: EngineBuild) -> No
 
 
 # -- adopting a plan built elsewhere (trtexec, DeepStream's nvinfer) ------------------------------------------
-def adopt_plan(output_dir: Path, plan: Path, source: str, manifest: dict[str, Any]) -> EngineBuild:
+def adopt_plan(output_dir: Path, plan: Path, source: str, manifest: dict[str, Any], version_compatible: bool = False) -> EngineBuild:
     """Take a plan built by trtexec or nvinfer from `source` (an ONNX file of `output_dir`).
 
     The plan is deserialized here with this machine's TensorRT (so a plan that does not load
@@ -430,10 +434,12 @@ def adopt_plan(output_dir: Path, plan: Path, source: str, manifest: dict[str, An
         raise InputError(f"{plan}: no such plan file")
     data = plan.read_bytes()
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    runtime.engine_host_code_allowed = True  # a version-compatible plan carries its lean runtime
+    if version_compatible:
+        runtime.engine_host_code_allowed = True  # a version-compatible plan carries its lean runtime
     engine = runtime.deserialize_cuda_engine(data)
     if engine is None:
-        raise ArtifactError(f"{plan}: TensorRT {trt.__version__} cannot load this plan (built by another TensorRT version, for another GPU, or not a plan)")
+        raise ArtifactError(f"{plan}: TensorRT {trt.__version__} cannot load this plan (built by another TensorRT version, for another GPU, "
+                            f"{'or ' if version_compatible else 'version-compatible (pass --version-compatible), or '}not a plan)")
     contract = source_contract(output_dir / source)
     io = engine_io(engine)
     if contract.name not in io["profile"]:
@@ -449,7 +455,7 @@ def adopt_plan(output_dir: Path, plan: Path, source: str, manifest: dict[str, An
         with atomic_path(target) as tmp:
             shutil.copyfile(plan, tmp)
     facts = {"tensorrt": trt.__version__, **gpu_info(), "strongly_typed": None, "profile": {contract.name: io["profile"][contract.name]},
-             "version_compatible": None, "hardware_compatibility": "none", "dla_core": None,
+             "version_compatible": version_compatible, "hardware_compatibility": "none", "dla_core": None,
              "layers": summarize_layers(_inspect(engine))}
     return EngineBuild(engines=[{"path": name, "precision": entry["precision"], "built_from": source, "input": json.loads(contract.to_json()),
                                  "engine": facts, "adopted_from": str(plan)}],
@@ -468,7 +474,7 @@ def _inspect(engine: trt.ICudaEngine) -> dict[str, Any]:
 # -- the CLI's `engine` command (wired by cli.py) --------------------------------------------------------------
 def engine_command(output_dir: str | os.PathLike, options: EngineOptions | None = None, adopt: str | None = None,
                    source: str | None = None) -> list[str]:
-    """`focalnet-edge engine OUT [--adopt PLAN --from model.fp16.onnx] [builder flags]`.
+    """`focalnet-edge engine OUT [--adopt PLAN --from model.fp16.onnx [--version-compatible]] [builder flags]`.
 
     Builds the engines of a copied output folder on this machine (no torch needed), or adopts a
     plan built by trtexec/nvinfer, and adds them to `OUT/manifest.json`. Returns the notes to
@@ -483,7 +489,7 @@ def engine_command(output_dir: str | os.PathLike, options: EngineOptions | None 
     if adopt is not None:
         if not source:
             raise InputError("--adopt needs --from: the ONNX file the plan was built from (e.g. model.fp16.onnx)")
-        built = adopt_plan(folder, Path(adopt), source, manifest)
+        built = adopt_plan(folder, Path(adopt), source, manifest, version_compatible=bool(options and options.version_compatible))
     else:
         reason = unavailable_reason()
         if reason is not None:

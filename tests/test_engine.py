@@ -385,3 +385,21 @@ def test_adopting_refuses_what_does_not_fit(trtexec_plan, tmp_path):
     trt._behaviour["Runtime.deserialize_cuda_engine"] = None
     with pytest.raises(ArtifactError, match="TensorRT 10.3.0.26 cannot load this plan"):
         stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
+
+
+def test_host_code_is_allowed_only_for_a_plan_adopted_as_version_compatible(trtexec_plan, tmp_path, monkeypatch):
+    trt, plan = trtexec_plan
+    made = []
+    init = trt.Runtime.__init__
+
+    def spy(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(trt.Runtime, "__init__", spy)
+    stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
+    assert "engine_host_code_allowed" not in made[-1]._values
+    stage.engine_command(tmp_path, EngineOptions(version_compatible=True), adopt=str(plan), source="model.fp16.onnx")
+    assert made[-1]._values["engine_host_code_allowed"] is True
+    entry = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]["model.fp16.engine"]
+    assert entry["requires"]["version_compatible"] is True
