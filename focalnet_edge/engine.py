@@ -14,8 +14,9 @@ FP16/INT8 builder flags and calibrators are gone. Version differences, all handl
 
 - TensorRT 11 always builds strongly typed; `weakly_typed` (FP16/INT8 builder flags instead of
   typed ONNX) is TensorRT 10.x only and an error on 11.
-- DLA: TensorRT 10.0-10.7 build for DLA (Orin, JetPack 6); later releases do not (10.8-10.x
-  dropped it, 11.x has none; Thor has no DLA at all). DLA runs FP16 and INT8 only, never an fp32 engine, and takes
+- DLA: TensorRT 10.0-10.7 build for DLA (Orin, JetPack 6); 10.8 to 11.3 have none; 11.4.1 has it
+  again on Orin with JetPack 7.2.2+ (Thor has no DLA at all). DLA builds are strongly typed, so the
+  PREFER_PRECISION_CONSTRAINTS flag Polygraphy sets for DLA on 10.x is cleared again. DLA runs FP16 and INT8 only, never an fp32 engine, and takes
   static shapes. The builder's `num_DLA_cores` is checked before building.
 - `hardware_compatibility="same_compute_capability"` needs a TensorRT that has that level;
   a missing level is an error naming the version.
@@ -81,8 +82,10 @@ def version_tuple(version: str) -> tuple[int, int]:
 
 
 def dla_supported(trt_version: str) -> bool:
-    """Whether this TensorRT release builds for DLA at all: 10.7 was the last with DLA."""
-    return version_tuple(trt_version) < (10, 8)
+    """Whether this TensorRT release builds for DLA at all (10.0-10.7, and 11.4 on; the builder's
+    `num_DLA_cores` then says whether this device has DLA)."""
+    v = version_tuple(trt_version)
+    return v < (10, 8) or v >= (11, 4)
 
 
 #: Python API names TensorRT 11 removed (NVIDIA's "Removed Python APIs and Replacements", 11.x
@@ -120,7 +123,7 @@ def validate(options: EngineOptions, trt_version: str, precision: str) -> None:
         if precision not in ("fp16", "int8"):
             raise ConfigError(f"--dla-core: DLA runs fp16 and int8 only, not the {precision} engine; build it with --precision fp16 or int8")
         if not dla_supported(trt_version):
-            raise ConfigError(f"--dla-core: TensorRT {trt_version} has no DLA support (10.0-10.7 build for DLA; Thor has no DLA)")
+            raise ConfigError(f"--dla-core: TensorRT {trt_version} has no DLA support (10.0-10.7 and 11.4+ build for DLA; Thor has no DLA)")
 
 
 def profile_shapes(contract: InputContract, options: EngineOptions) -> tuple[list[int], list[int], list[int]]:
@@ -193,6 +196,9 @@ def create_config(contract: InputContract, options: EngineOptions, precision: st
         if core >= cores:
             raise ConfigError(f"--dla-core {core}: this device has {cores} DLA core{'s' if cores != 1 else ''}")
         cfg.DLA_core = core  # Polygraphy always picks core 0
+        if version_tuple(trt.__version__) < (11, 0) and not options.weakly_typed:
+            # Polygraphy sets it for DLA on 10.x; a strongly typed network takes no precision constraints
+            cfg.clear_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
         kinds: dict[str, list[int]] = {}
         for i in range(network.num_layers):
             layer = network.get_layer(i)

@@ -140,6 +140,7 @@ def test_dla_build_picks_the_core_checks_the_cores_and_records_placement(fake_tr
     config, _, _ = _config(trt, EngineOptions(dla_core=1), "fp16", placement=placement)
     assert config._values["DLA_core"] == 1 and config._values["default_device_type"] == trt.DeviceType.DLA
     assert "GPU_FALLBACK" in _flags(config)
+    assert "PREFER_PRECISION_CONSTRAINTS" in _flags(config, "clear_flag")  # set by Polygraphy for DLA, cleared: strongly typed
     assert placement == {"dla_core": 1, "layers_dla_capable": {"CONVOLUTION": 2}, "layers_gpu_only": {"NORMALIZATION": 1}}
     trt = fake_trt("10.3.0.26", dla_cores=1)
     with pytest.raises(ConfigError, match="--dla-core 1: this device has 1 DLA core$"):
@@ -155,6 +156,7 @@ def test_dla_is_refused_where_it_cannot_run(version, precision, message):
     with pytest.raises(ConfigError, match=message):
         stage.validate(EngineOptions(dla_core=0), version, precision)
     stage.validate(EngineOptions(dla_core=0), "10.3.0", "int8")
+    stage.validate(EngineOptions(dla_core=0), "11.4.1", "fp16")  # DLA again on Orin with JetPack 7.2.2+
 
 
 # -- timing cache without lock files (item 14) --------------------------------------------------------------
