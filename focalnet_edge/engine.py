@@ -233,7 +233,7 @@ def _write_bytes(path: Path, data: bytes | memoryview) -> None:
     from .io import atomic_path
 
     with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(bytes(data))
+        Path(tmp).write_bytes(memoryview(data))  # a plan (IHostMemory) is written without a copy
 
 
 def build_engine(onnx_path: Path, engine_path: Path, contract: InputContract, precision: str, options: EngineOptions,
@@ -479,13 +479,13 @@ def _inspect(engine: trt.ICudaEngine) -> dict[str, Any]:
 
 # -- the CLI's `engine` command (wired by cli.py) --------------------------------------------------------------
 def engine_command(output_dir: str | os.PathLike, options: EngineOptions | None = None, adopt: str | None = None,
-                   source: str | None = None) -> list[str]:
+                   source: str | None = None) -> EngineBuild:
     """`focalnet-edge engine OUT [--adopt PLAN --from model.fp16.onnx [--version-compatible]] [builder flags]`.
 
     Builds the engines of a copied output folder on this machine (no torch needed), or adopts a
-    plan built by trtexec/nvinfer, and adds them to `OUT/manifest.json`. Returns the notes to
-    print. Verifying the new engines against the stored references is the next step
-    (`focalnet-edge verify OUT --artifact model.fp16.engine`); the CLI runs it after this.
+    plan built by trtexec/nvinfer, and adds them to `OUT/manifest.json`. Returns what was made:
+    `.notes` to print, `.engines[i]["path"]` the new engine names, which the CLI verifies next
+    against the stored references (as `focalnet-edge verify OUT --artifact NAME` would).
     """
     from .manifest import read_manifest, write_manifest
     from .runtime.trt_check import record_checks
@@ -508,7 +508,7 @@ def engine_command(output_dir: str | os.PathLike, options: EngineOptions | None 
         built.notes[:0] = notes
     record(manifest, folder, built)
     write_manifest(folder, manifest)
-    return built.notes
+    return built
 
 
 def precision_of_engine(name: str) -> str | None:

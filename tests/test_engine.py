@@ -325,7 +325,7 @@ def test_engine_command_checks_each_file_once_builds_and_records(fake_build, tmp
     checked = []
     real = trt_check.check_onnx
     monkeypatch.setattr(trt_check, "check_onnx", lambda path, *a: checked.append(path.name) or real(path, *a))
-    notes = stage.engine_command(tmp_path, EngineOptions())
+    notes = stage.engine_command(tmp_path, EngineOptions()).notes
     assert checked == ["model.onnx", "model.fp16.onnx"]  # once each, not again inside the build
     written = json.loads((tmp_path / "manifest.json").read_text())
     assert {"model.fp32.engine", "model.fp16.engine"} <= set(written["artifacts"])
@@ -364,7 +364,7 @@ def test_an_adopted_plan_is_registered_with_this_machines_facts(trtexec_plan, tm
     from focalnet_edge.runtime.tensorrt import _facts_from_manifest
 
     _, plan = trtexec_plan
-    notes = stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
+    notes = stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx").notes
     assert "adopted" in notes[0] and (tmp_path / "model.fp16.engine").read_bytes() == b"PLAN FROM TRTEXEC"
     entry = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]["model.fp16.engine"]
     assert entry["format"] == "tensorrt-plan" and entry["built_from"] == "model.fp16.onnx" and entry["adopted_from"] == str(plan)

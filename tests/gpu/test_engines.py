@@ -101,7 +101,7 @@ def test_a_copied_folder_is_built_into_engines_without_torch(built, tmp_path):
     script = (
         "import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
         "from focalnet_edge.engine import engine_command\n"
-        f"print('\\n'.join(engine_command({str(folder)!r})))\n"
+        f"print('\\n'.join(engine_command({str(folder)!r}).notes))\n"
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=1800)
     if "no CUDA GPU was found" in run.stderr:
@@ -135,7 +135,7 @@ def test_an_adopted_trtexec_plan_loads_and_matches(built, tmp_path):
                           f"--minShapes={c.name}:{shape(1)}", f"--optShapes={c.name}:{shape(8)}", f"--maxShapes={c.name}:{shape(32)}"],
                          capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stdout[-2000:]
-    notes = engine_command(folder, adopt=str(plan), source="model.fp16.onnx")
+    notes = engine_command(folder, adopt=str(plan), source="model.fp16.onnx").notes
     assert notes and "adopted" in notes[0]
     x = c.sample_input(5)
     with load(folder / "model.fp16.engine") as engine:
@@ -151,7 +151,7 @@ def test_a_dla_build(built, tmp_path):
         pytest.skip("this device has no DLA (DLA: Jetson Orin/Xavier with TensorRT <= 10.7)")
     out, _ = built
     folder = _copy_without_engines(out, tmp_path / "dla")
-    notes = engine_command(folder, EngineOptions(dla_core=0))
+    notes = engine_command(folder, EngineOptions(dla_core=0)).notes
     manifest = json.loads((folder / "manifest.json").read_text())
     entry = manifest["artifacts"]["model.fp16.engine"]
     assert "model.fp32.engine" not in manifest["artifacts"] and any("DLA runs fp16 and int8 only" in n for n in notes)
