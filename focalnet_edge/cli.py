@@ -32,7 +32,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
-    from .runtime.tensorrt import HARDWARE_COMPATIBILITY
+    from .engine import HARDWARE_COMPATIBILITY
 
     g = p.add_argument_group("TensorRT engines (where TensorRT and a GPU are present)")
     g.add_argument("--workspace", type=int, default=None, metavar="MiB", help="workspace memory pool limit")
@@ -49,7 +49,7 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
 
 def _engine_options(args: argparse.Namespace):
     from .contract import parse_image_size
-    from .runtime.tensorrt import EngineOptions
+    from .engine import EngineOptions
 
     sizes = None
     if args.profile_sizes:
@@ -419,6 +419,32 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+EPILOG_ENGINE = """examples:
+  focalnet-edge engine out/                                   # build the engines of a copied folder here (no torch)
+  focalnet-edge engine out/ --adopt model.fp16.engine --from model.fp16.onnx   # register a trtexec/nvinfer plan
+"""
+
+
+def cmd_engine(args: argparse.Namespace) -> int:
+    from .engine import engine_command
+    from .manifest import read_manifest
+    from .pipeline import verify_stage
+    from .references import load_references
+
+    folder = Path(args.folder)
+    built = engine_command(folder, _engine_options(args), adopt=args.adopt, source=args.source)
+    for note in built.notes:
+        print(note)
+    names = [e["path"] for e in built.engines]
+    if not names:
+        return 0
+    refs = load_references(folder, read_manifest(folder))  # verified on this device, without PyTorch
+    result = verify_stage(folder, refs, names, progress=not args.quiet)
+    _print_reports(result.reports, False)
+    print(f"\nreference: {refs.source}, {len(refs)} images")
+    return 0 if result.passed else 1
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .contract import parse_image_size
     from .manifest import read_manifest
@@ -663,6 +689,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=cmd_bench)
+
+    p = command("engine", help="build TensorRT engines in an output folder on this device, or adopt a trtexec plan; then verify",
+                epilog=EPILOG_ENGINE)
+    p.add_argument("folder", help="an output folder (built elsewhere and copied here)")
+    p.add_argument("--adopt", default=None, metavar="PLAN", help="register this plan (trtexec, nvinfer) instead of building")
+    p.add_argument("--from", dest="source", default=None, metavar="ONNX", help="with --adopt: the ONNX file it was built from")
+    _engine_args(p)
+    p.set_defaults(func=cmd_engine)
 
     _deploy_parsers(command)
     return parser

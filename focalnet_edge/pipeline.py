@@ -349,41 +349,55 @@ def build(options: BuildOptions, progress: bool = False) -> BuildResult:
 
 
 def tensorrt_check_stage(output_dir: Path, manifest: dict[str, Any]) -> list[str]:
-    """Check the TensorRT-bound ONNX files against onnx-tensorrt's support matrix (no TensorRT needed)."""
-    from .runtime.tensorrt import ENGINES
-    from .runtime.trt_check import check_onnx
+    """Check the TensorRT-bound ONNX files against onnx-tensorrt's support matrix (no TensorRT needed), once.
 
-    notes = []
-    for name in ENGINES:
-        entry = manifest["artifacts"].get(name)
-        if entry is None:
-            continue
-        findings = check_onnx(Path(output_dir) / name)
-        errors = [str(f) for f in findings if f.severity == "error"]
-        entry["tensorrt_check"] = {"errors": len(errors), "warnings": len(findings) - len(errors), "first": errors[:3]}
-        if errors:
-            notes.append(f"{name}: TensorRT's ONNX parser would refuse it ({errors[0]}; run focalnet-edge check)")
+    The result goes into each file's manifest entry (`tensorrt_check`), which the engine stage reads.
+    """
+    from .runtime.trt_check import record_checks
+
+    notes = record_checks(Path(output_dir), manifest)
     write_manifest(Path(output_dir), manifest)
     return notes
 
 
 def engine_stage(output_dir: Path, manifest: dict[str, Any], options: BuildOptions) -> list[str]:
-    """TensorRT engines of the ONNX artifacts, where TensorRT and a GPU are present (see runtime.tensorrt)."""
+    """TensorRT engines of the ONNX artifacts, where TensorRT and a GPU are present (see focalnet_edge.engine).
+
+    `--backend tensorrt`: a missing TensorRT or a failed build is an error. `--backend auto`:
+    either becomes a note, since the ONNX files are complete and verified without engines.
+    """
+    from .errors import ConfigError
+
     notes = tensorrt_check_stage(output_dir, manifest)
     if options.backend == "onnxruntime":
         return notes
-    from .runtime.tensorrt import require_tensorrt, tensorrt_available
+    from .engine import EngineOptions, build_engines, record, unavailable_reason
 
-    if not tensorrt_available():
+    reason = unavailable_reason()
+    if reason is not None:
         if options.backend == "tensorrt":
-            require_tensorrt()
-        return notes + ["engines: TensorRT is not installed here, so the ONNX artifacts were written and verified; "
-                        "build the engines on the target with `focalnet-edge build --backend tensorrt`"]
-    from .runtime.tensorrt import build_engines, gpu_info
+            from .runtime.tensorrt import require_tensorrt
 
-    if options.backend == "auto" and gpu_info()["gpu"] == "unknown":
-        return notes + ["engines: TensorRT is installed but no CUDA GPU was found; the ONNX artifacts were written and verified"]
-    return notes + build_engines(output_dir, manifest, options.engine)
+            require_tensorrt()
+            raise InputError(f"--backend tensorrt: {reason}")
+        return notes + [f"engines: {reason} here, so the ONNX artifacts were written and verified; "
+                        "build the engines on the target with `focalnet-edge engine OUT`"]
+    failures: list[str] = []
+
+    def failed(name: str, error: Exception) -> None:
+        failures.append(f"engines: {name} was not built ({str(error).splitlines()[0][:200] if str(error) else type(error).__name__}); "
+                        "the ONNX artifacts are complete and verified")
+
+    try:
+        built = build_engines(output_dir, manifest, options.engine or EngineOptions(),
+                              on_error=failed if options.backend == "auto" else None)
+    except (ArtifactError, ConfigError, InputError):
+        raise
+    except Exception as e:  # TensorRT's or Polygraphy's own failure, with --backend tensorrt
+        raise ArtifactError(f"--backend tensorrt: building the engines failed ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
+    record(manifest, output_dir, built)
+    write_manifest(Path(output_dir), manifest)
+    return notes + built.notes + failures
 
 
 def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None = None) -> Path:

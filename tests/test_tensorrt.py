@@ -1,6 +1,8 @@
-"""The TensorRT stage where TensorRT is absent: option mapping, the support check, clear refusals.
+"""Running TensorRT plans where TensorRT is absent: which plans run where, how `load` ranks and skips
+them, the runner's limits, batching and streams (over a `tensorrt` generated from the 10.13 stubs),
+the support check of our artifacts, and clear refusals.
 
-Engines themselves are built and run by tests/gpu/ wherever `import tensorrt` works.
+The builder side is tests/test_engine.py; real engines are built and run by tests/gpu/.
 """
 
 from __future__ import annotations
@@ -11,102 +13,203 @@ from pathlib import Path
 
 import pytest
 from onnx import TensorProto, helper
+from trt_fake import fake_tensorrt
 
 from focalnet_edge.cli import main
-from focalnet_edge.errors import ArtifactError, ConfigError
 from focalnet_edge.contract import InputContract
+from focalnet_edge.errors import InputError
 from focalnet_edge.pipeline import BuildOptions, ExportOptions, build
 from focalnet_edge.runtime import tensorrt as trt_mod
-from focalnet_edge.runtime.tensorrt import EngineOptions, config_plan, profile_shapes
 from focalnet_edge.runtime.trt_check import check_model, check_onnx
 
-try:
-    import tensorrt  # noqa: F401
-
-    TRT_INSTALLED = True
-except ImportError:
-    TRT_INSTALLED = False
-
+TRT_INSTALLED = trt_mod.tensorrt_available()
 CONTRACT = InputContract(height=224, width=224, batch=(1, 8, 32))
 
 
-# -- option mapping ----------------------------------------------------------------------------------
-def test_profile_for_dynamic_batch():
-    assert profile_shapes(CONTRACT, EngineOptions()) == ([1, 3, 224, 224], [8, 3, 224, 224], [32, 3, 224, 224])
+# -- which plans run where (issue 9, items 5 and 10) ------------------------------------------------------
+ORIN = {"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}
 
 
-def test_profile_for_frames_and_dynamic_size():
-    c = InputContract(name="frames", dtype="uint8", layout="NHWC", height=224, width=256, dynamic_size=True, size_multiple=32, batch=(1, 2, 4))
-    lo, opt, hi = profile_shapes(c, EngineOptions())
-    assert (lo, opt, hi) == ([1, 96, 128, 3], [2, 224, 256, 3], [4, 448, 512, 3])
-    lo, opt, hi = profile_shapes(c, EngineOptions(size_range=((64, 64), (224, 224), (320, 320))))
-    assert lo == [1, 64, 64, 3] and hi == [4, 320, 320, 3]
-    with pytest.raises(ConfigError, match="multiples of 32"):
-        profile_shapes(c, EngineOptions(size_range=((60, 64), (224, 224), (320, 320))))
+@pytest.mark.parametrize("requires,here,reason", [
+    ({"tensorrt": "10.13.2", "compute_capability": "8.7"}, ORIN, "built with TensorRT 10.13.2, this machine has TensorRT 10.3.0"),
+    ({"tensorrt": "10.3.0", "gpu": "RTX 4090", "compute_capability": "8.9"}, ORIN, r"built for RTX 4090 \(compute capability 8.9\), this machine has Orin \(8.7\)"),
+    ({"tensorrt": "10.13.2", "version_compatible": True, "compute_capability": "8.7"}, ORIN, "older TensorRT 10.3.0"),
+    # same_compute_capability still needs the same compute capability (the old check dropped it)
+    ({"tensorrt": "10.3.0", "gpu": "RTX 4090", "compute_capability": "8.9", "hardware_compatibility": "same_compute_capability"}, ORIN,
+     r"compute capability 8.9\), this machine has Orin \(8.7\)"),
+    # ampere_plus needs sm >= 8.0 here (the old check never looked)
+    ({"tensorrt": "10.3.0", "compute_capability": "8.6", "hardware_compatibility": "ampere_plus"},
+     {"tensorrt": "10.3.0", "gpu": "Xavier", "compute_capability": "7.2"}, r"Ampere or later \(compute capability >= 8.0\), this machine has Xavier \(7.2\)"),
+    ({"tensorrt": "10.3.0", "compute_capability": "8.7"}, {"tensorrt": "10.3.0", "gpu": "unknown", "compute_capability": "unknown"}, "no CUDA GPU"),
+])
+def test_plans_that_cannot_run_here_are_named_with_the_reason(requires, here, reason):
+    import re
+
+    found = trt_mod.incompatibility(requires, here)
+    assert found is not None and re.search(reason, found), found
 
 
-def test_dla_takes_static_shapes():
-    lo, opt, hi = profile_shapes(CONTRACT, EngineOptions(dla_core=1))
-    assert lo == opt == hi == [8, 3, 224, 224]
-    plan = config_plan(CONTRACT, EngineOptions(dla_core=1), "10.3.0", "fp16", None)
-    assert plan["use_dla"] and plan["dla_core"] == 1 and plan["allow_gpu_fallback"] is True
+@pytest.mark.parametrize("requires", [
+    {"tensorrt": "10.1.0", "version_compatible": True, "compute_capability": "8.7"},
+    {"tensorrt": "10.3.0", "compute_capability": "8.9", "hardware_compatibility": "ampere_plus"},
+    {"tensorrt": "10.3.0", "compute_capability": "8.7", "hardware_compatibility": "same_compute_capability"},
+    {"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"},
+])
+def test_plans_that_can_run_here(requires):
+    assert trt_mod.incompatibility(requires, ORIN) is None
 
 
-@pytest.mark.parametrize("version", ["10.3.0", "10.13.2", "11.1.0"])
-@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
-def test_strongly_typed_builds_set_no_precision_flag(version, precision):
-    plan = config_plan(CONTRACT, EngineOptions(), version, precision, None)
-    assert plan["strongly_typed"] is True and plan["fp16"] is False and plan["int8"] is False
+def test_a_stubs_only_tensorrt_is_not_tensorrt(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))  # what tensorrt-stubs alone leaves
+    assert trt_mod.tensorrt_available() is False
+    with pytest.raises(InputError, match="TensorRT is not installed"):
+        trt_mod.require_tensorrt()
 
 
-def test_weakly_typed_on_10x_sets_the_flags_and_is_refused_on_11():
-    assert config_plan(CONTRACT, EngineOptions(weakly_typed=True), "10.3.0", "fp16", None)["fp16"] is True
-    plan = config_plan(CONTRACT, EngineOptions(weakly_typed=True), "10.16.0", "int8", None)
-    assert plan["int8"] and plan["fp16"] and not plan["strongly_typed"]
-    with pytest.raises(ConfigError, match="--weakly-typed needs TensorRT 10.x; TensorRT 11.0.1"):
-        config_plan(CONTRACT, EngineOptions(weakly_typed=True), "11.0.1", "fp16", None)
+def _manifest(engine_requires):
+    artifacts = {"model.onnx": {"path": "model.onnx", "precision": "fp32", "format": "onnx"},
+                 "model.fp16.onnx": {"path": "model.fp16.onnx", "precision": "fp16", "format": "onnx"}}
+    for precision in ("fp32", "fp16", "int8"):  # in build order: fp32 first
+        name = f"model.{precision}.engine"
+        artifacts[name] = {"path": name, "precision": precision, "format": "tensorrt-plan", "requires": engine_requires}
+    return {"artifacts": artifacts}
 
 
-def test_builder_settings_map_one_to_one(tmp_path):
-    cache = tmp_path / "timing.cache"
-    opts = EngineOptions(workspace_mib=512, optimization_level=4, version_compatible=True, hardware_compatibility="ampere_plus")
-    plan = config_plan(CONTRACT, opts, "10.3.0", "fp32", cache)
-    assert plan["memory_pool_limits"] == {"WORKSPACE": 512 * 2**20}
-    assert plan["builder_optimization_level"] == 4 and plan["version_compatible"] is True
-    assert plan["hardware_compatibility_level"] == "AMPERE_PLUS"
-    assert plan["load_timing_cache"] is None  # nothing to load yet
-    cache.write_bytes(b"cache")
-    assert config_plan(CONTRACT, opts, "10.3.0", "fp32", cache)["load_timing_cache"] == str(cache)
-    assert config_plan(CONTRACT, EngineOptions(), "10.3.0", "fp32", None)["hardware_compatibility_level"] is None
-
-
-@pytest.mark.parametrize(
-    "options,message",
-    [
-        (EngineOptions(optimization_level=6), "optimization level 6"),
-        (EngineOptions(workspace_mib=0), "workspace 0 MiB"),
-        (EngineOptions(hardware_compatibility="any"), "hardware compatibility 'any'"),
-        (EngineOptions(dla_core=0, version_compatible=True), "--dla-core"),
-    ],
-)
-def test_bad_engine_options(options, message):
-    with pytest.raises(ConfigError, match=message):
-        config_plan(CONTRACT, options, "10.3.0", "fp16", None)
-
-
-def test_engine_from_another_tensorrt_or_gpu_is_refused_before_tensorrt(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
+@pytest.fixture
+def orin(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("10.3.0"))
     monkeypatch.setattr(trt_mod, "gpu_info", lambda: {"gpu": "Orin", "compute_capability": "8.7"})
-    path = tmp_path / "model.fp16.engine"
-    with pytest.raises(ArtifactError, match=r"built with TensorRT 10.13.2, this machine has TensorRT 10.3.0"):
-        trt_mod.check_engine_compatibility({"tensorrt": "10.13.2", "gpu": "Orin", "compute_capability": "8.7"}, path)
-    with pytest.raises(ArtifactError, match=r"built for RTX 4090 \(compute capability 8.9\), this machine has Orin \(8.7\)"):
-        trt_mod.check_engine_compatibility({"tensorrt": "10.3.0", "gpu": "RTX 4090", "compute_capability": "8.9"}, path)
-    # version-compatible engines run on the same or a later TensorRT only
-    with pytest.raises(ArtifactError, match="older TensorRT 10.3.0"):
-        trt_mod.check_engine_compatibility({"tensorrt": "10.13.2", "version_compatible": True, "compute_capability": "8.7"}, path)
-    trt_mod.check_engine_compatibility({"tensorrt": "10.1.0", "version_compatible": True, "compute_capability": "8.7"}, path)
-    trt_mod.check_engine_compatibility({"tensorrt": "10.3.0", "compute_capability": "8.9", "hardware_compatibility": "ampere_plus"}, path)
+
+
+def test_load_ranks_engines_by_precision(orin):
+    from focalnet_edge.runtime.loader import choose_artifact
+
+    manifest = _manifest({"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"})
+    assert choose_artifact(manifest)["path"] == "model.int8.engine"  # the old loader took the first plan: fp32
+    assert choose_artifact(manifest, "fp16")["path"] == "model.fp16.engine"
+    del manifest["artifacts"]["model.int8.engine"]
+    assert choose_artifact(manifest)["path"] == "model.fp16.engine"
+
+
+def test_load_skips_engines_this_machine_cannot_run_with_a_note(orin):
+    from focalnet_edge.runtime.loader import choose_artifact
+
+    manifest = _manifest({"tensorrt": "10.13.0", "gpu": "Thor", "compute_capability": "11.0"})
+    notes: list[str] = []
+    chosen = choose_artifact(manifest, notes=notes)
+    assert chosen["format"] == "onnx"
+    assert len(notes) == 3 and all("built with TensorRT 10.13.0, this machine has TensorRT 10.3.0" in n for n in notes)
+    assert notes[0].startswith("skipped model.fp32.engine:")
+    assert choose_artifact(manifest, "fp16")["path"] == "model.fp16.onnx"  # a precision: its ONNX file where the plan can't run
+
+
+# -- the runner: contract per engine, profile limits, batching, streams (items 6, 7, 8, 13) ------------------
+def test_an_engine_keeps_the_contract_of_its_own_onnx_file(tmp_path):
+    """--fp16-io: the fp16 file takes float16, the manifest's (fp32) contract says float32."""
+    import json
+
+    from onnx import TensorProto, helper
+
+    from focalnet_edge.engine import source_contract
+    from focalnet_edge.onnx_io import set_metadata
+
+    x = helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT16, ["batch", 3, 224, 224])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT16, ["batch", 10])
+    model = helper.make_model(helper.make_graph([helper.make_node("ReduceMean", ["pixel_values"], ["logits"], keepdims=0, axes=[2, 3])],
+                                                "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    set_metadata(model, {"input": json.loads(InputContract().to_json())})  # float32, as the fp32 export wrote it
+    (tmp_path / "model.fp16.onnx").write_bytes(model.SerializeToString())
+    assert source_contract(tmp_path / "model.fp16.onnx").dtype == "float16"
+    manifest = {"input": json.loads(InputContract().to_json()), "labels": {}, "outputs": ["logits"],
+                "artifacts": {"model.fp16.engine": {"path": "model.fp16.engine", "precision": "fp16", "requires": {},
+                                                    "input": json.loads(InputContract(dtype="float16").to_json())}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert trt_mod._facts_from_manifest(tmp_path / "model.fp16.engine")["input"]["dtype"] == "float16"
+
+
+DLA_PROFILE = [[8, 3, 224, 224]] * 3
+
+
+def _runner(contract, profile, outputs=("logits",)):
+    """A TensorRTRunner without a plan: its limits from `profile`, its engine faked."""
+    runner = object.__new__(trt_mod.TensorRTRunner)
+    runner.profile = profile
+    runner.contract = trt_mod.contract_for_profile(contract, profile)
+    runner.output_names = list(outputs)
+    runner.path = trt_mod.Path("model.fp16.engine")
+    runner.calls = []
+
+    def infer(batch):
+        runner.calls.append(batch.shape[0])
+        return {"logits": batch.reshape(batch.shape[0], -1)[:, :2].astype("float32")}
+
+    runner._infer = infer
+    return runner
+
+
+def test_a_dla_engine_takes_only_its_one_batch_size_and_the_runner_pads(monkeypatch):
+    import numpy as np
+
+    runner = _runner(CONTRACT, DLA_PROFILE)  # the manifest says 1..32; the DLA profile says 8 only
+    assert runner.contract.batch == (8, 8, 8) and not runner.contract.dynamic_batch
+    x = np.random.default_rng(0).standard_normal((10, 3, 224, 224)).astype("float32")
+    out = runner.run(x)
+    assert runner.calls == [8, 8] and out["logits"].shape == (10, 2)
+    assert np.array_equal(out["logits"], x.reshape(10, -1)[:, :2])
+
+
+def test_sizes_outside_the_engines_profile_are_refused():
+    import numpy as np
+
+    c = InputContract(height=224, width=224, dynamic_size=True, batch=(1, 4, 8))
+    runner = _runner(c, [[1, 3, 128, 128], [4, 3, 224, 224], [8, 3, 320, 320]])
+    with pytest.raises(InputError, match="height 352: this engine was built for heights 128 to 320"):
+        runner.run(np.zeros((1, 3, 352, 224), np.float32))
+    assert runner.run(np.zeros((1, 3, 320, 256), np.float32))["logits"].shape == (1, 2)
+
+
+def test_torch_input_is_split_and_padded_like_numpy():
+    torch = pytest.importorskip("torch")
+    runner = _runner(CONTRACT, DLA_PROFILE)
+    seen = []
+
+    def infer_torch(x):
+        seen.append(tuple(x.shape))
+        return {"logits": x.reshape(x.shape[0], -1)[:, :2].clone()}
+
+    runner._infer_torch = infer_torch
+    x = torch.randn(10, 3, 224, 224)
+    out = runner._run_torch(x)
+    assert seen == [(8, 3, 224, 224)] * 2 and out["logits"].shape == (10, 2)
+    assert torch.equal(out["logits"], x.reshape(10, -1)[:, :2])
+    runner = _runner(CONTRACT, [[1, 3, 224, 224], [2, 3, 224, 224], [4, 3, 224, 224]])  # dynamic, max 4
+    runner._infer_torch = infer_torch
+    seen.clear()
+    assert runner._run_torch(torch.randn(9, 3, 224, 224))["logits"].shape == (9, 2) and [s[0] for s in seen] == [4, 4, 1]
+
+
+def test_torch_input_runs_on_the_callers_stream(monkeypatch):
+    torch = pytest.importorskip("torch")
+    trt = fake_tensorrt("10.3.0", behaviour={
+        "ICudaEngine.get_tensor_dtype": lambda self, name: trt.DataType.FLOAT,
+        "IExecutionContext.get_tensor_shape": lambda self, name: [3, 10],
+        "IExecutionContext.execute_async_v3": True, "IExecutionContext.set_input_shape": True,
+        "IExecutionContext.set_tensor_address": True,
+    })
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: types.SimpleNamespace(cuda_stream=0xC0FFEE))
+    runner = _runner(CONTRACT, [[1, 3, 224, 224], [8, 3, 224, 224], [32, 3, 224, 224]])
+    runner._engine = trt.ICudaEngine()
+    runner._context = None
+    x = torch.randn(3, 3, 224, 224)
+    out = runner._infer_torch(x)
+    ctx = runner._context
+    calls = [(name, args) for name, args, _ in ctx._calls]
+    assert ("set_input_shape", ("pixel_values", (3, 3, 224, 224))) in calls
+    assert ("set_tensor_address", ("pixel_values", x.data_ptr())) in calls
+    assert ("set_tensor_address", ("logits", out["logits"].data_ptr())) in calls
+    assert calls[-1] == ("execute_async_v3", (0xC0FFEE,))  # the caller's stream, not a private one
+    assert out["logits"].shape == (3, 10) and out["logits"].dtype == torch.float32
 
 
 # -- the support check ----------------------------------------------------------------------------------
@@ -136,7 +239,7 @@ def test_check_finds_what_the_parser_refuses():
     scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.1])
     zp = helper.make_tensor("z", TensorProto.INT8, [], [3])
     cases = {
-        "NonZero is not supported": _model([helper.make_node("NonZero", ["x"], ["y"], name="nz")], [x], [y]),
+        "BitShift is not supported": _model([helper.make_node("BitShift", ["x", "x"], ["y"], name="bs", direction="LEFT")], [x], [y]),
         "custom domain": _model([helper.make_node("Foo", ["x"], ["y"], name="foo", domain="my.ops")], [x], [y]),
         "UINT8 input must feed only Cast": _model([helper.make_node("Transpose", ["u"], ["y"], name="t", perm=[0, 3, 1, 2])], [u8], [y]),
         "zero point must be 0": _model([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], name="q")], [x], [y], [scale, zp]),
@@ -188,5 +291,38 @@ def test_an_engine_where_tensorrt_is_missing_is_a_clear_error(capsys, tmp_path):
     from focalnet_edge.runtime import load
 
     (tmp_path / "model.fp16.engine").write_bytes(b"plan")
-    with pytest.raises(Exception, match="TensorRT is not installed"):
+    with pytest.raises(InputError, match="TensorRT is not installed"):
         load(Path(tmp_path / "model.fp16.engine"))
+
+
+def test_the_gpu_is_found_through_the_cuda_driver_without_torch_or_cuda_python(monkeypatch):
+    """A Jetson with neither torch nor cuda-python: libcuda's driver API names the GPU."""
+    import ctypes
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setitem(sys.modules, "cuda", None)
+    monkeypatch.setitem(sys.modules, "cuda.bindings", None)
+    calls = []
+
+    class Driver:  # the five driver calls, writing through their pointer arguments as libcuda does
+        def cuInit(self, flags):
+            calls.append("cuInit")
+            return 0
+
+        def cuDeviceGet(self, device, ordinal):
+            device._obj.value = ordinal
+            return 0
+
+        def cuDeviceGetName(self, buffer, length, device):
+            buffer.value = b"Orin (nvgpu)"
+            return 0
+
+        def cuDeviceGetAttribute(self, value, attribute, device):
+            value._obj.value = {75: 8, 76: 7}[attribute]
+            return 0
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Driver())
+    assert trt_mod.gpu_info() == {"gpu": "Orin (nvgpu)", "compute_capability": "8.7"}
+    monkeypatch.setattr(Driver, "cuInit", lambda self, flags: 100)  # CUDA_ERROR_NO_DEVICE
+    assert trt_mod.gpu_info() == {"gpu": "unknown", "compute_capability": "unknown"}
+    assert calls == ["cuInit"]

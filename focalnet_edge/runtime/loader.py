@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .. import artifacts
+from ..artifacts import is_engine, rank, select
 from ..errors import ArtifactError
 from ..manifest import MANIFEST, check_artifact, read_manifest
 from .base import Runner
@@ -23,34 +23,50 @@ def _has_gpu_provider() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
+def why_not_runnable(entry: dict) -> str | None:
+    """Why this machine cannot run the entry (engines: no TensorRT, other version or GPU), or None."""
+    if not is_engine(entry):
+        return None  # ONNX files run everywhere (ONNX Runtime)
+    from .tensorrt import engine_runnable_here
+
+    return engine_runnable_here(entry)
+
+
 def runnable_here(entry: dict) -> bool:
-    """ONNX files run everywhere (ONNX Runtime); engines only where TensorRT imports."""
-    from .tensorrt import tensorrt_available
-
-    return not artifacts.is_engine(entry) or tensorrt_available()
+    return why_not_runnable(entry) is None
 
 
-def choose_artifact(manifest: dict, name: str | None = None) -> dict:
-    """The manifest entry to run: `name` (a file name or a precision), else the best for this machine.
+def choose_artifact(manifest: dict, name: str | None = None, notes: list[str] | None = None) -> dict:
+    """The manifest entry to run: `name` (a file name or precision), else the best for this machine.
 
-    Verified artifacts come first; among them the order of `artifacts.rank` (engines, then the
-    ONNX files in the preference of a GPU or a CPU-only machine).
+    The best: the first by `artifacts.rank` (engines by precision, then ONNX files) among the
+    verified entries this machine can run; engines it cannot run are skipped with a note
+    (appended to `notes`, and logged).
     """
     entries = manifest["artifacts"]
     if not entries:
         raise ArtifactError(f"the {MANIFEST} lists no artifacts")
-    candidates = artifacts.select(entries, name) if name else list(entries.values())
-    runnable = [e for e in candidates if runnable_here(e)]
+    if name:
+        found = [e for e in entries.values() if is_engine(e)] if name == "engine" else select(entries, name)
+        if not found:
+            raise ArtifactError(f"no engine here; the folder has {', '.join(sorted(entries))}")
+        ok = [e for e in found if runnable_here(e)] or found  # a precision: its engine where it runs, else its ONNX file
+        return min(ok, key=lambda e: rank(e, _has_gpu_provider() or any(is_engine(x) for x in ok)))
+    passed = [e for e in entries.values() if e.get("verification", {}).get("passed", True)]
+    runnable = []
+    for entry in passed or entries.values():
+        reason = why_not_runnable(entry)
+        if reason is None:
+            runnable.append(entry)
+        else:
+            note = f"skipped {entry['path']}: {reason}"
+            log.info(note)
+            if notes is not None:
+                notes.append(note)
     if not runnable:
-        raise ArtifactError(
-            f"no artifact {'named ' + repr(name) + ' ' if name else ''}here runs on this machine "
-            f"(engines need TensorRT): {', '.join(e['path'] for e in candidates)}"
-        )
-    passed = [e for e in runnable if e.get("verification", {}).get("passed", True)] or runnable
-    from .tensorrt import tensorrt_available
-
-    gpu = _has_gpu_provider() or tensorrt_available()
-    return min(passed, key=lambda e: artifacts.rank(e, gpu))
+        raise ArtifactError(f"no artifact here runs on this machine (engines need TensorRT and their GPU): {', '.join(sorted(entries))}")
+    gpu = _has_gpu_provider() or any(is_engine(e) for e in runnable)
+    return min(runnable, key=lambda e: rank(e, gpu))
 
 
 def load_entry(folder: str | os.PathLike, entry: dict[str, Any], **runner_options) -> Runner:

@@ -1,52 +1,80 @@
 """Will TensorRT's ONNX parser take this file? A check that runs without TensorRT.
 
-Every node is checked against the operator and type support that onnx-tensorrt documents
-(`docs/operators.md` of the 10.x releases: opsets 9 to 20; INT8 only as a quantized type behind
-QuantizeLinear/DequantizeLinear with a zero point of 0; UINT8 only as a network input or output,
-through a Cast). The table below covers the operators of vision models; a node outside it is
-reported as unknown rather than passed.
+Every node is checked against the operator support matrix that onnx-tensorrt publishes
+(`docs/operators.md`), stored as data in `trt_operators.json`: per release, the opset range and,
+per operator, whether it is supported, the element types it takes and the restriction text.
+`scripts/trt_operators.py` regenerates that file from the document of a release (the parser is
+`parse_operators_md` below); the tests compare the stored rows with the document.
+
+The releases stored are those whose document this project could read (onnx-tensorrt 10.1 GA,
+which documents TensorRT 10.x: opsets 9 to 20); `table_for(version)` takes the newest one not
+newer than the TensorRT asked about, else the oldest. Add a release by running the script on
+its operators.md.
+
+Restrictions the document states in words and that can be read off a graph are checked here:
+`axes` must be an initializer, a quantization zero point must be 0, only the first output of
+LayerNormalization; INT8/INT4/FP8 only as quantized types behind Q/DQ, UINT8 only as a network
+input or output (through a Cast). A node outside the table is reported as unknown, never passed.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import onnx
 
+TABLE = Path(__file__).with_name("trt_operators.json")
 
-F = ("FLOAT", "FLOAT16", "BFLOAT16")
-I = ("INT32", "INT64")  # noqa: E741
-B = ("BOOL",)
-OPSET_RANGE = (9, 20)
+#: the document's type names -> ONNX TensorProto names
+DOC_TYPES = {"FP32": "FLOAT", "FP16": "FLOAT16", "BF16": "BFLOAT16", "INT32": "INT32", "INT64": "INT64", "INT8": "INT8",
+             "UINT8": "UINT8", "BOOL": "BOOL", "FP8": "FLOAT8E4M3FN", "INT4": "INT4", "DOUBLE": "DOUBLE"}
 
-#: op -> (supported element types of its inputs, restriction checked here or None)
-SUPPORT: dict[str, tuple[tuple[str, ...], str | None]] = {
-    "Abs": (F + I, None), "Add": (F + I, None), "And": (B, None), "ArgMax": (F + I, None), "ArgMin": (F + I, None),
-    "AveragePool": (F, None), "BatchNormalization": (F, None), "Cast": (F + I + ("UINT8", "INT8") + B, None),
-    "Ceil": (F, None), "Clip": (F + I, None), "Concat": (F + I + B, None), "Constant": (F + I + B + ("INT8",), None),
-    "ConstantOfShape": (F + I + B, None), "Conv": (F, "weights"), "ConvTranspose": (F, "weights"),
-    "DepthToSpace": (F + I, None), "DequantizeLinear": (("INT8", "FLOAT8E4M3FN", "INT4"), "zero_point"),
-    "Div": (F + I, None), "Dropout": (F, None), "Einsum": (F, None), "Elu": (F, None), "Equal": (F + I + B, None),
-    "Erf": (F, None), "Exp": (F, None), "Expand": (F + I + B, None), "Flatten": (F + I + B, None), "Floor": (F, None),
-    "Gather": (F + I + B, None), "GatherElements": (F + I + B, None), "Gelu": (F + I, None), "Gemm": (F, None),
-    "GlobalAveragePool": (F, None), "GlobalMaxPool": (F, None), "Greater": (F + I, None), "HardSigmoid": (F, None),
-    "HardSwish": (F, None), "Identity": (F + I + B, None), "If": (F + I + B, None),
-    "InstanceNormalization": (F, None), "LayerNormalization": (F, "layernorm_outputs"), "LeakyRelu": (F, None),
-    "Less": (F + I, None), "Log": (F, None), "LogSoftmax": (F, None), "Loop": (F + I + B, None), "MatMul": (F, None),
-    "Max": (F + I, None), "MaxPool": (F, None), "Mean": (F + I, None), "Min": (F + I, None), "Mish": (F, None),
-    "Mul": (F + I, None), "Neg": (F + I, None), "Not": (B, None), "Or": (B, None), "Pad": (F + I + B, None),
-    "Pow": (F, None), "PRelu": (F, None), "QuantizeLinear": (F, "zero_point"), "Range": (F + I, None),
-    "Reciprocal": (F, None), "ReduceL2": (F + I, "axes"), "ReduceMax": (F + I, "axes"), "ReduceMean": (F + I, "axes"),
-    "ReduceMin": (F + I, "axes"), "ReduceSum": (F + I, "axes"), "Relu": (F + I, None), "Reshape": (F + I + B, None),
-    "Resize": (F, None), "Shape": (F + I + B, None), "Sigmoid": (F, None), "Sign": (F + I, None), "Sin": (F, None),
-    "Slice": (F + I + B, "axes"), "Softmax": (F, None), "Softplus": (F, None), "Split": (F + I + B, None),
-    "Sqrt": (F, None), "Squeeze": (F + I + B, "axes"), "Sub": (F + I, None), "Sum": (F + I, None), "Tanh": (F, None),
-    "Tile": (F + I + B, None), "TopK": (F + I, None), "Transpose": (F + I + B, None), "Unsqueeze": (F + I + B, "axes"),
-    "Where": (F + I + B, None),
-}
-UNSUPPORTED = {"NonZero", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "Mod",
-               "Unique", "StringNormalizer", "SequenceAt", "SequenceConstruct", "SplitToSequence", "RoiAlign"}
+#: which input carries the element type the table's "Supported Types" speak of (default: input 0)
+TYPED_INPUT = {"Where": 1}
+#: which input is `axes` where the document says it must be an initializer (default: input 1)
+AXES_INPUT = {"Slice": 3, "Pad": 3}
+
+
+def parse_operators_md(text: str) -> dict[str, Any]:
+    """onnx-tensorrt's docs/operators.md -> {"opsets": [lo, hi], "operators": {op: {...}}}."""
+    m = re.search(r"opset (\d+) to opset (\d+)", text) or re.search(r"up to Opset (\d+)", text)
+    opsets = [int(m.group(1)), int(m.group(2))] if m and m.lastindex == 2 else [9, int(m.group(1))] if m else None
+    ops: dict[str, dict[str, Any]] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 2 or cells[1] not in ("Y", "N") or not re.fullmatch(r"[A-Za-z0-9]+", cells[0]):
+            continue
+        types = [DOC_TYPES.get(t.strip(), t.strip()) for t in cells[2].split(",") if t.strip()] if len(cells) > 2 else []
+        restriction = " ".join(c for c in cells[3:] if c)
+        ops[cells[0]] = {"supported": cells[1] == "Y", "types": types, "restrictions": restriction}
+    return {"opsets": opsets, "operators": ops}
+
+
+@cache
+def _tables() -> dict[str, Any]:
+    return json.loads(TABLE.read_text(encoding="utf-8"))
+
+
+def _release_key(release: str) -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def table_for(tensorrt_version: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(release, table) of the newest stored onnx-tensorrt release not newer than `tensorrt_version`."""
+    releases = sorted(_tables()["releases"], key=_release_key)
+    if tensorrt_version is None:
+        chosen = releases[-1]
+    else:
+        want = _release_key(tensorrt_version)
+        older = [r for r in releases if _release_key(r) <= want]
+        chosen = older[-1] if older else releases[0]
+    return chosen, _tables()["releases"][chosen]
 
 
 @dataclass(frozen=True)
@@ -63,13 +91,16 @@ def _type_name(elem_type: int) -> str:
     return onnx.TensorProto.DataType.Name(elem_type)
 
 
-def check_model(model: onnx.ModelProto) -> list[Finding]:
-    """Findings for every node TensorRT's ONNX parser (10.x) would refuse or treat specially."""
+def check_model(model: onnx.ModelProto, tensorrt_version: str | None = None) -> list[Finding]:
+    """Findings for every node TensorRT's ONNX parser would refuse or treat specially."""
+    release, table = table_for(tensorrt_version)
+    ops = table["operators"]
+    lo, hi = table["opsets"]
     findings: list[Finding] = []
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is None or not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
-        sev = "warning" if opset and opset > OPSET_RANGE[1] else "error"
-        findings.append(Finding(sev, "model", f"opset {opset} outside the range {OPSET_RANGE[0]}-{OPSET_RANGE[1]} TensorRT 10.0 documents"))
+    if opset is None or not lo <= opset <= hi:
+        sev = "warning" if opset and opset > hi else "error"
+        findings.append(Finding(sev, "model", f"opset {opset} outside the range {lo}-{hi} onnx-tensorrt {release} documents"))
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # a graph shape inference can't handle: check names only
@@ -92,19 +123,20 @@ def check_model(model: onnx.ModelProto) -> list[Finding]:
         if node.domain not in ("", "ai.onnx"):
             findings.append(Finding("error", name, f"custom domain {node.domain!r} ({node.op_type}) needs a TensorRT plugin"))
             continue
-        if node.op_type in UNSUPPORTED:
-            findings.append(Finding("error", name, f"{node.op_type} is not supported by TensorRT's ONNX parser"))
+        row = ops.get(node.op_type)
+        if row is None:
+            findings.append(Finding("warning", name, f"{node.op_type} is not in onnx-tensorrt {release}'s operators.md; check it"))
             continue
-        if node.op_type not in SUPPORT:
-            findings.append(Finding("warning", name, f"{node.op_type} is not in focalnet-edge's copy of the support matrix; check onnx-tensorrt's operators.md"))
+        if not row["supported"]:
+            findings.append(Finding("error", name, f"{node.op_type} is not supported by TensorRT's ONNX parser (onnx-tensorrt {release})"))
             continue
-        allowed, rule = SUPPORT[node.op_type]
-        data_inputs = node.input[:1] if node.op_type in ("QuantizeLinear", "DequantizeLinear", "Cast") else [i for i in node.input if i and i not in constants]
-        for i in data_inputs:
-            t = types.get(i)
-            if t and t not in allowed and not (t == "UINT8" and node.op_type == "Cast"):
-                findings.append(Finding("error", name, f"input {i} is {t}; TensorRT's {node.op_type} takes {', '.join(allowed)}"))
-        if rule == "zero_point" and len(node.input) > 2 and node.input[2]:
+        index = TYPED_INPUT.get(node.op_type, 0)
+        data = node.input[index] if len(node.input) > index else ""
+        t = types.get(data) if data and (data not in constants or node.op_type in ("DequantizeLinear", "Cast")) else None
+        if t and row["types"] and t not in row["types"] and not (t == "UINT8" and node.op_type == "Cast"):
+            findings.append(Finding("error", name, f"input {data} is {t}; TensorRT's {node.op_type} takes {', '.join(row['types'])}"))
+        text = row["restrictions"]
+        if "zero_point` must be" in text and len(node.input) > 2 and node.input[2]:
             zp = inits.get(node.input[2])
             if zp is None:
                 findings.append(Finding("error", name, "zero point must be a constant 0"))
@@ -114,18 +146,38 @@ def check_model(model: onnx.ModelProto) -> list[Finding]:
                     findings.append(Finding("error", name, f"{arr.dtype.name} zero point: TensorRT quantizes to int8 (or fp8/int4) only"))
                 elif arr.astype("float32").any():
                     findings.append(Finding("error", name, "zero point must be 0 (symmetric quantization)"))
-        elif rule == "weights" and len(node.input) > 1 and node.input[1] not in constants:
-            producer = next((p for p in model.graph.node if node.input[1] in p.output), None)
-            if producer is None or producer.op_type != "DequantizeLinear":
-                findings.append(Finding("warning", name, "weights are not an initializer (or a DequantizeLinear of one)"))
-        elif rule == "axes" and len(node.input) > 1 and node.input[1] and node.input[1] not in constants:
-            findings.append(Finding("error", name, "axes must be an initializer"))
-        elif rule == "layernorm_outputs" and len([o for o in node.output if o]) > 1 and any(consumers.get(o) for o in node.output[1:]):
-            findings.append(Finding("error", name, "only the first output of LayerNormalization is supported"))
+        if re.search(r"`axes` must be (an initializer|a constant)", text):
+            i = AXES_INPUT.get(node.op_type, 1)
+            if len(node.input) > i and node.input[i] and node.input[i] not in constants:
+                findings.append(Finding("error", name, "axes must be an initializer"))
+        if "Only the first output" in text and any(consumers.get(o) for o in node.output[1:] if o):
+            findings.append(Finding("error", name, f"only the first output of {node.op_type} is supported"))
     return findings
 
 
-def check_onnx(path: str | Path) -> list[Finding]:
+def check_onnx(path: str | Path, tensorrt_version: str | None = None) -> list[Finding]:
     from ..onnx_io import load_onnx
 
-    return check_model(load_onnx(path))
+    return check_model(load_onnx(path), tensorrt_version)
+
+
+def record_checks(output_dir: Path, manifest: dict[str, Any]) -> list[str]:
+    """Check every TensorRT-bound ONNX file of `manifest` once and record the result in its entry.
+
+    The manifest is changed in memory (the caller writes it); the engine stage reads the record
+    instead of checking again. Returns a note per file the parser would refuse.
+    """
+    from ..artifacts import ENGINE_SOURCES
+
+    notes = []
+    for name in ENGINE_SOURCES:
+        entry = manifest["artifacts"].get(name)
+        if entry is None:
+            continue
+        findings = check_onnx(Path(output_dir) / name)
+        errors = [str(f) for f in findings if f.severity == "error"]
+        entry["tensorrt_check"] = {"errors": len(errors), "warnings": len(findings) - len(errors), "first": errors[:3],
+                                   "table": f"onnx-tensorrt {table_for()[0]}"}
+        if errors:
+            notes.append(f"{name}: TensorRT's ONNX parser would refuse it ({errors[0]}; run focalnet-edge check)")
+    return notes

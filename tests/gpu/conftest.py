@@ -6,17 +6,18 @@ import pytest
 
 
 def _missing() -> str | None:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return "TensorRT is not installed (pip install 'focalnet-edge[gpu]', or python3-libnvinfer on JetPack 6)"
+    from focalnet_edge.runtime.tensorrt import tensorrt_available
+
+    if not tensorrt_available():
+        return ("TensorRT is not installed (x86_64: pip install 'focalnet-edge[gpu]'; Jetson: apt install python3-libnvinfer "
+                "in a venv made with --system-site-packages)")
     try:
         import torch
 
         if not torch.cuda.is_available():
             return "no CUDA GPU visible to torch"
     except ImportError:
-        return "torch is needed to find the GPU"
+        return "torch is needed to find the GPU and to build the reference"
     return None
 
 
