@@ -538,7 +538,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.to == "deepstream":
         from .deploy.deepstream import deploy as deploy_deepstream
 
-        deploy_deepstream(Path(args.folder), force=args.force)
+        written = deploy_deepstream(
+            Path(args.folder), force=args.force, precision=args.precision, batch_size=args.batch_size,
+            secondary_batch_size=args.secondary_batch_size, classifier_threshold=args.classifier_threshold,
+            gie_unique_id=args.gie_id, secondary_gie_unique_id=args.secondary_gie_id, operate_on_gie_id=args.operate_on_gie_id,
+            operate_on_class_ids=args.operate_on_class_ids, normalize=args.normalize, gpu_id=args.gpu_id,
+        )
+        print(f"wrote {written} (config_infer_primary.txt, config_infer_secondary.txt, labels.txt)")
         return 0
     from .deploy.triton import TritonOptions, deploy
 
@@ -577,6 +583,18 @@ def _deploy_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
     g.add_argument("--kind", choices=("gpu", "cpu"), default=None, help="instance kind (default gpu; engines need gpu)")
     g.add_argument("--max-queue-delay-us", type=int, default=100, metavar="N", help="dynamic batcher queue delay (default 100)")
     g.add_argument("--version", type=int, default=1, metavar="N", help="model version folder (default 1)")
+    g = p.add_argument_group("--to deepstream")
+    g.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None, help="nvinfer network-mode (default fp16 if built, else fp32)")
+    g.add_argument("--batch-size", type=int, default=None, metavar="N", help="primary batch-size (default: the folder's opt batch)")
+    g.add_argument("--secondary-batch-size", type=int, default=None, metavar="N", help="secondary batch-size (default min(16, max batch))")
+    g.add_argument("--classifier-threshold", type=float, default=None, metavar="P", help="classifier-threshold (default 0.0)")
+    g.add_argument("--gie-id", type=int, default=None, metavar="N", help="gie-unique-id of the primary classifier (default 1)")
+    g.add_argument("--secondary-gie-id", type=int, default=None, metavar="N", help="gie-unique-id of the secondary classifier (default 2)")
+    g.add_argument("--operate-on-gie-id", type=int, default=None, metavar="N", help="the detector's gie-unique-id (default 1)")
+    g.add_argument("--operate-on-class-ids", default=None, metavar="0,2", help="the detector's classes to classify (default all)")
+    g.add_argument("--normalize", choices=("auto", "graph", "nvinfer"), default=None,
+                   help="per-channel std: in the DeepStream ONNX (graph, auto) or one approximate nvinfer scale")
+    g.add_argument("--gpu-id", type=int, default=None, metavar="N", help="gpu-id (default 0)")
     p.set_defaults(func=cmd_deploy)
 
     p = command("serve", help="serve an output folder over Triton's HTTP/gRPC protocol (PyTriton)", epilog=EPILOG_SERVE)

@@ -422,11 +422,6 @@ def _readme_nvinfer_blocks() -> list[str]:
     return [b[b.index("[property]"):] for b in blocks if "[property]" in b]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README's DeepStream block has inline '#' comments GKeyFile cannot parse (issue 9 item 3); "
-    "remove this marker when README's DeepStream section is replaced",
-)
 def test_readme_nvinfer_block_parses_with_glib(tmp_path):
     blocks = _readme_nvinfer_blocks()
     assert blocks, "README shows no nvinfer [property] block"
