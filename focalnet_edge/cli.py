@@ -294,7 +294,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _expand_images(items: list[str]) -> list[Path]:
     from .errors import InputError
-    from .model.preprocessing import IMAGE_SUFFIXES
+    from .images import IMAGE_SUFFIXES
 
     out: list[Path] = []
     for item in items:
@@ -308,6 +308,24 @@ def _expand_images(items: list[str]) -> list[Path]:
     if not out:
         raise InputError(f"no images in {', '.join(items)}")
     return out
+
+
+def _predict_skipping(runner, paths: list[Path], named: set[Path], top_k: int) -> list[tuple[Path, list]]:
+    """Top-k per image; an unreadable image found in a folder is skipped with its reason, one named is an error."""
+    from .errors import InputError
+
+    try:
+        return list(zip(paths, runner.predict(paths, top_k=top_k)))
+    except InputError:
+        done = []
+        for path in paths:
+            try:
+                done.append((path, runner.predict([path], top_k=top_k)[0]))
+            except InputError as e:
+                if path in named:
+                    raise
+                log.warning("skipped %s", e)
+        return done
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -326,9 +344,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     with load(args.path, artifact=args.artifact) as runner:
         paths = _expand_images([p for p in args.images if p not in videos]) if len(videos) < len(args.images) else []
+        named = {Path(p) for p in args.images}
         for start in range(0, len(paths), args.batch_size):
             chunk = paths[start : start + args.batch_size]
-            for path, top in zip(chunk, runner.predict(chunk, top_k=args.top_k)):
+            for path, top in _predict_skipping(runner, chunk, named, args.top_k):
                 emit(str(path), top)
         for video in videos:
             for indices, frames in read_frames(Path(video), args.every, args.batch_size):

@@ -163,3 +163,20 @@ def test_calibrate_a_foreign_onnx_file(capsys, tmp_path):
     a = ort.InferenceSession(str(foreign), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     b = ort.InferenceSession(str(tmp_path / "out" / "model.fp16.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert np.abs(a - b).max() < 0.05 and (a.argmax(-1) == b.argmax(-1)).all()
+
+
+def test_predict_skips_an_unreadable_image_in_a_folder_and_names_it(capsys, tmp_path, caplog):
+    import shutil
+
+    out_dir = tmp_path / "out"
+    run_cli(capsys, "-q", "export", "--model", "demo", "--output", str(out_dir))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (good, label), *_ = demo_images()
+    shutil.copy(good, folder / "a.png")
+    (folder / "b.png").write_bytes(b"\x89PNG broken")
+    code, out, err = run_cli(capsys, "predict", str(out_dir), str(folder), "--top-k", "1")
+    assert code == 0 and out.strip() == f"{folder / 'a.png'}: {label} " + out.strip().split(" ")[-1]
+    assert f"skipped {folder / 'b.png'}: not a readable image" in caplog.text + err
+    code, _, err = run_cli(capsys, "predict", str(out_dir), str(folder / "b.png"))  # named explicitly: an error
+    assert code == 2 and "b.png: not a readable image" in err
