@@ -215,7 +215,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     options = _export_options(args)
     ckpt = load_checkpoint(args.model, variant=args.variant)
     out = Path(args.output) if args.output else default_output_dir(args.model)
-    result, _ = export_stage(ckpt, out, options)
+    result, _ = export_stage(ckpt, out, options, force=args.force)
     print(f"wrote {result.path} ({result.nodes} nodes, opset {result.opset}, input {result.contract.name} "
           f"{result.contract.dtype} {result.contract.shape()}, outputs {', '.join(result.outputs)}; "
           f"max abs vs PyTorch {result.checks['torch_vs_onnx']:.1e})")
@@ -410,7 +410,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         precision=args.precision, export=_export_options(args), calibration=_precision_options(args),
         images=args.images, labels=args.labels, backend=args.backend, engine=_engine_options(args),
     )
-    result = build(options, progress=not args.quiet)
+    result = build(options, progress=not args.quiet, force=args.force)
     print(_summary(result))
     print(f"\nverified on {result.images_used}; manifest: {result.output_dir / 'manifest.json'}")
     for note in result.notes:
@@ -424,13 +424,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .pipeline import adopt_onnx, precision_stage
 
     src = Path(args.onnx)
+    from .outputs import lock
+
     out = Path(args.output) if args.output else src.parent
-    fp32 = adopt_onnx(src, out, parse_image_size(args.image_size))
-    try:
-        manifest = read_manifest(out)
-    except FocalNetEdgeError:
-        manifest = None
-    result = precision_stage(out, fp32, args.precision, _precision_options(args), manifest, progress=not args.quiet)
+    options = _precision_options(args)
+    with lock(out):  # one run at a time per folder; refuses / and the home folder
+        fp32 = adopt_onnx(src, out, parse_image_size(args.image_size), force=args.force)
+        try:
+            manifest = read_manifest(out)
+        except FocalNetEdgeError:
+            manifest = None
+        result = precision_stage(out, fp32, args.precision, options, manifest, progress=not args.quiet)
     for r in result.int8:
         print(f"wrote {r.path} ({r.form} form): top-1 agreement {r.agreement:.4f} with fp32 on {r.holdout_images} held-back images"
               + (f"; kept in float: {', '.join(r.kept_float)}" if r.kept_float else "") + ("" if r.gate_passed else " (gate FAILED)"))
@@ -526,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG_EXPORT)
     _model_args(p)
     p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default ./focalnet-edge-out/<model>)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that is not empty and not ours, or holds a build of another model")
     _export_args(p)
     p.set_defaults(func=cmd_export)
 
@@ -534,6 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.add_argument("--precision", choices=tuple(BUILD_PRECISIONS), default="fp16", help="default fp16; best: fp16 and int8")
     p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default ./focalnet-edge-out/<model>)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that is not empty and not ours, or holds a build of another model")
     p.add_argument("--images", default=None, help="verification images (folder per class gives accuracy)")
     p.add_argument("--labels", default=None, help="CSV of relative/path,label rows for --images")
     p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto",
@@ -548,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("onnx", help="an fp32 ONNX file (from focalnet-edge export or another exporter)")
     p.add_argument("--precision", choices=("int8", "fp16"), default="int8", help="int8 (default) or fp16")
     p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default: the file's folder)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that is not empty and not ours, or holds a build of another model")
     p.add_argument("--image-size", default=None, metavar="H[xW]", help="input size of a foreign file with dynamic height/width")
     _precision_args(p)
     p.set_defaults(func=cmd_calibrate)
