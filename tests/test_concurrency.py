@@ -1,0 +1,137 @@
+"""Two runs on one output folder: the second fails at once (exit 2, one line naming the holder's
+pid) and the folder is always one consistent build; a killed run leaves the previous folder as it
+was, and the next run cleans up after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from focalnet_edge.cli import main
+from focalnet_edge.manifest import check_artifact, read_manifest
+from focalnet_edge.outputs import claim, lock
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*argv) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "focalnet_edge.cli", "-q", *map(str, argv)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+
+def finish(p: subprocess.Popen) -> tuple[int, str]:
+    _, err = p.communicate(timeout=300)
+    return p.returncode, err
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def consistent(folder: Path) -> dict:
+    m = read_manifest(folder)
+    assert m["artifacts"]
+    for entry in m["artifacts"].values():
+        check_artifact(folder, entry)  # every listed artifact matches its hash
+    assert not list(folder.rglob("*.partial"))
+    return m
+
+
+def wait_for_lock(folder: Path, p: subprocess.Popen, timeout: float = 120) -> None:
+    """Until `p` holds the folder's lock (its pid in the lock file, its staging folder made)."""
+    lock_file = folder.parent / f".{folder.name}.lock"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise AssertionError(f"the first run ended early: {p.communicate()}")
+        held = lock_file.is_file() and lock_file.read_text().strip() == str(p.pid)
+        if held and list(folder.parent.glob(f".{folder.name}.staging-{p.pid}-*")):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the first run never took the lock")
+
+
+@pytest.mark.parametrize("round", [1, 2, 3])
+def test_two_runs_on_one_folder(tmp_path, round):
+    """Round 1 with two builds, rounds 2-3 with two exports (the same lock, a third of the time)."""
+    out = tmp_path / "out"
+    command = ["build", "--precision", "fp32"] if round == 1 else ["export"]
+    first = cli(*command, "--output", out)
+    wait_for_lock(out, first)
+    second = cli(*command, "--output", out)
+    code2, err2 = finish(second)
+    code1, err1 = finish(first)
+    assert code1 == 0, err1
+    assert code2 == 2, err2
+    lines = [line for line in err2.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err2, err2
+    assert f"pid {first.pid}" in lines[0] and str(out) in lines[0]
+    consistent(out)
+
+
+def test_simultaneous_starts(tmp_path):
+    """Started together, whichever takes the lock first builds; the other exits 2 (or, if it came
+    after the first had finished, builds again): never a mix of the two."""
+    out = tmp_path / "out"
+    runs = [cli("export", "--output", out) for _ in range(2)]
+    results = [finish(p) for p in runs]
+    codes = sorted(c for c, _ in results)
+    assert codes in ([0, 2], [0, 0]), results
+    for code, err in results:
+        if code == 2:
+            assert len(err.strip().splitlines()) == 1 and "is writing this folder" in err
+    consistent(out)
+
+
+def test_lock_held_in_process_names_the_pid(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with lock(out):
+        code = main(["-q", "export", "--output", str(out), "--force"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"(pid {os.getpid()})" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_killed_run_leaves_the_folder_and_the_next_run_cleans_up(tmp_path):
+    out = tmp_path / "out"
+    code, err = finish(cli("export", "--output", out))
+    assert code == 0, err
+    before = snapshot(out)
+    first = cli("export", "--output", out)
+    wait_for_lock(out, first)
+    time.sleep(1.0)  # into the export
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert snapshot(out) == before  # nothing of the killed run in the folder
+    assert list(tmp_path.glob(".out.staging-*"))  # its staging folder is left beside it...
+    with pytest.raises(RuntimeError), claim(out, weights=json.loads((out / "manifest.json").read_text())["model"]["weights_sha256"]):
+        raise RuntimeError("a run that fails")
+    assert not list(tmp_path.glob(".out.staging-*"))  # ...until the next run cleans it
+    assert snapshot(out) == before
+    consistent(out)
+
+
+def test_interrupted_swap_is_restored(tmp_path):
+    """Killed between the two renames of a commit: the next run puts the previous folder back."""
+    out = tmp_path / "out"
+    code, err = finish(cli("export", "--output", out))
+    assert code == 0, err
+    before = snapshot(out)
+    weights = json.loads((out / "manifest.json").read_text())["model"]["weights_sha256"]
+    os.rename(out, tmp_path / ".out.old-12345")
+    with pytest.raises(RuntimeError), claim(out, weights=weights):
+        raise RuntimeError("a run that fails")
+    assert snapshot(out) == before
+    consistent(out)
