@@ -131,6 +131,51 @@ def _bad(path: Path, field: str, value: Any, expected: str) -> ArtifactError:
     return ArtifactError(f"{path}: {field} is {shown}, expected {expected}; the manifest is damaged, rebuild the folder")
 
 
+def _int(v: Any, lo: int = 1) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _number(v: Any, positive: bool = False) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
+
+
+#: the type test of each field of an input contract and of its preprocessing (what `InputContract`
+#: and `ImageSpec` take without checking types themselves)
+_CONTRACT_FIELDS = {
+    "name": lambda v: isinstance(v, str) and v != "", "dtype": lambda v: isinstance(v, str),
+    "layout": lambda v: isinstance(v, str), "color_order": lambda v: isinstance(v, str),
+    "height": _int, "width": _int, "size_multiple": _int,
+    "dynamic_batch": lambda v: isinstance(v, bool), "dynamic_size": lambda v: isinstance(v, bool),
+    "fused_preprocess": lambda v: isinstance(v, bool),
+    "batch": lambda v: isinstance(v, list) and len(v) == 3 and all(_int(b) for b in v),
+    "preprocessing": lambda v: isinstance(v, dict),
+}
+_SPEC_FIELDS = {
+    "height": _int, "width": _int, "resize_shortest_edge": lambda v: v is None or _int(v),
+    "center_crop": lambda v: isinstance(v, bool), "rescale_factor": lambda v: _number(v, positive=True),
+    "resample": lambda v: _int(v, 0) and v <= 5, "extra": lambda v: isinstance(v, dict),
+    "mean": lambda v: isinstance(v, list) and len(v) in (1, 3) and all(_number(x) for x in v),
+    "std": lambda v: isinstance(v, list) and len(v) in (1, 3) and all(_number(x, positive=True) for x in v),
+}
+
+
+def contract_problem(data: Any) -> str | None:
+    """What is wrong with the types of an input contract's JSON (None: nothing), before building it."""
+    if not isinstance(data, dict):
+        return f"{type(data).__name__}, not an object"
+    for key, value in data.items():
+        test = _CONTRACT_FIELDS.get(key)  # unknown fields: the constructor refuses them
+        if test is not None and not test(value):
+            return f"{key} is {value!r:.40}"
+    for key, value in data.get("preprocessing", {}).items():
+        test = _SPEC_FIELDS.get(key)
+        if test is not None and not test(value):
+            return f"preprocessing {key} is {value!r:.40}"
+    return None
+
+
 def check_manifest(data: dict[str, Any], path: Path) -> None:
     """Raise `ArtifactError` naming the first field of `data` whose type or value the tool cannot use."""
     from .contract import InputContract
@@ -154,6 +199,9 @@ def check_manifest(data: dict[str, Any], path: Path) -> None:
         raise _bad(path, "labels", labels, "an object of class index -> label")
     if not isinstance(data.get("input"), dict):
         raise _bad(path, "input", data.get("input"), "an input contract object")
+    problem = contract_problem(data["input"])
+    if problem:
+        raise ArtifactError(f"{path}: input is not an input contract ({problem}); the manifest is damaged, rebuild the folder")
     try:
         InputContract.from_dict(data["input"]).image_spec  # noqa: B018 - builds and checks the preprocessing too
     except (TypeError, ValueError, AttributeError, FocalNetEdgeError) as e:

@@ -64,6 +64,11 @@ def read_contract(model: onnx.ModelProto, path: str | os.PathLike) -> tuple[Inpu
     meta = read_metadata(model)
     if "input" not in meta:
         raise ArtifactError(f"{path}: not a focalnet-edge ONNX file (no focalnet_edge.input metadata); export it with focalnet-edge export")
+    from .manifest import contract_problem
+
+    problem = contract_problem(meta["input"])
+    if problem:
+        raise ArtifactError(f"{path}: its focalnet_edge.input metadata is not an input contract ({problem})")
     try:
         contract = InputContract.from_dict(meta["input"])
         contract.image_spec  # noqa: B018 - checks the preprocessing fields too

@@ -158,6 +158,11 @@ MANIFEST_FAULTS = {
     "input bad batch": _set("input/batch", [0, 0, 0]),
     "input bad layout": _set("input/layout", "CHWN"),
     "input bad preprocessing": _set("input/preprocessing", {"nonsense": 1}),
+    "input height a string": _set("input/height", "abc"),
+    "input batch a string": _set("input/batch", "1:1:32"),
+    "input std 0": _set("input/preprocessing/std", [0, 0, 0]),
+    "input mean a string": _set("input/preprocessing/mean", "0.5"),
+    "input name empty": _set("input/name", ""),
     "labels a list": _set("labels", ["a", "b"]),
     "labels key not an index": _set("labels", {"cat": "cat"}),
     "labels value a number": _set("labels", {"0": 1}),
@@ -331,7 +336,8 @@ def test_calibrate_force_over_another_model_leaves_no_lying_manifest(capsys, fol
 # -- ONNX metadata, limits, config -------------------------------------------------------------------
 @pytest.mark.parametrize("key,value", [
     ("input", "garbage"), ("input", json.dumps({"height": "abc"})), ("input", json.dumps({"batch": [0, 0, 0]})),
-    ("input", json.dumps({"preprocessing": {"nonsense": 1}})), ("labels", "[1, 2]"), ("labels", json.dumps({"x": "cat"})),
+    ("input", json.dumps({"preprocessing": {"nonsense": 1}})), ("input", json.dumps({"height": 64.5})),
+    ("input", json.dumps({"preprocessing": {"std": [0.0, 1.0, 1.0]}})), ("labels", "[1, 2]"), ("labels", json.dumps({"x": "cat"})),
     ("head", "5"), ("outputs", "7"),
 ])
 def test_malformed_onnx_metadata(capsys, good, tmp_path, key, value):
@@ -397,3 +403,54 @@ def test_finite_helper_handles_numpy_scalars():
 
     text = dumps_json({"a": np.float64("nan"), "b": [np.float16(2.0)], "c": math.inf, "d": 1})
     assert json.loads(text) == {"a": None, "b": [2.0], "c": None, "d": 1}
+
+
+# -- calibration caches and .npz calibration sets ----------------------------------------------------
+CALIB_IMAGES = Path(__file__).resolve().parents[1] / "focalnet_edge" / "data" / "demo" / "calibration"
+
+
+@pytest.mark.parametrize("name,text", [
+    ("empty file", ""), ("not json", "{"), ("a list", "[1]"), ("no ranges", '{"format": 1}'), ("ranges empty", '{"ranges": {}}'),
+    ("ranges a list", '{"ranges": [1, 2]}'), ("NaN", '{"ranges": {"x": [NaN, 1.0]}}'), ("inf", '{"ranges": {"x": [0, Infinity]}}'),
+    ("lo > hi", '{"ranges": {"x": [2.0, 1.0]}}'), ("a string range", '{"ranges": {"x": "0,1"}}'), ("short range", '{"ranges": {"x": [1]}}'),
+])
+def test_bad_calibration_cache(capsys, folder, tmp_path, name, text):
+    cache = tmp_path / "calibration.json"
+    cache.write_text(text)
+    before = snapshot(folder)
+    code, err = run(capsys, "-q", "calibrate", folder / "model.onnx", "--precision", "int8",
+                    "--calib-data", CALIB_IMAGES, "--calib-cache", cache)
+    assert code == 2 and str(cache) in one_line(err)
+    assert snapshot(folder) == before
+
+
+def test_calibration_cache_of_another_model(tmp_path):
+    from focalnet_edge.calibration import load_ranges
+
+    cache = tmp_path / "c.json"
+    cache.write_text(json.dumps({"model_sha256": "a" * 64, "ranges": {"x": [0.0, 1.0]}}))
+    assert load_ranges(cache, model_sha256="a" * 64)[0] == {"x": (0.0, 1.0)}
+    with pytest.raises(InputError, match="another model"):
+        load_ranges(cache, model_sha256="b" * 64)
+
+
+@pytest.mark.parametrize("case", ["0 rows", "NaN", "inf", "not a zip", "pickled objects"])
+def test_bad_npz_calibration_set(capsys, folder, tmp_path, case):
+    from focalnet_edge.contract import InputContract
+
+    contract = InputContract.from_dict(read_manifest(folder)["input"])
+    x = contract.sample_input(4)
+    path = tmp_path / "calib.npz"
+    if case == "0 rows":
+        np.savez(path, **{contract.name: x[:0]})
+    elif case in ("NaN", "inf"):
+        x[1, 0, 0, 0] = np.nan if case == "NaN" else np.inf
+        np.savez(path, **{contract.name: x})
+    elif case == "not a zip":
+        path.write_bytes(b"PK\x03\x04 nope")
+    else:
+        np.savez(path, **{contract.name: np.array([object()], dtype=object)})
+    before = snapshot(folder)
+    code, err = run(capsys, "-q", "calibrate", folder / "model.onnx", "--precision", "fp16", "--calib-data", path)
+    assert code == 2 and str(path) in one_line(err)
+    assert snapshot(folder) == before
