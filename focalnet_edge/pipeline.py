@@ -20,7 +20,7 @@ from . import artifacts
 from .artifacts import CALIBRATION, FP32_ONNX, MANIFEST, REPORT
 from .errors import ArtifactError, InputError
 from .extras import require_torch
-from .io import atomic_write_text
+from .io import atomic_write_json, atomic_write_text
 from .manifest import add_artifact, new_manifest, read_manifest, write_manifest
 from .onnx_io import CPU, load_onnx
 from .references import save_references
@@ -379,6 +379,7 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
                 entry["latency_ms_here"] = {"batch": options.export.batch[1], "ms": round(latency[name], 3), "device": device}
         manifest["verification_images"] = used
         write_manifest(out, manifest)
+        atomic_write_json(out / REPORT, [r.to_dict() for r in verified.reports])  # strict JSON: NaN figures as null
     return BuildResult(final, manifest, verified.reports, latency, used, notes)
 
 
