@@ -428,7 +428,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     out = Path(args.output) if args.output else src.parent
     options = _precision_options(args)
-    with lock(out):  # one run at a time per folder; refuses / and the home folder
+    with lock(out, special=args.output is not None):  # one run at a time per folder; --output / or ~ refused
         fp32 = adopt_onnx(src, out, parse_image_size(args.image_size), force=args.force)
         try:
             manifest = read_manifest(out)

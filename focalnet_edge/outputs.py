@@ -64,10 +64,10 @@ def _sibling(folder: Path, what: str) -> Path:
     return folder.parent / f".{folder.name}.{what}"
 
 
-def check_destination(folder: str | os.PathLike) -> Path:
-    """The absolute path of an output folder; `ArtifactError` for `/`, the home folder, or a file."""
+def check_destination(folder: str | os.PathLike, special: bool = True) -> Path:
+    """The absolute path of an output folder; `ArtifactError` for a file, and (`special`) for `/` or the home folder."""
     path = Path(folder).expanduser().resolve()
-    if path == Path(path.anchor) or path == Path.home().resolve():
+    if special and (path == Path(path.anchor) or path == Path.home().resolve()):
         raise ArtifactError(f"--output {folder}: refusing to write into {path}; name a folder of its own, e.g. {path / 'focalnet-edge-out'}")
     if path.exists() and not path.is_dir():
         raise ArtifactError(f"--output {folder}: exists and is not a folder")
@@ -75,9 +75,12 @@ def check_destination(folder: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def lock(folder: str | os.PathLike) -> Iterator[Path]:
-    """Hold the advisory lock of output folder `folder` (`ArtifactError` naming the holder if taken)."""
-    path = check_destination(folder)
+def lock(folder: str | os.PathLike, special: bool = True) -> Iterator[Path]:
+    """Hold the advisory lock of output folder `folder` (`ArtifactError` naming the holder if taken).
+
+    `special`: refuse `/` and the home folder (off for a folder the user did not name as --output).
+    """
+    path = check_destination(folder, special)
     lock_path = _sibling(path, "lock")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,13 +197,14 @@ def commit(staging: Path, path: Path, ours: bool) -> None:
     """Put the staged run in the place of `path` (see the module's docstring)."""
     if not (staging / MANIFEST).is_file():
         raise ArtifactError(f"{path}: the run wrote no {MANIFEST}; nothing committed")
-    if not _entries(path):
+    inside = Path.cwd().resolve()
+    holds_cwd = path == inside or path in inside.parents  # never renamed away under the shell
+    if not _entries(path) and not holds_cwd:
         if path.exists():
             path.rmdir()
         os.rename(staging, path)
         return
-    inside = Path.cwd().resolve()
-    if ours and path != inside and path not in inside.parents:
+    if ours and not holds_cwd:
         for name in _entries(path):  # the folder's own files: kept, by hard links (no copy of big files)
             if name not in BUILD_FILES and not (staging / name).exists() and not name.endswith(".partial"):
                 _link_copy(path / name, staging / name)
@@ -233,6 +237,31 @@ def commit(staging: Path, path: Path, ours: bool) -> None:
             with contextlib.suppress(FileNotFoundError):
                 (path / name).unlink()
     os.replace(staging / MANIFEST, path / MANIFEST)
+
+
+def check_adoption(folder: Path, force: bool, onnx_sha256: str) -> None:
+    """`calibrate` writing model.onnx (sha256 `onnx_sha256`) into `folder`: refuse to replace another
+    model's files unless `force`.
+
+    A folder of ours holding another fp32 model is refused (with `force` its manifest, which would
+    lie, is removed); a folder not ours is refused only when it holds files of the names this
+    tool writes (its own model.onnx, manifest.json, ...), so a foreign model's folder keeps them.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ArtifactError(f"{folder}: exists and is not a folder")
+    manifest = load_manifest_json(folder) if folder.is_dir() else None
+    if is_ours(manifest):
+        check_owner(folder, force, onnx_sha256=onnx_sha256)
+        entries = manifest.get("artifacts") if isinstance(manifest.get("artifacts"), dict) else {}
+        entry = entries.get(artifacts.FP32_ONNX)
+        if not (isinstance(entry, dict) and entry.get("sha256") == onnx_sha256):
+            (folder / MANIFEST).unlink()  # forced over another model: the manifest no longer describes the folder
+        return
+    clash = sorted(n for n in BUILD_FILES if (folder / n).exists())
+    if clash and not force:
+        raise ArtifactError(f"{folder}: holds {', '.join(clash)} that focalnet-edge did not write; "
+                            "choose another --output, or pass --force to replace them")
 
 
 def _link_copy(src: Path, dst: Path) -> None:

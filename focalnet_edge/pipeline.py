@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import onnx
 
 from . import artifacts
-from .artifacts import CALIBRATION, FP32_ONNX, MANIFEST, REPORT
+from .artifacts import CALIBRATION, FP32_ONNX, REPORT
 from .errors import ArtifactError, InputError
 from .extras import require_torch
 from .io import atomic_write_json, atomic_write_text
@@ -424,28 +424,21 @@ def engine_stage(output_dir: Path, manifest: dict[str, Any], options: BuildOptio
 def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None = None, force: bool = False) -> Path:
     """`path` inside `output_dir` as model.onnx, with focalnet-edge metadata (inferred for foreign files).
 
-    Another folder than the file's own is refused when it is not empty and not ours, or ours
-    but holding another fp32 model (its model.onnx would be replaced under a manifest that
-    then lies), unless `force`; with `force` such a folder's manifest, which no longer
-    describes it, is removed.
+    Another model's files are never replaced without `force` (`outputs.check_adoption`): a
+    folder of ours holding another fp32 model (its model.onnx would change under a manifest
+    that then lies), or a folder not ours holding files of the names this tool writes.
     """
     from .contract import InputContract
     from .io import atomic_path, sha256_file
     from .model.preprocessing import ImageSpec
     from .onnx_io import read_metadata, set_metadata
-    from .outputs import check_destination, check_owner
+    from .outputs import check_adoption
 
     model = load_onnx(path)
     target = Path(output_dir) / FP32_ONNX
     adopting = Path(path).resolve() != target.resolve()
     if adopting:
-        folder = check_destination(output_dir)
-        ours = check_owner(folder, force, onnx_sha256=sha256_file(path))
-        if ours is not None and (folder / MANIFEST).is_file():
-            entries = ours.get("artifacts") if isinstance(ours.get("artifacts"), dict) else {}
-            entry = entries.get(FP32_ONNX)
-            if not (isinstance(entry, dict) and entry.get("sha256") == sha256_file(path)):
-                (folder / MANIFEST).unlink()  # forced over another model: the manifest no longer describes the folder
+        check_adoption(Path(output_dir), force, sha256_file(path))
     if "input" not in read_metadata(model):
         inp = model.graph.input[0]
         dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]

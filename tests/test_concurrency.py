@@ -29,6 +29,28 @@ def cli(*argv) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 
+WARM = ("import sys\n"
+        "from focalnet_edge.cli import main\n"
+        "import focalnet_edge.export, focalnet_edge.pipeline, focalnet_edge.verify  # the slow imports, before the start\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+
+
+def warm_cli(*argv) -> subprocess.Popen:
+    """A run with its imports done, that starts when told (`go`): it reaches the folder within a second."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "-c", WARM, "-q", *map(str, argv)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    assert p.stdout.readline().strip() == "ready", p.communicate()
+    return p
+
+
+def go(p: subprocess.Popen) -> None:
+    p.stdin.write("go\n")
+    p.stdin.flush()
+
+
 def finish(p: subprocess.Popen) -> tuple[int, str]:
     _, err = p.communicate(timeout=300)
     return p.returncode, err
@@ -66,9 +88,10 @@ def test_two_runs_on_one_folder(tmp_path, round):
     """Round 1 with two builds, rounds 2-3 with two exports (the same lock, a third of the time)."""
     out = tmp_path / "out"
     command = ["build", "--precision", "fp32"] if round == 1 else ["export"]
+    second = warm_cli(*command, "--output", out)
     first = cli(*command, "--output", out)
     wait_for_lock(out, first)
-    second = cli(*command, "--output", out)
+    go(second)
     code2, err2 = finish(second)
     code1, err1 = finish(first)
     assert code1 == 0, err1

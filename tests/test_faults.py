@@ -290,7 +290,7 @@ def test_folder_refused_or_kept(capsys, folder, tmp_path, case):
     assert code == 2, err
     line = one_line(err)
     if "foreign" in case:
-        assert "--force" in line and "not a focalnet-edge output folder" in line
+        assert "--force" in line and ("not a focalnet-edge output folder" in line or "did not write" in line)
     if "another" in case:
         assert "--force" in line and "another" in line
     assert [snapshot(f) for f in watched] == before
@@ -331,6 +331,17 @@ def test_calibrate_force_over_another_model_leaves_no_lying_manifest(capsys, fol
     assert code == 0, err
     assert not (folder / "manifest.json").exists()  # it described the replaced model.onnx
     assert (folder / "model.onnx").read_bytes() == other.read_bytes()
+
+
+def test_calibrate_beside_a_foreign_file_that_clashes_with_nothing(capsys, good, tmp_path):
+    """The file's own folder with unrelated files is fine: nothing of another model is replaced."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    shutil.copy(good / "model.onnx", folder / "exported.onnx")
+    (folder / "notes.txt").write_text("mine")
+    code, err = run(capsys, "-q", "calibrate", folder / "exported.onnx", "--precision", "fp16")
+    assert code == 0, err
+    assert {p.name for p in folder.iterdir()} == {"exported.onnx", "notes.txt", "model.onnx", "model.fp16.onnx"}
 
 
 # -- ONNX metadata, limits, config -------------------------------------------------------------------
