@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -83,16 +84,34 @@ def wait_for_lock(folder: Path, p: subprocess.Popen, timeout: float = 120) -> No
     raise AssertionError("the first run never took the lock")
 
 
+@pytest.fixture(scope="module")
+def few_images(tmp_path_factory) -> Path:
+    """Two demo images per class: a quick verification, so a build is mostly export and lock."""
+    src = ROOT / "focalnet_edge" / "data" / "demo" / "images"
+    dst = tmp_path_factory.mktemp("images")
+    for cls in sorted(src.iterdir()):
+        (dst / cls.name).mkdir()
+        for f in sorted(cls.iterdir())[:2]:
+            shutil.copy(f, dst / cls.name / f.name)
+    return dst
+
+
 @pytest.mark.parametrize("round", [1, 2, 3])
-def test_two_runs_on_one_folder(tmp_path, round):
-    """Round 1 with two builds, rounds 2-3 with two exports (the same lock, a third of the time)."""
+def test_two_builds_on_one_folder(tmp_path, few_images, round):
+    """A second build while the first holds the folder exits 2 at once, naming the first's pid.
+
+    The first is paused (SIGSTOP) while it holds the lock, so the second surely meets it, however
+    slow this machine is; it then finishes, and the folder is its consistent build.
+    """
     out = tmp_path / "out"
-    command = ["build", "--precision", "fp32"] if round == 1 else ["export"]
-    second = warm_cli(*command, "--output", out)
-    first = cli(*command, "--output", out)
+    command = ["build", "--precision", "fp32", "--images", few_images, "--output", out]
+    first = cli(*command)
     wait_for_lock(out, first)
-    go(second)
-    code2, err2 = finish(second)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        code2, err2 = finish(cli(*command))
+    finally:
+        first.send_signal(signal.SIGCONT)
     code1, err1 = finish(first)
     assert code1 == 0, err1
     assert code2 == 2, err2
@@ -102,11 +121,13 @@ def test_two_runs_on_one_folder(tmp_path, round):
     consistent(out)
 
 
-def test_simultaneous_starts(tmp_path):
-    """Started together, whichever takes the lock first builds; the other exits 2 (or, if it came
-    after the first had finished, builds again): never a mix of the two."""
+def test_simultaneous_builds(tmp_path, few_images):
+    """Two builds started together (imports done): whichever takes the lock first builds; the other
+    exits 2 (or, had it come after the first finished, builds again): never a mix of the two."""
     out = tmp_path / "out"
-    runs = [cli("export", "--output", out) for _ in range(2)]
+    runs = [warm_cli("build", "--precision", "fp32", "--images", few_images, "--output", out) for _ in range(2)]
+    for p in runs:
+        go(p)
     results = [finish(p) for p in runs]
     codes = sorted(c for c, _ in results)
     assert codes in ([0, 2], [0, 0]), results
@@ -114,6 +135,13 @@ def test_simultaneous_starts(tmp_path):
         if code == 2:
             assert len(err.strip().splitlines()) == 1 and "is writing this folder" in err
     consistent(out)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("exported") / "out"
+    assert main(["-q", "export", "--output", str(out)]) == 0
+    return out
 
 
 def test_lock_held_in_process_names_the_pid(tmp_path, capsys):
@@ -127,30 +155,30 @@ def test_lock_held_in_process_names_the_pid(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
-def test_killed_run_leaves_the_folder_and_the_next_run_cleans_up(tmp_path):
+def test_killed_run_leaves_the_folder_and_the_next_run_cleans_up(exported, tmp_path):
     out = tmp_path / "out"
-    code, err = finish(cli("export", "--output", out))
-    assert code == 0, err
+    shutil.copytree(exported, out)
     before = snapshot(out)
-    first = cli("export", "--output", out)
+    first = warm_cli("export", "--output", out)
+    go(first)
     wait_for_lock(out, first)
-    time.sleep(1.0)  # into the export
+    time.sleep(0.2)  # into the export
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert snapshot(out) == before  # nothing of the killed run in the folder
     assert list(tmp_path.glob(".out.staging-*"))  # its staging folder is left beside it...
-    with pytest.raises(RuntimeError), claim(out, weights=json.loads((out / "manifest.json").read_text())["model"]["weights_sha256"]):
+    weights = json.loads((out / "manifest.json").read_text())["model"]["weights_sha256"]
+    with pytest.raises(RuntimeError), claim(out, weights=weights):
         raise RuntimeError("a run that fails")
     assert not list(tmp_path.glob(".out.staging-*"))  # ...until the next run cleans it
     assert snapshot(out) == before
     consistent(out)
 
 
-def test_interrupted_swap_is_restored(tmp_path):
+def test_interrupted_swap_is_restored(exported, tmp_path):
     """Killed between the two renames of a commit: the next run puts the previous folder back."""
     out = tmp_path / "out"
-    code, err = finish(cli("export", "--output", out))
-    assert code == 0, err
+    shutil.copytree(exported, out)
     before = snapshot(out)
     weights = json.loads((out / "manifest.json").read_text())["model"]["weights_sha256"]
     os.rename(out, tmp_path / ".out.old-12345")
