@@ -421,11 +421,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .contract import parse_image_size
     from .manifest import read_manifest
+    from .outputs import lock
     from .pipeline import adopt_onnx, precision_stage
 
     src = Path(args.onnx)
-    from .outputs import lock
-
     out = Path(args.output) if args.output else src.parent
     options = _precision_options(args)
     with lock(out, special=args.output is not None):  # one run at a time per folder; --output / or ~ refused
