@@ -17,7 +17,22 @@ from .runtime.loader import load, load_entry, runnable_here
 log = logging.getLogger(__name__)
 
 
+def input_bytes(contract, batch: int) -> int:
+    """Bytes of one input batch of `contract` (and as much again for the copies a call makes)."""
+    shape = contract.shape(batch, contract.height, contract.width)
+    return 2 * int(np.prod(shape, dtype=np.float64)) * np.dtype(contract.dtype).itemsize
+
+
+def check_batch_memory(contract, batch: int) -> None:
+    """`ConfigError` before allocating a batch that would not fit in the memory available."""
+    from .limits import require_memory
+
+    require_memory(input_bytes(contract, batch), f"--batch {batch} ({contract.shape(batch, contract.height, contract.width)} "
+                   f"{contract.dtype})", "choose a smaller --batch")
+
+
 def bench_runner(runner, batch: int, warmup: int, iterations: int) -> dict[str, float]:
+    check_batch_memory(runner.contract, batch)
     x = runner.contract.sample_input(batch)
     for _ in range(warmup):
         runner(x)
@@ -45,7 +60,12 @@ def bench_folder(path: Path, artifact: str | None, batches: list[int], warmup: i
     from tqdm import tqdm
 
     if path.is_dir():
-        entries = read_manifest(path)["artifacts"]
+        from .contract import InputContract
+
+        manifest = read_manifest(path)
+        for batch in batches:  # up front, before any artifact runs
+            check_batch_memory(InputContract.from_dict(manifest["input"]), batch)
+        entries = manifest["artifacts"]
         chosen = artifacts.select(entries, artifact) if artifact else [e for e in entries.values() if runnable_here(e)]
         targets = [(e["path"], e["precision"], lambda e=e: load_entry(path, e)) for e in chosen]
     elif path.is_file():

@@ -216,7 +216,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     options = _export_options(args)
     ckpt = load_checkpoint(args.model, variant=args.variant)
     out = Path(args.output) if args.output else default_output_dir(args.model)
-    result, _ = export_stage(ckpt, out, options)
+    result, _ = export_stage(ckpt, out, options, force=args.force)
     print(f"wrote {result.path} ({result.nodes} nodes, opset {result.opset}, input {result.contract.name} "
           f"{result.contract.dtype} {result.contract.shape()}, outputs {', '.join(result.outputs)}; "
           f"max abs vs PyTorch {result.checks['torch_vs_onnx']:.1e})")
@@ -284,8 +284,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     folder, names = (path, None) if path.is_dir() else (path.parent, [path.name])
     if args.artifact:
         names = [args.artifact]
+    from .outputs import lock
+
     refs = _references(args, folder, read_manifest(folder))
-    result = verify_stage(folder, refs, names, progress=not args.quiet)
+    with lock(folder, special=False):  # verify rewrites the manifest: not while a build writes the folder
+        result = verify_stage(folder, refs, names, progress=not args.quiet)
     _print_reports(result.reports, args.json)
     if not args.json:
         print(f"\nreference: {refs.source}, {len(refs)} images")
@@ -430,7 +433,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         precision=args.precision, export=_export_options(args), calibration=_precision_options(args),
         images=args.images, labels=args.labels, backend=args.backend, engine=_engine_options(args),
     )
-    result = build(options, progress=not args.quiet)
+    result = build(options, progress=not args.quiet, force=args.force)
     print(_summary(result))
     print(f"\nverified on {result.images_used}; manifest: {result.output_dir / 'manifest.json'}")
     for note in result.notes:
@@ -467,16 +470,19 @@ def cmd_engine(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .contract import parse_image_size
     from .manifest import read_manifest
+    from .outputs import lock
     from .pipeline import adopt_onnx, precision_stage
 
     src = Path(args.onnx)
     out = Path(args.output) if args.output else src.parent
-    fp32 = adopt_onnx(src, out, parse_image_size(args.image_size))
-    try:
-        manifest = read_manifest(out)
-    except FocalNetEdgeError:
-        manifest = None
-    result = precision_stage(out, fp32, args.precision, _precision_options(args), manifest, progress=not args.quiet)
+    options = _precision_options(args)
+    with lock(out, special=args.output is not None):  # one run at a time per folder; --output / or ~ refused
+        fp32 = adopt_onnx(src, out, parse_image_size(args.image_size), force=args.force)
+        try:
+            manifest = read_manifest(out)
+        except FocalNetEdgeError:
+            manifest = None
+        result = precision_stage(out, fp32, args.precision, options, manifest, progress=not args.quiet)
     for r in result.int8:
         print(f"wrote {r.path} ({r.form} form): top-1 agreement {r.agreement:.4f} with fp32 on {r.holdout_images} held-back images"
               + (f"; kept in float: {', '.join(r.kept_float)}" if r.kept_float else "") + ("" if r.gate_passed else " (gate FAILED)"))
@@ -661,6 +667,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG_EXPORT)
     _model_args(p)
     p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default ./focalnet-edge-out/<model>)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that is not empty and not ours, or holds a build of another model")
     _export_args(p)
     p.set_defaults(func=cmd_export)
 
@@ -669,6 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.add_argument("--precision", choices=tuple(BUILD_PRECISIONS), default="fp16", help="default fp16; best: fp16 and int8")
     p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default ./focalnet-edge-out/<model>)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that is not empty and not ours, or holds a build of another model")
     p.add_argument("--images", default=None, help="verification images (folder per class gives accuracy)")
     p.add_argument("--labels", default=None, help="CSV of relative/path,label rows for --images")
     p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto",
@@ -683,6 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("onnx", help="an fp32 ONNX file (from focalnet-edge export or another exporter)")
     p.add_argument("--precision", choices=("int8", "fp16"), default="int8", help="int8 (default) or fp16")
     p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default: the file's folder)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that is not empty and not ours, or holds a build of another model")
     p.add_argument("--image-size", default=None, metavar="H[xW]", help="input size of a foreign file with dynamic height/width")
     _precision_args(p)
     p.set_defaults(func=cmd_calibrate)

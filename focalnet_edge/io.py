@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import ArtifactError
 
@@ -52,6 +55,27 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def finite(value: Any) -> Any:
+    """`value` with every non-finite float (inf, -inf, NaN, numpy's too) replaced by None (JSON null)."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if isinstance(value, float) or type(value).__module__ == "numpy" and hasattr(value, "dtype") and value.dtype.kind == "f":
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
+
+
+def dumps_json(value: Any, **kwargs: Any) -> str:
+    """Strict JSON text of `value`: non-finite numbers become null, never `NaN`/`Infinity` (not JSON)."""
+    return json.dumps(finite(value), allow_nan=False, **kwargs)
+
+
+def atomic_write_json(path: str | os.PathLike, value: Any, indent: int | None = 2) -> None:
+    atomic_write_text(path, dumps_json(value, indent=indent) + "\n")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

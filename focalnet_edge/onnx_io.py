@@ -64,10 +64,23 @@ def read_contract(model: onnx.ModelProto, path: str | os.PathLike) -> tuple[Inpu
     meta = read_metadata(model)
     if "input" not in meta:
         raise ArtifactError(f"{path}: not a focalnet-edge ONNX file (no focalnet_edge.input metadata); export it with focalnet-edge export")
+    from .manifest import contract_problem
+
+    problem = contract_problem(meta["input"])
+    if problem:
+        raise ArtifactError(f"{path}: its focalnet_edge.input metadata is not an input contract ({problem})")
     try:
-        return InputContract.from_dict(meta["input"]), meta
-    except (TypeError, ValueError) as e:
-        raise ArtifactError(f"{path}: its focalnet_edge.input metadata is not an input contract ({e})") from None
+        contract = InputContract.from_dict(meta["input"])
+        contract.image_spec  # noqa: B018 - checks the preprocessing fields too
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ArtifactError(f"{path}: its focalnet_edge.input metadata is not an input contract ({str(e)[:120]})") from None
+    labels = meta.get("labels", {})
+    if not isinstance(labels, dict) or not all(str(k).lstrip("-").isdigit() and isinstance(v, str) for k, v in labels.items()):
+        raise ArtifactError(f"{path}: its focalnet_edge.labels metadata is not an object of class index -> label")
+    for key, kind in (("head", str), ("precision", str), ("outputs", list)):
+        if key in meta and not isinstance(meta[key], kind):
+            raise ArtifactError(f"{path}: its focalnet_edge.{key} metadata is {meta[key]!r:.40}, expected a {kind.__name__}")
+    return contract, meta
 
 
 def ort_session(

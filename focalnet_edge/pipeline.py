@@ -21,7 +21,7 @@ from .artifacts import CALIBRATION, FP32_ONNX, REPORT
 from .errors import ArtifactError, InputError
 from .demo import uses_bundled_demo
 from .extras import require_torch
-from .io import atomic_write_text
+from .io import atomic_write_json
 from .manifest import add_artifact, new_manifest, read_manifest, write_manifest
 from .onnx_io import CPU, load_onnx
 from .references import save_references
@@ -57,14 +57,31 @@ def default_output_dir(source: str) -> Path:
     return Path("focalnet-edge-out") / name
 
 
-def export_stage(ckpt: Checkpoint, output_dir: Path, options: ExportOptions) -> tuple[ExportResult, dict[str, Any]]:
-    """Write `model.onnx` and a fresh manifest into `output_dir`."""
+def export_stage(ckpt: Checkpoint, output_dir: Path, options: ExportOptions,
+                 force: bool = False) -> tuple[ExportResult, dict[str, Any]]:
+    """Write `model.onnx` and a fresh manifest into `output_dir`.
+
+    Called on a folder that no run of this process has claimed (`focalnet-edge export`), it
+    claims it first (`outputs.claim`: refused when foreign or of another model unless `force`,
+    locked, staged, committed only on success).
+    """
     require_torch("export")
     from .export import export_onnx
+    from .manifest import weights_sha256
+    from .outputs import claim, is_staging
 
     output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ArtifactError(f"{output_dir}: exists and is not a folder")
+    if not is_staging(output_dir):
+        with claim(output_dir, force, weights_sha256(ckpt), ckpt.source) as stage:
+            result, manifest = export_stage(ckpt, stage, options)
+        final = Path(output_dir) / FP32_ONNX
+        try:
+            result.path = final
+        except AttributeError:  # a frozen result
+            import dataclasses
+
+            result = dataclasses.replace(result, path=final)
+        return result, manifest
     result = export_onnx(ckpt, output_dir / FP32_ONNX, **options.as_kwargs())
     manifest = new_manifest(ckpt, result)
     add_artifact(
@@ -142,7 +159,7 @@ def verify_stage(output_dir: Path, refs, names: list[str] | None = None, progres
         entry["verification"] = report.to_dict()
         result.reports.append(report)
     write_manifest(output_dir, manifest)
-    atomic_write_text(output_dir / REPORT, json.dumps([r.to_dict() for r in result.reports], indent=2) + "\n")
+    atomic_write_json(output_dir / REPORT, [r.to_dict() for r in result.reports])  # strict JSON: NaN figures as null
     return result
 
 
@@ -227,7 +244,7 @@ def int8_ranges(output_dir: Path, fp32_path: Path, part, options: PrecisionOptio
     from .io import sha256_file
 
     if options.calib_cache and Path(options.calib_cache).is_file():
-        ranges, doc = load_ranges(options.calib_cache)
+        ranges, doc = load_ranges(options.calib_cache, model_sha256=sha256_file(fp32_path))  # refuses another model's cache
         log.info("int8: calibration ranges from %s (%s, %d images)", options.calib_cache, doc.get("method"), doc.get("images", 0))
         return ranges
     if part is None:
@@ -303,11 +320,20 @@ def measure_latency(runner, batch: int = 1, repeats: int = 5) -> float:
     return bench_runner(runner, batch, warmup=1, iterations=repeats)["p50_ms"]
 
 
-def build(options: BuildOptions, progress: bool = False) -> BuildResult:
-    """`focalnet-edge build`: export, precision, engines where TensorRT runs, verification, manifest."""
+def build(options: BuildOptions, progress: bool = False, force: bool = False) -> BuildResult:
+    """`focalnet-edge build`: export, precision, engines where TensorRT runs, verification, manifest.
+
+    Every input is checked before the first write, and the run writes into a staging folder
+    that replaces the output folder only when every stage succeeded (`outputs.claim`): a failed
+    or interrupted build leaves the previous folder exactly as it was. A folder that is not
+    ours, or ours but of another model, is refused unless `force`; a second build of the same
+    folder at the same time fails at once, naming the first one's pid.
+    """
     artifacts.build_precisions(options.precision)  # reject a bad precision before any work
     require_torch("focalnet-edge build")
+    from .manifest import weights_sha256
     from .model.weights import load_checkpoint
+    from .outputs import check_destination, claim
     from .runtime.loader import load_entry
     from .verify import verification_images
 
@@ -315,37 +341,47 @@ def build(options: BuildOptions, progress: bool = False) -> BuildResult:
         from .runtime.tensorrt import require_tensorrt
 
         require_tensorrt()
+    final = Path(options.output) if options.output else default_output_dir(options.model)
+    check_destination(final)
+    cal = options.calibration
+    for flag, value in (("--images", options.images), ("--labels", options.labels),
+                        ("--calib-data", None if cal.calib_data == "demo" else cal.calib_data)):
+        if value is not None and not Path(value).exists():
+            raise InputError(f"{flag} {value}: no such file or folder")
+    if cal.calib_cache and Path(cal.calib_cache).exists() and not Path(cal.calib_cache).is_file():
+        raise InputError(f"--calib-cache {cal.calib_cache}: is a folder, expected a calibration JSON file")
     ckpt = load_checkpoint(options.model, variant=options.variant)
-    out = Path(options.output) if options.output else default_output_dir(options.model)
     notes: list[str] = []
 
-    log.info("export: %s -> %s", options.model, out / FP32_ONNX)
-    fp32_result, manifest = export_stage(ckpt, out, options.export)
-    log.info("export: %d nodes, max abs vs PyTorch %.1e", fp32_result.nodes, fp32_result.checks["torch_vs_onnx"])
-    if options.precision != "fp32":
-        log.info("precision: %s", options.precision)
-    prec = precision_stage(out, fp32_result.path, options.precision, options.calibration, manifest,
-                           is_demo=uses_bundled_demo(options.model), progress=progress)
-    notes += engine_stage(out, manifest, options)
+    with claim(final, force, weights_sha256(ckpt), ckpt.source) as out:
+        log.info("export: %s -> %s", options.model, final / FP32_ONNX)
+        fp32_result, manifest = export_stage(ckpt, out, options.export)
+        log.info("export: %d nodes, max abs vs PyTorch %.1e", fp32_result.nodes, fp32_result.checks["torch_vs_onnx"])
+        if options.precision != "fp32":
+            log.info("precision: %s", options.precision)
+        prec = precision_stage(out, fp32_result.path, options.precision, options.calibration, manifest,
+                               is_demo=uses_bundled_demo(options.model), progress=progress)
+        notes += engine_stage(out, manifest, options)
 
-    labels = ckpt.config.id2label if options.export.head in ("logits", "probs") else {}
-    images, used, note = verification_images(options.images, labels, options.labels, uses_bundled_demo(options.model), prec.holdout)
-    notes += [note] if note else []
-    log.info("verify: every artifact against PyTorch fp32 on %s", used)
-    refs = live_references(out, images, progress=progress)
-    verified = verify_stage(out, refs, progress=progress)
-    manifest = read_manifest(out)
-    manifest["references"] = save_references(out, refs)
-    latency = {}
-    for name, entry in manifest["artifacts"].items():
-        if entry["format"] == artifacts.ONNX:
-            with load_entry(out, entry, providers=CPU) as runner:  # a CPU figure, whatever else is installed
-                latency[name] = measure_latency(runner, batch=options.export.batch[1])
-                device = runner.device
-            entry["latency_ms_here"] = {"batch": options.export.batch[1], "ms": round(latency[name], 3), "device": device}
-    manifest["verification_images"] = used
-    write_manifest(out, manifest)
-    return BuildResult(out, manifest, verified.reports, latency, used, notes)
+        labels = ckpt.config.id2label if options.export.head in ("logits", "probs") else {}
+        images, used, note = verification_images(options.images, labels, options.labels, uses_bundled_demo(options.model), prec.holdout)
+        notes += [note] if note else []
+        log.info("verify: every artifact against PyTorch fp32 on %s", used)
+        refs = live_references(out, images, progress=progress)
+        verified = verify_stage(out, refs, progress=progress)
+        manifest = read_manifest(out)
+        manifest["references"] = save_references(out, refs)
+        latency = {}
+        for name, entry in manifest["artifacts"].items():
+            if entry["format"] == artifacts.ONNX:
+                with load_entry(out, entry, providers=CPU) as runner:  # a CPU figure, whatever else is installed
+                    latency[name] = measure_latency(runner, batch=options.export.batch[1])
+                    device = runner.device
+                entry["latency_ms_here"] = {"batch": options.export.batch[1], "ms": round(latency[name], 3), "device": device}
+        manifest["verification_images"] = used
+        write_manifest(out, manifest)
+        atomic_write_json(out / REPORT, [r.to_dict() for r in verified.reports])  # strict JSON: NaN figures as null
+    return BuildResult(final, manifest, verified.reports, latency, used, notes)
 
 
 def tensorrt_check_stage(output_dir: Path, manifest: dict[str, Any]) -> list[str]:
@@ -400,14 +436,24 @@ def engine_stage(output_dir: Path, manifest: dict[str, Any], options: BuildOptio
     return notes + built.notes + failures
 
 
-def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None = None) -> Path:
-    """`path` inside `output_dir` as model.onnx, with focalnet-edge metadata (inferred for foreign files)."""
+def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None = None, force: bool = False) -> Path:
+    """`path` inside `output_dir` as model.onnx, with focalnet-edge metadata (inferred for foreign files).
+
+    Another model's files are never replaced without `force` (`outputs.check_adoption`): a
+    folder of ours holding another fp32 model (its model.onnx would change under a manifest
+    that then lies), or a folder not ours holding files of the names this tool writes.
+    """
     from .contract import InputContract
-    from .io import atomic_path
+    from .io import atomic_path, sha256_file
     from .model.preprocessing import ImageSpec, resize_edge_for
     from .onnx_io import read_metadata, set_metadata
+    from .outputs import check_adoption
 
     model = load_onnx(path)
+    target = Path(output_dir) / FP32_ONNX
+    adopting = Path(path).resolve() != target.resolve()
+    if adopting:
+        check_adoption(Path(output_dir), force, sha256_file(path))
     if "input" not in read_metadata(model):
         inp = model.graph.input[0]
         dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
@@ -422,8 +468,7 @@ def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None 
         rank = len(outs[0].type.tensor_type.shape.dim)
         set_metadata(model, {"input": json.loads(contract.to_json()), "head": "logits" if len(outs) == 1 and rank == 2 else "features",
                              "outputs": [o.name for o in outs], "labels": {}, "precision": "fp32", "source": str(path)})
-    target = Path(output_dir) / FP32_ONNX
-    if Path(path).resolve() != target.resolve():
+    if adopting:
         with atomic_path(target) as tmp:
             onnx.save(model, str(tmp))
     return target

@@ -148,10 +148,8 @@ def test_disk_full_leaves_no_half_written_artifact(capsys, tmp_path, monkeypatch
     code, _, err = run(capsys, "build", "--precision", "fp16", "--output", out)
     line = one_line(err)
     assert code == 2 and "model.fp16.onnx" in line and "No space left on device" in line
-    assert not (out / "model.fp16.onnx").exists()
-    assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
-    manifest = json.loads((out / "manifest.json").read_text())  # still true: lists what is complete
-    assert list(manifest["artifacts"]) == ["model.onnx"]
+    assert not out.exists()  # a build that fails commits nothing: the folder is as it was (absent)
+    assert not list(tmp_path.glob(".out.staging-*"))  # and its staging folder is gone
 
 
 def test_interrupted_build_leaves_no_half_written_artifact(capsys, tmp_path, monkeypatch):
@@ -164,8 +162,7 @@ def test_interrupted_build_leaves_no_half_written_artifact(capsys, tmp_path, mon
     out = tmp_path / "out"
     code, _, err = run(capsys, "build", "--precision", "best", "--output", out)
     assert code == 130 and "interrupted" in err
-    assert not (out / "model.int8.onnx").exists()
-    assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
+    assert not out.exists() and not list(tmp_path.glob(".out.staging-*"))  # nothing committed, nothing left
 
 
 def test_rebuild_into_the_same_folder_replaces_each_artifact(capsys, built, tmp_path):

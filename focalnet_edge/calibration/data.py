@@ -136,5 +136,7 @@ def _from_npz(path: Path, contract: InputContract, size: int | None, seed: int) 
     except Exception as e:  # zip and pickle errors
         raise InputError(f"{path}: not a readable .npz of arrays ({e.__class__.__name__})") from None
     contract.check_shape(arrays.shape, str(arrays.dtype))
+    if len(arrays) == 0 or (arrays.dtype.kind == "f" and not np.isfinite(arrays).all()):
+        raise InputError(f"{path}: {key!r} " + ("has 0 rows" if len(arrays) == 0 else "holds NaN or inf") + ": nothing to calibrate with")
     idx = _sample(list(range(len(arrays))), size, seed)
     return CalibrationSet(np.ascontiguousarray(arrays[idx]), None, str(path))

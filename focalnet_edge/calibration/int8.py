@@ -142,14 +142,23 @@ def save_ranges(path: str | Path, ranges: dict[str, tuple[float, float]], method
     atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
-def load_ranges(path: str | Path) -> tuple[dict[str, tuple[float, float]], dict]:
+def load_ranges(path: str | Path, model_sha256: str | None = None) -> tuple[dict[str, tuple[float, float]], dict]:
+    """The ranges of a calibration cache; `InputError` when empty, non-finite, lo > hi, or (given
+    `model_sha256`, the fp32 model's) made for another model."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        ranges = {k: (float(v[0]), float(v[1])) for k, v in doc["ranges"].items()}
+        ranges = {str(k): (float(v[0]), float(v[1])) for k, v in doc["ranges"].items()}
     except FileNotFoundError:
         raise InputError(f"{path}: no such calibration cache") from None
-    except (ValueError, KeyError, TypeError, IndexError) as e:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OSError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: not a focalnet-edge calibration cache ({e.__class__.__name__})") from None
+    bad = next((k for k, (lo, hi) in ranges.items() if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi)), None)
+    if not ranges or bad is not None:
+        raise InputError(f"{path}: calibration cache " + (f"range of {bad!r} is {list(ranges[bad])}, expected finite lo <= hi"
+                         if bad is not None else "holds no ranges") + "; recalibrate with --calib-data")
+    if model_sha256 is not None and doc.get("model_sha256") != model_sha256:
+        raise InputError(f"{path}: calibration cache was made for another model (sha256 {str(doc.get('model_sha256'))[:12]}...); "
+                         "recalibrate with --calib-data")
     return ranges, doc
 
 

@@ -107,6 +107,16 @@ class FocalNetConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not self.layer_norm_eps > 0:
             raise ConfigError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps}")
+        self._check_size()
+
+    def _check_size(self) -> None:
+        """Refuse a config whose weights alone would not fit in memory (e.g. embed_dim 1000000), before allocating."""
+        from ..limits import require_memory
+
+        # per block: the MLP (2 * mlp_ratio * C^2) and the modulation's projections (about 4 * C^2)
+        params = sum(d * (2 * self.mlp_ratio + 4) * (self.embed_dim * 2**i) ** 2 for i, d in enumerate(self.depths))
+        require_memory(4 * params, f"config embed_dim={self.embed_dim}, depths={self.depths} (about {params:.2g} parameters)",
+                       "check config.json", share=0.5)
 
     def _set_labels(self) -> None:
         if self.id2label is not None:

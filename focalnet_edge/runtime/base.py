@@ -8,12 +8,14 @@ tensors the artifact expects (`prepare`), through the same preprocessing as the 
 from __future__ import annotations
 
 import abc
+import functools
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ArtifactError, InputError
 from ..contract import InputContract
 from ..model.preprocessing import ImageLike
 
@@ -48,6 +50,26 @@ class Runner(abc.ABC):
     head: str = "logits"
     name: str = "runner"
     device: str | None = None  #: what runs it, in words (e.g. "ONNX Runtime CPUExecutionProvider")
+    _closed: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every backend's `close` marks the runner closed, so a later call is one clear error."""
+        super().__init_subclass__(**kwargs)
+        inner = cls.__dict__.get("close")
+        if inner is not None and not getattr(inner, "_marks_closed", False):
+            @functools.wraps(inner)
+            def close(self) -> None:
+                try:
+                    inner(self)
+                finally:
+                    self._closed = True
+
+            close._marks_closed = True  # type: ignore[attr-defined]
+            cls.close = close  # type: ignore[method-assign]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ArtifactError(f"{self.name}: used after close(); load the artifact again (focalnet_edge.runtime.load)")
 
     # -- the protocol --------------------------------------------------------------------------
     @property
@@ -60,6 +82,7 @@ class Runner(abc.ABC):
 
     def run(self, batch) -> dict[str, Any]:
         """Every output by name. Checks `batch` first; splits it when over the maximum batch."""
+        self._check_open()
         as_torch = _is_torch(batch)
         device = batch.device if as_torch else None
         array = batch.detach().cpu().numpy() if as_torch else batch
@@ -81,8 +104,9 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
 
-    def close(self) -> None:  # noqa: B027 - optional
+    def close(self) -> None:
         """Release the session or engine."""
+        self._closed = True
 
     def __enter__(self):
         return self
@@ -116,10 +140,13 @@ class Runner(abc.ABC):
     # -- images ----------------------------------------------------------------------------------
     def prepare(self, images: list[ImageLike] | ImageLike) -> np.ndarray:
         """Images (paths, PIL images, uint8 HxWx3 RGB frames) -> the artifact's input batch."""
-        return self.contract.prepare(images)
+        return self.contract.prepare(check_images(images))
 
     def predict(self, images: list[ImageLike] | ImageLike, top_k: int = 5) -> list[list[dict[str, Any]]]:
         """Top-k labels per image: [[{"index", "label", "score"}, ...], ...]."""
+        self._check_open()
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+            raise InputError(f"top_k {top_k!r} not accepted: expected a whole number >= 1")
         if self.head not in ("logits", "probs"):
             raise InputError(f"predict needs a classification artifact (logits or probs head), this one has {self.head!r}")
         out = self(self.prepare(images))
@@ -131,3 +158,28 @@ class Runner(abc.ABC):
             top = np.argsort(-row, kind="stable")[:k]
             results.append([{"index": int(i), "label": self.labels.get(int(i), str(i)), "score": float(row[i])} for i in top])
         return results
+
+
+def check_images(images: Any) -> list:
+    """`images` as a non-empty list of paths, PIL images or uint8 frames, or one clear `InputError`."""
+    from PIL import Image
+
+    items = list(images) if isinstance(images, (list, tuple)) else [images]
+    if not items:
+        raise InputError("no images given: pass paths, PIL images or uint8 (height, width, 3) frames")
+    for i, im in enumerate(items):
+        where = f"image {i}" if isinstance(images, (list, tuple)) else "image"
+        if isinstance(im, (bytes, bytearray, memoryview)):
+            raise InputError(f"{where} is {type(im).__name__}: pass a path, a PIL image or a uint8 frame "
+                             "(decode bytes first: PIL.Image.open(io.BytesIO(data)))")
+        if isinstance(im, Image.Image):
+            size = im.size
+        elif isinstance(im, np.ndarray):
+            size = im.shape[:2] if im.ndim == 3 else (1, 1)  # other ranks: to_pil names the expected shape
+        elif isinstance(im, (str, os.PathLike)):
+            continue
+        else:
+            raise InputError(f"{where} is {type(im).__name__} {str(im)[:40]!r}: expected a path, a PIL image or a uint8 (height, width, 3) frame")
+        if min(size) < 1:
+            raise InputError(f"{where} is {size[0]}x{size[1]}: an empty image has nothing to classify")
+    return items

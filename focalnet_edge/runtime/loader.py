@@ -80,6 +80,8 @@ def load(path: str | os.PathLike, artifact: str | None = None, **runner_options)
     `artifact` is a file name or a precision. Artifacts listed in a `manifest.json` are checked
     against their sha256 first. `runner_options` go to the runner (e.g. providers, threads).
     """
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ArtifactError(f"load() needs the path of an output folder or an artifact, got {path!r}")
     path = Path(path)
     if path.is_dir():
         return load_entry(path, choose_artifact(read_manifest(path), artifact), **runner_options)
