@@ -40,14 +40,6 @@ DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "in
           "INT32": "int32", "INT64": "int64", "BOOL": "bool"}
 
 
-def __getattr__(name: str) -> Any:  # the builder's names moved to the engine stage; cli.py still imports them here
-    if name in ("EngineOptions", "HARDWARE_COMPATIBILITY"):
-        from .. import engine
-
-        return getattr(engine, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def tensorrt_available() -> bool:
     """Whether the real TensorRT imports here (no GPU check).
 
