@@ -211,7 +211,10 @@ def _demo_folder(tmp_path, entries):
     from focalnet_edge.contract import InputContract
     from focalnet_edge.onnx_io import set_metadata
 
-    manifest = {"input": json.loads(InputContract().to_json()), "artifacts": {}}
+    from focalnet_edge.io import sha256_file
+
+    manifest = {"format": 1, "tool": {"name": "focalnet-edge"}, "model": {"source": "demo", "weights_sha256": {}, "config": {}},
+                "input": json.loads(InputContract().to_json()), "artifacts": {}}
     for name, precision, errors in entries:
         x = helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, 224, 224])
         y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])
@@ -220,6 +223,7 @@ def _demo_folder(tmp_path, entries):
         set_metadata(model, {"input": json.loads(InputContract().to_json())})
         (tmp_path / name).write_bytes(model.SerializeToString())
         manifest["artifacts"][name] = {"path": name, "precision": precision, "format": "onnx",
+                                       "sha256": sha256_file(tmp_path / name), "bytes": (tmp_path / name).stat().st_size,
                                        "tensorrt_check": {"errors": errors, "warnings": 0, "first": ["error: n: bad"] if errors else []}}
     return manifest
 
