@@ -120,8 +120,10 @@ def test_an_engine_keeps_the_contract_of_its_own_onnx_file(tmp_path):
     set_metadata(model, {"input": json.loads(InputContract().to_json())})  # float32, as the fp32 export wrote it
     (tmp_path / "model.fp16.onnx").write_bytes(model.SerializeToString())
     assert source_contract(tmp_path / "model.fp16.onnx").dtype == "float16"
-    manifest = {"input": json.loads(InputContract().to_json()), "labels": {}, "outputs": ["logits"],
+    manifest = {"format": 1, "tool": {"name": "focalnet-edge"}, "model": {"source": "demo", "weights_sha256": {}, "config": {}},
+                "input": json.loads(InputContract().to_json()), "labels": {}, "outputs": ["logits"],
                 "artifacts": {"model.fp16.engine": {"path": "model.fp16.engine", "precision": "fp16", "requires": {},
+                                                    "format": "tensorrt-plan", "sha256": "0" * 64, "bytes": 0,
                                                     "input": json.loads(InputContract(dtype="float16").to_json())}}}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert trt_mod._facts_from_manifest(tmp_path / "model.fp16.engine")["input"]["dtype"] == "float16"
