@@ -80,9 +80,11 @@ BUILD_PRECISIONS: dict[str, tuple[str, ...]] = {
 
 #: the INT8 accuracy gate's default target: the int8 row's top-1 agreement
 INT8_MIN_AGREEMENT = PRECISIONS["int8"].thresholds.min_top1
-#: the gate's other targets: mean cosine (the int8 row's) and logit SQNR against fp32
+#: the gate's other targets: mean cosine (the int8 row's) and logit SQNR against fp32. 25 dB is
+#: noise at 0.3% of the logits' power (cosine ~0.998): the trained demo measures ~30 dB, the
+#: placement issue 11 replaced 23.8 dB on focalnet-tiny
 INT8_MIN_COSINE = PRECISIONS["int8"].thresholds.min_cosine
-INT8_MIN_SQNR_DB = 30.0
+INT8_MIN_SQNR_DB = 25.0
 #: TensorRT runs FP8 from compute capability 8.9 (Ada, Hopper, Blackwell, Jetson Thor); not on Orin (8.7)
 FP8_MIN_COMPUTE_CAPABILITY = (8, 9)
 

@@ -52,7 +52,7 @@ METHODS = ("max", "entropy", "percentile")
 FORMS = ("tensorrt", "cpu")
 QTYPES = ("int8", "fp8")
 QUANTIZED_OPS = WEIGHTED_OPS
-RESIDUAL_FORMS = ("none", "skip")
+RESIDUAL_FORMS = ("none", "skip", "both")  #: "both": the placement before issue 11, kept to measure against
 #: Q/DQ on the residual Adds of the TensorRT form. Measured on focalnet-tiny with realistic
 #: statistics (benchmarks/int8_vs_modelopt.py): logit SQNR 23.8 dB with Q/DQ on both inputs,
 #: and about the same with ("skip") or without ("none") Q/DQ on the skip input alone, while the
@@ -151,7 +151,7 @@ def quantize(
 
     `residual` (TensorRT form): "none" leaves the residual Adds without Q/DQ; "skip" puts one
     Q/DQ on each Add's skip input (TensorRT's and ModelOpt's form for fusing the Add into the
-    GEMM epilogue).
+    GEMM epilogue); "both" on both inputs (the earlier placement, for comparison only).
     """
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
@@ -180,10 +180,11 @@ def quantize(
                                nodes_to_exclude=exclude, op_types_to_quantize=ops, extra_options=extra)
     quantizer.quantize_model()
     q = float_inputs_for_float_nodes(quantizer.model.model, set(nodes))
-    if form == "tensorrt" and residual == "skip":
+    if form == "tensorrt" and residual != "none":
         fp32 = onnx.load(str(fp32_path))
         adds = [n for n in fp32.graph.node if n.name in set(residual_adds(fp32)) - set(exclude)]
-        _qdq_on_inputs(q, [(a.name, skip_input(fp32, a)) for a in adds], ranges)
+        edges = [(a.name, i) for a in adds for i in (a.input if residual == "both" else [skip_input(fp32, a)])]
+        _qdq_on_inputs(q, edges, ranges)
     return q
 
 
