@@ -176,7 +176,12 @@ def main() -> None:
 
 
 def study(fp32_path: Path, calib: np.ndarray, hold: np.ndarray, ref: np.ndarray, exclude: list[str]) -> None:
-    """Calibration method and image count: logit SQNR of the default placement (fp32 float parts)."""
+    """Residual Add placement, calibration method and image count: logit SQNR (fp32 float parts)."""
+    ranges = compute_ranges(fp32_path, calib, "max")
+    print("\n| residual Add Q/DQ (max ranges) | logit SQNR (dB) | top-1 |\n|---|---|---|")
+    for residual in ("none", "branch", "skip", "both"):
+        s = score(ref, outputs(quantize(fp32_path, ranges, "tensorrt", exclude, residual), hold), True)
+        print(f"| {residual} | {s.sqnr_db:.1f} | {s.top1:.2f} |", flush=True)
     print("\n| ranges | calibration images | time (s) | logit SQNR (dB) | top-1 |\n|---|---|---|---|---|")
     for method, n in (("max", 32), ("max", 64), ("max", len(calib)), ("percentile", len(calib)), ("entropy", len(calib))):
         t0 = time.perf_counter()

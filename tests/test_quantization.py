@@ -189,3 +189,20 @@ def test_fp8_build_of_the_demo_passes_tensorrts_checks(demo, tmp_path):
     assert [f for f in check_model(m) if f.severity == "error"] == []
     assert r.qtype == "fp8" and r.gate_passed and r.score.sqnr_db > 30 and r.int8_flop_share > 0.9
     assert r.to_manifest()["placement"]["int8_flop_share"] == r.int8_flop_share
+
+
+def test_local_noise_picks_the_node_whose_range_is_ruined(demo):
+    from focalnet_edge.calibration.gate import local_noise, sensitivity_pass
+
+    path, _, hold, ranges = demo
+    fp32 = onnx.load(str(path))
+    fc1 = next(n for n in fp32.graph.node if n.name.endswith("stages.2/layers.1/mlp/fc1/MatMul"))
+    ruined = dict(ranges)
+    ruined[fc1.input[0]] = tuple(v / 100 for v in ranges[fc1.input[0]])  # its input clipped hard
+    q = quantize(path, ruined, "tensorrt", stem_and_head(fp32))
+    candidates = [n.name for n in fp32.graph.node if n.op_type in ("Conv", "MatMul") and n.name not in stem_and_head(fp32)]
+    x = hold.inputs[:8]
+    noise = local_noise(q, fp32, candidates, x)
+    assert max(noise, key=noise.get) == fc1.name and noise[fc1.name] > 10 * sorted(noise.values())[-2]
+    gain, order = sensitivity_pass(q, fp32, candidates, gemm_flops(fp32), outputs(fp32, x), x, limit=3)
+    assert len(gain) == 3 and fc1.name in gain and gain[fc1.name] > 3 and order[0] == fc1.name

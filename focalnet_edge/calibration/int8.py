@@ -52,7 +52,7 @@ METHODS = ("max", "entropy", "percentile")
 FORMS = ("tensorrt", "cpu")
 QTYPES = ("int8", "fp8")
 QUANTIZED_OPS = WEIGHTED_OPS
-RESIDUAL_FORMS = ("none", "skip", "both")  #: "both": the placement before issue 11, kept to measure against
+RESIDUAL_FORMS = ("none", "skip", "branch", "both")  #: "both": the placement before issue 11, kept to measure against
 #: Q/DQ on the residual Adds of the TensorRT form. Measured on focalnet-tiny with realistic
 #: statistics (benchmarks/int8_vs_modelopt.py): logit SQNR 23.8 dB with Q/DQ on both inputs,
 #: and about the same with ("skip") or without ("none") Q/DQ on the skip input alone, while the
@@ -62,6 +62,7 @@ RESIDUAL_FORMS = ("none", "skip", "both")  #: "both": the placement before issue
 RESIDUAL_QDQ = "none"
 DEFAULT_METHOD = "max"  #: chosen by measurement on focalnet-tiny (benchmarks/README.md)
 SENSITIVITY_IMAGES = 16  #: held-back images the per-node sensitivity pass runs on
+SENSITIVITY_NODES = 24  #: nodes measured end to end by it, those with the most local quantization noise
 
 __all__ = [
     "FORMS", "METHODS", "QTYPES", "RESIDUAL_QDQ", "Int8Result", "PlacementReport", "build_fp8", "build_int8",
@@ -151,7 +152,8 @@ def quantize(
 
     `residual` (TensorRT form): "none" leaves the residual Adds without Q/DQ; "skip" puts one
     Q/DQ on each Add's skip input (TensorRT's and ModelOpt's form for fusing the Add into the
-    GEMM epilogue); "both" on both inputs (the earlier placement, for comparison only).
+    GEMM epilogue); "branch" on the other input (the block's output); "both" on both inputs (the
+    earlier placement). All but "none" are kept for measuring against (benchmarks/).
     """
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
@@ -183,7 +185,9 @@ def quantize(
     if form == "tensorrt" and residual != "none":
         fp32 = onnx.load(str(fp32_path))
         adds = [n for n in fp32.graph.node if n.name in set(residual_adds(fp32)) - set(exclude)]
-        edges = [(a.name, i) for a in adds for i in (a.input if residual == "both" else [skip_input(fp32, a)])]
+        pick = {"skip": lambda a: [skip_input(fp32, a)], "both": lambda a: list(a.input),
+                "branch": lambda a: [i for i in a.input if i != skip_input(fp32, a)]}[residual]
+        edges = [(a.name, i) for a in adds for i in pick(a)]
         _qdq_on_inputs(q, edges, ranges)
     return q
 
@@ -330,6 +334,7 @@ def build_int8(
     residual: str = RESIDUAL_QDQ,
     qtype: str = "int8",
     sensitivity_images: int = SENSITIVITY_IMAGES,
+    sensitivity_nodes: int | None = SENSITIVITY_NODES,
     progress: bool = False,
 ) -> Int8Result:
     """Quantize, run the accuracy gate on `holdout` inputs, write the graph atomically to `output`.
@@ -339,7 +344,8 @@ def build_int8(
     overflow float16 on `calibration_inputs` stay fp32. `qtype="fp8"` writes FLOAT8E4M3FN Q/DQ
     (TensorRT form only). The gate judges the graph as written; the per-node sensitivity pass
     (only when the first graph misses the target) runs with fp32 float parts on
-    `sensitivity_images` of the held-back images, and at most `max_fallback` nodes go back.
+    `sensitivity_images` of the held-back images, measures the `sensitivity_nodes` nodes with
+    the most local quantization noise (None: all), and at most `max_fallback` nodes go back.
     """
     if float_type not in ("fp32", "fp16"):
         raise ConfigError(f"int8 float type {float_type!r} not supported; expected fp32 or fp16")
@@ -375,7 +381,8 @@ def build_int8(
         candidates = [n for n in quantizable_nodes(fp32, form) if n not in exclude]
         sub = min(len(holdout), max(1, sensitivity_images))
         probe, _ = _finalize(first, fp32, qtype, "fp32", None, None)  # fp32 float parts: the ranking only
-        sensitivity, order = gate.sensitivity_pass(probe, fp32, candidates, flops, ref[:sub], holdout[:sub], progress)
+        sensitivity, order = gate.sensitivity_pass(probe, fp32, candidates, flops, ref[:sub], holdout[:sub],
+                                                   sensitivity_nodes, progress, proxy=first)
         timings["sensitivity"] = time.perf_counter() - t0
         t0 = time.perf_counter()
 
