@@ -128,12 +128,13 @@ def main() -> None:
     exclude = stem_and_head(fp32)
     forms: dict[str, Path] = {"fp32": fp32_path}
     print(HEADER)
-    for residual in ("both", "skip", "none"):
+    for residual in ("both", "skip", "branch", "none"):
         q = quantize(fp32_path, ranges, "tensorrt", exclude, residual)
         path = out / f"project.int8.{residual}.fp32.onnx"
         onnx.save(q, str(path))
         forms[f"project int8, residual {residual}, fp32 float"] = path
-        note = {"both": "before issue 11", "skip": "TensorRT/ModelOpt residual rule", "none": "default"}[residual]
+        note = {"both": "before issue 11", "skip": "TensorRT/ModelOpt residual rule", "branch": "block output only",
+                "none": "default"}[residual]
         print(row(f"focalnet-edge int8, residual Q/DQ {residual}, fp32 float parts", q, ref, hold, flops, note), flush=True)
     t0 = time.perf_counter()
     r = build_int8(fp32_path, out / "model.int8.onnx", ranges, hold, float_type="fp16", calibration_inputs=cal.inputs)
@@ -155,6 +156,10 @@ def main() -> None:
                 forms[f"ModelOpt int8, {high} float"] = path
                 m = onnx.load(str(path))
                 print(row(f"ModelOpt int8, {high} float parts", m, ref, hold, gemm_flops(m), "ModelOpt defaults (stem, head quantized)"), flush=True)
+    top = sorted(r.sensitivity, key=r.sensitivity.get, reverse=True)[:6]
+    if top:
+        print("\nmost sensitive nodes (SQNR gain in dB back in float, on 16 images): "
+              + ", ".join(f"{n.split('/model/')[-1]} {r.sensitivity[n]:+.2f}" for n in top))
     print(f"\nINT8 build of focalnet-tiny (default: max ranges, gate, fp16 float parts): load {t_load:.0f} s + ranges "
           f"{t_ranges:.0f} s ({len(cal)} images) + quantize/gate/write {t_build:.0f} s = {t_load + t_ranges + t_build:.0f} s; "
           f"phases {json.dumps(r.timings)}; gate: {r.score}, placement: {r.placement.summary()}")
