@@ -1,11 +1,14 @@
-"""Precision lives in the ONNX: calibration data, the FP16 graph and the INT8 Q/DQ graphs."""
+"""Precision lives in the ONNX: calibration data, the FP16 graph, the INT8 and FP8 Q/DQ graphs."""
 
 from .data import CalibrationSet, load_calibration_data
 from .fp16 import Fp16Result, convert_fp16
 from .int8 import (
     FORMS,
     METHODS,
+    RESIDUAL_QDQ,
     Int8Result,
+    PlacementReport,
+    build_fp8,
     build_int8,
     compute_ranges,
     load_ranges,
@@ -21,6 +24,9 @@ __all__ = [
     "CalibrationSet",
     "Fp16Result",
     "Int8Result",
+    "PlacementReport",
+    "RESIDUAL_QDQ",
+    "build_fp8",
     "build_int8",
     "compute_ranges",
     "convert_fp16",

@@ -34,8 +34,12 @@ class CalibrationSet:
     def __len__(self) -> int:
         return len(self.inputs)
 
-    def split(self, holdout: float = 0.2, minimum: int = 8, seed: int = 0) -> tuple[CalibrationSet, CalibrationSet]:
-        """(calibration part, held-back part); the held-back part judges the INT8 graph."""
+    def split(self, holdout: float = 0.2, minimum: int = 100, seed: int = 0) -> tuple[CalibrationSet, CalibrationSet]:
+        """(calibration part, held-back part); the held-back part judges the INT8 graph.
+
+        At least `minimum` images are held back (100: one disagreement is then 1% of top-1),
+        never more than half; with fewer than 200 images the gate says so (`gate.holdout_note`).
+        """
         n = len(self)
         k = min(n // 2, max(minimum, int(round(n * holdout))))
         if k < 1:

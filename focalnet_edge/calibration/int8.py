@@ -1,93 +1,82 @@
-"""INT8: explicit Q/DQ graphs calibrated with `onnxruntime.quantization`, gated on accuracy.
+"""INT8 (and FP8): explicit Q/DQ graphs calibrated with `onnxruntime.quantization`, gated on accuracy.
 
-Two forms from the same calibration ranges:
+Forms from the same calibration ranges:
 
-- ``tensorrt`` (`model.int8.onnx`): what TensorRT's ONNX parser builds strongly typed and fuses:
-  int8 only, zero point 0 (symmetric), per-channel weights on the output-channel axis,
-  per-tensor activations, float bias (no int32 bias), Q/DQ on the inputs of Conv, MatMul, Gemm
-  and of residual Adds, none on LayerNormalization; stem and head left in float.
+- ``tensorrt`` (`model.int8.onnx`): placed by TensorRT's explicit-quantization rules (see
+  `placement`): int8 only, zero point 0 (symmetric), per-channel weights on the output-channel
+  axis, per-tensor activations, float bias (no int32 bias); Q/DQ on the inputs of every Conv
+  (depth-wise focal convolutions and the 1x1 `h` included), MatMul and Gemm, on no GEMM output,
+  none on LayerNormalization, none on the residual Adds (`RESIDUAL_QDQ`); stem and head left in
+  float. The same graph with FLOAT8E4M3FN Q/DQ is `model.fp8.onnx` (`fp8.py`).
 - ``cpu`` (`model.int8.cpu.onnx`): what ONNX Runtime's CPU kernels run fastest (measured, see
   benchmarks/README.md): uint8 activations (asymmetric), int8 per-channel weights, on MatMul and
   Gemm only, outputs left in float (ONNX Runtime fuses each into MatMulIntegerToFloat); the
   depth-wise convolutions stay fp32, where quantizing them measured slower.
 
-The accuracy gate compares the INT8 graph with the fp32 graph on images held back from the
-calibration source, and moves the most sensitive block (measured one block at a time) back to
-float until top-1 agreement reaches the target or the limit of blocks is reached.
+`build_int8` quantizes, then runs the accuracy gate (`gate.py`) on images held back from the
+calibration source: logit SQNR, cosine, top-1/top-5 agreement against the fp32 graph; where
+the target is missed, single GEMM/Conv nodes go back to float, the best SQNR gain per FLOP first.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from ..artifacts import INT8_MIN_AGREEMENT, INT8_MIN_COSINE, INT8_MIN_SQNR_DB
 from ..errors import ConfigError, InputError
-from ..onnx_io import ort_session, read_metadata, set_metadata
 from ..io import atomic_path, atomic_write_text
-from ..metrics import cosine, topk_agreement
+from ..onnx_io import read_metadata, set_metadata
+from . import gate
+from .placement import (
+    WEIGHTED_OPS,
+    PlacementReport,
+    gemm_flops,
+    node_group,
+    placement_report,
+    residual_adds,
+    skip_input,
+    stem_and_head,
+)
 
 log = logging.getLogger(__name__)
 
 METHODS = ("max", "entropy", "percentile")
 FORMS = ("tensorrt", "cpu")
-QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
-_GROUP = re.compile(r"/(embeddings|encoder/stages\.\d+/layers\.\d+|encoder/stages\.\d+/downsample|layernorm|classifier|decoder)/")
+QTYPES = ("int8", "fp8")
+QUANTIZED_OPS = WEIGHTED_OPS
+RESIDUAL_FORMS = ("none", "skip", "branch", "both")  #: "both": the placement before issue 11, kept to measure against
+#: Q/DQ on the residual Adds of the TensorRT form: none, by measurement. focalnet-tiny with
+#: realistic statistics (benchmarks/int8_vs_modelopt.py, fp32 float parts, 100 held-back images):
+#: logit SQNR 14.6 dB with Q/DQ on both inputs (the placement before issue 11), 14.6 dB on the
+#: skip input alone (TensorRT's/ModelOpt's rule for fusing the Add into a Conv epilogue), 29.9 dB
+#: with none; the trained demo: 30.2 dB skip, 30.9 dB none. Quantizing the carried hidden state
+#: per tensor is what costs: its range grows with depth and its outlier channels set the scale.
+#: The sums feed LayerNorm in float, so TensorRT runs no int8 add in any of these forms, and
+#: "none" adds no quantize kernel of its own on a tensor that LayerNorm also reads.
+RESIDUAL_QDQ = "none"
+DEFAULT_METHOD = "max"  #: kept; `benchmarks/int8_vs_modelopt.py --study` measures max/percentile/entropy and image counts
+SENSITIVITY_IMAGES = 16  #: held-back images the per-node sensitivity pass runs on
+SENSITIVITY_NODES = 24  #: nodes measured end to end by it, those with the most local quantization noise
 
-
-# -- graph structure -----------------------------------------------------------------------------
-def node_group(name: str) -> str | None:
-    """The block a node belongs to: 'embeddings', 'encoder/stages.2/layers.1', 'classifier', ..."""
-    m = _GROUP.search(name)
-    return m.group(1) if m else None
-
-
-def _initializers(model: onnx.ModelProto) -> set[str]:
-    names = {i.name for i in model.graph.initializer}
-    names |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
-    return names
-
-
-def residual_adds(model: onnx.ModelProto) -> list[str]:
-    """Adds of two activations where one is also read elsewhere: the skip connections."""
-    consts = _initializers(model)
-    consumers: dict[str, int] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers[i] = consumers.get(i, 0) + 1
-    return [
-        n.name
-        for n in model.graph.node
-        if n.op_type == "Add"
-        and len(n.input) == 2
-        and not any(i in consts for i in n.input)
-        and any(consumers.get(i, 0) >= 2 for i in n.input)
-    ]
-
-
-def stem_and_head(model: onnx.ModelProto) -> list[str]:
-    """The nodes kept in float by default: the patch-embedding convolution and the head."""
-    return [
-        n.name
-        for n in model.graph.node
-        if n.op_type in QUANTIZED_OPS and node_group(n.name) in ("classifier", "decoder")
-        or (n.op_type == "Conv" and "patch_embeddings" in n.name and node_group(n.name) == "embeddings")
-    ]
+__all__ = [
+    "FORMS", "METHODS", "QTYPES", "RESIDUAL_QDQ", "Int8Result", "PlacementReport", "build_fp8", "build_int8",
+    "compute_ranges", "load_ranges", "node_group", "qdq_form_problems", "quantize", "residual_adds",
+    "save_ranges", "stem_and_head",
+]
 
 
 def quantizable_nodes(model: onnx.ModelProto, form: str) -> list[str]:
+    """The GEMM/Conv nodes a form quantizes (before stem/head and gate exclusions)."""
     ops = QUANTIZED_OPS if form == "tensorrt" else ("MatMul", "Gemm")
-    nodes = [n.name for n in model.graph.node if n.op_type in ops]
-    if form == "tensorrt":
-        nodes += residual_adds(model)
-    return nodes
+    return [n.name for n in model.graph.node if n.op_type in ops]
 
 
 # -- calibration ranges ----------------------------------------------------------------------------
@@ -112,7 +101,7 @@ class _Reader:
             yield item
 
 
-def compute_ranges(fp32_path: str | Path, inputs: np.ndarray, method: str = "max", percentile: float = 99.99) -> dict[str, tuple[float, float]]:
+def compute_ranges(fp32_path: str | Path, inputs: np.ndarray, method: str = DEFAULT_METHOD, percentile: float = 99.99) -> dict[str, tuple[float, float]]:
     """Ranges of every tensor read or written by Conv/MatMul/Gemm/Add, by `method`, on the CPU."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 
@@ -168,8 +157,15 @@ def quantize(
     ranges: dict[str, tuple[float, float]],
     form: str = "tensorrt",
     exclude: list[str] | None = None,
+    residual: str = RESIDUAL_QDQ,
 ) -> onnx.ModelProto:
-    """The Q/DQ graph of `fp32_path` in `form`, with the nodes in `exclude` left in float."""
+    """The int8 Q/DQ graph of `fp32_path` in `form`, with the nodes in `exclude` left in float.
+
+    `residual` (TensorRT form): "none" leaves the residual Adds without Q/DQ; "skip" puts one
+    Q/DQ on each Add's skip input (TensorRT's and ModelOpt's form for fusing the Add into the
+    GEMM epilogue); "branch" on the other input (the block's output); "both" on both inputs (the
+    earlier placement). All but "none" are kept for measuring against (benchmarks/).
+    """
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
@@ -177,15 +173,17 @@ def quantize(
 
     if form not in FORMS:
         raise ConfigError(f"int8 form {form!r} not supported; expected one of {', '.join(FORMS)}")
+    if residual not in RESIDUAL_FORMS:
+        raise ConfigError(f"residual Q/DQ {residual!r} not supported; expected one of {', '.join(RESIDUAL_FORMS)}")
     model = load_model_with_shape_infer(Path(fp32_path))
     tensors = TensorsData(CalibrationMethod.MinMax, {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in ranges.items()})
     exclude = list(exclude or [])
     nodes = [n for n in quantizable_nodes(model, form) if n not in exclude]
     common = {"QuantizeBias": False, "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}, "WeightSymmetric": True}
-    if form == "tensorrt":
+    if form == "tensorrt":  # inputs of GEMM/Conv only: their outputs stay float
         act = QuantType.QInt8
-        extra = {**common, "ActivationSymmetric": True, "OpTypesToExcludeOutputQuantization": ["Add", *QUANTIZED_OPS]}
-        ops = [*QUANTIZED_OPS, "Add"]
+        extra = {**common, "ActivationSymmetric": True, "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)}
+        ops = list(QUANTIZED_OPS)
     else:  # measured fastest on ONNX Runtime's CPU kernels: int8 matrix products, float elsewhere
         act = QuantType.QUInt8
         extra = {**common, "ActivationSymmetric": False, "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]}
@@ -194,7 +192,15 @@ def quantize(
                                activation_qType=act, tensors_range=tensors, nodes_to_quantize=nodes,
                                nodes_to_exclude=exclude, op_types_to_quantize=ops, extra_options=extra)
     quantizer.quantize_model()
-    return float_inputs_for_float_nodes(quantizer.model.model, set(nodes))
+    q = float_inputs_for_float_nodes(quantizer.model.model, set(nodes))
+    if form == "tensorrt" and residual != "none":
+        fp32 = onnx.load(str(fp32_path))
+        adds = [n for n in fp32.graph.node if n.name in set(residual_adds(fp32)) - set(exclude)]
+        pick = {"skip": lambda a: [skip_input(fp32, a)], "both": lambda a: list(a.input),
+                "branch": lambda a: [i for i in a.input if i != skip_input(fp32, a)]}[residual]
+        edges = [(a.name, i) for a in adds for i in pick(a)]
+        _qdq_on_inputs(q, edges, ranges)
+    return q
 
 
 def _qdq_quantizer(cls, **kwargs):
@@ -207,6 +213,27 @@ def _qdq_quantizer(cls, **kwargs):
 
         kwargs.update(mode=QuantizationMode.QLinearOps, static=True)
     return cls(**kwargs)
+
+
+def _qdq_on_inputs(model: onnx.ModelProto, edges: list[tuple[str, str]], ranges: dict[str, tuple[float, float]]) -> None:
+    """Insert a symmetric int8 Q/DQ pair on input `tensor` of node `node` for each (node, tensor)."""
+    from onnx import helper, numpy_helper
+
+    nodes = {n.name: n for n in model.graph.node}
+    for node_name, tensor in edges:
+        if tensor not in ranges or node_name not in nodes:
+            continue
+        amax = max(abs(ranges[tensor][0]), abs(ranges[tensor][1])) or 1.0
+        base = f"{tensor}_{node_name}_qdq".replace("/", "_")
+        model.graph.initializer.extend([numpy_helper.from_array(np.array(amax / 127.0, np.float32), base + "_scale"),
+                                        numpy_helper.from_array(np.array(0, np.int8), base + "_zero_point")])
+        q = helper.make_node("QuantizeLinear", [tensor, base + "_scale", base + "_zero_point"], [base + "_q"], name=base + "_Q")
+        dq = helper.make_node("DequantizeLinear", [base + "_q", base + "_scale", base + "_zero_point"], [base + "_dq"], name=base + "_DQ")
+        target = nodes[node_name]
+        target.input[list(target.input).index(tensor)] = base + "_dq"
+        index = list(model.graph.node).index(target)
+        model.graph.node.insert(index, dq)
+        model.graph.node.insert(index, q)
 
 
 def float_inputs_for_float_nodes(model: onnx.ModelProto, quantized: set[str]) -> onnx.ModelProto:
@@ -225,18 +252,11 @@ def float_inputs_for_float_nodes(model: onnx.ModelProto, quantized: set[str]) ->
             q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
             if q is not None and q.op_type == "QuantizeLinear":
                 node.input[k] = q.input[0]
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    dead = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and not any(o in used for o in n.output)]
-    for n in dead:
-        model.graph.node.remove(n)
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    for n in [n for n in model.graph.node if n.op_type == "QuantizeLinear" and not any(o in used for o in n.output)]:
-        model.graph.node.remove(n)
-    return model
+    return gate.prune_qdq(model)
 
 
 def qdq_form_problems(model: onnx.ModelProto) -> list[str]:
-    """What keeps a Q/DQ graph from TensorRT's form (empty: none): int8, zero point 0, no int32 bias."""
+    """What keeps a Q/DQ graph from TensorRT's form (empty: none): int8/fp8, zero point 0, no int32 bias."""
     inits = {i.name: i for i in model.graph.initializer}
     problems = []
     for n in model.graph.node:
@@ -245,9 +265,9 @@ def qdq_form_problems(model: onnx.ModelProto) -> list[str]:
         zp = inits.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
         if zp is not None:
             arr = onnx.numpy_helper.to_array(zp)
-            if arr.dtype != np.int8:
-                problems.append(f"{n.name}: {arr.dtype} zero point (TensorRT takes int8)")
-            elif np.any(arr != 0):
+            if arr.dtype.name not in ("int8", "float8_e4m3fn"):
+                problems.append(f"{n.name}: {arr.dtype} zero point (TensorRT takes int8 or float8e4m3fn)")
+            elif np.any(arr.astype(np.float32) != 0):
                 problems.append(f"{n.name}: non-zero zero point")
         x = inits.get(n.input[0])
         if n.op_type == "DequantizeLinear" and x is not None and x.data_type == onnx.TensorProto.INT32:
@@ -255,33 +275,57 @@ def qdq_form_problems(model: onnx.ModelProto) -> list[str]:
     return problems
 
 
-# -- accuracy gate -----------------------------------------------------------------------------------
-def _outputs(sess, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: inputs[i : i + batch]})[0] for i in range(0, len(inputs), batch)]).astype(np.float32)
-
-
-def agreement(ref: np.ndarray, out: np.ndarray, classify: bool) -> float:
-    """Top-1 agreement for classifiers, else the mean cosine similarity of the first output."""
-    return topk_agreement(ref, out, 1) if classify else cosine(ref, out)
-
-
-def _error(ref: np.ndarray, out: np.ndarray) -> float:
-    """1 - cosine similarity: a smooth sensitivity measure, finer than top-1 changes."""
-    return 1.0 - cosine(ref, out)
-
-
+# -- the build: quantize, gate, write ----------------------------------------------------------------
 @dataclass
 class Int8Result:
+    """What `build_int8`/`build_fp8` wrote and how it measured (the manifest's `int8`/`fp8` entry)."""
+
     path: Path
     form: str
-    agreement: float  #: on the held-back images, against the fp32 graph
+    agreement: float  #: top-1 agreement (classifiers; cosine otherwise) on the held-back images
     min_agreement: float
     gate_passed: bool
-    kept_float: list[str] = field(default_factory=list)  #: blocks moved back to float by the gate
-    excluded_nodes: list[str] = field(default_factory=list)
-    sensitivity: dict[str, float] = field(default_factory=dict)
+    kept_float: list[str] = field(default_factory=list)  #: GEMM/Conv nodes the gate returned to float
+    sensitivity: dict[str, float] = field(default_factory=dict)  #: node -> SQNR gain (dB) back in float
     holdout_images: int = 0
+    qtype: str = "int8"  #: int8 | fp8
+    score: gate.GateScore | None = None  #: the written graph against fp32
+    first_score: gate.GateScore | None = None  #: before the gate returned anything to float
+    target: gate.GateTarget | None = None
+    placement: PlacementReport | None = None  #: of the written graph
+    shortfall: list[str] = field(default_factory=list)  #: what the target still misses, and by how much
+    tried: list[str] = field(default_factory=list)  #: nodes the gate returned to float, in order tried
+    holdout_note: str | None = None  #: set when fewer than gate.MIN_HOLDOUT images were held back
+    timings: dict[str, float] = field(default_factory=dict)  #: seconds per phase
+
+    @property
+    def int8_flop_share(self) -> float:
+        """Share of GEMM/Conv FLOPs that run quantized (int8 or fp8) in the written graph."""
+        return self.placement.int8_flop_share if self.placement else 0.0
+
+    def to_manifest(self) -> dict:
+        """The facts the pipeline records for this artifact (JSON-ready)."""
+        return {
+            "form": self.form, "qtype": self.qtype, "gate_passed": self.gate_passed,
+            "gate": {**(self.score.to_dict() if self.score else {}), "target": asdict(self.target) if self.target else None,
+                     "before_fallback": self.first_score.to_dict() if self.first_score else None,
+                     "shortfall": self.shortfall, "note": self.holdout_note},
+            "holdout_images": self.holdout_images, "kept_float": self.kept_float, "tried": self.tried,
+            "placement": self.placement.to_dict() if self.placement else None, "timings_s": self.timings,
+        }
+
+
+def _finalize(model: onnx.ModelProto, fp32: onnx.ModelProto, qtype: str, float_type: str,
+              calibration_inputs: np.ndarray | None, keep_fp32: list[str] | None) -> tuple[onnx.ModelProto, list[str] | None]:
+    """The written form of a Q/DQ graph (fp32 float parts, int8): FP8 re-typed, float parts fp16."""
+    from .fp16 import to_float16
+    from .fp8 import int8_to_fp8
+
+    if qtype == "fp8":
+        model = int8_to_fp8(model, fp32)
+    if float_type == "fp16":
+        model, keep_fp32 = to_float16(model, calibration_inputs if keep_fp32 is None else None, True, keep_fp32)
+    return model, keep_fp32
 
 
 def build_int8(
@@ -290,65 +334,99 @@ def build_int8(
     ranges: dict[str, tuple[float, float]],
     holdout: np.ndarray,
     form: str = "tensorrt",
-    min_agreement: float = 0.99,
+    min_agreement: float = INT8_MIN_AGREEMENT,
     max_fallback: int = 8,
     keep_stem_and_head: bool = True,
-    progress: Callable[[str], None] | None = None,
+    *,
     float_type: str = "fp32",
     calibration_inputs: np.ndarray | None = None,
+    min_sqnr_db: float = INT8_MIN_SQNR_DB,
+    min_cosine: float = INT8_MIN_COSINE,
+    residual: str = RESIDUAL_QDQ,
+    qtype: str = "int8",
+    sensitivity_images: int = SENSITIVITY_IMAGES,
+    sensitivity_nodes: int | None = SENSITIVITY_NODES,
+    progress: bool = False,
 ) -> Int8Result:
-    """Quantize, then run the accuracy gate on `holdout` inputs; write the result atomically.
+    """Quantize, run the accuracy gate on `holdout` inputs, write the graph atomically to `output`.
 
     `float_type="fp16"` makes the parts left in float (and the Q/DQ scales) float16, so a
     strongly typed TensorRT engine runs them in fp16 too; nodes whose activations measurably
-    overflow float16 on `calibration_inputs` stay fp32. The gate judges the final graph.
+    overflow float16 on `calibration_inputs` stay fp32. `qtype="fp8"` writes FLOAT8E4M3FN Q/DQ
+    (TensorRT form only). The gate judges the graph as written; the per-node sensitivity pass
+    (only when the first graph misses the target) runs with fp32 float parts on
+    `sensitivity_images` of the held-back images, measures the `sensitivity_nodes` nodes with
+    the most local quantization noise (None: all), and at most `max_fallback` nodes go back.
     """
-    from .fp16 import to_float16
-
     if float_type not in ("fp32", "fp16"):
         raise ConfigError(f"int8 float type {float_type!r} not supported; expected fp32 or fp16")
+    if qtype not in QTYPES:
+        raise ConfigError(f"quantized type {qtype!r} not supported; expected one of {', '.join(QTYPES)}")
+    if qtype == "fp8" and form != "tensorrt":
+        raise ConfigError("fp8 is a TensorRT form only; ONNX Runtime's CPU form is int8")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
     fp32 = onnx.load(str(fp32_path))
-    classify = read_metadata(fp32).get("head", "logits") in ("logits", "probs")
-    exclude = stem_and_head(fp32) if keep_stem_and_head else []
-    ref = _outputs(ort_session(str(fp32_path)), holdout)
-    keep_fp32: list[str] | None = None
-
-    def measure(excluded: list[str]) -> tuple[onnx.ModelProto, np.ndarray]:
-        nonlocal keep_fp32
-        q = quantize(fp32_path, ranges, form, excluded)
-        if float_type == "fp16":
-            q, kept = to_float16(q, calibration_inputs if keep_fp32 is None else None, True, keep_fp32)
-            keep_fp32 = kept  # measured once, on the first graph
-        return q, _outputs(ort_session(q), holdout)
-
-    model, out = measure(exclude)
-    score = agreement(ref, out, classify)
-    kept: list[str] = []
-    sensitivity: dict[str, float] = {}
-    if score < min_agreement and max_fallback > 0:
-        groups: dict[str, list[str]] = {}
-        for name in quantizable_nodes(fp32, form):
-            if name not in exclude and node_group(name):
-                groups.setdefault(node_group(name), []).append(name)
-        everything = [n for names in groups.values() for n in names]
-        for g, names in groups.items():  # one block quantized at a time
-            if progress:
-                progress(f"sensitivity of {g}")
-            only = [n for n in everything if n not in names] + exclude
-            sensitivity[g] = _error(ref, measure(only)[1])
-        for g in sorted(sensitivity, key=sensitivity.get, reverse=True)[:max_fallback]:
-            kept.append(g)
-            exclude = exclude + groups[g]
-            model, out = measure(exclude)
-            score = agreement(ref, out, classify)
-            log.info("int8 gate: %s back to float -> agreement %.4f", g, score)
-            if score >= min_agreement:
-                break
-    passed = score >= min_agreement
     meta = read_metadata(fp32)
-    set_metadata(model, {**{k: v for k, v in meta.items() if k != "precision"}, "precision": "int8" if form == "tensorrt" else "int8-cpu",
-                         "int8_form": form, "int8_float": float_type, "int8_kept_float": kept})
+    classify = meta.get("head", "logits") in ("logits", "probs")
+    target = gate.GateTarget(min_sqnr_db, min_agreement, min_cosine)
+    exclude = stem_and_head(fp32) if keep_stem_and_head else []
+    ref = gate.outputs(fp32, holdout)
+    timings["reference"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    first = quantize(fp32_path, ranges, form, exclude, residual)
+    keep_fp32: list[str] | None = None
+    model, keep_fp32 = _finalize(first, fp32, qtype, float_type, calibration_inputs, keep_fp32)
+    timings["quantize"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    first_score = score = gate.score(ref, gate.outputs(model, holdout), classify)
+    timings["measure"] = time.perf_counter() - t0
+    log.info("%s (%s form): %s", qtype, form, score)
+
+    sensitivity: dict[str, float] = {}
+    kept: list[str] = []
+    if not target.met(score) and max_fallback > 0:
+        t0 = time.perf_counter()
+        flops = gemm_flops(fp32)
+        candidates = [n for n in quantizable_nodes(fp32, form) if n not in exclude]
+        sub = min(len(holdout), max(1, sensitivity_images))
+        probe, _ = _finalize(first, fp32, qtype, "fp32", None, None)  # fp32 float parts: the ranking only
+        sensitivity, order = gate.sensitivity_pass(probe, fp32, candidates, flops, ref[:sub], holdout[:sub],
+                                                   sensitivity_nodes, progress, proxy=first)
+        timings["sensitivity"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+
+        def judge(candidate: onnx.ModelProto) -> gate.GateScore:
+            final, _ = _finalize(candidate, fp32, qtype, float_type, None, keep_fp32)
+            return gate.score(ref, gate.outputs(final, holdout), classify)
+
+        chosen, kept, last = gate.fallback_loop(first, fp32, order, judge, target, max_fallback)
+        if last is not None:
+            model, _ = _finalize(chosen, fp32, qtype, float_type, None, keep_fp32)
+            score = last
+        timings["fallback"] = time.perf_counter() - t0
+    passed = target.met(score)
+    report = placement_report(model, gemm_flops(fp32))
+    note = gate.holdout_note(len(holdout))
+    if note:
+        log.warning("%s gate: %s", qtype, note)
+    t0 = time.perf_counter()
+    precision = "fp8" if qtype == "fp8" else ("int8" if form == "tensorrt" else "int8-cpu")
+    set_metadata(model, {**{k: v for k, v in meta.items() if k != "precision"}, "precision": precision,
+                         "int8_form": form, "int8_float": float_type, "int8_kept_float": kept, "qtype": qtype,
+                         "int8_flop_share": round(report.int8_flop_share, 4)})
     output = Path(output)
     with atomic_path(output) as tmp:
         onnx.save(model, str(tmp))
-    return Int8Result(output, form, score, min_agreement, passed, kept, exclude, sensitivity, len(holdout))
+    timings["write"] = time.perf_counter() - t0
+    agreement = score.top1 if score.top1 is not None else score.cosine
+    return Int8Result(output, form, agreement, min_agreement, passed, kept, sensitivity, len(holdout), qtype, score,
+                      first_score, target, report, target.shortfalls(score), list(kept), note,
+                      {k: round(v, 2) for k, v in timings.items()})
+
+
+def build_fp8(fp32_path: str | Path, output: str | Path, ranges: dict[str, tuple[float, float]], holdout: np.ndarray,
+              **kwargs) -> Int8Result:
+    """`build_int8` with FLOAT8E4M3FN Q/DQ (TensorRT form): for sm >= 8.9 GPUs and Jetson Thor."""
+    return build_int8(fp32_path, output, ranges, holdout, "tensorrt", qtype="fp8", **kwargs)

@@ -1,0 +1,96 @@
+"""focalnet-tiny with realistic weight statistics and photo crops: the INT8/FP8 benchmarks' subject.
+
+    python benchmarks/int8_tiny.py [--out /tmp/focalnet-edge-tiny]
+
+Random initialisation is not what a trained network looks like (every LayerNorm weight 1,
+every bias 0, logits near zero), and quantization error depends on exactly those statistics.
+No trained focalnet-tiny can be downloaded here, so the weights are made realistic by hand,
+deterministically (seed 0):
+- LayerNorm weights drawn from |N(1, 0.3)| and biases from N(0, 0.1), with 2% of the
+  channels given 4-8x larger weights: the outlier channels of trained transformers' residual
+  streams;
+- biases of every Linear/Conv from N(0, 0.05);
+- the classifier scaled so that the logits have a standard deviation of about 3 (a trained
+  classifier's confident spread, instead of init's ~0.3).
+Images: random crops (10-100% of the area, flips, brightness and colour jitter) of the two
+photographs that scikit-learn ships (`load_sample_images`), written as PNG: not ImageNet, but
+real photographs with natural image statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_OUT = Path("/tmp/focalnet-edge-tiny")
+
+
+def realistic_weights(model, seed: int = 0) -> None:
+    """Move biases and norms away from their initial values (see the module docstring)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.LayerNorm) and m.weight is not None:
+                w = (1 + 0.3 * torch.randn(m.weight.shape, generator=g)).abs()
+                outliers = torch.rand(m.weight.shape, generator=g) < 0.02
+                w[outliers] *= 4 + 4 * torch.rand(int(outliers.sum()), generator=g)
+                m.weight.copy_(w)
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+            elif isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and m.bias is not None:
+                m.bias.copy_(0.05 * torch.randn(m.bias.shape, generator=g))
+        head = model.classifier
+        x = torch.randn(16, 3, 224, 224, generator=g)
+        std = float(model(x).logits.std())
+        head.weight.mul_(3.0 / max(std, 1e-6))
+        head.bias.mul_(3.0 / max(std, 1e-6))
+
+
+def photo_crops(folder: Path, count: int = 320, size: int = 288, seed: int = 0) -> None:
+    """`count` PNG crops of scikit-learn's sample photographs into `folder`."""
+    from PIL import Image, ImageEnhance
+    from sklearn.datasets import load_sample_images
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    photos = [Image.fromarray(a) for a in load_sample_images().images]
+    for i in range(count):
+        im = photos[i % len(photos)]
+        w, h = im.size
+        area = rng.uniform(0.1, 1.0) * w * h
+        side = int(min(np.sqrt(area), w, h))
+        x0, y0 = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+        crop = im.crop((x0, y0, x0 + side, y0 + side)).resize((size, size), Image.BILINEAR)
+        if rng.random() < 0.5:
+            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+        crop = ImageEnhance.Brightness(crop).enhance(rng.uniform(0.6, 1.4))
+        crop = ImageEnhance.Color(crop).enhance(rng.uniform(0.5, 1.5))
+        crop.save(folder / f"crop_{i:04d}.png")
+
+
+def prepare(out: Path = DEFAULT_OUT) -> tuple[Path, Path]:
+    """(fp32 model.onnx, image folder) of focalnet-tiny with realistic statistics, made once."""
+    onnx_path, images = out / "model.onnx", out / "images"
+    if onnx_path.is_file() and images.is_dir():
+        return onnx_path, images
+    import torch
+
+    from focalnet_edge.export import export_onnx
+    from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, load_checkpoint
+
+    torch.manual_seed(0)
+    model = FocalNetForImageClassification(FocalNetConfig(num_labels=1000)).eval()
+    realistic_weights(model)
+    model.save_pretrained(out / "ckpt")
+    export_onnx(load_checkpoint(out / "ckpt"), onnx_path)
+    photo_crops(images)
+    return onnx_path, images
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    print(*prepare(ap.parse_args().out))

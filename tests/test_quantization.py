@@ -1,0 +1,208 @@
+"""INT8/FP8 placement, report and gate, read off the graphs and checked against independent references.
+
+References: PyTorch's own FLOP counter (GEMM/Conv FLOPs), the fp32 graph (a graph with every
+node returned to float), ml_dtypes' E4M3 rounding in numpy (the FP8 graph), the graph itself
+(which inputs carry Q/DQ).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import helper, numpy_helper
+
+from focalnet_edge.calibration import build_fp8, build_int8, compute_ranges, load_calibration_data, quantize
+from focalnet_edge.calibration.data import CalibrationSet
+from focalnet_edge.calibration.fp8 import E4M3_MAX, int8_to_fp8
+from focalnet_edge.calibration.gate import GateScore, GateTarget, holdout_note, outputs, to_float
+from focalnet_edge.calibration.int8 import qdq_form_problems
+from focalnet_edge.calibration.placement import gemm_flops, placement_report, residual_adds, skip_input, stem_and_head
+from focalnet_edge.metrics import sqnr_db
+from focalnet_edge.model import load_checkpoint
+from focalnet_edge.onnx_io import read_contract
+from focalnet_edge.pipeline import ExportOptions, export_stage
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo's fp32 graph, its calibration/held-back split and max ranges."""
+    out = tmp_path_factory.mktemp("q")
+    export_stage(load_checkpoint("demo"), out, ExportOptions())
+    path = out / "model.onnx"
+    contract, _ = read_contract(onnx.load(str(path)), path)
+    cal, hold = load_calibration_data("demo", contract).split()
+    return path, cal, hold, compute_ranges(path, cal.inputs, "max")
+
+
+def _producers(m):
+    return {o: n for n in m.graph.node for o in n.output}
+
+
+def _dq_inputs(node, producers):
+    return [i for i in node.input if i in producers and producers[i].op_type == "DequantizeLinear"]
+
+
+def test_gemm_flops_match_pytorchs_flop_counter(demo):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    path, _, _, _ = demo
+    from focalnet_edge.export.heads import build_head
+
+    model = build_head(load_checkpoint("demo"), "logits").eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, 64, 64))
+    flops = gemm_flops(onnx.load(str(path)))
+    assert sum(flops.values()) == counter.get_total_flops()
+    assert all(v > 0 for v in flops.values())
+
+
+def test_placement_report_of_the_default_graph(demo):
+    path, _, _, ranges = demo
+    fp32 = onnx.load(str(path))
+    q = quantize(path, ranges, "tensorrt", stem_and_head(fp32))
+    rep = placement_report(q)
+    flops = gemm_flops(fp32)
+    float_names = set(stem_and_head(fp32))
+    assert set(rep.float_nodes) == float_names
+    expected = 1 - sum(flops[n] for n in float_names) / sum(flops.values())
+    assert rep.int8_flop_share == pytest.approx(expected) and 0.9 < rep.int8_flop_share < 1
+    weighted = [n for n in fp32.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and n.name not in float_names]
+    assert sum(rep.quantized_by_type.values()) == len(weighted) and "Add" not in rep.quantized_by_type
+    # one Q/DQ pair per quantized activation tensor; the ones TensorRT cannot fuse are named
+    assert rep.qdq_pairs == len({n.input[0] for n in weighted})
+    assert all(": also read in float by" in u or ": dequantized into" in u for u in rep.unfused)
+
+
+def test_residual_skip_form_puts_one_qdq_on_the_carried_input(demo):
+    path, _, _, ranges = demo
+    fp32 = onnx.load(str(path))
+    q = quantize(path, ranges, "tensorrt", stem_and_head(fp32), residual="skip")
+    producers = _producers(q)
+    readers = {}
+    for n in fp32.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n.op_type)
+    adds = {n.name: n for n in fp32.graph.node if n.name in residual_adds(fp32)}
+    for n in q.graph.node:
+        if n.name in adds:
+            dq = _dq_inputs(n, producers)
+            assert len(dq) == 1, n.name
+            x = producers[producers[dq[0]].input[0]].input[0]  # the tensor before Q
+            assert x == skip_input(fp32, adds[n.name]) and "LayerNormalization" in readers[x]
+    assert placement_report(q).quantized_by_type["Add"] == len(adds)
+    both = quantize(path, ranges, "tensorrt", stem_and_head(fp32), residual="both")
+    p2 = _producers(both)
+    assert all(len(_dq_inputs(n, p2)) == 2 for n in both.graph.node if n.name in adds)
+
+
+def test_to_float_of_every_node_is_the_fp32_graph(demo):
+    path, _, hold, ranges = demo
+    fp32 = onnx.load(str(path))
+    q = quantize(path, ranges, "tensorrt", stem_and_head(fp32))
+    names = [n.name for n in fp32.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
+    back = to_float(q, fp32, names)
+    assert not [n for n in back.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    x = hold.inputs[:8]
+    np.testing.assert_allclose(outputs(back, x), outputs(fp32, x), rtol=1e-5, atol=1e-5)
+    one = to_float(q, fp32, names[3:4])
+    assert not _dq_inputs(next(n for n in one.graph.node if n.name == names[3]), _producers(one))
+    assert len(placement_report(one).float_nodes) == len(stem_and_head(fp32)) + 1
+
+
+def test_gate_returns_single_nodes_to_float_best_gain_per_flop_first(demo, tmp_path):
+    path, _, hold, ranges = demo
+    ruined = {k: (lo / 30, hi / 30) for k, (lo, hi) in ranges.items()}  # heavy clipping everywhere
+    gated = build_int8(path, tmp_path / "gated.onnx", ruined, hold.inputs, max_fallback=4, min_sqnr_db=60.0, sensitivity_images=4)
+    assert not gated.gate_passed and "SQNR" in gated.shortfall[0] and "dB under 60 dB" in gated.shortfall[0]
+    assert len(gated.kept_float) == 4 and gated.tried == gated.kept_float
+    bad = build_int8(path, tmp_path / "bad.onnx", ruined, hold.inputs, max_fallback=0)  # the same, no fallback
+    assert not bad.gate_passed and bad.shortfall and not bad.kept_float and not bad.sensitivity
+    assert gated.score.sqnr_db > bad.score.sqnr_db and gated.first_score.sqnr_db == pytest.approx(bad.score.sqnr_db)
+    flops = gemm_flops(onnx.load(str(path)))
+    per_flop = {n: g / flops[n] for n, g in gated.sensitivity.items() if g > 0}
+    assert gated.kept_float == sorted(per_flop, key=per_flop.get, reverse=True)[:4]
+    m = onnx.load(str(gated.path))
+    p = _producers(m)
+    for n in m.graph.node:
+        if n.name in gated.kept_float:
+            assert not _dq_inputs(n, p), n.name
+    assert set(gated.placement.float_nodes) == set(gated.kept_float) | set(stem_and_head(onnx.load(str(path))))
+    assert gated.int8_flop_share < bad.int8_flop_share
+    # the default target on good ranges: met at once, nothing back to float
+    good = build_int8(path, tmp_path / "good.onnx", ranges, hold.inputs)
+    assert good.gate_passed and not good.kept_float and not good.shortfall and good.score.sqnr_db >= 25
+
+
+def test_gate_target_and_holdout_note():
+    t = GateTarget(min_sqnr_db=30, min_top1=0.99, min_cosine=0.98)
+    assert t.met(GateScore(31.0, 0.999, 1.0, 1.0, 100))
+    miss = t.shortfalls(GateScore(27.5, 0.999, 0.97, 1.0, 100))
+    assert miss == ["SQNR 27.50 dB is 2.50 dB under 30 dB", "top-1 agreement 0.9700 is 0.0200 under 0.99"]
+    assert t.met(GateScore(31.0, 0.999, None, None, 100))  # features: no top-1
+    assert not t.met(GateScore(float("nan"), 0.999, 1.0, 1.0, 100))
+    assert holdout_note(100) is None and "only 26 held-back images" in holdout_note(26)
+
+
+def test_split_holds_back_at_least_100_images_when_there_are_enough():
+    s = CalibrationSet(np.zeros((320, 1), np.float32), None, "x")
+    cal, hold = s.split()
+    assert len(hold) == 100 and len(cal) == 220
+    cal, hold = CalibrationSet(np.zeros((128, 1), np.float32), None, "x").split()
+    assert len(hold) == 64 and len(cal) == 64
+
+
+def test_fp8_graph_is_e4m3_rounding_as_numpy_simulates_it(tmp_path):
+    """A MatMul + bias, quantized to FP8 by focalnet-edge, against E4M3 rounding done by ml_dtypes."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    rng = np.random.default_rng(0)
+    w, b = rng.standard_normal((16, 8)).astype(np.float32), rng.standard_normal(8).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y0"], name="mm"), helper.make_node("Add", ["y0", "b"], ["y"], name="bias")],
+        "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 16])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", 8])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    fp32 = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(fp32, str(tmp_path / "mm.onnx"))
+    x = rng.standard_normal((32, 16)).astype(np.float32)
+    ranges = compute_ranges(tmp_path / "mm.onnx", x, "max")
+    f8 = int8_to_fp8(quantize(tmp_path / "mm.onnx", ranges, "tensorrt"), fp32)
+    assert qdq_form_problems(f8) == [] and f8.opset_import[0].version >= 19
+    e4m3 = lambda v: v.astype(ml_dtypes.float8_e4m3fn).astype(np.float32)  # noqa: E731
+    sx = max(abs(ranges["x"][0]), abs(ranges["x"][1])) / E4M3_MAX
+    sw = np.abs(w).max(0) / E4M3_MAX
+    expected = (e4m3(x / np.float32(sx)) * np.float32(sx)) @ (e4m3(w / sw) * sw) + b
+    np.testing.assert_allclose(outputs(f8, x), expected, rtol=1e-5, atol=1e-5)
+    assert 0 < sqnr_db(x @ w + b, expected) < 60  # really rounded, and close
+
+
+def test_fp8_build_of_the_demo_passes_tensorrts_checks(demo, tmp_path):
+    from focalnet_edge.runtime.trt_check import check_model
+
+    path, cal, hold, ranges = demo
+    r = build_fp8(path, tmp_path / "model.fp8.onnx", ranges, hold.inputs, float_type="fp16", calibration_inputs=cal.inputs)
+    m = onnx.load(str(r.path))
+    zps = [numpy_helper.to_array(i) for i in m.graph.initializer if i.name.endswith("zero_point")]
+    assert zps and all(z.dtype.name == "float8_e4m3fn" and not z.astype(np.float32).any() for z in zps)
+    assert [f for f in check_model(m) if f.severity == "error"] == []
+    assert r.qtype == "fp8" and r.gate_passed and r.score.sqnr_db > 30 and r.int8_flop_share > 0.9
+    assert r.to_manifest()["placement"]["int8_flop_share"] == r.int8_flop_share
+
+
+def test_local_noise_picks_the_node_whose_range_is_ruined(demo):
+    from focalnet_edge.calibration.gate import local_noise, sensitivity_pass
+
+    path, _, hold, ranges = demo
+    fp32 = onnx.load(str(path))
+    fc1 = next(n for n in fp32.graph.node if n.name.endswith("stages.2/layers.1/mlp/fc1/MatMul"))
+    ruined = dict(ranges)
+    ruined[fc1.input[0]] = tuple(v / 100 for v in ranges[fc1.input[0]])  # its input clipped hard
+    q = quantize(path, ruined, "tensorrt", stem_and_head(fp32))
+    candidates = [n.name for n in fp32.graph.node if n.op_type in ("Conv", "MatMul") and n.name not in stem_and_head(fp32)]
+    x = hold.inputs[:8]
+    noise = local_noise(q, fp32, candidates, x)
+    assert max(noise, key=noise.get) == fc1.name and noise[fc1.name] > 10 * sorted(noise.values())[-2]
+    gain, order = sensitivity_pass(q, fp32, candidates, gemm_flops(fp32), outputs(fp32, x), x, limit=3)
+    assert len(gain) == 3 and fc1.name in gain and gain[fc1.name] > 3 and order[0] == fc1.name
