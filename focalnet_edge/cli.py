@@ -691,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("calibrate", help="fp16 or int8 graph of an existing ONNX file",
                        epilog=EPILOG_CALIBRATE)
     p.add_argument("onnx", help="an fp32 ONNX file (from focalnet-edge export or another exporter)")
-    p.add_argument("--precision", choices=("int8", "fp16"), default="int8", help="int8 (default) or fp16")
+    p.add_argument("--precision", choices=("int8", "fp16", "fp8"), default="int8", help="int8 (default), fp16 or fp8 (sm >= 8.9, Thor)")
     p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default: the file's folder)")
     p.add_argument("--force", action="store_true",
                    help="write into a folder that is not empty and not ours, or holds a build of another model")

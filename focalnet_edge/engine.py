@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .artifacts import ENGINE_SOURCES, MANIFEST, PRECISIONS, TENSORRT_PLAN, TIMING_CACHE
+from .artifacts import ENGINE_SOURCES, FP8_MIN_COMPUTE_CAPABILITY, MANIFEST, PRECISIONS, TENSORRT_PLAN, TIMING_CACHE
 from .contract import InputContract
 from .errors import ArtifactError, ConfigError, InputError
 
@@ -339,6 +339,15 @@ class EngineBuild:
     notes: list[str] = field(default_factory=list)
 
 
+def _cc_tuple(value: Any) -> tuple[int, int]:
+    """'8.7' -> (8, 7); anything unreadable -> (0, 0)."""
+    try:
+        major, minor = str(value).split(".")[:2]
+        return int(major), int(minor)
+    except ValueError:
+        return (0, 0)
+
+
 def build_engines(output_dir: Path, manifest: dict[str, Any], options: EngineOptions | None = None,
                   on_error: Callable[[str, Exception], None] | None = None) -> EngineBuild:
     """Engines for the TensorRT-bound ONNX artifacts listed in `manifest` (read, not written).
@@ -377,6 +386,11 @@ def build_engines(output_dir: Path, manifest: dict[str, Any], options: EngineOpt
         precision = entry["precision"]
         if options.dla_core is not None and precision not in ("fp16", "int8"):
             result.notes.append(f"{engine_name}: not built for DLA (DLA runs fp16 and int8 only)")
+            continue
+        if precision == "fp8" and _cc_tuple(here.get("compute_capability")) < FP8_MIN_COMPUTE_CAPABILITY:
+            need = ".".join(map(str, FP8_MIN_COMPUTE_CAPABILITY))
+            result.notes.append(f"{engine_name}: not built: fp8 needs compute capability >= {need} (Ada, Hopper, Blackwell, Thor); "
+                                f"this GPU ({here.get('gpu')}) is {here.get('compute_capability')}: use model.int8.onnx or model.fp16.onnx")
             continue
         try:
             contract = source_contract(output_dir / onnx_name)

@@ -206,9 +206,9 @@ def precision_stage(
         return result
     contract, _ = read_contract(load_onnx(fp32_path, external_data=False), fp32_path)
     source = options.calib_data or ("demo" if is_demo else None)
-    if "int8" in wanted and source is None and not options.calib_cache:
+    if ("int8" in wanted or "fp8" in wanted) and source is None and not options.calib_cache:
         raise InputError(
-            "int8 needs calibration images: pass --calib-data DIR (an image folder, a video or an .npz); "
+            "int8 needs calibration images (fp8 too): pass --calib-data DIR (an image folder, a video or an .npz); "
             "random inputs give useless ranges"
         )
     calib = load_calibration_data(source, contract, options.calib_size, options.seed, progress) if source else None
@@ -216,8 +216,9 @@ def precision_stage(
     result.holdout = held
     if "fp16" in wanted:
         result.fp16 = fp16_stage(output_dir, fp32_path, calib, options, manifest)
-    if "int8" in wanted:
-        result.int8 = int8_stage(output_dir, fp32_path, part, held, options, manifest)
+    quantized = tuple(w for w in wanted if w in ("int8", "int8-cpu", "fp8") and (w != "int8-cpu" or options.cpu_int8))
+    if quantized:
+        result.int8 = int8_stage(output_dir, fp32_path, part, held, options, manifest, quantized)
     if manifest is not None:
         write_manifest(output_dir, manifest)
     return result
@@ -257,30 +258,37 @@ def int8_ranges(output_dir: Path, fp32_path: Path, part, options: PrecisionOptio
     return ranges
 
 
-def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: PrecisionOptions, manifest: dict[str, Any] | None) -> list[Any]:
-    """`model.int8.onnx` (TensorRT form) and `model.int8.cpu.onnx` (ONNX Runtime CPU form), gated."""
-    from .calibration import build_int8
+def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: PrecisionOptions, manifest: dict[str, Any] | None,
+               wanted: tuple[str, ...] = ("int8", "int8-cpu")) -> list[Any]:
+    """The quantized graphs `wanted` asks for, each behind the accuracy gate.
+
+    `model.int8.onnx` (TensorRT form), `model.int8.cpu.onnx` (ONNX Runtime CPU form) and
+    `model.fp8.onnx` (FLOAT8E4M3FN Q/DQ, TensorRT form, for sm >= 8.9 and Jetson Thor).
+    """
+    from .calibration import build_fp8, build_int8
 
     ranges = int8_ranges(output_dir, fp32_path, part, options)
     if held is None:
-        raise InputError("int8's accuracy gate needs held-back images: pass --calib-data along with --calib-cache")
+        raise InputError("the accuracy gate needs held-back images: pass --calib-data along with --calib-cache")
     results = []
-    forms = [("tensorrt", "int8")] + ([("cpu", "int8-cpu")] if options.cpu_int8 else [])
-    for form, name in forms:
+    for name in wanted:
         row = artifacts.PRECISIONS[name]
+        form = "cpu" if name == "int8-cpu" else "tensorrt"
         float_type = options.int8_float if form == "tensorrt" else "fp32"  # ORT's CPU kernels want fp32
-        r = build_int8(fp32_path, output_dir / row.onnx, ranges, held.inputs, form, options.min_agreement,
-                       options.max_fallback, options.keep_stem_and_head, float_type=float_type,
-                       calibration_inputs=part.inputs if part is not None else None)
+        common = dict(float_type=float_type, calibration_inputs=part.inputs if part is not None else None)
+        if name == "fp8":
+            r = build_fp8(fp32_path, output_dir / row.onnx, ranges, held.inputs, min_agreement=options.min_agreement,
+                          max_fallback=options.max_fallback, keep_stem_and_head=options.keep_stem_and_head, **common)
+        else:
+            r = build_int8(fp32_path, output_dir / row.onnx, ranges, held.inputs, form, options.min_agreement,
+                           options.max_fallback, options.keep_stem_and_head, **common)
         if not r.gate_passed:
-            log.warning("int8 (%s form): agreement %.4f on %d held-back images stays under %.4f after %d blocks "
-                        "back to float", form, r.agreement, r.holdout_images, r.min_agreement, len(r.kept_float))
+            log.warning("%s: the accuracy gate is not met (%s) after returning %d nodes to float (tried: %s)", row.onnx,
+                        "; ".join(r.shortfall) or f"agreement {r.agreement:.4f}", len(r.kept_float), ", ".join(r.tried) or "none")
         results.append(r)
         if manifest is not None:
             add_artifact(manifest, r.path, row.name, artifacts.ONNX, requires={"runtime": row.runs_on},
-                         int8={"form": form, "float": float_type, "method": options.method, "gate_agreement": r.agreement,
-                               "gate_passed": r.gate_passed, "holdout_images": r.holdout_images,
-                               "kept_float": r.kept_float, "calibration": CALIBRATION})
+                         int8={**r.to_manifest(), "float": float_type, "method": options.method, "calibration": CALIBRATION})
     return results
 
 

@@ -409,3 +409,13 @@ def test_host_code_is_allowed_only_for_a_plan_adopted_as_version_compatible(trte
     assert made[-1]._values["engine_host_code_allowed"] is True
     entry = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]["model.fp16.engine"]
     assert entry["requires"]["version_compatible"] is True
+
+
+def test_fp8_is_not_built_on_orin_and_is_on_ada(fake_build, tmp_path, monkeypatch):
+    manifest = _demo_folder(tmp_path, [("model.fp16.onnx", "fp16", 0), ("model.fp8.onnx", "fp8", 0)])
+    built = stage.build_engines(tmp_path, manifest, EngineOptions())  # Orin: sm 8.7
+    assert [e["path"] for e in built.engines] == ["model.fp16.engine"]
+    assert any("model.fp8.engine: not built: fp8 needs compute capability >= 8.9" in n and "8.7" in n for n in built.notes)
+    monkeypatch.setattr("focalnet_edge.runtime.tensorrt.gpu_info", lambda: {"gpu": "RTX 4090", "compute_capability": "8.9"})
+    built = stage.build_engines(tmp_path, manifest, EngineOptions())
+    assert [e["path"] for e in built.engines] == ["model.fp16.engine", "model.fp8.engine"]
