@@ -23,7 +23,6 @@ class TorchRunner(Runner):
 
     def __init__(self, source, head: str = "logits", device: str = "cpu", out_features: list[str] | None = None) -> None:
         ckpt = source if isinstance(source, Checkpoint) else load_checkpoint(source)
-        self.checkpoint = ckpt
         self.head = head
         self.module = build_head(ckpt, head, out_features).to(device).eval()
         self.device = torch.device(device)
