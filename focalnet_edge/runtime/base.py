@@ -161,7 +161,11 @@ class Runner(abc.ABC):
 
 
 def check_images(images: Any) -> list:
-    """`images` as a non-empty list of paths, PIL images or uint8 frames, or one clear `InputError`."""
+    """`images` as a non-empty list of paths, encoded image bytes, PIL images or uint8 frames, or one clear `InputError`.
+
+    Encoded bytes (a JPEG or PNG file's contents, e.g. from a server request) go to the one image
+    loader, which decodes them or says in one line that they are not an image.
+    """
     from PIL import Image
 
     items = list(images) if isinstance(images, (list, tuple)) else [images]
@@ -170,8 +174,7 @@ def check_images(images: Any) -> list:
     for i, im in enumerate(items):
         where = f"image {i}" if isinstance(images, (list, tuple)) else "image"
         if isinstance(im, (bytes, bytearray, memoryview)):
-            raise InputError(f"{where} is {type(im).__name__}: pass a path, a PIL image or a uint8 frame "
-                             "(decode bytes first: PIL.Image.open(io.BytesIO(data)))")
+            continue
         if isinstance(im, Image.Image):
             size = im.size
         elif isinstance(im, np.ndarray):
@@ -179,7 +182,7 @@ def check_images(images: Any) -> list:
         elif isinstance(im, (str, os.PathLike)):
             continue
         else:
-            raise InputError(f"{where} is {type(im).__name__} {str(im)[:40]!r}: expected a path, a PIL image or a uint8 (height, width, 3) frame")
+            raise InputError(f"{where} is {type(im).__name__} {str(im)[:40]!r}: expected a path, encoded bytes, a PIL image or a uint8 (height, width, 3) frame")
         if min(size) < 1:
             raise InputError(f"{where} is {size[0]}x{size[1]}: an empty image has nothing to classify")
     return items
