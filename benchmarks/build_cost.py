@@ -69,13 +69,13 @@ def machine() -> str:
 
 
 def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     out = []
     for name in ("torch", "onnx", "onnxruntime"):
         try:
-            from importlib.metadata import version
-
             out.append(f"{name} {version(name)}")
-        except Exception:  # noqa: BLE001 - a missing package is just not named
+        except PackageNotFoundError:
             pass
     return ", ".join(out)
 
