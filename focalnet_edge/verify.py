@@ -101,20 +101,22 @@ def verification_images(
     labels_file: str | None,
     is_demo: bool,
     holdout=None,
+    limit: int | None = None,
 ) -> tuple[ImageSet, str, str | None]:
     """The images `build` verifies on, a phrase saying which, and a note for the user (or None).
 
     In order: the user's `--images`; the demo model's own labelled test images (accuracy against
     its digits); else a small default set without labels (`default_image_set`: the held-back
-    calibration images, or the demo's digit images), for the numbers only.
+    calibration images, or the demo's digit images), for the numbers only. `limit`: at most
+    that many images (`verify --limit`).
     """
     if images:
-        found = load_image_set(images, labels, labels_file)
+        found = load_image_set(images, labels, labels_file, limit)
         return found, f"{len(found)} images of {images}", None
     if is_demo:
-        found = load_image_set("demo", labels)
+        found = load_image_set("demo", labels, limit=limit)
         return found, f"the demo's {len(found)} held-out test images", None
-    found, used = default_image_set(holdout)
+    found, used = default_image_set(holdout, min(limit or DEFAULT_VERIFY_IMAGES, DEFAULT_VERIFY_IMAGES))
     return found, used, f"verified on {used.split(' (')[0]}, without accuracy: pass --images DIR to verify on your own domain"
 
 

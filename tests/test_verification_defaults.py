@@ -38,6 +38,8 @@ def test_other_model_gets_64_digit_images_without_labels():
     assert set(found.paths) <= set(_digit_files())
     assert {p.parent.name for p in found.paths} == {str(d) for d in range(10)}  # spread over every digit
     assert "64" in used and note and "--images" in note
+    assert len(verification_images(None, labels, None, is_demo=False, limit=5)[0]) == 5
+    assert len(verification_images(None, labels, None, is_demo=True, limit=5)[0]) == 5
 
 
 def test_other_model_gets_64_held_back_frames():
