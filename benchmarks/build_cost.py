@@ -138,8 +138,7 @@ def main() -> None:
                 rows.append((f"focalnet-{name} ({gb(size)})", stage + note, f"{seconds:.1f} s", gb(rss), f"{rss / size:.1f}x", f"{load:.2f}"))
                 print(f"  {seconds:.1f} s, peak RSS {gb(rss)}", file=sys.stderr, flush=True)
 
-    print(f"`python benchmarks/build_cost.py --models {args.models}" + ("" if args.int8 else " --no-int8")
-          + (f" --calib-size {args.calib_size}" if args.int8 else "") + "` — random weights, 1000 classes, 224;"
+    print(f"`python benchmarks/build_cost.py {' '.join(sys.argv[1:])}`".replace(" `", "`") + " — random weights, 1000 classes, 224;"
           " each stage a CLI command in its own process; peak RSS from `os.wait4` (ru_maxrss).\n")
     print(f"Machine: {machine()}; {versions()} ({datetime.date.today().isoformat()}).\n")
     print("| model (checkpoint size) | stage | time | peak RSS | RSS / checkpoint | load average (1 min) before |")
