@@ -251,7 +251,6 @@ def _references(args: argparse.Namespace, folder: Path, manifest: dict):
     """
     from .pipeline import live_references
     from .references import load_references
-    from .verify import load_image_set
 
     choice = args.reference or "auto"
     if choice == "auto":
@@ -268,7 +267,13 @@ def _references(args: argparse.Namespace, folder: Path, manifest: dict):
         refs = load_references(folder, manifest)
         return refs.head(args.limit) if args.limit else refs
     labels = {int(k): v for k, v in manifest.get("labels", {}).items()}
-    images = load_image_set(args.images or "demo", labels, args.labels, args.limit)
+    from .demo import uses_bundled_demo
+    from .verify import verification_images
+
+    images, _, note = verification_images(args.images, labels, args.labels, uses_bundled_demo(manifest["model"]["source"]),
+                                          limit=args.limit)
+    if note:
+        log.info(note)
     return live_references(folder, images, None if choice == "torch" else choice, progress=not args.quiet)
 
 
@@ -702,7 +707,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("verify", help="compare artifacts with the PyTorch reference on images",
                        epilog=EPILOG_VERIFY)
     p.add_argument("path", help="an output folder, or one artifact in it")
-    p.add_argument("--images", default=None, help="image folder (folder per class gives accuracy); default: the demo's, or the stored ones")
+    p.add_argument("--images", default=None, help="image folder (folder per class gives accuracy); default: the demo model's test images; "
+                        "other models: 64 images, no accuracy; or the stored ones")
     p.add_argument("--labels", default=None, help="CSV of relative/path,label rows")
     p.add_argument("--limit", type=int, default=None, help="use the first N images")
     p.add_argument("--artifact", default=None, help="only this artifact (file name or precision)")

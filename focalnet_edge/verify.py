@@ -77,30 +77,47 @@ def load_image_set(source: str | Path, label_names: dict[int, str] | None = None
     return ImageSet(images, labels, skipped)
 
 
+#: images verified on when the user names none and the model is not the demo: a numeric check, not a benchmark
+DEFAULT_VERIFY_IMAGES = 64
+
+
+def default_image_set(holdout=None, count: int = DEFAULT_VERIFY_IMAGES) -> tuple[ImageSet, str]:
+    """The first `count` held-back calibration frames, else `count` of the demo's digit images, evenly spread.
+
+    No labels: neither belongs to the model's classes, so no accuracy is reported on them.
+    """
+    if holdout is not None and getattr(holdout, "frames", None) is not None and len(holdout.frames):
+        found = ImageSet([], None, frames=holdout.frames[:count])
+        return found, f"{len(found)} images held back from the calibration data (numbers only; pass --images for accuracy)"
+    digits = load_image_set("demo", None)
+    step = max(1, len(digits.paths) // count)  # spread over every digit folder, not the first folder's images
+    found = ImageSet(digits.paths[::step][:count], None)  # no labels: the digits are not this model's classes
+    return found, f"{len(found)} of the demo's digit images (numbers only; pass --images for your own)"
+
+
 def verification_images(
     images: str | None,
     labels: dict[int, str],
     labels_file: str | None,
     is_demo: bool,
     holdout=None,
+    limit: int | None = None,
 ) -> tuple[ImageSet, str, str | None]:
     """The images `build` verifies on, a phrase saying which, and a note for the user (or None).
 
-    In order: the user's `--images`; the demo model's own labelled test images; the images held
-    back from the calibration data; else the demo's digit images, for the numbers only.
+    In order: the user's `--images`; the demo model's own labelled test images (accuracy against
+    its digits); else a small default set without labels (`default_image_set`: the held-back
+    calibration images, or the demo's digit images), for the numbers only. `limit`: at most
+    that many images (`verify --limit`).
     """
     if images:
-        found = load_image_set(images, labels, labels_file)
+        found = load_image_set(images, labels, labels_file, limit)
         return found, f"{len(found)} images of {images}", None
     if is_demo:
-        found = load_image_set("demo", labels)
+        found = load_image_set("demo", labels, limit=limit)
         return found, f"the demo's {len(found)} held-out test images", None
-    if holdout is not None and holdout.frames is not None:
-        found = ImageSet([], None, frames=holdout.frames)
-        return found, f"{len(found)} images held back from the calibration data", None
-    found = load_image_set("demo", {})
-    return (found, f"the demo's {len(found)} digit images (numbers only; pass --images for your own)",
-            "verified on the demo's digit images: pass --images DIR to verify on your own domain")
+    found, used = default_image_set(holdout, min(limit or DEFAULT_VERIFY_IMAGES, DEFAULT_VERIFY_IMAGES))
+    return found, used, f"verified on {used.split(' (')[0]}, without accuracy: pass --images DIR to verify on your own domain"
 
 
 def _label_index(name: str, name_to_index: dict[str, int]) -> int | None:
