@@ -21,3 +21,11 @@ from focalnet_edge.model import FocalNetConfig  # noqa: E402
 @pytest.fixture
 def small_config() -> FocalNetConfig:
     return FocalNetConfig(**small_config_dict())
+
+
+@pytest.fixture(scope="session")
+def demo_ckpt():
+    """The bundled demo checkpoint, loaded once for every module that exports it (read, never changed)."""
+    from focalnet_edge.model import load_checkpoint
+
+    return load_checkpoint("demo")

@@ -28,7 +28,6 @@ from focalnet_edge.errors import ArtifactError, ConfigError
 from focalnet_edge.contract import InputContract
 from focalnet_edge.onnx_io import ort_session
 from focalnet_edge.manifest import read_manifest, write_manifest
-from focalnet_edge.model import load_checkpoint
 from focalnet_edge.model.preprocessing import ImageSpec
 from focalnet_edge.pipeline import (
     ExportOptions,
@@ -134,11 +133,6 @@ def glib_parse(*paths: Path) -> dict[str, dict]:
 
 
 # -- output folders ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def demo_ckpt():
-    return load_checkpoint("demo")
-
-
 @pytest.fixture(scope="module")
 def fp16_logits(tmp_path_factory, demo_ckpt):
     """The demo as `build --precision fp16` makes it: logits head, uniform std, stretch resize."""

@@ -10,15 +10,9 @@ import torch
 from PIL import Image
 
 from focalnet_edge.errors import ArtifactError, InputError
-from focalnet_edge.model import load_checkpoint
 from focalnet_edge.pipeline import ExportOptions, export_stage
 from focalnet_edge.runtime import OnnxRuntimeRunner, TorchRunner, load
 from focalnet_edge.demo import demo_images
-
-
-@pytest.fixture(scope="module")
-def demo_ckpt():
-    return load_checkpoint("demo")
 
 
 @pytest.fixture(scope="module")

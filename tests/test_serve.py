@@ -23,7 +23,6 @@ import pytest
 from focalnet_edge.cli import main
 from focalnet_edge.deploy.serve import check_environment
 from focalnet_edge.errors import ConfigError
-from focalnet_edge.model import load_checkpoint
 from focalnet_edge.pipeline import ExportOptions, export_stage
 from focalnet_edge.runtime import load
 
@@ -104,14 +103,9 @@ def python() -> str:
 
 
 @pytest.fixture(scope="module")
-def ckpt():
-    return load_checkpoint("demo")
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory, ckpt):
+def folder(tmp_path_factory, demo_ckpt):
     out = tmp_path_factory.mktemp("serve")
-    export_stage(ckpt, out, ExportOptions(batch=(1, 4, 16)))
+    export_stage(demo_ckpt, out, ExportOptions(batch=(1, 4, 16)))
     return out
 
 
@@ -219,9 +213,9 @@ def test_corrupt_image_refused_and_server_keeps_serving(server, runner):
     np.testing.assert_allclose(got, runner(runner.prepare(good)), **TOL)
 
 
-def test_fused_frames_and_clean_stop(python, ckpt, tmp_path):
+def test_fused_frames_and_clean_stop(python, demo_ckpt, tmp_path):
     """A fused-preprocessing graph takes uint8 NHWC frames; SIGTERM stops the server with exit 0 and frees its port."""
-    export_stage(ckpt, tmp_path / "fused", ExportOptions(fuse_preprocess=True))
+    export_stage(demo_ckpt, tmp_path / "fused", ExportOptions(fuse_preprocess=True))
     frames = np.random.default_rng(6).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     s = Server(python, tmp_path / "fused", tmp_path / "serve.log")
     try:

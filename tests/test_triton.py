@@ -14,7 +14,6 @@ from focalnet_edge.cli import main
 from focalnet_edge.deploy.triton import TritonOptions, deploy
 from focalnet_edge.errors import ArtifactError, ConfigError
 from focalnet_edge.manifest import add_artifact, read_manifest, write_manifest
-from focalnet_edge.model import load_checkpoint
 from focalnet_edge.pipeline import ExportOptions, PrecisionOptions, export_stage, precision_stage
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] (the test extra) parses the configs")
@@ -26,31 +25,26 @@ ONNX_TO_TRITON = {onnx.TensorProto.FLOAT: mc.TYPE_FP32, onnx.TensorProto.FLOAT16
 
 
 @pytest.fixture(scope="module")
-def ckpt():
-    return load_checkpoint("demo")
-
-
-@pytest.fixture(scope="module")
-def plain(tmp_path_factory, ckpt):
+def plain(tmp_path_factory, demo_ckpt):
     """fp32 with batch 1:4:8, plus an fp16 graph with fp16 I/O."""
     out = tmp_path_factory.mktemp("plain")
-    _, manifest = export_stage(ckpt, out, ExportOptions(batch=(1, 4, 8)))
+    _, manifest = export_stage(demo_ckpt, out, ExportOptions(batch=(1, 4, 8)))
     precision_stage(out, out / "model.onnx", "fp16", PrecisionOptions(keep_io_types=False), manifest)
     write_manifest(out, manifest)
     return out
 
 
 @pytest.fixture(scope="module")
-def fused(tmp_path_factory, ckpt):
+def fused(tmp_path_factory, demo_ckpt):
     out = tmp_path_factory.mktemp("fused")
-    export_stage(ckpt, out, ExportOptions(fuse_preprocess=True, batch=(1, 2, 16)))
+    export_stage(demo_ckpt, out, ExportOptions(fuse_preprocess=True, batch=(1, 2, 16)))
     return out
 
 
 @pytest.fixture(scope="module")
-def static(tmp_path_factory, ckpt):
+def static(tmp_path_factory, demo_ckpt):
     out = tmp_path_factory.mktemp("static")
-    export_stage(ckpt, out, ExportOptions(batch=(1, 2, 2), dynamic_batch=False))
+    export_stage(demo_ckpt, out, ExportOptions(batch=(1, 2, 2), dynamic_batch=False))
     return out
 
 
@@ -175,8 +169,8 @@ def test_changed_artifact_is_refused(plain, tmp_path):
     assert not (tmp_path / "repo" / "demo").exists()
 
 
-def test_batch_range_above_one_refused(tmp_path, ckpt):
-    export_stage(ckpt, tmp_path / "out", ExportOptions(batch=(2, 4, 8)))
+def test_batch_range_above_one_refused(tmp_path, demo_ckpt):
+    export_stage(demo_ckpt, tmp_path / "out", ExportOptions(batch=(2, 4, 8)))
     with pytest.raises(ConfigError, match="starts above 1"):
         deploy(tmp_path / "out", tmp_path / "repo")
 
