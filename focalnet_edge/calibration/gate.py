@@ -104,27 +104,35 @@ def to_float(qmodel: onnx.ModelProto, fp32: onnx.ModelProto, names: set[str] | l
     names = set(names)
     model = onnx.ModelProto()
     model.CopyFrom(qmodel)
-    producer = {o: n for n in model.graph.node for o in n.output}
     fp32_nodes = {n.name: n for n in fp32.graph.node if n.name in names}
     fp32_inits = {i.name: i for i in fp32.graph.initializer}
     have = {i.name for i in model.graph.initializer}
+    for node, k, _dq, q in dequantized_inputs(model, names):
+        if q is not None:
+            node.input[k] = q.input[0]
+        elif node.name in fp32_nodes:  # a weight: the fp32 graph's initializer
+            orig = fp32_nodes[node.name].input[k]
+            if orig in fp32_inits and orig not in have:
+                model.graph.initializer.append(fp32_inits[orig])
+                have.add(orig)
+            node.input[k] = orig
+    return prune_qdq(model)
+
+
+def dequantized_inputs(model: onnx.ModelProto, names: set[str] | list[str]):
+    """(node, input index, its DequantizeLinear, the QuantizeLinear before that or None for a weight)
+    for every input of the nodes `names` that a DequantizeLinear produces."""
+    names = set(names)
+    producer = {o: n for n in model.graph.node for o in n.output}
     for node in model.graph.node:
         if node.name not in names:
             continue
-        for k, name in enumerate(node.input):
+        for k, name in enumerate(list(node.input)):
             dq = producer.get(name)
             if dq is None or dq.op_type != "DequantizeLinear":
                 continue
             q = producer.get(dq.input[0])
-            if q is not None and q.op_type == "QuantizeLinear":
-                node.input[k] = q.input[0]
-            elif node.name in fp32_nodes:  # a weight: the fp32 graph's initializer
-                orig = fp32_nodes[node.name].input[k]
-                if orig in fp32_inits and orig not in have:
-                    model.graph.initializer.append(fp32_inits[orig])
-                    have.add(orig)
-                node.input[k] = orig
-    return prune_qdq(model)
+            yield node, k, dq, (q if q is not None and q.op_type == "QuantizeLinear" else None)
 
 
 def prune_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -166,28 +174,20 @@ def local_noise(qmodel: onnx.ModelProto, fp32: onnx.ModelProto, candidates: list
     inits = {i.name: i for i in qmodel.graph.initializer}
     fp32_inits = {i.name: i for i in fp32.graph.initializer}
     fp32_nodes = {n.name: n for n in fp32.graph.node}
-    producer = {o: n for n in qmodel.graph.node for o in n.output}
     wanted: dict[str, list[tuple[str, float]]] = {}
     weight_noise: dict[str, float] = {}
-    for node in qmodel.graph.node:
-        if node.name not in candidates:
-            continue
-        for k, name in enumerate(node.input):
-            dq = producer.get(name)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                continue
-            q = producer.get(dq.input[0])
-            scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
-            if q is not None and q.op_type == "QuantizeLinear":
-                wanted.setdefault(node.name, []).append((q.input[0], float(scale.ravel()[0])))
-            elif dq.input[0] in inits and node.name in fp32_nodes and fp32_nodes[node.name].input[k] in fp32_inits:
-                w = numpy_helper.to_array(fp32_inits[fp32_nodes[node.name].input[k]]).astype(np.float64)
-                wq = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
-                axis = next((a.i for a in dq.attribute if a.name == "axis"), 1) % w.ndim
-                shape = [1] * w.ndim
-                shape[axis] = -1
-                deq = wq * scale.reshape(shape) if scale.ndim else wq * scale
-                weight_noise[node.name] = float(((w - deq) ** 2).sum() / max((w**2).sum(), 1e-30))
+    for node, k, dq, q in dequantized_inputs(qmodel, candidates):
+        scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
+        if q is not None:
+            wanted.setdefault(node.name, []).append((q.input[0], float(scale.ravel()[0])))
+        elif dq.input[0] in inits and node.name in fp32_nodes and fp32_nodes[node.name].input[k] in fp32_inits:
+            w = numpy_helper.to_array(fp32_inits[fp32_nodes[node.name].input[k]]).astype(np.float64)
+            wq = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
+            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1) % w.ndim
+            shape = [1] * w.ndim
+            shape[axis] = -1
+            deq = wq * scale.reshape(shape) if scale.ndim else wq * scale
+            weight_noise[node.name] = float(((w - deq) ** 2).sum() / max((w**2).sum(), 1e-30))
     tensors = sorted({t for pairs in wanted.values() for t, _ in pairs})
     probe = onnx.ModelProto()
     probe.CopyFrom(qmodel)
