@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,29 +44,6 @@ torch.manual_seed(0)
 cfg = FocalNetConfig(num_labels=1000, image_size=224, **{fields})
 FocalNetForImageClassification(cfg).eval().save_pretrained(sys.argv[1])
 """
-
-
-def machine() -> str:
-    cpu, flags = platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = ", ".join(f"{name} {'yes' if name in flags else 'no'}" for name in ("avx2", "avx512f", "avx512_vnni"))
-    mem = ""
-    try:
-        with open("/proc/meminfo") as f:
-            kb = int(next(line.split()[1] for line in f if line.startswith("MemTotal")))
-        mem = f", {kb / 2**20:.0f} GiB RAM"
-    except (OSError, StopIteration, ValueError):
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores{mem} ({isa}), {platform.system()} {platform.machine()}, "
-            f"Python {platform.python_version()}")
 
 
 def versions() -> str:

@@ -45,17 +45,6 @@ from focalnet_edge.calibration.placement import gemm_flops, placement_report, st
 from focalnet_edge.onnx_io import ort_session, read_contract
 
 
-def cpu_isa() -> str:
-    flags = Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n", 1)[0] if Path("/proc/cpuinfo").exists() else ""
-    if "avx512_vnni" in flags:
-        return "AVX-512 VNNI"
-    if "avx_vnni" in flags:
-        return "AVX-VNNI (no AVX-512)"
-    if "avx512f" in flags:
-        return "AVX-512, no VNNI"
-    return "AVX2, no AVX-512 / VNNI" if "avx2" in flags else "no AVX2"
-
-
 MODELOPT_SCRIPT = textwrap.dedent("""
     import sys, numpy as np
     from modelopt.onnx.quantization import quantize
@@ -117,7 +106,7 @@ def main() -> None:
     hold = held.inputs
     flops = gemm_flops(fp32)
     ref = outputs(fp32, hold)
-    print(f"machine: {machine()}; CPU ISA: {cpu_isa()}; shared with other jobs while measured "
+    print(f"machine: {machine()}; shared with other jobs while measured "
           f"(load average {Path('/proc/loadavg').read_text().split()[0]} at start)")
     print(f"focalnet-tiny, {sum(flops.values()) / 1e9:.2f} GFLOPs of GEMM/Conv per image; {len(cal)} calibration images, "
           f"{len(hold)} held back\n")

@@ -31,14 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 4, 16)
 
 
-def isa_flags() -> str:
-    try:
-        flags = next(line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "ISA flags unknown"
-    return ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni"))
-
-
 def free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
     for s in socks:
@@ -158,7 +150,7 @@ def main() -> None:
 
     import onnxruntime
 
-    print(f"machine: {machine()}; {isa_flags()}; onnxruntime {onnxruntime.__version__}; server Python {args.python}; "
+    print(f"machine: {machine()}; onnxruntime {onnxruntime.__version__}; server Python {args.python}; "
           f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (other work shares the cores)\n")
     print(f"model: the demo ({folder.name}, {runner.name}), one {c.height}x{c.width} image per request, "
           f"{args.requests} requests per row, server queue delay 1000 us, max batch 16\n")
