@@ -388,7 +388,6 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
                 entry["latency_ms_here"] = {"batch": options.export.batch[1], "ms": round(latency[name], 3), "device": device}
         manifest["verification_images"] = used
         write_manifest(out, manifest)
-        atomic_write_json(out / REPORT, [r.to_dict() for r in verified.reports])  # strict JSON: NaN figures as null
     return BuildResult(final, manifest, verified.reports, latency, used, notes)
 
 
