@@ -18,7 +18,6 @@ from .. import __version__
 from ..errors import ArtifactError, ConfigError
 from ..io import atomic_path
 from ..onnx_io import ort_session, set_metadata
-from ..model.preprocessing import ImageSpec
 from ..model.weights import Checkpoint
 from ..contract import InputContract
 from .heads import FusedPreprocess, build_head
@@ -39,10 +38,6 @@ class ExportResult:
     nodes: int
     checks: dict[str, float] = field(default_factory=dict)  #: max abs errors of the export checks
     labels: dict[int, str] = field(default_factory=dict)
-
-
-def _spec_for_size(spec: ImageSpec, height: int, width: int) -> ImageSpec:
-    return spec.for_size(height, width)
 
 
 def ort_outputs(model: onnx.ModelProto | bytes | str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -82,7 +77,7 @@ def make_contract(
         dynamic_size=dynamic_size,
         batch=batch,
         fused_preprocess=fuse_preprocess,
-        preprocessing=_spec_for_size(ckpt.preprocessing, height, width).to_dict(),
+        preprocessing=ckpt.preprocessing.for_size(height, width).to_dict(),
     )
 
 
