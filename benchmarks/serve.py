@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,18 +26,10 @@ import numpy as np
 
 from common import machine
 
+from focalnet_edge.deploy.serve import free_ports
+
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 4, 16)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def start_server(python: str, folder: Path, log: Path) -> tuple[subprocess.Popen, int]:

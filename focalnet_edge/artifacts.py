@@ -116,14 +116,23 @@ def is_engine(entry: dict[str, Any]) -> bool:
     return entry.get("format") == TENSORRT_PLAN
 
 
-def rank(entry: dict[str, Any], gpu: bool) -> tuple[int, int]:
-    """Sort key of a manifest entry for `runtime.load`: engines first on a GPU, then ONNX files."""
+def trust(entry: dict[str, Any]) -> int:
+    """0: verification passed, 1: never verified (adopted, or listed by hand), 2: verification failed."""
+    verification = entry.get("verification")
+    if not isinstance(verification, dict) or "passed" not in verification:
+        return 1
+    return 0 if verification["passed"] else 2
+
+
+def rank(entry: dict[str, Any], gpu: bool) -> tuple[int, int, int]:
+    """Sort key of a manifest entry for `runtime.load` and deploy: verified before unverified before
+    failed; then engines first on a GPU, then ONNX files, each in the table's order."""
     row = PRECISIONS.get(entry.get("precision", ""), None)
     if row is None:
-        return (3, 0)
+        return (trust(entry), 3, 0)
     if is_engine(entry):
-        return (0 if gpu else 2, row.engine_rank if row.engine_rank is not None else len(PRECISIONS))
-    return (1, row.gpu_rank if gpu else row.cpu_rank)
+        return (trust(entry), 0 if gpu else 2, row.engine_rank if row.engine_rank is not None else len(PRECISIONS))
+    return (trust(entry), 1, row.gpu_rank if gpu else row.cpu_rank)
 
 
 def select(entries: dict[str, dict[str, Any]], name: str) -> list[dict[str, Any]]:

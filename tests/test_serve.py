@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from focalnet_edge.cli import main
-from focalnet_edge.deploy.serve import check_environment
+from focalnet_edge.deploy.serve import check_environment, free_ports
 from focalnet_edge.errors import ConfigError
 from focalnet_edge.pipeline import ExportOptions, export_stage
 from focalnet_edge.runtime import load
@@ -38,16 +38,6 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "HF_HUB_OFFLINE": "1"}
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 class Server:

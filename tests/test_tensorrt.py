@@ -98,7 +98,8 @@ def test_load_skips_engines_this_machine_cannot_run_with_a_note(orin):
     notes: list[str] = []
     chosen = choose_artifact(manifest, notes=notes)
     assert chosen["format"] == "onnx"
-    assert len(notes) == 3 and all("built with TensorRT 10.13.0, this machine has TensorRT 10.3.0" in n for n in notes)
+    skipped = [n for n in notes if n.startswith("skipped")]
+    assert len(skipped) == 3 and all("built with TensorRT 10.13.0, this machine has TensorRT 10.3.0" in n for n in skipped)
     assert notes[0].startswith("skipped model.fp32.engine:")
     assert choose_artifact(manifest, "fp16")["path"] == "model.fp16.onnx"  # a precision: its ONNX file where the plan can't run
 
@@ -328,3 +329,24 @@ def test_the_gpu_is_found_through_the_cuda_driver_without_torch_or_cuda_python(m
     monkeypatch.setattr(Driver, "cuInit", lambda self, flags: 100)  # CUDA_ERROR_NO_DEVICE
     assert trt_mod.gpu_info() == {"gpu": "unknown", "compute_capability": "unknown"}
     assert calls == ["cuInit"]
+
+
+def test_load_prefers_verified_over_unverified_over_failed(orin):
+    """A hand-listed or adopted entry that never ran `verify` is not trusted like a verified one."""
+    from focalnet_edge.runtime.loader import choose_artifact
+
+    manifest = _manifest({"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"})
+    entries = manifest["artifacts"]
+    for entry in entries.values():
+        entry["verification"] = {"passed": True}
+    del entries["model.int8.engine"]["verification"]  # e.g. a trtexec plan listed by hand
+    entries["model.fp16.engine"]["verification"] = {"passed": False}
+    notes: list[str] = []
+    assert choose_artifact(manifest, notes=notes)["path"] == "model.fp32.engine"  # the old loader: int8 (unverified = passed)
+    assert notes == []
+    for entry in entries.values():
+        if entry["path"] != "model.int8.engine":
+            entry["verification"] = {"passed": False}
+    notes.clear()
+    assert choose_artifact(manifest, notes=notes)["path"] == "model.int8.engine"
+    assert notes and "never verified" in notes[0]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sysconfig
 import threading
 from collections.abc import Callable
@@ -44,6 +45,17 @@ log = logging.getLogger(__name__)
 
 IMAGE_INPUT = "image"
 IMAGE_SUFFIX = "_image"
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` TCP ports free on 127.0.0.1 now (for --port/--grpc-port/--metrics-port in tests and benchmarks)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
 
 
 @dataclass

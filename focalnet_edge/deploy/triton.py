@@ -91,8 +91,7 @@ def choose(manifest: dict, artifact: str | None, kind: str) -> dict:
     candidates = artifacts.select(entries, artifact) if artifact else [e for e in entries.values() if gpu or not artifacts.is_engine(e)]
     if not candidates:
         raise ArtifactError(f"the {MANIFEST} lists no artifact Triton can serve on {kind}: {', '.join(sorted(entries))}")
-    passed = [e for e in candidates if (e.get("verification") or {}).get("passed", True)] or candidates
-    return min(passed, key=lambda e: artifacts.rank(e, gpu))
+    return min(candidates, key=lambda e: artifacts.rank(e, gpu))  # verified first (the rank's first key)
 
 
 def default_name(manifest: dict) -> str:

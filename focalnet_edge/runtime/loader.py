@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import is_engine, rank, select
+from ..artifacts import is_engine, rank, select, trust
 from ..errors import ArtifactError
 from ..manifest import MANIFEST, check_artifact, read_manifest
 from .base import Runner
@@ -39,8 +39,8 @@ def runnable_here(entry: dict) -> bool:
 def choose_artifact(manifest: dict, name: str | None = None, notes: list[str] | None = None) -> dict:
     """The manifest entry to run: `name` (a file name or precision), else the best for this machine.
 
-    The best: the first by `artifacts.rank` (engines by precision, then ONNX files) among the
-    verified entries this machine can run; engines it cannot run are skipped with a note
+    The best: the first by `artifacts.rank` (verified, then never verified, then failed; engines by
+    precision, then ONNX files) among the entries this machine can run; engines it cannot run are skipped with a note
     (appended to `notes`, and logged).
     """
     entries = manifest["artifacts"]
@@ -52,9 +52,8 @@ def choose_artifact(manifest: dict, name: str | None = None, notes: list[str] | 
             raise ArtifactError(f"no engine here; the folder has {', '.join(sorted(entries))}")
         ok = [e for e in found if runnable_here(e)] or found  # a precision: its engine where it runs, else its ONNX file
         return min(ok, key=lambda e: rank(e, _has_gpu_provider() or any(is_engine(x) for x in ok)))
-    passed = [e for e in entries.values() if e.get("verification", {}).get("passed", True)]
     runnable = []
-    for entry in passed or entries.values():
+    for entry in entries.values():
         reason = why_not_runnable(entry)
         if reason is None:
             runnable.append(entry)
@@ -66,7 +65,13 @@ def choose_artifact(manifest: dict, name: str | None = None, notes: list[str] | 
     if not runnable:
         raise ArtifactError(f"no artifact here runs on this machine (engines need TensorRT and their GPU): {', '.join(sorted(entries))}")
     gpu = _has_gpu_provider() or any(is_engine(e) for e in runnable)
-    return min(runnable, key=lambda e: rank(e, gpu))
+    chosen = min(runnable, key=lambda e: rank(e, gpu))  # verified first, then unverified, then failed
+    if trust(chosen):
+        note = f"using {chosen['path']}: {'never verified' if trust(chosen) == 1 else 'it FAILED verification'}; run `focalnet-edge verify` on the folder"
+        log.warning(note)
+        if notes is not None:
+            notes.append(note)
+    return chosen
 
 
 def load_entry(folder: str | os.PathLike, entry: dict[str, Any], **runner_options) -> Runner:
