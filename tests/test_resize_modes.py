@@ -289,3 +289,16 @@ def test_cli_export_frame_size_any(capsys, tmp_path):
                  "--opset", "17"])
     err = capsys.readouterr().err
     assert code == 2 and "opset >= 18" in err and len(err.strip().splitlines()) == 1
+
+
+def test_engine_profile_of_an_any_size_graph_is_in_frame_sizes():
+    from focalnet_edge.engine import EngineOptions, profile_shapes
+    from focalnet_edge.runtime.tensorrt import contract_for_profile
+
+    contract = any_contract("letterbox", "NHWC", "BGRx")
+    contract.batch = (1, 2, 4)
+    lo, opt, hi = profile_shapes(contract, EngineOptions())
+    assert (lo, opt, hi) == ([1, 16, 16, 4], [2, 1080, 1920, 4], [4, 2160, 3840, 4])
+    assert profile_shapes(contract, EngineOptions(size_range=((480, 640),) * 3))[1] == [2, 480, 640, 4]
+    static = contract_for_profile(contract, [[1, 480, 640, 4]] * 3)  # one frame size: the input stays the model's
+    assert (static.height, static.width, static.frame_size) == (H, W, "any")
