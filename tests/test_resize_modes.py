@@ -302,3 +302,30 @@ def test_engine_profile_of_an_any_size_graph_is_in_frame_sizes():
     assert profile_shapes(contract, EngineOptions(size_range=((480, 640),) * 3))[1] == [2, 480, 640, 4]
     static = contract_for_profile(contract, [[1, 480, 640, 4]] * 3)  # one frame size: the input stays the model's
     assert (static.height, static.width, static.frame_size) == (H, W, "any")
+
+
+@pytest.mark.parametrize("mode", ["crop", "stretch", "letterbox"])
+def test_verify_references_are_computed_in_the_folders_mode(mode, tmp_path, demo_ckpt):
+    """verify's reference frames (and so its figures) go through the contract's mode: a wide image is
+    cropped, squeezed or letterboxed exactly as PIL does it here."""
+    from focalnet_edge.runtime.torch import TorchRunner
+    from focalnet_edge.verify import ImageSet, reference_outputs
+
+    wide = smooth_frame(40, 120, detail=4)
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    spec = ImageSpec(**CROP, resample=3, mode=mode)
+    contract = InputContract(height=H, width=W, preprocessing=spec.to_dict())
+    ckpt = dataclasses.replace(demo_ckpt, preprocessing=ImageSpec(**CROP, resample=3))
+    refs = reference_outputs(TorchRunner(ckpt).for_contract(contract), ImageSet([tmp_path / "wide.png"]), contract)
+    im = Image.fromarray(wide)
+    if mode == "stretch":
+        expect = np.asarray(im.resize((W, H), Image.BICUBIC))
+    elif mode == "letterbox":
+        nh, nw, top, left = nvinfer_letterbox(40, 120, H, W)
+        expect = np.zeros((H, W, 3), np.uint8)
+        expect[top : top + nh, left : left + nw] = np.asarray(im.resize((nw, nh), Image.BICUBIC))
+    else:
+        nh, nw = transformers_shortest_edge(40, 120, 73)
+        big = np.asarray(im.resize((nw, nh), Image.BICUBIC))
+        expect = big[(nh - H) // 2 : (nh - H) // 2 + H, (nw - W) // 2 : (nw - W) // 2 + W]
+    assert np.array_equal(refs.frames[0], expect)
