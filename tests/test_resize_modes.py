@@ -195,8 +195,9 @@ def test_graph_resize_is_within_interpolation_tolerance_of_the_pil_path(mode, re
         got = run_resize_subgraph(contract, contract.frames_in_layout(frame[None]))[0].transpose(1, 2, 0)
         ref = contract.frames_from_images([frame])[0].astype(np.float32)
         diff = np.abs(got - ref)
-        assert diff.max() <= (1.1 if shrink == 1 else 4.0), (size, float(diff.max()))
-        assert diff.mean() <= 0.5, (size, float(diff.mean()))
+        # same interpolant, no shrinking: PIL's uint8 rounding only; else bilinear vs PIL's bicubic / antialiasing
+        assert diff.max() <= (1.1 if shrink == 1 and resample == 2 else 4.0), (size, float(diff.max()))
+        assert diff.mean() <= 0.75, (size, float(diff.mean()))
 
 
 def test_graph_stretch_is_opencvs_inter_linear():
@@ -212,12 +213,13 @@ def test_graph_stretch_is_opencvs_inter_linear():
 
 def test_node_types_no_gather_and_shape_only_where_the_frame_size_decides():
     for mode, shapes in (("stretch", 0), ("letterbox", 1), ("crop", 1)):
-        nodes, _ = resize_nodes(any_contract(mode), "frames", "out")
-        types = [n.op_type for n in nodes]
-        assert types.count("Shape") == shapes and "Gather" not in types, (mode, types)
-        assert types.count("Resize") == 1 and types[0] == "Cast"
-        (resize,) = [n for n in nodes if n.op_type == "Resize"]
-        assert [a.ints for a in resize.attribute if a.name == "axes"] == [[2, 3]]
+        for layout, axes in (("NHWC", [1, 2]), ("NCHW", [2, 3])):
+            nodes, _ = resize_nodes(any_contract(mode, layout), "frames", "out")
+            types = [n.op_type for n in nodes]
+            assert types.count("Shape") == shapes and "Gather" not in types, (mode, types)
+            assert types.count("Resize") == 1 and types[0] == "Cast" and types.count("Transpose") == (layout == "NHWC")
+            (resize,) = [n for n in nodes if n.op_type == "Resize"]
+            assert [a.ints for a in resize.attribute if a.name == "axes"] == [axes]  # resized in the frame's own layout
     warp = any_contract("crop", resize_shortest_edge=None, resize_height=80, resize_width=80)  # DeiT-like: no Shape
     assert "Shape" not in [n.op_type for n in resize_nodes(warp, "frames", "out")[0]]
 
