@@ -331,3 +331,17 @@ def test_verify_references_are_computed_in_the_folders_mode(mode, tmp_path, demo
         big = np.asarray(im.resize((nw, nh), Image.BICUBIC))
         expect = big[(nh - H) // 2 : (nh - H) // 2 + H, (nw - W) // 2 : (nw - W) // 2 + W]
     assert np.array_equal(refs.frames[0], expect)
+
+
+def test_four_channel_frames_of_the_input_size(tmp_path, demo_ckpt):
+    """--color-order BGRx without --frame-size any: the 4th channel is dropped, the rest is the BGR graph."""
+    outs = {}
+    for order in ("BGR", "BGRx"):
+        result = export_onnx(demo_ckpt, tmp_path / f"{order}.onnx", fuse_preprocess=True, color_order=order, batch=(1, 2, 2))
+        frames = np.stack([smooth_frame(64, 64, seed=i) for i in range(2)])
+        x = result.contract.inputs_from_frames(frames)
+        if order == "BGRx":
+            x[..., 3] = np.random.default_rng(0).integers(0, 256, x.shape[:3])  # whatever the 4th channel holds
+        outs[order] = ort_session(str(result.path)).run(None, {"frames": x})[0]
+        assert list(result.contract.shape(2)) == [2, 64, 64, len(order)]
+    np.testing.assert_allclose(outs["BGRx"], outs["BGR"], atol=1e-5)
