@@ -156,8 +156,8 @@ class InputContract:
         c_axis, hw = (1 if self.layout == "NCHW" else 3), self.spatial_axes
         if shape[c_axis] != self.channels:
             raise InputError(
-                f"input {self.name!r} has shape {tuple(shape)}: expected {self.channels} channels ({self.color_order}) "
-                f"on axis {c_axis} ({self.layout}, {expect}); is the layout or channel order wrong?"
+                f"input {self.name!r} has shape {tuple(shape)}: expected {self.channels} channels on axis {c_axis} "
+                f"({self.layout}, {self.color_order}, {expect}); is the layout or channel order wrong?"
             )
         h, w = shape[hw[0]], shape[hw[1]]
         if self.frame_size == "any":
