@@ -140,7 +140,8 @@ class InputContract:
         """
         if self.frame_size == "any":
             items = list(images) if isinstance(images, (list, tuple)) else [images]
-            rgb = [np.asarray(to_pil(im).convert("RGB")) for im in items]
+            rgb = [im if isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3
+                   else np.asarray(to_pil(im).convert("RGB")) for im in items]  # RGB frames as they are: no copy via PIL
             if rgb and len({f.shape for f in rgb}) == 1:
                 return self.frames_in_layout(np.stack(rgb))
             return self.inputs_from_frames(self.frames_from_images(rgb))
