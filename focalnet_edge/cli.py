@@ -44,7 +44,7 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hardware-compatibility", choices=tuple(HARDWARE_COMPATIBILITY), default="none",
                    help="engines that run on other GPUs (ampere_plus, same_compute_capability)")
     g.add_argument("--weakly-typed", action="store_true", help="TensorRT 10.x only: FP16/INT8 builder flags instead of typed ONNX")
-    g.add_argument("--profile-sizes", default=None, metavar="HxW:HxW:HxW", help="min:opt:max sizes with --dynamic-size")
+    g.add_argument("--profile-sizes", default=None, metavar="HxW:HxW:HxW", help="min:opt:max sizes with --dynamic-size, or frame sizes with --frame-size any (default 16x16:1080x1920:2160x3840)")
 
 
 def _engine_options(args: argparse.Namespace):
@@ -170,7 +170,8 @@ EPILOG_PREDICT = """examples:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    from .contract import HEADS
+    from .contract import COLOR_ORDERS, HEADS
+    from .model.preprocessing import RESIZE_MODES
     from .export.simplify import SIMPLIFIERS
 
     g = p.add_argument_group("export")
@@ -178,14 +179,20 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch", default="1:1:32", metavar="MIN:OPT:MAX", help="batch range (default 1:1:32); N means 1:N:N")
     g.add_argument("--static-batch", dest="dynamic_batch", action="store_false", help="fixed batch OPT (default: a dynamic batch axis)")
     g.add_argument("--dynamic-size", action="store_true", help="dynamic height and width (multiples of the model's stride)")
-    g.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
+    g.add_argument("--opset", type=int, default=None, help="ONNX opset, >= 17 (default 17; 18 with --frame-size any)")
     g.add_argument("--head", choices=HEADS, default="logits", help="graph outputs (default logits)")
     g.add_argument("--out-features", default=None, help="stages for --head features, e.g. stage1,stage2,stage3")
     g.add_argument("--fuse-preprocess", action="store_true", help="take raw uint8 frames and normalise in the graph")
     g.add_argument("--frames-dtype", choices=("uint8", "float32"), default="uint8",
                    help="frame type with --fuse-preprocess: uint8 (default), or float32 0..255 (DeepStream's nvinfer)")
     g.add_argument("--layout", choices=("NHWC", "NCHW"), default=None, help="frame layout with --fuse-preprocess (default NHWC)")
-    g.add_argument("--color-order", choices=("RGB", "BGR"), default="RGB", help="frame colour order with --fuse-preprocess")
+    g.add_argument("--color-order", choices=COLOR_ORDERS, default="RGB",
+                   help="frame colour order with --fuse-preprocess; 4-channel orders (NVMM surfaces, appsink) drop the 4th")
+    g.add_argument("--resize-mode", choices=RESIZE_MODES, default="crop",
+                   help="how frames become the input size: crop (the checkpoint's resize + centre crop, default), "
+                        "stretch (nvinfer's default), letterbox (nvinfer's maintain-aspect-ratio + symmetric-padding)")
+    g.add_argument("--frame-size", choices=("input", "any"), default="input",
+                   help="with --fuse-preprocess: 'any' takes frames of any size and resizes them in the graph (opset >= 18)")
     g.add_argument("--simplifier", choices=SIMPLIFIERS, default="onnxslim", help="graph simplifier (default onnxslim)")
 
 
@@ -204,6 +211,8 @@ def _export_options(args: argparse.Namespace):
         frames_dtype=args.frames_dtype,
         layout=args.layout,
         color_order=args.color_order,
+        resize_mode=args.resize_mode,
+        frame_size=args.frame_size,
         simplifier=args.simplifier,
         out_features=[s.strip() for s in args.out_features.split(",")] if args.out_features else None,
     )

@@ -16,6 +16,11 @@ from .errors import ConfigError, InputError
 from .model.preprocessing import ImageLike, ImageSpec, to_pil
 
 HEADS = ("logits", "probs", "features", "reconstruction")
+#: frame colour orders: three channels, or four as NVMM surfaces and GStreamer appsinks hand them
+#: out (RGBA, BGRx, ...), the fourth dropped in the graph
+COLOR_ORDERS = ("RGB", "BGR", "RGBA", "BGRA", "RGBx", "BGRx")
+#: "input": frames are the input size (resized on the CPU); "any": any size, resized in the graph
+FRAME_SIZES = ("input", "any")
 
 
 @dataclass
@@ -31,7 +36,8 @@ class InputContract:
     dynamic_size: bool = False
     batch: tuple[int, int, int] = (1, 1, 32)  #: min, opt, max batch (max bounds TensorRT profiles)
     fused_preprocess: bool = False
-    preprocessing: dict[str, Any] = field(default_factory=dict)  #: ImageSpec fields
+    preprocessing: dict[str, Any] = field(default_factory=dict)  #: ImageSpec fields (with the resize mode)
+    frame_size: str = "input"  #: "any": uint8 frames of any height and width, resized in the graph
 
     def __post_init__(self) -> None:
         self.batch = tuple(int(b) for b in self.batch)  # type: ignore[assignment]
@@ -39,8 +45,14 @@ class InputContract:
             raise ConfigError(f"input dtype {self.dtype!r} not supported; expected float32, float16 or uint8")
         if self.layout not in ("NCHW", "NHWC"):
             raise ConfigError(f"layout {self.layout!r} not supported; expected NCHW or NHWC")
-        if self.color_order not in ("RGB", "BGR"):
-            raise ConfigError(f"color order {self.color_order!r} not supported; expected RGB or BGR")
+        if self.color_order not in COLOR_ORDERS:
+            raise ConfigError(f"color order {self.color_order!r} not supported; expected one of {', '.join(COLOR_ORDERS)}")
+        if self.frame_size not in FRAME_SIZES:
+            raise ConfigError(f"frame size {self.frame_size!r} not supported; expected 'any' or 'input'")
+        if (self.frame_size == "any" or self.channels == 4) and not self.fused_preprocess:
+            raise ConfigError("frames of any size and 4-channel frames need the preprocessing in the graph (--fuse-preprocess)")
+        if self.frame_size == "any" and self.dynamic_size:
+            raise ConfigError("--frame-size any resizes every frame to the input size: it does not go with --dynamic-size")
         lo, opt, hi = self.batch
         if not 1 <= lo <= opt <= hi:
             raise ConfigError(f"batch {lo}:{opt}:{hi} not accepted: expected MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX")
@@ -50,14 +62,25 @@ class InputContract:
         return ImageSpec(**self.preprocessing) if self.preprocessing else ImageSpec(height=self.height, width=self.width)
 
     @property
+    def resize_mode(self) -> str:
+        """crop, stretch or letterbox: how frames become the input size (old contracts: crop)."""
+        return self.image_spec.mode
+
+    @property
+    def channels(self) -> int:
+        return len(self.color_order)
+
+    @property
     def max_batch(self) -> int | None:
         return self.batch[2] if self.dynamic_batch else self.batch[1]
 
     def shape(self, batch: int | str = "batch", height: int | str | None = None, width: int | str | None = None) -> list[int | str]:
         """The input's shape in its layout; symbolic height/width where dynamic unless given."""
-        h = height if height is not None else "height" if self.dynamic_size else self.height
-        w = width if width is not None else "width" if self.dynamic_size else self.width
-        return [batch, 3, h, w] if self.layout == "NCHW" else [batch, h, w, 3]
+        any_size = self.frame_size == "any"
+        h = height if height is not None else "frame_height" if any_size else "height" if self.dynamic_size else self.height
+        w = width if width is not None else "frame_width" if any_size else "width" if self.dynamic_size else self.width
+        c = self.channels
+        return [batch, c, h, w] if self.layout == "NCHW" else [batch, h, w, c]
 
     @property
     def spatial_axes(self) -> tuple[int, int]:
@@ -83,12 +106,25 @@ class InputContract:
         return np.stack([np.asarray(spec.resize_and_crop(to_pil(im))) for im in images])
 
     def inputs_from_frames(self, frames: np.ndarray) -> np.ndarray:
-        """uint8 RGB frames of the contract's size -> this input (raw frames or normalised pixels)."""
+        """uint8 RGB frames of the contract's size -> this input (raw frames or normalised pixels).
+
+        With `frame_size` "any" the frames are placed so that the graph's resize leaves them as
+        they are (`identity_canvas`): stretch and letterbox take them unchanged, crop gets them
+        inside the canvas it crops them back out of. The model is then fed exactly these pixels.
+        """
         if self.fused_preprocess:
-            x = frames[..., ::-1] if self.color_order == "BGR" else frames
-            x = x.transpose(0, 3, 1, 2) if self.layout == "NCHW" else x
-            return np.ascontiguousarray(x, dtype=self.dtype)
+            if self.frame_size == "any":
+                frames = identity_canvas(frames, self.image_spec)
+            return self.frames_in_layout(frames)
         return self.reference_inputs(frames).astype(self.dtype, copy=False)
+
+    def frames_in_layout(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, 3) RGB frames of any size -> raw frames in this contract's channel order and layout."""
+        x = frames[..., ::-1] if self.color_order.startswith("BGR") else frames
+        if self.channels == 4:  # the fourth channel (alpha or padding) is dropped by the graph
+            x = np.concatenate([x, np.full(x.shape[:-1] + (1,), 255, x.dtype)], axis=-1)
+        x = x.transpose(0, 3, 1, 2) if self.layout == "NCHW" else x
+        return np.ascontiguousarray(x, dtype=self.dtype)
 
     def reference_inputs(self, frames: np.ndarray) -> np.ndarray:
         """uint8 RGB frames -> the float pixel values of the PyTorch reference (NCHW)."""
@@ -96,7 +132,19 @@ class InputContract:
         return np.stack([spec.normalize(f) for f in frames]).astype(np.float32)
 
     def prepare(self, images: list[ImageLike] | ImageLike) -> np.ndarray:
-        """Images (paths, PIL images, uint8 HxWx3 RGB frames) -> this input."""
+        """Images (paths, PIL images, uint8 HxWx3 RGB frames) -> this input.
+
+        With `frame_size` "any", images of one size go to the graph as they are (it resizes them);
+        a batch of several sizes is brought to the input size on the CPU first, in the same mode,
+        since one tensor holds frames of one size.
+        """
+        if self.frame_size == "any":
+            items = list(images) if isinstance(images, (list, tuple)) else [images]
+            rgb = [im if isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3
+                   else np.asarray(to_pil(im).convert("RGB")) for im in items]  # RGB frames as they are: no copy via PIL
+            if rgb and len({f.shape for f in rgb}) == 1:
+                return self.frames_in_layout(np.stack(rgb))
+            return self.inputs_from_frames(self.frames_from_images(rgb))
         return self.inputs_from_frames(self.frames_from_images(images))
 
     def check_shape(self, shape: tuple[int, ...], dtype: str) -> None:
@@ -107,13 +155,16 @@ class InputContract:
         if len(shape) != 4:
             raise InputError(f"input {self.name!r} has shape {tuple(shape)}, expected rank 4 {expect}")
         c_axis, hw = (1 if self.layout == "NCHW" else 3), self.spatial_axes
-        if shape[c_axis] != 3:
+        if shape[c_axis] != self.channels:
             raise InputError(
-                f"input {self.name!r} has shape {tuple(shape)}: expected 3 channels on axis {c_axis} "
-                f"({self.layout}, {expect}); is the layout or channel order wrong?"
+                f"input {self.name!r} has shape {tuple(shape)}: expected {self.channels} channels on axis {c_axis} "
+                f"({self.layout}, {self.color_order}, {expect}); is the layout or channel order wrong?"
             )
         h, w = shape[hw[0]], shape[hw[1]]
-        if self.dynamic_size:
+        if self.frame_size == "any":
+            if h < 1 or w < 1:
+                raise InputError(f"input {self.name!r} is {h}x{w}: an empty frame has nothing to classify")
+        elif self.dynamic_size:
             m = self.size_multiple
             if h % m or w % m or h < m or w < m:
                 raise InputError(f"input {self.name!r} is {h}x{w}: height and width must be multiples of {m}")
@@ -126,6 +177,40 @@ class InputContract:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InputContract:
         return cls(**data)
+
+
+def identity_canvas(frames: np.ndarray, spec: ImageSpec) -> np.ndarray:
+    """(N, height, width, 3) frames of the spec's output size -> frames the spec's geometry maps back onto them.
+
+    stretch and letterbox leave a frame of the output size as it is. crop resizes first: the frame
+    goes into a canvas of the size the resize leaves alone (the warp size, or S x S-or-more for a
+    shortest edge S), at the offset the centre crop takes it back from.
+    """
+    if spec.mode != "crop" or not spec.center_crop:
+        return frames
+    n, h, w = frames.shape[:3]
+    if not spec.do_resize:
+        ch, cw = h, w
+    elif spec.resize_shortest_edge:
+        s = spec.resize_shortest_edge
+        ch, cw = max(h, s), max(w, s)
+    else:
+        ch, cw = spec.resize_height or h, spec.resize_width or w
+    top, left = crop_offset(ch, cw, spec)
+    if (ch, cw) == (h, w):
+        return frames
+    canvas = np.zeros((n, ch, cw) + frames.shape[3:], frames.dtype)
+    canvas[:, top : top + h, left : left + w] = frames
+    return canvas
+
+
+def crop_offset(height: int, width: int, spec: ImageSpec) -> tuple[int, int]:
+    """(top, left) of the spec's centre crop(s) in a resized frame of height x width (no padding)."""
+    top, left = (height - spec.height) // 2, (width - spec.width) // 2
+    if spec.square_crop:
+        a = spec.square_crop
+        top, left = (height - a) // 2 + (a - spec.height) // 2, (width - a) // 2 + (a - spec.width) // 2
+    return top, left
 
 
 def parse_batch(text: str) -> tuple[int, int, int]:

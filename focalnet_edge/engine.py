@@ -126,11 +126,19 @@ def validate(options: EngineOptions, trt_version: str, precision: str) -> None:
             raise ConfigError(f"--dla-core: TensorRT {trt_version} has no DLA support (10.0-10.7 and 11.4+ build for DLA; Thor has no DLA)")
 
 
+#: default frame sizes (min, opt, max) of the profile of a --frame-size any graph: up to 4K, tuned for 1080p
+FRAME_SIZE_RANGE = ((16, 16), (1080, 1920), (2160, 3840))
+
+
 def profile_shapes(contract: InputContract, options: EngineOptions) -> tuple[list[int], list[int], list[int]]:
     """(min, opt, max) input shapes of the optimization profile, in the contract's layout."""
     lo, opt, hi = contract.batch if contract.dynamic_batch else (contract.batch[1],) * 3
     h, w = contract.height, contract.width
-    if contract.dynamic_size:
+    if contract.frame_size == "any":  # frames of any size, resized in the graph: the frame sizes to tune for
+        sizes = options.size_range or FRAME_SIZE_RANGE
+        if not (sizes[0][0] <= sizes[1][0] <= sizes[2][0] and sizes[0][1] <= sizes[1][1] <= sizes[2][1]):
+            raise ConfigError(f"profile sizes {sizes} not accepted: expected min <= opt <= max")
+    elif contract.dynamic_size:
         m = contract.size_multiple
         sizes = options.size_range or ((max(m, h // 2 // m * m), max(m, w // 2 // m * m)), (h, w), (2 * h, 2 * w))
         for hh, ww in sizes:

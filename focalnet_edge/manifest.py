@@ -150,12 +150,12 @@ _CONTRACT_FIELDS = {
     "dynamic_batch": lambda v: isinstance(v, bool), "dynamic_size": lambda v: isinstance(v, bool),
     "fused_preprocess": lambda v: isinstance(v, bool),
     "batch": lambda v: isinstance(v, list) and len(v) == 3 and all(_int(b) for b in v),
-    "preprocessing": lambda v: isinstance(v, dict),
+    "preprocessing": lambda v: isinstance(v, dict), "frame_size": lambda v: isinstance(v, str),
 }
 _SPEC_FIELDS = {
     "height": _int, "width": _int, "resize_shortest_edge": lambda v: v is None or _int(v),
     "center_crop": lambda v: isinstance(v, bool), "rescale_factor": lambda v: _number(v, positive=True),
-    "resample": lambda v: _int(v, 0) and v <= 5, "extra": lambda v: isinstance(v, dict),
+    "resample": lambda v: _int(v, 0) and v <= 5, "extra": lambda v: isinstance(v, dict), "mode": lambda v: isinstance(v, str),
     "mean": lambda v: isinstance(v, list) and len(v) in (1, 3) and all(_number(x) for x in v),
     "std": lambda v: isinstance(v, list) and len(v) in (1, 3) and all(_number(x, positive=True) for x in v),
 }

@@ -40,11 +40,13 @@ class ExportOptions:
     batch: tuple[int, int, int] = (1, 1, 32)
     dynamic_batch: bool = True
     dynamic_size: bool = False
-    opset: int = 17
+    opset: int | None = None  #: default 17, 18 with frame_size "any"
     fuse_preprocess: bool = False
     frames_dtype: str = "uint8"
     layout: str | None = None
     color_order: str = "RGB"
+    resize_mode: str = "crop"
+    frame_size: str = "input"
     simplifier: str = "onnxslim"
     out_features: list[str] | None = None
 

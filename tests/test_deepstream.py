@@ -144,11 +144,12 @@ def fp16_logits(tmp_path_factory, demo_ckpt):
 
 
 @pytest.fixture(scope="module")
-def imagenet_crop(tmp_path_factory, demo_ckpt):
-    """Per-channel (ImageNet) std and resize + centre crop, as real FocalNet checkpoints have."""
+def imagenet_letterbox(tmp_path_factory, demo_ckpt):
+    """Per-channel (ImageNet) std and a resize + centre crop recipe, as real FocalNet checkpoints have, built with
+    --resize-mode letterbox."""
     out = tmp_path_factory.mktemp("imagenet")
     spec = ImageSpec(height=64, width=64, resize_shortest_edge=73, center_crop=True)
-    export_stage(dataclasses.replace(demo_ckpt, preprocessing=spec), out, ExportOptions(batch=(1, 2, 32)))
+    export_stage(dataclasses.replace(demo_ckpt, preprocessing=spec), out, ExportOptions(batch=(1, 2, 32), resize_mode="letterbox"))
     return out
 
 
@@ -168,7 +169,7 @@ def _deployed(folder: Path, **options) -> Path:
 
 
 # -- the configs as GLib and nvinfer read them ---------------------------------------------------
-@pytest.mark.parametrize("name", ["fp16_logits", "imagenet_crop", "fused_bgr_probs"])
+@pytest.mark.parametrize("name", ["fp16_logits", "imagenet_letterbox", "fused_bgr_probs"])
 def test_configs_parse_with_glib_and_every_key_has_nvinfers_type(name, request):
     folder = request.getfixturevalue(name)
     ds = _deployed(folder)
@@ -196,7 +197,8 @@ def test_configs_parse_with_glib_and_every_key_has_nvinfers_type(name, request):
         assert v["model-color-format"] == (0 if contract.color_order == "RGB" else 1)
         assert v["network-input-order"] == 0
         assert v["output-blob-names"] == ["probs"]
-        assert v["maintain-aspect-ratio"] is False and v["symmetric-padding"] is False
+        letterbox = contract.resize_mode == "letterbox"
+        assert v["maintain-aspect-ratio"] is letterbox and v["symmetric-padding"] is letterbox
         assert v["batch-size"] == facts["batch_size"]["primary" if process_mode == 1 else "secondary"]
         assert 1 <= v["batch-size"] <= contract.batch[2]
         if process_mode == 1:
@@ -219,13 +221,32 @@ def test_configs_parse_with_glib_and_every_key_has_nvinfers_type(name, request):
         assert labels == [";".join(manifest["labels"][str(i)] for i in range(len(manifest["labels"])))]
 
 
-def test_crop_preprocessing_is_flagged_in_the_config_and_a_warning(imagenet_crop, caplog):
-    with caplog.at_level("WARNING"):
-        ds = _deployed(imagenet_crop)
-    text = (ds / "config_infer_primary.txt").read_text()
-    assert "nvinfer cannot centre-crop, it STRETCHES" in text
-    assert any("resize + centre crop" in r.getMessage() for r in caplog.records)
-    assert json.loads((ds / "deepstream.json").read_text())["resize"]["mode"] == "crop"
+@pytest.mark.parametrize("mode,keys", [("stretch", (False, False)), ("letterbox", (True, True))])
+def test_resize_keys_follow_the_resize_mode(mode, keys, tmp_path, demo_ckpt):
+    """maintain-aspect-ratio / symmetric-padding as GLib reads them, per mode of a folder whose recipe crops."""
+    spec = ImageSpec(height=64, width=64, resize_shortest_edge=73, center_crop=True, resample=3)
+    export_stage(dataclasses.replace(demo_ckpt, preprocessing=spec), tmp_path, ExportOptions(resize_mode=mode))
+    ds = _deployed(tmp_path)
+    for path in (ds / "config_infer_primary.txt", ds / "config_infer_secondary.txt"):
+        v = {k: e["value"] for k, e in glib_parse(path)[str(path)]["groups"]["property"].items()}
+        assert (v["maintain-aspect-ratio"], v["symmetric-padding"]) == keys
+        assert v["scaling-filter"] == 2  # PIL bicubic -> NvBufSurfTransformInter_Algo1 (GPU cubic)
+    assert json.loads((ds / "deepstream.json").read_text())["resize"]["mode"] == mode
+
+
+def test_a_crop_that_nvinfer_cannot_do_is_refused_with_the_rebuild_flags(tmp_path, demo_ckpt):
+    spec = ImageSpec(height=64, width=64, resize_shortest_edge=73, center_crop=True)
+    export_stage(dataclasses.replace(demo_ckpt, preprocessing=spec), tmp_path, ExportOptions())
+    with pytest.raises(ConfigError, match="--resize-mode stretch .* or --resize-mode letterbox"):
+        deploy(tmp_path)
+    assert not (tmp_path / "deepstream").exists()
+
+
+def test_a_crop_recipe_that_only_warps_deploys_as_stretch(fp16_logits):
+    """The demo's recipe (ViT-like: warp to the input size, no crop) is crop mode by default and a stretch in fact."""
+    assert InputContract.from_dict(read_manifest(fp16_logits)["input"]).resize_mode == "crop"
+    ds = _deployed(fp16_logits)
+    assert json.loads((ds / "deepstream.json").read_text())["resize"]["mode"] == "stretch"
 
 
 # -- the configs do what the model expects -------------------------------------------------------
@@ -268,7 +289,7 @@ def _reference_probs(folder: Path, frames_rgb: np.ndarray) -> np.ndarray:
     return _softmax(out) if manifest["head"] == "logits" else out
 
 
-@pytest.mark.parametrize("name,tol", [("fp16_logits", 5e-3), ("imagenet_crop", 1e-5), ("fused_bgr_probs", 1e-5)])
+@pytest.mark.parametrize("name,tol", [("fp16_logits", 5e-3), ("imagenet_letterbox", 1e-5), ("fused_bgr_probs", 1e-5)])
 def test_nvinfers_preprocessing_with_the_config_reproduces_the_model(name, tol, request):
     folder = request.getfixturevalue(name)
     ds = _deployed(folder)
@@ -283,8 +304,8 @@ def test_nvinfers_preprocessing_with_the_config_reproduces_the_model(name, tol, 
         assert (got.argmax(-1) == ref.argmax(-1)).all()
 
 
-def test_per_channel_std_goes_into_the_graph_exactly(imagenet_crop):
-    ds = _deployed(imagenet_crop)
+def test_per_channel_std_goes_into_the_graph_exactly(imagenet_letterbox):
+    ds = _deployed(imagenet_letterbox)
     model = onnx.load(str(ds / "model.deepstream.onnx"))
     assert [i.name for i in model.graph.input] == ["frames"]
     assert [n.op_type for n in model.graph.node[:2]] == ["Mul", "Add"]
@@ -296,9 +317,9 @@ def test_per_channel_std_goes_into_the_graph_exactly(imagenet_crop):
     }
 
 
-def test_single_scale_approximation_states_its_measured_error(imagenet_crop, caplog):
+def test_single_scale_approximation_states_its_measured_error(imagenet_letterbox, caplog):
     with caplog.at_level("WARNING"):
-        ds = _deployed(imagenet_crop, normalize="nvinfer")
+        ds = _deployed(imagenet_letterbox, normalize="nvinfer")
     facts = json.loads((ds / "deepstream.json").read_text())["normalisation"]
     spec = ImageSpec()  # ImageNet mean/std, as the fixture
     # independent brute force: every pixel value, every channel, against the model's normalisation
@@ -315,9 +336,9 @@ def test_single_scale_approximation_states_its_measured_error(imagenet_crop, cap
     assert f"{err:.3g}" in (ds / "config_infer_primary.txt").read_text()
     assert any("approximated" in r.getMessage() for r in caplog.records)
     # and the model still agrees through the approximation
-    contract = InputContract.from_dict(read_manifest(imagenet_crop)["input"])
+    contract = InputContract.from_dict(read_manifest(imagenet_letterbox)["input"])
     frames = _frames(contract)
-    got, ref = _nvinfer_like(ds / "config_infer_primary.txt", frames), _reference_probs(imagenet_crop, frames)
+    got, ref = _nvinfer_like(ds / "config_infer_primary.txt", frames), _reference_probs(imagenet_letterbox, frames)
     assert (got.argmax(-1) == ref.argmax(-1)).all()
 
 
@@ -386,7 +407,11 @@ def test_folders_nvinfer_cannot_feed_are_refused(tmp_path, demo_ckpt):
     export_stage(demo_ckpt, features, ExportOptions(head="features"))
     with pytest.raises(ConfigError, match="not a classifier"):
         deploy(features)
-    assert not (uint8 / "deepstream").exists() and not (features / "deepstream").exists()
+    any_size = tmp_path / "any"
+    export_stage(demo_ckpt, any_size, ExportOptions(fuse_preprocess=True, frames_dtype="float32", frame_size="any", resize_mode="stretch"))
+    with pytest.raises(ConfigError, match="rebuild without --frame-size any"):
+        deploy(any_size)
+    assert not any((f / "deepstream").exists() for f in (uint8, features, any_size))
 
 
 def test_the_folders_own_engine_is_used_when_nvinfer_can_load_it(fused_bgr_probs, tmp_path):

@@ -28,10 +28,19 @@ What nvinfer does, and how the configs are derived from the input contract (NVID
   the label with the highest probability above ``classifier-threshold``. A folder with the
   ``logits`` head gets a DeepStream ONNX with a Softmax appended (output ``probs``, fp32),
   written with the onnx library and hashed in deepstream.json.
-- nvinfer only resizes: it stretches the frame to the network size by default, or keeps the
-  aspect ratio and pads (``maintain-aspect-ratio``, ``symmetric-padding``). It cannot crop.
-  A model verified with resize + centre crop is therefore fed stretched frames; the configs
-  and a warning say so.
+- nvinfer only resizes: it stretches the frame (or object) to the network size by default, or,
+  with ``maintain-aspect-ratio=1``, scales it to fit and pads with black, on both sides with
+  ``symmetric-padding=1`` (gstnvinfer.cpp: the limiting side to the network size, the other to
+  floor(size * ratio), offset floor(spare / 2); it rounds an object's rectangle to even pixels
+  first). Its default ``scaling-filter`` is NvBufSurfTransformInter_Default, nearest on GPU and
+  VIC; the configs name the model's filter instead. It cannot crop. The folder's resize mode
+  (``--resize-mode``, in the input contract) decides the keys: ``stretch`` -> 0/0,
+  ``letterbox`` -> 1/1. A folder in ``crop`` mode whose recipe really crops is refused: nvinfer
+  would feed the model stretched frames its verification figures do not describe; rebuild with
+  ``--resize-mode stretch`` or ``letterbox`` (then verified in that mode). A ``crop`` recipe
+  that only warps to the input size (ViT's, the demo's) is a stretch and deploys as one.
+- A folder built with ``--frame-size any`` (resize in the graph) is refused: nvinfer feeds the
+  network size and does the resize itself.
 - nvinfer feeds float tensors, so a folder whose input is uint8 or float16 is refused with the
   build options that make a suitable one.
 
@@ -144,7 +153,7 @@ def deploy(
     gpu_id: nvinfer ``gpu-id`` (also part of the engine file name nvinfer writes).
 
     Every option may be None, meaning its default (so a CLI can pass its unset flags through).
-    Warnings (resize mismatch, approximated normalisation) are logged, written as comments into
+    Warnings (an approximated normalisation) are logged, written as comments into
     the configs and listed in deepstream.json.
     """
     threshold = 0.0 if classifier_threshold is None else float(classifier_threshold)
@@ -221,6 +230,9 @@ def make_plan(
             f"{folder}: input {contract.name!r} is {contract.dtype}, but nvinfer feeds float32 tensors; rebuild with "
             + ("--frames-dtype float32" if contract.fused_preprocess else "--keep-io-types")
         )
+    if contract.channels != 3:
+        raise ConfigError(f"{folder}: input {contract.name!r} takes {contract.color_order} frames; nvinfer feeds 3 channels: "
+                          "rebuild with --color-order RGB or BGR")
     if not contract.fused_preprocess and contract.layout != "NCHW":
         raise ConfigError(f"{folder}: input {contract.name!r} is {contract.layout}; expected NCHW pixel values")
     outputs = list(manifest.get("outputs") or [])
@@ -235,8 +247,6 @@ def make_plan(
     if norm.max_error:
         warnings.append(norm.note)
     resize = resize_rule(contract)
-    if resize["warning"]:
-        warnings.append(resize["warning"])
 
     derived = softmax or norm.prepend is not None
     stem = Path(source["path"]).stem  # model.fp16
@@ -331,21 +341,24 @@ def _max_error(s: float, a: np.ndarray, o: np.ndarray, x: np.ndarray) -> float:
 
 
 def resize_rule(contract: InputContract) -> dict[str, Any]:
-    """nvinfer's maintain-aspect-ratio / symmetric-padding / scaling-filter for the contract's resize."""
+    """nvinfer's maintain-aspect-ratio / symmetric-padding / scaling-filter for the contract's resize mode."""
     spec = contract.image_spec
-    pre = contract.preprocessing or {}
-    mode = pre.get("mode") or ("crop" if spec.center_crop or spec.resize_shortest_edge else "stretch")
-    rule: dict[str, Any] = {"mode": mode, "maintain_aspect_ratio": 0, "symmetric_padding": 0, "warning": ""}
-    if mode == "letterbox":
-        rule.update(maintain_aspect_ratio=1, symmetric_padding=1)
-    elif mode == "crop":
-        rule["warning"] = (
-            f"the model was verified on resize + centre crop to {contract.height}x{contract.width}, which nvinfer "
-            "cannot do: it stretches each frame or object to the network size (maintain-aspect-ratio=0), so the "
-            "model sees more of the frame, distorted, and the manifest's verification figures don't describe it"
+    mode = spec.mode
+    if mode == "crop" and not spec.center_crop and not spec.resize_shortest_edge:
+        mode = "stretch"  # the recipe only warps to the input size
+    if contract.frame_size == "any":
+        raise ConfigError(
+            "the folder's graph takes frames of any size and resizes them itself (--frame-size any); nvinfer feeds the "
+            "network size and resizes on its own: rebuild without --frame-size any"
         )
-    elif mode != "stretch":
-        raise ConfigError(f"preprocessing mode {mode!r} not understood; expected crop, stretch or letterbox")
+    if mode == "crop":
+        raise ConfigError(
+            f"the folder's preprocessing is resize + centre crop to {contract.height}x{contract.width} (--resize-mode crop), "
+            "which nvinfer cannot do, so its verification figures would not describe the deployment: rebuild with "
+            "--resize-mode stretch (nvinfer's default) or --resize-mode letterbox (maintain-aspect-ratio + symmetric-padding)"
+        )
+    rule: dict[str, Any] = {"mode": mode, "maintain_aspect_ratio": int(mode == "letterbox"),
+                            "symmetric_padding": int(mode == "letterbox")}
     rule["scaling_filter"] = SCALING_FILTER.get(int(spec.resample))
     return rule
 
@@ -579,10 +592,10 @@ def render_config(
         f"offsets={_list(_num(o) for o in norm.offsets)}",
         f"# resize: the model's preprocessing is {resize['mode']!r}; "
         + {
-            "crop": "nvinfer cannot centre-crop, it STRETCHES each frame/object to the network size "
-            "(maintain-aspect-ratio=0), unlike the verified preprocessing",
-            "stretch": "nvinfer stretches to the network size like the verified preprocessing",
-            "letterbox": "nvinfer keeps the aspect ratio and pads both sides",
+            "stretch": "nvinfer stretches each frame/object to the network size, as the verified preprocessing did "
+            "(nvinfer cannot centre-crop: a crop recipe is refused at deploy)",
+            "letterbox": "nvinfer scales each frame/object to fit and pads both sides with black, as the verified "
+            "preprocessing did",
         }[resize["mode"]],
         f"maintain-aspect-ratio={resize['maintain_aspect_ratio']}",
         f"symmetric-padding={resize['symmetric_padding']}",
@@ -590,8 +603,8 @@ def render_config(
     if resize["scaling_filter"] is not None:
         lines += [
             (
-                "# 0 = nearest, 1 = bilinear, 2 = GPU cubic (the model's resampling filter; PIL antialiases when "
-                "shrinking, nvinfer's filter does not)"
+                "# 0 = nearest, 1 = bilinear, 2 = GPU cubic (the model's resampling filter; nvinfer's default is nearest; "
+                "PIL antialiases when shrinking, nvinfer's filter does not)"
             ),
             f"scaling-filter={resize['scaling_filter']}",
         ]
@@ -639,7 +652,7 @@ def _facts(folder: Path, tmp: Path, plan: Plan, batches: tuple[int, int]) -> dic
             "max_error": norm.max_error,
             "note": norm.note,
         },
-        "resize": {k: v for k, v in plan.resize.items() if k != "warning"},
+        "resize": dict(plan.resize),
         "files": {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.name != FACTS},
         "warnings": plan.warnings,
     }

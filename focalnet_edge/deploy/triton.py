@@ -154,7 +154,7 @@ def config_text(name: str, entry: dict, manifest: dict, inputs: list[IOTensor], 
     ]
     for t in inputs:
         fmt = ""
-        if t.name == contract.name and len(shape(t)) == 3 and not contract.dynamic_size:
+        if t.name == contract.name and len(shape(t)) == 3 and not contract.dynamic_size and contract.frame_size != "any":
             fmt = f"\n    format: FORMAT_{contract.layout}"
         lines.append(f'input [\n  {{\n    name: "{t.name}"\n    data_type: {dtype(t)}{fmt}\n    dims: {_dims(shape(t))}\n  }}\n]')
     classification = manifest.get("head", "logits") in ("logits", "probs")

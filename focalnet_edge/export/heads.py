@@ -65,10 +65,11 @@ class ReconstructionHead(nn.Module):
 
 
 class FusedPreprocess(nn.Module):
-    """Raw uint8 frames in (NHWC or NCHW, RGB or BGR), the head's outputs out.
+    """Raw uint8 frames in (NHWC or NCHW, RGB or BGR, or 4-channel RGBA/BGRx...), the head's outputs out.
 
     The graph casts, rescales and normalises with one Mul and one Add per element; BGR input is
-    handled by permuting the stem convolution's input channels (exact, and no extra node).
+    handled by permuting the stem convolution's input channels (exact, and no extra node); a
+    4th channel is sliced off.
     """
 
     def __init__(self, head: nn.Module, mean, std, rescale: float, layout: str, color_order: str) -> None:
@@ -76,13 +77,13 @@ class FusedPreprocess(nn.Module):
         std_t = torch.tensor(std, dtype=torch.float32)
         mean_t = torch.tensor(mean, dtype=torch.float32)
         scale, shift = rescale / std_t, -mean_t / std_t
-        if color_order == "BGR":
+        if color_order.startswith("BGR"):
             head = copy.deepcopy(head)
             stem = _stem_conv(head)
             with torch.no_grad():
                 stem.weight.copy_(stem.weight.flip(1))
             scale, shift = scale.flip(0), shift.flip(0)
-        self.head, self.layout = head, layout
+        self.head, self.layout, self.four = head, layout, len(color_order) == 4
         self.register_buffer("scale", scale.view(1, 3, 1, 1))
         self.register_buffer("shift", shift.view(1, 3, 1, 1))
 
@@ -94,6 +95,7 @@ class FusedPreprocess(nn.Module):
         # Cast first: TensorRT takes uint8 only as a network input feeding a Cast
         x = frames.float()
         x = x.permute(0, 3, 1, 2) if self.layout == "NHWC" else x
+        x = x[:, :3] if self.four else x
         return self.head(x * self.scale + self.shift)
 
 

@@ -58,12 +58,14 @@ def make_contract(
     frames_dtype: str,
     layout: str | None,
     color_order: str,
+    resize_mode: str = "crop",
+    frame_size: str = "input",
 ) -> InputContract:
     """The input contract of the graph to export (checked before anything is traced)."""
     if fuse_preprocess and frames_dtype not in ("uint8", "float32"):
         raise ConfigError(f"frames dtype {frames_dtype!r} not supported; expected uint8 or float32")
-    if not fuse_preprocess and (layout not in (None, "NCHW") or color_order != "RGB" or frames_dtype != "uint8"):
-        raise ConfigError("--layout, --color-order and --frames-dtype apply to raw frames: add --fuse-preprocess")
+    if not fuse_preprocess and (layout not in (None, "NCHW") or color_order != "RGB" or frames_dtype != "uint8" or frame_size != "input"):
+        raise ConfigError("--layout, --color-order, --frames-dtype and --frame-size apply to raw frames: add --fuse-preprocess")
     height, width = image_size or (ckpt.preprocessing.height, ckpt.preprocessing.width)
     return InputContract(
         name="frames" if fuse_preprocess else "pixel_values",
@@ -77,7 +79,8 @@ def make_contract(
         dynamic_size=dynamic_size,
         batch=batch,
         fused_preprocess=fuse_preprocess,
-        preprocessing=ckpt.preprocessing.for_size(height, width).to_dict(),
+        preprocessing=ckpt.preprocessing.for_size(height, width).with_mode(resize_mode).to_dict(),
+        frame_size=frame_size,
     )
 
 
@@ -135,6 +138,22 @@ def trace_and_check(
     return slim, checks
 
 
+def _with_resize(body: onnx.ModelProto, contract: InputContract, traced: InputContract) -> tuple[onnx.ModelProto, float]:
+    """The body behind the in-graph resize, checked: frames that the resize leaves alone give the body's outputs."""
+    from .resize import prepend_resize
+
+    n = 2 if contract.dynamic_batch else contract.batch[1]
+    rgb = np.random.default_rng(0).integers(0, 256, (n, contract.height, contract.width, 3), dtype=np.uint8)
+    expect = ort_outputs(body, {traced.name: traced.frames_in_layout(rgb)})
+    model = prepend_resize(body, contract)
+    got = ort_outputs(model, {contract.name: contract.inputs_from_frames(rgb)})
+    err = _max_abs(expect, got)
+    scale = max(1.0, max(float(np.abs(r).max()) for r in expect))
+    if err > 1e-4 * scale:
+        raise ArtifactError(f"the resize in the graph does not leave frames of the input size alone (max abs error {err:.3g}); please report this")
+    return model, err
+
+
 def write_onnx(model: onnx.ModelProto, output: Path, facts: dict[str, Any]) -> None:
     """Stamp focalnet-edge's metadata on `model`, check it, and write it atomically to `output`."""
     model.producer_name, model.producer_version = "focalnet-edge", __version__
@@ -153,25 +172,45 @@ def export_onnx(
     batch: tuple[int, int, int] = (1, 1, 32),
     dynamic_batch: bool = True,
     dynamic_size: bool = False,
-    opset: int = MIN_OPSET,
+    opset: int | None = None,
     fuse_preprocess: bool = False,
     frames_dtype: str = "uint8",
     layout: str | None = None,
     color_order: str = "RGB",
     simplifier: str = "onnxslim",
     out_features: list[str] | None = None,
+    resize_mode: str = "crop",
+    frame_size: str = "input",
 ) -> ExportResult:
-    """Export `ckpt` to the ONNX file `output` (written atomically) and check its numbers."""
+    """Export `ckpt` to the ONNX file `output` (written atomically) and check its numbers.
+
+    resize_mode: crop, stretch or letterbox (`ImageSpec.mode`), recorded in the contract.
+    frame_size: "any" puts the resize into the graph (`export.resize`; opset >= 18, the default
+        then), which takes uint8 frames of any size; "input": frames of the input size.
+    opset: default 17, 18 with frame_size "any".
+    """
+    from .resize import MIN_OPSET as RESIZE_OPSET, body_contract, check_spec
+
+    in_graph = frame_size == "any"
+    opset = opset if opset is not None else RESIZE_OPSET if in_graph else MIN_OPSET
     if opset < MIN_OPSET:
         raise ConfigError(f"opset {opset} not supported: focalnet-edge exports opset >= {MIN_OPSET} (one LayerNormalization node per norm)")
-    contract = make_contract(ckpt, image_size, batch, dynamic_batch, dynamic_size, fuse_preprocess, frames_dtype, layout, color_order)
+    if in_graph and opset < RESIZE_OPSET:
+        raise ConfigError(f"opset {opset} not supported with --frame-size any: the resize in the graph needs opset >= {RESIZE_OPSET}")
+    contract = make_contract(ckpt, image_size, batch, dynamic_batch, dynamic_size, fuse_preprocess, frames_dtype, layout, color_order,
+                             resize_mode, frame_size)
+    if in_graph:
+        check_spec(contract.image_spec)
+    traced = body_contract(contract) if in_graph else contract
     module = build_head(ckpt, head, out_features)
     module.model.check_input_size(contract.height, contract.width)
     if fuse_preprocess:
         spec = contract.image_spec
-        module = FusedPreprocess(module, spec.mean, spec.std, spec.rescale_factor, contract.layout, contract.color_order)
+        module = FusedPreprocess(module, spec.mean, spec.std, spec.rescale_factor, traced.layout, traced.color_order)
     module.eval()
-    exported, checks = trace_and_check(module, contract, opset, simplifier, head)
+    exported, checks = trace_and_check(module, traced, opset, simplifier, head)
+    if in_graph:
+        exported, checks["resize_identity"] = _with_resize(exported, contract, traced)
     labels = dict(ckpt.config.id2label) if head in ("logits", "probs") else {}
     exported.doc_string = f"FocalNet {head} head exported by focalnet-edge {__version__} from {ckpt.source}"
     output = Path(output)

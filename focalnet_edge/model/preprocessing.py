@@ -19,6 +19,14 @@ backend resizes with its own antialiasing and differs by a few grey levels):
 - no `image_processor_type`: a legacy `feature_extractor_type` (`ViTFeatureExtractor` ->
   `ViTImageProcessor`), else the model type's processor (`focalnet` -> `BitImageProcessor`).
 
+The geometry has three modes (`ImageSpec.mode`), the one chosen at export being part of the
+input contract so that verification measures what the deployment feeds the model:
+
+- `crop` (default): the processor's own recipe above (transformers' resize + centre crop);
+- `stretch`: warp to the input size, aspect ratio not kept (DeepStream nvinfer's default);
+- `letterbox`: scale to fit the input size keeping the aspect ratio, pad both sides with black
+  (nvinfer's maintain-aspect-ratio=1 + symmetric-padding=1; `letterbox_geometry`).
+
 Any other type is refused with a `ConfigError` naming it; so are values no processor can use
 (std <= 0, non-finite mean/std, sizes <= 0). Without a preprocessor config, `image_spec_for`
 takes `config.json`'s `image_size` with the FocalNet/ImageNet recipe (resize the shortest edge
@@ -43,7 +51,7 @@ from ..images import IMAGE_SUFFIXES, ImageLike, load_image, to_rgb
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_SUFFIXES", "ImageLike", "ImageSpec", "image_spec_for", "image_spec_for_folder", "resize_edge_for", "to_pil"]
+__all__ = ["IMAGE_SUFFIXES", "RESIZE_MODES", "ImageLike", "ImageSpec", "letterbox_geometry", "image_spec_for", "image_spec_for_folder", "resize_edge_for", "to_pil"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,8 +59,24 @@ _HALF = (0.5, 0.5, 0.5)  # transformers' IMAGENET_STANDARD_MEAN / _STD
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # transformers' OPENAI_CLIP_MEAN / _STD
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 DEFAULT_CROP_PCT = Fraction(224, 256)
+RESIZE_MODES = ("crop", "stretch", "letterbox")
 
 to_pil = load_image  #: the one image loader (rules in `focalnet_edge.images`)
+
+
+def letterbox_geometry(height: int, width: int, out_height: int, out_width: int) -> tuple[int, int, int, int]:
+    """(scaled height, scaled width, top, left) of a height x width frame letterboxed into out_height x out_width.
+
+    nvinfer's rule (gstnvinfer.cpp, maintain-aspect-ratio=1, symmetric-padding=1): the side that
+    limits is scaled to the output, the other to floor(out * side / other side); the scaled frame
+    is placed at floor((out - scaled) / 2) and the rest is black (0 before normalisation). The
+    comparison and the floors are done in integers, exactly as the double arithmetic rounds.
+    """
+    if out_width * height <= out_height * width:
+        scaled = (max(1, out_width * height // width), out_width)
+    else:
+        scaled = (out_height, max(1, out_height * width // height))
+    return scaled[0], scaled[1], (out_height - scaled[0]) // 2, (out_width - scaled[1]) // 2
 
 
 def resize_edge_for(crop: int, crop_pct: float | Fraction = DEFAULT_CROP_PCT) -> int:
@@ -110,6 +134,7 @@ class ImageSpec:
     resize_height: int | None = None
     resize_width: int | None = None
     square_crop: int | None = None
+    mode: str = "crop"  #: crop (the recipe above), stretch or letterbox (module docstring)
     origin: str = field(default="", compare=False)  #: where the values came from (logged, in the manifest)
 
     def __post_init__(self) -> None:
@@ -127,6 +152,8 @@ class ImageSpec:
                 setattr(self, name, int(value))
         if not isinstance(self.rescale_factor, (int, float)) or not math.isfinite(self.rescale_factor) or self.rescale_factor <= 0:
             raise ConfigError(f"rescale_factor {self.rescale_factor!r} is not a finite positive number")
+        if self.mode not in RESIZE_MODES:
+            raise ConfigError(f"resize mode {self.mode!r} not supported; expected one of {', '.join(RESIZE_MODES)}")
         if isinstance(self.resample, bool) or self.resample not in (0, 1, 2, 3, 4, 5):
             raise ConfigError(f"resample {self.resample!r} is not a PIL resampling filter (0..5; 2 bilinear, 3 bicubic)")
         self.resample = int(self.resample)
@@ -159,7 +186,11 @@ class ImageSpec:
         return cls.from_preprocessor_config(_read_json(Path(path)), model_type, str(path))
 
     def to_preprocessor_config(self) -> dict[str, Any]:
-        """The spec as a transformers config (BitImageProcessor; ConvNext for its double crop)."""
+        """The spec as a transformers config (BitImageProcessor; ConvNext for its double crop).
+
+        Written for the `crop` geometry, the processor's own: a spec in another mode is written as
+        the recipe it was derived from (transformers has no letterbox).
+        """
         out: dict[str, Any] = {"image_processor_type": "BitImageProcessor", "do_resize": self.do_resize}
         if self.resize_shortest_edge:
             out["size"] = {"shortest_edge": self.resize_shortest_edge}
@@ -203,13 +234,24 @@ class ImageSpec:
         d.update(height=height, width=width, origin=f"{self.origin}; scaled to {height}x{width}" if self.origin else "")
         return ImageSpec(**d)
 
+    def with_mode(self, mode: str) -> ImageSpec:
+        """The same spec with another resize mode (checked)."""
+        return self if mode == self.mode else ImageSpec(**{**self.to_dict(), "mode": mode})
+
     # -- the preprocessing itself ------------------------------------------------------------
     def resize_and_crop(self, image: PIL.Image.Image) -> PIL.Image.Image:  # noqa: F821
-        """Resize and centre-crop a PIL image to (height, width), RGB."""
+        """Bring a PIL image to (height, width), RGB, in this spec's mode (PIL's resampling)."""
         from PIL import Image
 
         image = to_rgb(image)
         w, h = image.size
+        if self.mode == "stretch":
+            return image if (w, h) == (self.width, self.height) else image.resize((self.width, self.height), resample=self.resample)
+        if self.mode == "letterbox":
+            nh, nw, top, left = letterbox_geometry(h, w, self.height, self.width)
+            canvas = Image.new("RGB", (self.width, self.height))  # black
+            canvas.paste(image if (nw, nh) == (w, h) else image.resize((nw, nh), resample=self.resample), (left, top))
+            return canvas
         if self.do_resize:
             if self.resize_shortest_edge:
                 s = self.resize_shortest_edge

@@ -201,7 +201,7 @@ def contract_for_profile(contract: InputContract, profile: list[list[int]]) -> I
     lo, opt, hi = profile
     h_axis, w_axis = contract.spatial_axes
     fields = {**contract.__dict__, "batch": (lo[0], opt[0], hi[0]), "dynamic_batch": lo[0] != hi[0]}
-    if (lo[h_axis], lo[w_axis]) == (hi[h_axis], hi[w_axis]):
+    if (lo[h_axis], lo[w_axis]) == (hi[h_axis], hi[w_axis]) and contract.frame_size != "any":  # (any: frame, not input, sizes)
         fields.update(dynamic_size=False, height=opt[h_axis], width=opt[w_axis])
     return InputContract(**fields)
 

@@ -152,7 +152,41 @@ def check_model(model: onnx.ModelProto, tensorrt_version: str | None = None) -> 
                 findings.append(Finding("error", name, "axes must be an initializer"))
         if "Only the first output" in text and any(consumers.get(o) for o in node.output[1:] if o):
             findings.append(Finding("error", name, f"only the first output of {node.op_type} is supported"))
+        if node.op_type == "Resize":
+            findings += _resize_findings(node, name, text, constants)
     return findings
+
+
+def _listed(text: str, what: str) -> set[str] | None:
+    """The `quoted` values of the document's "Supported <what>: ..." sentence, or None when it has none."""
+    m = re.search(rf"Supported {what}: (.*?)(?:<br />|$)", text)
+    return set(re.findall(r"`([^`]+)`", m.group(1))) if m else None
+
+
+def _resize_findings(node: onnx.NodeProto, name: str, text: str, constants: set[str]) -> list[Finding]:
+    """The Resize restrictions of operators.md that an attribute shows (modes, antialiasing, scales with axes).
+
+    Cubic is a warning, not an error: the document lists nearest and linear, while the importer
+    of the same release builds cubic resizes (IResizeLayer's kCUBIC with the node's coefficient).
+    """
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    get = lambda key, default: attrs[key].decode() if isinstance(attrs.get(key), bytes) else attrs.get(key, default)  # noqa: E731
+    out = []
+    for key, default, what in (("coordinate_transformation_mode", "half_pixel", "resize transformation modes"),
+                               ("mode", "nearest", "resize modes"), ("nearest_mode", "round_prefer_floor", "nearest modes")):
+        value, allowed = get(key, default), _listed(text, what)
+        if key == "nearest_mode" and get("mode", "nearest") != "nearest" or allowed is None or value in allowed:
+            continue
+        cubic = key == "mode" and value == "cubic"
+        out.append(Finding("warning" if cubic else "error", name, f"{key} {value!r}: TensorRT's Resize documents {', '.join(sorted(allowed))}"
+                           + ("; its ONNX importer builds cubic resizes (check with trtexec)" if cubic else "")))
+    if get("antialias", 0) and "Antialiasing is not supported" in text:
+        out.append(Finding("error", name, "antialias=1: TensorRT's Resize has no antialiasing"))
+    scales = node.input[2] if len(node.input) > 2 else ""
+    axes = attrs.get("axes")
+    if scales and scales not in constants and axes is not None and list(axes) != list(range(len(axes))):
+        out.append(Finding("error", name, f"scales is a tensor and axes {list(axes)} is not 0..rank-1 (TensorRT needs the iota)"))
+    return out
 
 
 def check_onnx(path: str | Path, tensorrt_version: str | None = None) -> list[Finding]:

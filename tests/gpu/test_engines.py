@@ -200,3 +200,28 @@ def test_per_call_overhead(built):
         torch_ms = (time.perf_counter() - t) / 200 * 1e3
     print(f"per call, batch 1: numpy via Polygraphy TrtRunner {numpy_ms:.3f} ms; torch via execute_async_v3 {torch_ms:.3f} ms")
     assert numpy_ms > 0 and torch_ms > 0
+
+
+@pytest.mark.parametrize("mode,layout,order", [("letterbox", "NHWC", "BGRx"), ("crop", "NCHW", "RGB"), ("stretch", "NHWC", "RGBA")])
+def test_frame_size_any_engines_resize_like_onnx_runtime(tmp_path, mode, layout, order):
+    """TensorRT's parser takes the in-graph resize (Shape with start/end, Resize/Pad/Slice with axes, a dynamic
+    batch) and its engine resizes frames of several sizes like ONNX Runtime does."""
+    from dataclasses import replace
+
+    from focalnet_edge.model import load_checkpoint
+    from focalnet_edge.model.preprocessing import ImageSpec
+    from focalnet_edge.pipeline import export_stage
+
+    ckpt = load_checkpoint("demo")
+    if mode == "crop":  # FocalNet's recipe at the demo's size: shortest edge 73, centre crop 64
+        ckpt = replace(ckpt, preprocessing=ImageSpec(height=64, width=64, resize_shortest_edge=73, center_crop=True))
+    export_stage(ckpt, tmp_path, ExportOptions(fuse_preprocess=True, frame_size="any", resize_mode=mode, layout=layout,
+                                               color_order=order, batch=(1, 2, 4)))
+    built = engine_command(tmp_path, EngineOptions(size_range=((16, 16), (480, 640), (1080, 1920))))
+    (name,) = [e["path"] for e in built.engines]
+    onnx_runner = OnnxRuntimeRunner(tmp_path / "model.onnx")
+    rng = np.random.default_rng(0)
+    with load(tmp_path / name) as engine:
+        for h, w in ((480, 640), (135, 241), (1080, 1920)):
+            frames = onnx_runner.contract.frames_in_layout(rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8))
+            np.testing.assert_allclose(engine(frames), onnx_runner(frames), atol=2e-3)
