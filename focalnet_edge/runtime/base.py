@@ -145,19 +145,27 @@ class Runner(abc.ABC):
     def predict(self, images: list[ImageLike] | ImageLike, top_k: int = 5) -> list[list[dict[str, Any]]]:
         """Top-k labels per image: [[{"index", "label", "score"}, ...], ...]."""
         self._check_open()
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-            raise InputError(f"top_k {top_k!r} not accepted: expected a whole number >= 1")
-        if self.head not in ("logits", "probs"):
-            raise InputError(f"predict needs a classification artifact (logits or probs head), this one has {self.head!r}")
-        out = self(self.prepare(images))
+        self._check_top_k(top_k)
+        return self.top_k(self.prepare(images), top_k)
+
+    def top_k(self, batch, k: int = 5) -> list[list[dict[str, Any]]]:
+        """Top-k labels per row of an input batch already prepared (`prepare`, `stream.frame_transform`)."""
+        self._check_top_k(k)
+        out = self(batch)
         out = out.float().cpu().numpy() if _is_torch(out) else np.asarray(out, np.float32)
         probs = out if self.head == "probs" else softmax(out)
-        k = max(1, min(top_k, probs.shape[-1]))
+        k = max(1, min(k, probs.shape[-1]))
         results = []
         for row in probs:
             top = np.argsort(-row, kind="stable")[:k]
             results.append([{"index": int(i), "label": self.labels.get(int(i), str(i)), "score": float(row[i])} for i in top])
         return results
+
+    def _check_top_k(self, top_k: Any) -> None:
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+            raise InputError(f"top_k {top_k!r} not accepted: expected a whole number >= 1")
+        if self.head not in ("logits", "probs"):
+            raise InputError(f"predict needs a classification artifact (logits or probs head), this one has {self.head!r}")
 
 
 def check_images(images: Any) -> list:

@@ -1,0 +1,274 @@
+"""Classifying video streams: files, `rtsp://`/`http(s)://` URLs and cameras, decoded on their own thread.
+
+```python
+from focalnet_edge.runtime import load
+from focalnet_edge.stream import StreamStats, predict_stream
+
+stats = StreamStats()
+with load("out/") as runner:
+    for index, top in predict_stream(runner, "rtsp://camera/stream", every=2, batch=8, stats=stats):
+        print(index, top[0]["label"])
+print(stats.summary())
+```
+
+`VideoStream` decodes on a thread of its own and hands batches of model inputs to the caller
+through a bounded queue (`queue_size` frames): decoding and preprocessing the next frames
+overlap inference on the current ones, and a slow consumer makes the decoder wait rather than
+fill memory (a live source then lags; take fewer frames with `every`).
+
+Preprocessing runs on the decoding thread too, on the BGR frame the decoder gives, through
+OpenCV (`resize="opencv"`, the default): `cv2.resize` with `INTER_AREA` when shrinking (an
+area average, which like Pillow's filters looks at every source pixel) and the spec's filter
+when enlarging, then the spec's centre crop, then the colour order and layout of the
+artifact's input. Pillow, which the reference preprocessing uses, is a few times slower on
+1080p frames. The two differ by about one grey level on average (the figure is measured in
+`tests/test_stream.py`); `resize="pil"` gives exactly the reference's pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .contract import InputContract
+from .errors import InputError
+from .video import Source, _capture, _cv2, describe, parse_source
+
+log = logging.getLogger(__name__)
+
+RESIZE_MODES = ("opencv", "pil")
+
+#: PIL resampling filter -> OpenCV interpolation when enlarging (shrinking uses INTER_AREA)
+_CV2_FILTERS = {0: "INTER_NEAREST", 1: "INTER_LANCZOS4", 2: "INTER_LINEAR", 3: "INTER_CUBIC", 4: "INTER_AREA", 5: "INTER_LINEAR"}
+
+
+@dataclass
+class StreamStats:
+    """Where the time went: decode and preprocess on the decoding thread, infer on the caller's."""
+
+    source: str = ""
+    frames: int = 0  #: frames classified
+    decoded: int = 0  #: frames decoded (skipped ones included)
+    decode_s: float = 0.0
+    preprocess_s: float = 0.0
+    infer_s: float = 0.0
+    wall_s: float = 0.0  #: from opening the source to the last result
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def summary(self) -> str:
+        return (f"{self.source}: {self.frames} frames classified ({self.decoded} decoded) in {self.wall_s:.2f} s, "
+                f"{self.fps:.1f} frames/s; decode {self.decode_s:.2f} s, preprocess {self.preprocess_s:.2f} s "
+                f"(decoding thread), infer {self.infer_s:.2f} s")
+
+
+def frame_transform(contract: InputContract, resize: str = "opencv") -> Callable[[np.ndarray], np.ndarray]:
+    """A function from one decoded uint8 BGR (H, W, 3) frame to one row of the artifact's input.
+
+    `resize="opencv"` (module docstring) where OpenCV is installed and the preprocessing is one
+    this module reproduces; otherwise, and with `resize="pil"`, the reference's own path.
+    """
+    if resize not in RESIZE_MODES:
+        raise InputError(f"resize {resize!r} not understood: expected one of {', '.join(RESIZE_MODES)}")
+    spec = contract.image_spec
+    cv2 = _cv2()
+    fast = resize == "opencv" and cv2 is not None and _reproducible(spec)
+    if resize == "opencv" and not fast:
+        log.info("resizing frames with Pillow (%s)", "OpenCV is not installed" if cv2 is None else "a preprocessing OpenCV is not used for here")
+
+    def reference(bgr: np.ndarray) -> np.ndarray:
+        return contract.prepare([np.ascontiguousarray(bgr[..., ::-1])])[0]
+
+    if not fast:
+        return reference
+    from .model.preprocessing import _center_crop
+
+    flip = not (contract.fused_preprocess and contract.color_order == "BGR")  # the decoder gives BGR
+    enlarge = getattr(cv2, _CV2_FILTERS[spec.resample])
+
+    def transform(bgr: np.ndarray) -> np.ndarray:
+        a = bgr
+        h, w = a.shape[:2]
+        if spec.do_resize:
+            if spec.resize_shortest_edge:
+                s = spec.resize_shortest_edge
+                new = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)  # as ImageSpec.resize_and_crop
+            else:
+                new = (spec.resize_width or spec.width, spec.resize_height or spec.height)
+            if new != (w, h):
+                shrink = new[0] <= w and new[1] <= h and spec.resample != 0
+                a = cv2.resize(a, new, interpolation=cv2.INTER_AREA if shrink else enlarge)
+        if spec.center_crop:
+            if spec.square_crop:
+                a = _center_crop(a, spec.square_crop, spec.square_crop)
+            a = _center_crop(a, spec.height, spec.width)
+        if flip:
+            a = a[..., ::-1]
+        if contract.fused_preprocess:
+            a = a.transpose(2, 0, 1) if contract.layout == "NCHW" else a
+            return np.ascontiguousarray(a, dtype=contract.dtype)
+        return contract.inputs_from_frames(np.ascontiguousarray(a)[None])[0]
+
+    return transform
+
+
+def _reproducible(spec: Any) -> bool:
+    """Whether `transform` reproduces this spec: every field it does not know has its default value.
+
+    A preprocessing mode added to `ImageSpec` later (letterbox, say) falls back to the reference
+    path until this module learns it, instead of being resized wrongly.
+    """
+    known = {"height", "width", "resize_shortest_edge", "center_crop", "mean", "std", "rescale_factor", "resample",
+             "do_resize", "resize_height", "resize_width", "square_crop", "origin"}
+    for f in dataclasses.fields(spec):
+        if f.name in known:
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+        if getattr(spec, f.name) != default:
+            return False
+    return spec.resample in _CV2_FILTERS
+
+
+_END = object()
+
+
+class VideoStream:
+    """Batches `(frame indices, model input batch)` of a video source, decoded on a thread of its own.
+
+    Args:
+        source: a video file, a URL (`rtsp://`, `http(s)://`, ...) or a camera index.
+        transform: one decoded BGR (H, W, 3) uint8 frame -> one row of the model's input
+            (`frame_transform(contract)`); None: the RGB frame itself.
+        every: keep every `every`-th frame (the others are decoded, not converted).
+        batch: frames per batch; the last batch may be smaller.
+        queue_size: frames decoded ahead at most.
+        limit: stop after this many kept frames (a camera or a live stream never ends).
+        stats: a `StreamStats` to fill (decode and preprocess time, frames decoded).
+
+    The source is opened in the constructor, so a missing file, an unreachable URL or a
+    missing camera is an `InputError` there; an error while decoding comes out of the iteration.
+    Use it as a context manager (or call `close`) to stop the thread early.
+    """
+
+    def __init__(self, source: Source, transform: Callable[[np.ndarray], np.ndarray] | None = None, every: int = 1,
+                 batch: int = 1, queue_size: int = 32, limit: int | None = None, stats: StreamStats | None = None) -> None:
+        for name, value in (("every", every), ("batch", batch), ("queue_size", queue_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InputError(f"{name} {value!r} not accepted: expected a whole number >= 1")
+        self.source = parse_source(source)
+        self.name = describe(self.source)
+        self.every, self.batch, self.limit = int(every), int(batch), limit
+        self.transform = transform or (lambda bgr: np.ascontiguousarray(bgr[..., ::-1]))
+        self.stats = stats if stats is not None else StreamStats()
+        self.stats.source = self.name
+        self._queue: queue.Queue = queue.Queue(maxsize=max(queue_size, batch))
+        self._stop = threading.Event()
+        t = time.perf_counter()
+        self._cap = _capture(self.source)
+        self.stats.decode_s += time.perf_counter() - t
+        self._thread = threading.Thread(target=self._decode, name=f"decode {self.name}", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _decode(self) -> None:
+        stats, cap = self.stats, self._cap
+        index = kept = 0
+        try:
+            while not self._stop.is_set() and (self.limit is None or kept < self.limit):
+                t0 = time.perf_counter()
+                if index % self.every:
+                    ok, frame = cap.grab(), None
+                else:
+                    ok, frame = cap.read()
+                t1 = time.perf_counter()
+                stats.decode_s += t1 - t0
+                if not ok:
+                    break
+                stats.decoded += 1
+                if frame is not None:
+                    row = self.transform(frame)
+                    stats.preprocess_s += time.perf_counter() - t1
+                    if not self._put((index, row)):
+                        return
+                    kept += 1
+                index += 1
+            if kept == 0 and not self._stop.is_set():
+                raise InputError(f"{self.name}: no frame could be decoded")
+            self._put(_END)
+        except BaseException as e:  # handed to the consumer, which raises it
+            self._put(e)
+        finally:
+            self._cap.release()
+
+    def __iter__(self) -> Iterator[tuple[list[int], np.ndarray]]:
+        indices: list[int] = []
+        rows: list[np.ndarray] = []
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            indices.append(item[0])
+            rows.append(item[1])
+            if len(rows) == self.batch:
+                yield indices, self._stack(rows)
+                indices, rows = [], []
+        if rows:
+            yield indices, self._stack(rows)
+
+    def _stack(self, rows: list[np.ndarray]) -> np.ndarray:
+        t = time.perf_counter()
+        out = np.stack(rows)
+        self.stats.preprocess_s += time.perf_counter() - t
+        return out
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> VideoStream:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def predict_stream(runner: Any, source: Source, top_k: int = 5, every: int = 1, batch: int = 8, resize: str = "opencv",
+                   limit: int | None = None, stats: StreamStats | None = None) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """(frame index, top-k labels) for every `every`-th frame of `source`, as `runner.predict` gives them.
+
+    `stats` (a `StreamStats`) is filled as the frames go: decode, preprocess and infer seconds,
+    frames, wall time and frames per second. Other arguments as in `VideoStream`; `resize` in
+    the module docstring.
+    """
+    stats = stats if stats is not None else StreamStats()
+    start = time.perf_counter()
+    transform = frame_transform(runner.contract, resize)
+    with VideoStream(source, transform, every=every, batch=batch, limit=limit, stats=stats) as frames:
+        for indices, inputs in frames:
+            t = time.perf_counter()
+            tops = runner.top_k(inputs, top_k)
+            stats.infer_s += time.perf_counter() - t
+            stats.frames += len(indices)
+            stats.wall_s = time.perf_counter() - start
+            yield from zip(indices, tops)
+    stats.wall_s = time.perf_counter() - start
