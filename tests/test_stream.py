@@ -96,7 +96,7 @@ def test_a_stream_over_http_gives_what_the_file_gives(capsys, demo_out, clip, ht
 
 
 def test_stream_results_match_the_reference_preprocessing(demo_out, clip):
-    """The OpenCV resize on the decoding thread against Pillow (the reference) on the same decoded frames."""
+    """The OpenCV resize on the preprocessing thread against Pillow (the reference) on the same decoded frames."""
     from focalnet_edge.runtime import load
 
     frames = _decoded_rgb(clip)
@@ -155,11 +155,11 @@ def test_every_limit_batches_and_timing(clip):
         assert [len(b) for b, _ in stream] == [5, 2]
 
 
-def test_stopping_early_ends_the_decoding_thread(clip):
+def test_stopping_early_ends_the_threads(clip):
     stream = VideoStream(clip, batch=1, queue_size=1)
     next(iter(stream))
     stream.close()
-    assert not stream._thread.is_alive()
+    assert not any(t.is_alive() for t in stream._threads)
 
 
 @pytest.mark.parametrize("source,needle", [
