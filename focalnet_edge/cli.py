@@ -345,7 +345,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .stream import StreamStats, predict_stream
     from .video import is_stream_source
 
-    if args.top_k < 1 or args.batch_size < 1 or args.every < 1:
+    if args.top_k < 1 or (args.batch_size is not None and args.batch_size < 1) or args.every < 1:
         raise ConfigError("--top-k, --batch-size and --every must be >= 1")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit} not accepted: expected a positive number of frames")
@@ -363,8 +363,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         images = [p for p in args.images if p not in streams]
         paths = _expand_images(images) if images else []
         named = {Path(p) for p in args.images}
-        for start in range(0, len(paths), args.batch_size):
-            chunk = paths[start : start + args.batch_size]
+        step = args.batch_size or 16
+        for start in range(0, len(paths), step):
+            chunk = paths[start : start + step]
             for path, top in _predict_skipping(runner, chunk, named, args.top_k):
                 emit(str(path), top)
         for source in streams:
@@ -738,7 +739,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "or camera indices (0, 1, ...)")
     p.add_argument("--source", action="append", metavar="SRC", help="a video file, stream URL or camera index (repeatable)")
     p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--batch-size", "--batch", type=int, default=16, help="images or frames per inference (default 16)")
+    p.add_argument("--batch-size", "--batch", type=int, default=None,
+                   help="images or frames per inference (default: 16 images; for frames the artifact's optimal batch, "
+                        "1 unless exported with --batch MIN:OPT:MAX)")
     p.add_argument("--artifact", default=None, help="artifact of the folder to use (default: the best this machine runs)")
     p.add_argument("--jsonl", action="store_true", help="one JSON line per image")
     p.add_argument("--every", type=int, default=1, metavar="N", help="for videos and streams: every Nth frame (default 1)")

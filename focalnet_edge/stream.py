@@ -299,17 +299,20 @@ class VideoStream:
         self.close()
 
 
-def predict_stream(runner: Any, source: Source, top_k: int = 5, every: int = 1, batch: int = 8, resize: str = "opencv",
+def predict_stream(runner: Any, source: Source, top_k: int = 5, every: int = 1, batch: int | None = None, resize: str = "opencv",
                    limit: int | None = None, stats: StreamStats | None = None) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     """(frame index, top-k labels) for every `every`-th frame of `source`, as `runner.predict` gives them.
 
     `stats` (a `StreamStats`) is filled as the frames go: decode, preprocess and infer seconds,
-    frames, wall time and frames per second. Other arguments as in `VideoStream`; `resize` in
-    the module docstring.
+    frames, wall time and frames per second. `batch` defaults to the artifact's optimal batch
+    (`contract.batch[1]`: on a CPU one frame at a time is often fastest per frame; a TensorRT
+    engine is tuned for its optimal batch). Other arguments as in `VideoStream`; `resize` in the
+    module docstring.
     """
     stats = stats if stats is not None else StreamStats()
     start = time.perf_counter()
     transform = frame_transform(runner.contract, resize)
+    batch = batch or runner.contract.batch[1]
     with VideoStream(source, transform, every=every, batch=batch, limit=limit, stats=stats) as frames:
         for indices, inputs in frames:
             t = time.perf_counter()

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..onnx_io import load_onnx, ort_session, read_contract
+from ..errors import ArtifactError
+from ..onnx_io import contract_from_metadata, decode_metadata, ort_session
 from .base import Runner, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,20 @@ class OnnxRuntimeRunner(Runner):
 
     def __init__(self, path: str | os.PathLike, providers: list[str] | None = None, threads: int | None = None, spinning: bool = False) -> None:
         self.path = Path(path)
-        model = load_onnx(self.path, external_data=False)
-        self.contract, meta = read_contract(model, self.path)
+        if not self.path.is_file():
+            raise ArtifactError(f"{self.path}: no such ONNX file")
+        # the metadata through ONNX Runtime's own reading of the file: not parsed a second time by onnx
+        try:
+            self.session = ort_session(self.path, providers or default_providers(), threads, spinning)
+        except ArtifactError as e:
+            if "INVALID_PROTOBUF" in str(e):
+                raise ArtifactError(f"{self.path}: not a readable ONNX file (protobuf parsing failed)") from None
+            raise
+        meta = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self.contract, meta = contract_from_metadata(meta, self.path)
         self.head = meta.get("head", "logits")
         self.labels = {int(k): v for k, v in meta.get("labels", {}).items()}
         self.precision = meta.get("precision", "fp32")
-        self.session = ort_session(self.path, providers or default_providers(), threads, spinning)
         self.providers = self.session.get_providers()  #: the providers in use, the first one first
         self.device = f"ONNX Runtime {self.providers[0]}"
         self.output_names = [o.name for o in self.session.get_outputs()]
