@@ -208,3 +208,42 @@ def test_streams_run_without_torch(demo_out, clip, tmp_path, http_url):
     done = subprocess.run([sys.executable, "-c", blocker], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0 and "CODES [0, 0]" in done.stdout, done.stderr[-2000:]
     assert f"{clip}#8: " in done.stdout and f"{http_url}clip.mp4#1: " in done.stdout
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_on_the_cpu_decoding_waits_while_the_model_runs(clip, monkeypatch, overlap):
+    """ONNX Runtime on the CPU uses every core: by default nothing is decoded or resized while it runs."""
+    import time
+
+    from focalnet_edge import stream
+
+    inferring, during = [], []
+
+    class SlowCpuRunner:
+        contract = InputContract(height=64, width=64, fused_preprocess=True, dtype="uint8", layout="NHWC")
+        device, name = "ONNX Runtime CPUExecutionProvider", "onnxruntime:model.onnx"
+
+        def top_k(self, inputs, k):
+            inferring.append(True)
+            time.sleep(0.03)
+            inferring.pop()
+            return [[{"index": 0}]] * len(inputs)
+
+    real = stream.frame_transform
+
+    def recording(contract, resize):
+        transform = real(contract, resize)
+
+        def record(bgr):
+            during.append(bool(inferring))
+            return transform(bgr)
+
+        return record
+
+    monkeypatch.setattr(stream, "frame_transform", recording)
+    results = list(predict_stream(SlowCpuRunner(), clip, batch=1, overlap=None if not overlap else True))
+    assert len(results) == FRAMES and len(during) == FRAMES
+    if overlap:
+        assert sum(during) >= FRAMES // 2  # the threads ran ahead while the model ran
+    else:
+        assert sum(during) <= 1  # at most one frame that had just started when the model did
