@@ -247,3 +247,22 @@ def test_on_the_cpu_decoding_waits_while_the_model_runs(clip, monkeypatch, overl
         assert sum(during) >= FRAMES // 2  # the threads ran ahead while the model ran
     else:
         assert sum(during) <= 1  # at most one frame that had just started when the model did
+
+
+def test_pyav_reads_the_same_frames_where_opencv_is_missing(capsys, demo_out, clip, http_url, monkeypatch):
+    """Without OpenCV the same sources go through PyAV (frames resized by the reference path)."""
+    pytest.importorskip("av", reason="PyAV is optional (pip install av)")
+    from focalnet_edge import stream, video
+
+    monkeypatch.setattr(video, "_cv2", lambda: None)
+    monkeypatch.setattr(stream, "_cv2", lambda: None)
+    with VideoStream(clip, batch=FRAMES) as frames:
+        ((indices, decoded),) = list(frames)
+    reference = np.stack(_decoded_rgb(clip))
+    assert indices == list(range(FRAMES)) and decoded.shape == reference.shape
+    assert np.abs(decoded.astype(int) - reference).mean() < 1.0  # two FFmpeg builds, one codec: (nearly) the same pixels
+    code, rows, _ = _predict(capsys, demo_out, http_url + "clip.mp4", "--jsonl", "--top-k", "1", "--every", "3")
+    assert code == 0 and [r["image"].rsplit("#", 1)[1] for r in rows] == ["0", "3", "6", "9"]
+    code = main(["predict", str(demo_out), "--source", "http://127.0.0.1:9/none.mp4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "could not open the stream" in err[0]
