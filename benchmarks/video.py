@@ -65,7 +65,8 @@ print(frames)
 VARIANTS: dict[str, tuple[list[str], list[str]] | None] = {
     "hand loop (OpenCV -> ONNX Runtime)": None,
     "focalnet-edge predict": ([], []),
-    # "focalnet-edge predict, in-graph resize": (["--frame-size", "any"], []),  # when --frame-size any lands
+    # when --frame-size any lands (branch resize): whole BGR frames in, as decoded, resized in the graph
+    # "focalnet-edge predict, in-graph resize": (["--frame-size", "any", "--color-order", "BGR"], []),
 }
 
 

@@ -84,6 +84,13 @@ def frame_transform(contract: InputContract, resize: str = "opencv") -> Callable
     """
     if resize not in RESIZE_MODES:
         raise InputError(f"resize {resize!r} not understood: expected one of {', '.join(RESIZE_MODES)}")
+    if getattr(contract, "frame_size", "input") == "any":  # the graph resizes (--frame-size any): whole frames in
+        def whole(bgr: np.ndarray) -> np.ndarray:
+            if contract.color_order == "BGR" and contract.layout == "NHWC" and contract.dtype == "uint8":
+                return bgr  # as decoded, not even copied
+            return contract.frames_in_layout(np.ascontiguousarray(bgr[..., ::-1])[None])[0]
+
+        return whole
     spec = contract.image_spec
     cv2 = _cv2()
     fast = resize == "opencv" and cv2 is not None and _reproducible(spec)

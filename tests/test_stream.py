@@ -266,3 +266,15 @@ def test_pyav_reads_the_same_frames_where_opencv_is_missing(capsys, demo_out, cl
     code = main(["predict", str(demo_out), "--source", "http://127.0.0.1:9/none.mp4"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "could not open the stream" in err[0]
+
+
+def test_frames_of_any_size_go_in_whole_when_the_graph_resizes():
+    """A contract with frame_size "any" (in-graph resize, branch resize): no resize on the CPU, BGR frames not even copied."""
+    import types
+
+    bgr = np.random.default_rng(2).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    contract = types.SimpleNamespace(frame_size="any", color_order="BGR", layout="NHWC", dtype="uint8")
+    assert frame_transform(contract)(bgr) is bgr
+    contract = types.SimpleNamespace(frame_size="any", color_order="RGB", layout="NCHW", dtype="uint8",
+                                     frames_in_layout=lambda f: np.ascontiguousarray(f.transpose(0, 3, 1, 2)))
+    assert np.array_equal(frame_transform(contract)(bgr), bgr[..., ::-1].transpose(2, 0, 1))
