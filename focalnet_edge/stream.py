@@ -185,6 +185,8 @@ class VideoStream:
         queue_size: frames decoded ahead at most.
         limit: stop after this many kept frames (a camera or a live stream never ends).
         stats: a `StreamStats` to fill (decode and preprocess time, frames decoded).
+        pause: the two threads stop working from the moment a batch is complete until the
+            consumer asks for the next one (they then work only while it waits for frames).
 
     The source is opened in the constructor, so a missing file, an unreachable URL or a
     missing camera is an `InputError` there; an error while decoding comes out of the iteration.
@@ -192,20 +194,21 @@ class VideoStream:
     """
 
     def __init__(self, source: Source, transform: Callable[[np.ndarray], np.ndarray] | None = None, every: int = 1,
-                 batch: int = 1, queue_size: int = 32, limit: int | None = None, stats: StreamStats | None = None) -> None:
+                 batch: int = 1, queue_size: int = 32, limit: int | None = None, stats: StreamStats | None = None,
+                 pause: bool = False) -> None:
         for name, value in (("every", every), ("batch", batch), ("queue_size", queue_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise InputError(f"{name} {value!r} not accepted: expected a whole number >= 1")
         self.source = parse_source(source)
         self.name = describe(self.source)
-        self.every, self.batch, self.limit = int(every), int(batch), limit
+        self.every, self.batch, self.limit, self.pause = int(every), int(batch), limit, pause
         self.transform = transform or (lambda bgr: np.ascontiguousarray(bgr[..., ::-1]))
         self.stats = stats if stats is not None else StreamStats()
         self.stats.source = self.name
         self._queue: queue.Queue = queue.Queue(maxsize=max(queue_size, batch))
         self._raw: queue.Queue = queue.Queue(maxsize=2)  # decoded frames waiting for the preprocessing thread
         self._stop = threading.Event()
-        self.idle = threading.Event()  #: cleared by a consumer while the decoding and preprocessing threads must wait
+        self.idle = threading.Event()  #: cleared (with `pause`) while the consumer works on a batch: the threads wait
         self.idle.set()
         t = time.perf_counter()
         self._cap = _capture(self.source)
@@ -261,6 +264,7 @@ class VideoStream:
 
     def _preprocess(self) -> None:
         """Preprocessing thread: `transform` of each decoded frame into the consumer's queue (OpenCV lets go of the GIL)."""
+        made = 0
         while not self._stop.is_set():
             try:
                 item = self._raw.get(timeout=0.1)
@@ -278,6 +282,9 @@ class VideoStream:
                 self._put(self._queue, e, self._stop)
                 return
             self.stats.preprocess_s += time.perf_counter() - t
+            made += 1
+            if self.pause and made % self.batch == 0:
+                self.idle.clear()  # before the batch is handed out, so no frame is started while it runs
             if not self._put(self._queue, (item[0], row), self._stop):
                 return
 
@@ -285,6 +292,8 @@ class VideoStream:
         indices: list[int] = []
         rows: list[np.ndarray] = []
         while True:
+            if not rows:
+                self.idle.set()  # the consumer is back for frames: the threads may work
             item = self._queue.get()
             if item is _END:
                 break
@@ -333,15 +342,10 @@ def predict_stream(runner: Any, source: Source, top_k: int = 5, every: int = 1, 
     batch = batch or runner.contract.batch[1]
     if overlap is None:
         overlap = any(word in str(runner.device or runner.name) for word in ("CUDA", "Tensorrt", "TensorRT", "tensorrt"))
-    with VideoStream(source, transform, every=every, batch=batch, limit=limit, stats=stats) as frames:
+    with VideoStream(source, transform, every=every, batch=batch, limit=limit, stats=stats, pause=not overlap) as frames:
         for indices, inputs in frames:
             t = time.perf_counter()
-            if not overlap:
-                frames.idle.clear()
-            try:
-                tops = runner.top_k(inputs, top_k)
-            finally:
-                frames.idle.set()
+            tops = runner.top_k(inputs, top_k)
             stats.infer_s += time.perf_counter() - t
             stats.frames += len(indices)
             stats.wall_s = time.perf_counter() - start
