@@ -227,6 +227,9 @@ class TensorRTRunner(Runner):
     no reused buffer). numpy input goes through Polygraphy's `TrtRunner`, which copies to the
     device, runs on its own stream and synchronises it before returning host arrays.
 
+    CUDA memory of any other library (`__cuda_array_interface__`, `__dlpack__`: CuPy,
+    PyNvVideoCodec, pyds) is bound by pointer as well, on the caller's stream (`_run_device`).
+
     Batches larger than the engine's profile are split; an engine with one batch size (static
     or DLA) gets its last chunk padded, for numpy and torch input alike. Limits come from the
     engine's own optimization profile, not from the manifest.
