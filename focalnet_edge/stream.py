@@ -186,7 +186,8 @@ class VideoStream:
         limit: stop after this many kept frames (a camera or a live stream never ends).
         stats: a `StreamStats` to fill (decode and preprocess time, frames decoded).
         pause: the two threads stop working from the moment a batch is complete until the
-            consumer asks for the next one (they then work only while it waits for frames).
+            consumer has taken every batch made and waits for the next one: they then work only
+            while it waits, never beside it (mutable: `predict_stream` sets it as it measures).
 
     The source is opened in the constructor, so a missing file, an unreachable URL or a
     missing camera is an `InputError` there; an error while decoding comes out of the iteration.
@@ -292,8 +293,8 @@ class VideoStream:
         indices: list[int] = []
         rows: list[np.ndarray] = []
         while True:
-            if not rows:
-                self.idle.set()  # the consumer is back for frames: the threads may work
+            if not rows and (not self.pause or self._queue.empty()):
+                self.idle.set()  # the consumer waits for frames: the threads may work (paused: only now)
             item = self._queue.get()
             if item is _END:
                 break
@@ -321,7 +322,7 @@ class VideoStream:
 
 def predict_stream(runner: Any, source: Source, top_k: int = 5, every: int = 1, batch: int | None = None, resize: str = "opencv",
                    limit: int | None = None, stats: StreamStats | None = None,
-                   overlap: bool | None = None) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+                   overlap: bool | None = None, queue_size: int = 32) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     """(frame index, top-k labels) for every `every`-th frame of `source`, as `runner.predict` gives them.
 
     `stats` (a `StreamStats`) is filled as the frames go: decode, preprocess and infer seconds,
@@ -329,25 +330,31 @@ def predict_stream(runner: Any, source: Source, top_k: int = 5, every: int = 1, 
     (`contract.batch[1]`: on a CPU one frame at a time is often fastest per frame; a TensorRT
     engine is tuned for its optimal batch).
 
-    `overlap`: let decoding and preprocessing run while the model runs. Default: only where the
-    model runs on a GPU. On the CPU, ONNX Runtime already uses every core, and a decoder
-    competing with its threads slows each parallel operator by more than the decoder's share (on
-    2 cores, measured: +40-60% per frame for focalnet-tiny); so by default the two threads wait
-    while the model runs, and overlap only each other (decoding frame k+1 while frame k is
-    resized). Other arguments as in `VideoStream`; `resize` in the module docstring.
+    `overlap`: let decoding and preprocessing run while the model runs (True), or pause them
+    while it does (False). Default: overlap where the model runs on a GPU; on the CPU, decide as
+    the frames go: pause while the model is the slowest stage, overlap while decoding is. ONNX
+    Runtime's threads take every core, and a decoder beside them slows each parallel operator
+    by more than its own share (on 2 cores: +40-60% per frame for focalnet-tiny); when decoding
+    is the slowest stage, pausing it would only slow the stream. Paused or not, the two threads
+    overlap each other (frame k+1 decoded while frame k is resized). Other arguments as in
+    `VideoStream`; `resize` in the module docstring.
     """
     stats = stats if stats is not None else StreamStats()
     start = time.perf_counter()
     transform = frame_transform(runner.contract, resize)
     batch = batch or runner.contract.batch[1]
-    if overlap is None:
-        overlap = any(word in str(runner.device or runner.name) for word in ("CUDA", "Tensorrt", "TensorRT", "tensorrt"))
-    with VideoStream(source, transform, every=every, batch=batch, limit=limit, stats=stats, pause=not overlap) as frames:
+    gpu = any(word in str(runner.device or runner.name) for word in ("CUDA", "Tensorrt", "TensorRT", "tensorrt"))
+    adapt = overlap is None and not gpu
+    with VideoStream(source, transform, every=every, batch=batch, queue_size=queue_size, limit=limit, stats=stats,
+                     pause=overlap is False) as frames:
         for indices, inputs in frames:
             t = time.perf_counter()
             tops = runner.top_k(inputs, top_k)
             stats.infer_s += time.perf_counter() - t
             stats.frames += len(indices)
             stats.wall_s = time.perf_counter() - start
+            if adapt:  # pause the threads while the model is the slowest stage (docstring)
+                frames.pause = stats.infer_s / stats.frames > max(stats.decode_s * every / max(stats.decoded, 1),
+                                                                   stats.preprocess_s / stats.frames)
             yield from zip(indices, tops)
     stats.wall_s = time.perf_counter() - start
