@@ -97,7 +97,7 @@ class Runner(abc.ABC):
         if array is None:
             buffer = device_buffer(batch, stream_handle(stream if stream is not None else self.stream) or None)
             if buffer is None:
-                raise InputError(f"input must be a numpy array, a torch tensor or an object with __dlpack__, "
+                raise InputError(f"input must be a numpy array or torch tensor, or an object with __dlpack__, "
                                  f"__cuda_array_interface__ or __array_interface__, got {type(batch).__name__}")
             self.contract.check_shape(buffer.shape, str(buffer.dtype))
             return self._run_device(buffer, stream if stream is not None else self.stream)
