@@ -13,9 +13,10 @@ print(stats.summary())
 
 `VideoStream` decodes on a thread of its own, preprocesses on a second one, and hands batches
 of model inputs to the caller through a bounded queue (`queue_size` frames): decoding the next
-frame, preprocessing the one before and inference on the batch before that overlap (OpenCV
-and ONNX Runtime let go of the GIL), and a slow consumer makes the decoder wait rather than
-fill memory (a live source then lags; take fewer frames with `every`).
+frame and preprocessing the one before overlap (OpenCV lets go of the GIL), and so does
+inference on a GPU; on the CPU the two threads pause while the model runs whenever the model
+is the slowest stage (`predict_stream`'s `overlap`). A slow consumer makes the decoder wait
+rather than fill memory (a live source then lags; take fewer frames with `every`).
 
 Preprocessing works on the BGR frame the decoder gives, through
 OpenCV (`resize="opencv"`, the default): `cv2.resize` with `INTER_AREA` when shrinking (an
