@@ -166,6 +166,9 @@ EPILOG_VERIFY = """examples:
 EPILOG_PREDICT = """examples:
   focalnet-edge predict out/ cat.jpg dog.png
   focalnet-edge predict out/model.onnx photos/ --top-k 3 --jsonl
+  focalnet-edge predict out/ clip.mp4 --every 5 --batch 8       # decoding on its own thread; timing on stderr
+  focalnet-edge predict out/ rtsp://camera.local/stream --limit 100
+  focalnet-edge predict out/ --source 0 --limit 50                # the first camera
 """
 
 
@@ -346,12 +349,18 @@ def _predict_skipping(runner, paths: list[Path], named: set[Path], top_k: int) -
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .errors import InputError
     from .runtime import load
-    from .video import is_video, read_frames
+    from .stream import StreamStats, predict_stream
+    from .video import is_stream_source
 
-    if args.top_k < 1 or args.batch_size < 1 or args.every < 1:
+    if args.top_k < 1 or (args.batch_size is not None and args.batch_size < 1) or args.every < 1:
         raise ConfigError("--top-k, --batch-size and --every must be >= 1")
-    videos = [p for p in args.images if is_video(p)]
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit {args.limit} not accepted: expected a positive number of frames")
+    streams = [p for p in args.images if is_stream_source(p)] + list(args.source or [])
+    if not args.images and not streams:
+        raise InputError("nothing to classify: give image files or folders, videos, stream URLs or --source CAMERA_INDEX")
 
     def emit(name: str, top: list) -> None:
         if args.jsonl:
@@ -360,16 +369,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"{name}: " + ", ".join(f"{t['label']} {t['score']:.3f}" for t in top))
 
     with load(args.path, artifact=args.artifact) as runner:
-        paths = _expand_images([p for p in args.images if p not in videos]) if len(videos) < len(args.images) else []
+        images = [p for p in args.images if p not in streams]
+        paths = _expand_images(images) if images else []
         named = {Path(p) for p in args.images}
-        for start in range(0, len(paths), args.batch_size):
-            chunk = paths[start : start + args.batch_size]
+        step = args.batch_size or 16
+        for start in range(0, len(paths), step):
+            chunk = paths[start : start + step]
             for path, top in _predict_skipping(runner, chunk, named, args.top_k):
                 emit(str(path), top)
-        for video in videos:
-            for indices, frames in read_frames(Path(video), args.every, args.batch_size):
-                for i, top in zip(indices, runner.predict(list(frames), top_k=args.top_k)):
-                    emit(f"{video}#{i}", top)
+        for source in streams:
+            stats = StreamStats()
+            for i, top in predict_stream(runner, source, args.top_k, args.every, args.batch_size, args.resize,
+                                         args.limit, stats):
+                emit(f"{source}#{i}", top)
+            if not args.quiet:
+                print(stats.summary(), file=sys.stderr)
     return 0
 
 
@@ -727,15 +741,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_verify)
 
-    p = command("predict", help="top-k labels for images",
+    p = command("predict", help="top-k labels for images, videos, streams and cameras",
                        epilog=EPILOG_PREDICT)
     p.add_argument("path", help="an output folder or an artifact")
-    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("images", nargs="*", help="image files or folders, video files, stream URLs (rtsp://, http(s)://) "
+                        "or camera indices (0, 1, ...)")
+    p.add_argument("--source", action="append", metavar="SRC", help="a video file, stream URL or camera index (repeatable)")
     p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", "--batch", type=int, default=None,
+                   help="images or frames per inference (default: 16 images; for frames the artifact's optimal batch, "
+                        "1 unless exported with --batch MIN:OPT:MAX)")
     p.add_argument("--artifact", default=None, help="artifact of the folder to use (default: the best this machine runs)")
     p.add_argument("--jsonl", action="store_true", help="one JSON line per image")
-    p.add_argument("--every", type=int, default=1, metavar="N", help="for videos: every Nth frame (default 1)")
+    p.add_argument("--every", type=int, default=1, metavar="N", help="for videos and streams: every Nth frame (default 1)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="for videos and streams: stop after N frames (cameras never end)")
+    p.add_argument("--resize", choices=("opencv", "pil"), default="opencv",
+                   help="for videos and streams: resize frames with OpenCV (default, fast) or Pillow (the reference's exact pixels)")
     p.set_defaults(func=cmd_predict)
 
     p = command("check", help="will TensorRT's ONNX parser take this file? (runs without TensorRT)",

@@ -38,14 +38,7 @@ def load_onnx(path: str | os.PathLike, external_data: bool = True) -> onnx.Model
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, Any]:
     """The `focalnet_edge.*` metadata_props of `model`, JSON values decoded."""
-    out: dict[str, Any] = {}
-    for p in model.metadata_props:
-        if p.key.startswith(META_PREFIX):
-            try:
-                out[p.key[len(META_PREFIX):]] = json.loads(p.value)
-            except ValueError:
-                out[p.key[len(META_PREFIX):]] = p.value
-    return out
+    return decode_metadata({p.key: p.value for p in model.metadata_props})
 
 
 def set_metadata(model: onnx.ModelProto, facts: dict[str, Any]) -> None:
@@ -61,7 +54,23 @@ def set_metadata(model: onnx.ModelProto, facts: dict[str, Any]) -> None:
 
 def read_contract(model: onnx.ModelProto, path: str | os.PathLike) -> tuple[InputContract, dict[str, Any]]:
     """The input contract and all metadata of a focalnet-edge ONNX file."""
-    meta = read_metadata(model)
+    return contract_from_metadata(read_metadata(model), path)
+
+
+def decode_metadata(props: dict[str, str]) -> dict[str, Any]:
+    """The `focalnet_edge.*` entries of a key -> value map (e.g. ONNX Runtime's `custom_metadata_map`), JSON decoded."""
+    out: dict[str, Any] = {}
+    for key, value in props.items():
+        if key.startswith(META_PREFIX):
+            try:
+                out[key[len(META_PREFIX):]] = json.loads(value)
+            except ValueError:
+                out[key[len(META_PREFIX):]] = value
+    return out
+
+
+def contract_from_metadata(meta: dict[str, Any], path: str | os.PathLike) -> tuple[InputContract, dict[str, Any]]:
+    """The input contract of decoded focalnet-edge metadata (`read_metadata`, `decode_metadata`), checked."""
     if "input" not in meta:
         raise ArtifactError(f"{path}: not a focalnet-edge ONNX file (no focalnet_edge.input metadata); export it with focalnet-edge export")
     from .manifest import contract_problem

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import ArtifactError, InputError
 from ..contract import InputContract
 from ..model.preprocessing import ImageLike
+from .interop import DeviceBuffer, device_buffer, host_array, stream_handle
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Runner(abc.ABC):
     head: str = "logits"
     name: str = "runner"
     device: str | None = None  #: what runs it, in words (e.g. "ONNX Runtime CPUExecutionProvider")
+    stream: Any = None  #: the CUDA stream CUDA input runs on when `run` is given none (handle, torch or CuPy stream)
     _closed: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -80,14 +82,25 @@ class Runner(abc.ABC):
     def outputs(self) -> list[TensorSpec]:
         return [TensorSpec(n, "float32", ("batch", "...")) for n in self.output_names]
 
-    def run(self, batch) -> dict[str, Any]:
-        """Every output by name. Checks `batch` first; splits it when over the maximum batch."""
+    def run(self, batch, stream: Any = None) -> dict[str, Any]:
+        """Every output by name. Checks `batch` first; splits it when over the maximum batch.
+
+        `batch`: a numpy array, a torch tensor, or any object with `__dlpack__`,
+        `__cuda_array_interface__` or `__array_interface__` (`runtime.interop`): host memory is
+        viewed without a copy, CUDA memory is bound directly by the GPU backends (`_run_device`).
+        `stream`: the CUDA stream to run on, for CUDA input (an int handle, a torch or CuPy stream).
+        """
         self._check_open()
         as_torch = _is_torch(batch)
         device = batch.device if as_torch else None
-        array = batch.detach().cpu().numpy() if as_torch else batch
-        if not isinstance(array, np.ndarray):
-            raise InputError(f"input must be a numpy array or torch tensor, got {type(batch).__name__}")
+        array = batch.detach().cpu().numpy() if as_torch else host_array(batch)
+        if array is None:
+            buffer = device_buffer(batch, stream_handle(stream if stream is not None else self.stream) or None)
+            if buffer is None:
+                raise InputError(f"input must be a numpy array or torch tensor, or an object with __dlpack__, "
+                                 f"__cuda_array_interface__ or __array_interface__, got {type(batch).__name__}")
+            self.contract.check_shape(buffer.shape, str(buffer.dtype))
+            return self._run_device(buffer, stream if stream is not None else self.stream)
         self.contract.check_shape(array.shape, str(array.dtype))
         outputs = self._run_chunks(np.ascontiguousarray(array))
         if as_torch:
@@ -96,9 +109,26 @@ class Runner(abc.ABC):
             return {k: torch.from_numpy(v).to(device) for k, v in outputs.items()}
         return outputs
 
-    def __call__(self, batch):
+    def _run_device(self, buffer: DeviceBuffer, stream: Any) -> dict[str, Any]:
+        """CUDA memory in: backends that run on a GPU bind it; this one cannot read it."""
+        raise InputError(f"{self.name} runs on {self.device or 'the CPU'} and cannot read CUDA memory: copy the frames to the "
+                         "host first (e.g. cupy.asnumpy), or run on ONNX Runtime's CUDA provider or a TensorRT engine")
+
+    def _device_chunks(self, buffer: DeviceBuffer) -> list[DeviceBuffer]:
+        """`buffer` split along the batch as `_run_chunks` splits arrays (views; a static batch must be whole)."""
+        c = self.contract
+        n = buffer.shape[0]
+        if n == 0:
+            raise InputError(f"input {c.name!r} has batch 0: nothing to run")
+        step = (c.max_batch or n) if c.dynamic_batch else c.batch[1]
+        if not c.dynamic_batch and n % step:
+            raise InputError(f"input {c.name!r} has batch {n}: this artifact takes batches of exactly {step}, and CUDA "
+                             f"memory is not padded here (that would be a copy); pass a multiple of {step}")
+        return [buffer.rows(i, min(i + step, n)) for i in range(0, n, step)]
+
+    def __call__(self, batch, stream: Any = None):
         """The output for a one-output head (e.g. logits), else a dict of outputs by name."""
-        out = self.run(batch)
+        out = self.run(batch, stream)
         return out[self.output_names[0]] if len(out) == 1 else out
 
     @abc.abstractmethod
@@ -145,19 +175,27 @@ class Runner(abc.ABC):
     def predict(self, images: list[ImageLike] | ImageLike, top_k: int = 5) -> list[list[dict[str, Any]]]:
         """Top-k labels per image: [[{"index", "label", "score"}, ...], ...]."""
         self._check_open()
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-            raise InputError(f"top_k {top_k!r} not accepted: expected a whole number >= 1")
-        if self.head not in ("logits", "probs"):
-            raise InputError(f"predict needs a classification artifact (logits or probs head), this one has {self.head!r}")
-        out = self(self.prepare(images))
+        self._check_top_k(top_k)
+        return self.top_k(self.prepare(images), top_k)
+
+    def top_k(self, batch, k: int = 5) -> list[list[dict[str, Any]]]:
+        """Top-k labels per row of an input batch already prepared (`prepare`, `stream.frame_transform`)."""
+        self._check_top_k(k)
+        out = self(batch)
         out = out.float().cpu().numpy() if _is_torch(out) else np.asarray(out, np.float32)
         probs = out if self.head == "probs" else softmax(out)
-        k = max(1, min(top_k, probs.shape[-1]))
+        k = max(1, min(k, probs.shape[-1]))
         results = []
         for row in probs:
             top = np.argsort(-row, kind="stable")[:k]
             results.append([{"index": int(i), "label": self.labels.get(int(i), str(i)), "score": float(row[i])} for i in top])
         return results
+
+    def _check_top_k(self, top_k: Any) -> None:
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+            raise InputError(f"top_k {top_k!r} not accepted: expected a whole number >= 1")
+        if self.head not in ("logits", "probs"):
+            raise InputError(f"predict needs a classification artifact (logits or probs head), this one has {self.head!r}")
 
 
 def check_images(images: Any) -> list:

@@ -19,6 +19,7 @@ checked against the TensorRT 10.13 stubs and exercised with fakes there, and run
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 from ..contract import InputContract
 from ..errors import ArtifactError, InputError
 from .base import Runner, _is_torch
+from .interop import DeviceBuffer, c_strides, check, cudart, stream_handle, synchronize
 
 if TYPE_CHECKING:  # type-checked against the TensorRT stubs (tests/test_typecheck.py)
     import tensorrt as trt
@@ -225,6 +227,9 @@ class TensorRTRunner(Runner):
     no reused buffer). numpy input goes through Polygraphy's `TrtRunner`, which copies to the
     device, runs on its own stream and synchronises it before returning host arrays.
 
+    CUDA memory of any other library (`__cuda_array_interface__`, `__dlpack__`: CuPy,
+    PyNvVideoCodec, pyds) is bound by pointer as well, on the caller's stream (`_run_device`).
+
     Batches larger than the engine's profile are split; an engine with one batch size (static
     or DLA) gets its last chunk padded, for numpy and torch input alike. Limits come from the
     engine's own optimization profile, not from the manifest.
@@ -270,13 +275,89 @@ class TensorRTRunner(Runner):
         self._runner.activate()
         self.name = f"tensorrt:{self.path.name}"
 
-    def run(self, batch) -> dict[str, Any]:
-        dtype = str(batch.dtype).replace("torch.", "")
-        self.contract.check_shape(tuple(batch.shape), dtype)
-        check_profile(self.contract, self.profile, tuple(batch.shape))
-        if _is_torch(batch) and batch.is_cuda:  # stays on the device, on the caller's stream
-            return self._run_torch(batch)
-        return super().run(batch)
+    def run(self, batch, stream: Any = None) -> dict[str, Any]:
+        if _is_torch(batch) or isinstance(batch, np.ndarray):
+            dtype = str(batch.dtype).replace("torch.", "")
+            self.contract.check_shape(tuple(batch.shape), dtype)
+            check_profile(self.contract, self.profile, tuple(batch.shape))
+            if _is_torch(batch) and batch.is_cuda:  # stays on the device, on the caller's stream
+                return self._run_torch(batch)
+        return super().run(batch, stream)
+
+    # -- CUDA memory of any library (CUDA array interface, DLPack) -------------------------------------------
+    def _run_device(self, buffer: DeviceBuffer, stream: Any) -> dict[str, Any]:
+        """CUDA memory bound directly (`set_tensor_address`) and run on the caller's stream.
+
+        The stream: `stream`, else `self.stream`, else the producer's (CUDA array interface
+        v3), else the legacy default stream. When the producer's stream is another one, it is
+        synchronised first. A pitched input (rows of contiguous bytes at a larger pitch, as
+        decoders and NvBufSurface give) is copied into a contiguous device buffer with one
+        `cudaMemcpy2DAsync` on the stream (TensorRT takes no strides); other strided layouts are
+        refused with what to do. Outputs: CuPy arrays for CuPy input (allocated by CuPy, written by
+        TensorRT, in stream order, no synchronisation); otherwise numpy arrays copied to the host
+        after the stream is synchronised (classifier outputs are small).
+        """
+        check_profile(self.contract, self.profile, buffer.shape)
+        handle = stream_handle(stream) if stream is not None else buffer.stream or 0
+        if buffer.stream and buffer.stream != handle:
+            synchronize(buffer.stream)
+        rt: Any = None
+        scratch: Any = None
+        if not buffer.contiguous:
+            pitched = buffer.pitch()
+            if pitched is None:
+                raise InputError(f"a strided CUDA input (shape {buffer.shape}, strides {buffer.strides} bytes) is neither "
+                                 "contiguous nor pitched rows: make it contiguous on the device first "
+                                 "(cupy.ascontiguousarray(x), x.contiguous())")
+            rt = cudart()
+            row_bytes, pitch, rows = pitched
+            scratch = check(rt.cudaMallocAsync(row_bytes * rows, handle), "cudaMallocAsync")
+            check(rt.cudaMemcpy2DAsync(scratch, row_bytes, buffer.ptr, pitch, row_bytes, rows,
+                                       rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice, handle), "cudaMemcpy2DAsync")
+            buffer = dataclasses.replace(buffer, ptr=int(scratch), strides=c_strides(buffer.shape, buffer.dtype.itemsize))
+        try:
+            parts = [self._infer_buffer(chunk, handle) for chunk in self._device_chunks(buffer)]
+        finally:
+            if scratch is not None:
+                check(rt.cudaFreeAsync(scratch, handle), "cudaFreeAsync")  # stream-ordered: after the engine read it
+        if type(buffer.owner).__module__.startswith("cupy"):
+            import cupy
+
+            return parts[0] if len(parts) == 1 else {k: cupy.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _infer_buffer(self, x: DeviceBuffer, stream: int) -> dict[str, Any]:
+        """One chunk through `execute_async_v3` on `stream`; outputs as `_run_device` says."""
+        if self._context is None:
+            self._context = self._engine.create_execution_context()
+        ctx = self._context
+        ctx.set_input_shape(self.contract.name, tuple(x.shape))
+        ctx.set_tensor_address(self.contract.name, x.ptr)
+        cupy_out = type(x.owner).__module__.startswith("cupy")
+        rt: Any = None if cupy_out else cudart()
+        outs, device = {}, {}
+        for name in self.output_names:
+            dtype = np.dtype(DTYPES[self._engine.get_tensor_dtype(name).name])
+            shape = tuple(dims(ctx.get_tensor_shape(name)))
+            if cupy_out:
+                import cupy
+
+                with cupy.cuda.ExternalStream(stream):
+                    out = cupy.empty(shape, dtype)
+                outs[name], ptr = out, out.data.ptr
+            else:
+                outs[name] = np.empty(shape, dtype)
+                ptr = device[name] = int(check(rt.cudaMallocAsync(max(outs[name].nbytes, 1), stream), "cudaMallocAsync"))
+            ctx.set_tensor_address(name, ptr)
+        if not ctx.execute_async_v3(stream):
+            raise ArtifactError(f"{self.path}: TensorRT failed to enqueue a batch of shape {tuple(x.shape)}")
+        if not cupy_out:
+            for name, ptr in device.items():
+                check(rt.cudaMemcpyAsync(outs[name].ctypes.data, ptr, outs[name].nbytes,
+                                         rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync")
+                check(rt.cudaFreeAsync(ptr, stream), "cudaFreeAsync")
+            check(rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+        return outs
 
     # -- torch CUDA tensors ----------------------------------------------------------------------------------
     def _run_torch(self, x) -> dict[str, Any]:

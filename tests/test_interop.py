@@ -1,0 +1,241 @@
+"""Frames from other libraries: DLPack and the CUDA array interface, read without a copy.
+
+Without a GPU here, CUDA memory is stood in for by host memory behind a
+`__cuda_array_interface__` (the description is all the runners read: pointer, shape, strides,
+dtype, stream), numpy's own `__dlpack__` capsules are parsed with ctypes and compared with what
+numpy says of the same memory, ONNX Runtime's I/O binding runs on the CPU provider with a raw
+host pointer, and TensorRT and cuda-python are fakes that record their calls. tests/gpu/ runs
+the real thing.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+from trt_fake import fake_tensorrt
+
+from focalnet_edge.cli import main
+from focalnet_edge.contract import InputContract
+from focalnet_edge.errors import InputError
+from focalnet_edge.runtime import load
+from focalnet_edge.runtime import interop
+from focalnet_edge.runtime import tensorrt as trt_mod
+from focalnet_edge.runtime.interop import DeviceBuffer, device_buffer, from_dlpack_capsule, host_array
+
+
+class HostDLPack:
+    """Only the DLPack protocol of a numpy array (as JAX or a decoder's CPU frame would offer)."""
+
+    def __init__(self, a):
+        self._a = a
+
+    def __dlpack__(self, stream=None, **kwargs):
+        return self._a.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._a.__dlpack_device__()
+
+
+class FakeCudaArray:
+    """`__cuda_array_interface__` (v3) over host memory: what CuPy, Numba or pyds would describe."""
+
+    def __init__(self, a, stream=None):
+        self._a = a
+        self.__cuda_array_interface__ = {
+            "shape": a.shape, "typestr": a.dtype.str, "data": (a.ctypes.data, False), "version": 3,
+            "strides": None if a.flags.c_contiguous else a.strides, "stream": stream,
+        }
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("interop") / "out"
+    assert main(["-q", "export", "--model", "demo", "--output", str(out), "--fuse-preprocess", "--batch", "1:4:8"]) == 0
+    return out
+
+
+def _frames(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
+
+
+def test_host_dlpack_is_viewed_without_a_copy_strided_included():
+    big = _frames(4)
+    for a in (big, big[::2], big[:, 8:40, 4:60]):  # contiguous, every other frame, a crop (strided rows)
+        view = host_array(HostDLPack(a))
+        assert np.shares_memory(view, a) and view.strides == a.strides and np.array_equal(view, a)
+
+
+def test_host_dlpack_input_gives_the_numpy_result(demo_out):
+    x = _frames(10)
+    with load(demo_out) as runner:
+        expected = runner(x)
+        assert np.array_equal(runner(HostDLPack(x)), expected)  # split at the maximum batch 8 like numpy
+        # a crop of bigger frames is a strided view: copied once to a contiguous batch, same numbers
+        big = np.zeros((10, 80, 96, 3), np.uint8)
+        big[:, 8:72, 16:80] = x
+        assert np.array_equal(runner(HostDLPack(big[:, 8:72, 16:80])), expected)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float16", "float32", "int64", "bool"])
+def test_a_dlpack_capsule_is_read_like_numpy_reads_the_memory(dtype):
+    a = (np.arange(2 * 6 * 10 * 3) % 7).astype(dtype).reshape(2, 6, 10, 3)
+    for view in (a, a[:, 1:5, ::3], a[1:]):
+        buffer = from_dlpack_capsule(view.__dlpack__())
+        assert buffer.ptr == view.ctypes.data and buffer.shape == view.shape
+        assert buffer.strides == view.strides and buffer.dtype == view.dtype
+        assert buffer.contiguous == view.flags.c_contiguous
+
+
+def test_the_cuda_array_interface_is_described_not_read():
+    a = _frames(3)
+    buffer = device_buffer(FakeCudaArray(a, stream=0xBEEF))
+    assert buffer.ptr == a.ctypes.data and buffer.shape == a.shape and buffer.dtype == np.uint8
+    assert buffer.strides == a.strides and buffer.contiguous and buffer.stream == 0xBEEF
+    assert host_array(FakeCudaArray(a)) is None  # device memory is never read on the host
+    rows = buffer.rows(1, 3)
+    assert rows.ptr == a[1:].ctypes.data and rows.shape == (2, 64, 64, 3)
+    with pytest.raises(InputError, match="with a mask"):
+        interop.from_cuda_array_interface({**FakeCudaArray(a).__cuda_array_interface__, "mask": object()})
+
+
+def test_pitched_frames_are_recognised_other_strides_are_not():
+    surface = np.zeros((2, 64, 256, 3), np.uint8)  # rows of 64x3 bytes at a pitch of 768 bytes, as NvBufSurface pads them
+    pitched = device_buffer(FakeCudaArray(surface[:, :, :64]))
+    assert not pitched.contiguous and pitched.pitch() == (64 * 3, 256 * 3, 2 * 64)
+    one = device_buffer(FakeCudaArray(surface[:1, :, :64]))
+    assert one.pitch() == (64 * 3, 256 * 3, 64)
+    assert device_buffer(FakeCudaArray(surface[:, :, :64, ::-1])).pitch() is None  # reversed channels: no rows to copy
+    assert device_buffer(FakeCudaArray(np.zeros((2, 3, 64, 64), np.uint8).transpose(0, 2, 3, 1))).pitch() is None
+    assert device_buffer(FakeCudaArray(_frames(1))).pitch() is None  # contiguous
+
+
+def test_a_cpu_runner_refuses_cuda_memory_in_one_sentence(demo_out):
+    with load(demo_out) as runner, pytest.raises(InputError, match="cannot read CUDA memory: copy the frames to the host"):
+        runner(FakeCudaArray(_frames(2)))
+    with load(demo_out) as runner, pytest.raises(InputError, match="got dict"):
+        runner({"x": 1})
+
+
+def test_io_binding_by_pointer_gives_the_numpy_result(demo_out):
+    """The I/O binding path of the CUDA provider, run on the CPU provider with a host pointer."""
+    x = _frames(11)
+    with load(demo_out) as runner:
+        expected = runner(x)
+        buffer = device_buffer(FakeCudaArray(x))
+        got = runner._run_bound(buffer, "cpu")  # split 8 + 3, pointers moved, no copy
+        assert np.array_equal(got["logits"], expected)
+
+
+def test_onnxruntime_cuda_refuses_strided_memory_and_waits_for_the_producer(demo_out, monkeypatch):
+    from focalnet_edge.runtime import onnxruntime as ort_mod
+
+    waited = []
+    monkeypatch.setattr(ort_mod, "synchronize", waited.append)
+    with load(demo_out) as runner:
+        runner.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        runner._run_bound = lambda buffer, device: {"logits": np.zeros((buffer.shape[0], 10), np.float32), "device": device}
+        big = np.zeros((2, 64, 80, 3), np.uint8)
+        with pytest.raises(InputError, match="strided CUDA input .* cannot be bound to ONNX Runtime"):
+            runner.run(FakeCudaArray(big[:, :, :64]))
+        out = runner.run(FakeCudaArray(_frames(2), stream=0xF00D))
+        assert waited == [0xF00D] and out["device"] == "cuda"
+
+
+# -- TensorRT, over the stub-generated fake and a recording cuda-python ------------------------------------
+class FakeCudart(types.SimpleNamespace):
+    """The calls `_run_device` makes to cuda-python's runtime API, recorded; memory is host memory."""
+
+    def __init__(self):
+        super().__init__(calls=[], cudaMemcpyKind=types.SimpleNamespace(cudaMemcpyDeviceToDevice=3, cudaMemcpyDeviceToHost=2))
+        self._blocks = []
+
+    def cudaMallocAsync(self, size, stream):
+        block = np.zeros(size, np.uint8)
+        self._blocks.append(block)
+        self.calls.append(("cudaMallocAsync", size, stream))
+        return 0, block.ctypes.data
+
+    def cudaMemcpy2DAsync(self, dst, dpitch, src, spitch, width, height, kind, stream):
+        self.calls.append(("cudaMemcpy2DAsync", dpitch, src, spitch, width, height, kind, stream))
+        return (0,)
+
+    def cudaMemcpyAsync(self, dst, src, count, kind, stream):
+        self.calls.append(("cudaMemcpyAsync", count, kind, stream))
+        return (0,)
+
+    def cudaFreeAsync(self, ptr, stream):
+        self.calls.append(("cudaFreeAsync", stream))
+        return (0,)
+
+    def cudaStreamSynchronize(self, stream):
+        self.calls.append(("cudaStreamSynchronize", stream))
+        return (0,)
+
+
+@pytest.fixture
+def trt_runner(monkeypatch):
+    shapes = {}
+    trt = fake_tensorrt("10.3.0", behaviour={
+        "ICudaEngine.get_tensor_dtype": lambda self, name: trt.DataType.FLOAT,
+        "IExecutionContext.get_tensor_shape": lambda self, name: [shapes["batch"], 10],
+        "IExecutionContext.execute_async_v3": True,
+        "IExecutionContext.set_input_shape": lambda self, name, shape: shapes.update(batch=shape[0]) or True,
+        "IExecutionContext.set_tensor_address": True,
+    })
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    rt = FakeCudart()
+    monkeypatch.setattr(trt_mod, "cudart", lambda: rt)
+    monkeypatch.setattr(trt_mod, "synchronize", lambda stream: rt.calls.append(("synchronize", stream)))
+    contract = InputContract(height=64, width=64, fused_preprocess=True, dtype="uint8", layout="NHWC", batch=(1, 4, 8))
+    runner = object.__new__(trt_mod.TensorRTRunner)
+    runner.profile = [[1, 64, 64, 3], [4, 64, 64, 3], [8, 64, 64, 3]]
+    runner.contract = trt_mod.contract_for_profile(contract, runner.profile)
+    runner.output_names, runner.path, runner.name = ["logits"], trt_mod.Path("model.engine"), "tensorrt:model.engine"
+    runner._engine, runner._context = trt.ICudaEngine(), None
+    return runner, rt
+
+
+def _addresses(runner):
+    return [args for name, args, _ in runner._context._calls if name == "set_tensor_address" and args[0] == "frames"]
+
+
+def test_tensorrt_binds_the_callers_buffer_on_the_callers_stream(trt_runner):
+    runner, rt = trt_runner
+    runner.contract.name = "frames"
+    x = _frames(10)
+    out = runner.run(FakeCudaArray(x), stream=types.SimpleNamespace(cuda_stream=0xC0FFEE))  # a torch-like stream
+    assert _addresses(runner) == [("frames", x.ctypes.data), ("frames", x[8:].ctypes.data)]  # split 8 + 2, no copy
+    executes = [args for name, args, _ in runner._context._calls if name == "execute_async_v3"]
+    assert executes == [(0xC0FFEE,), (0xC0FFEE,)]
+    assert out["logits"].shape == (10, 10) and isinstance(out["logits"], np.ndarray)
+    assert ("cudaStreamSynchronize", 0xC0FFEE) in rt.calls and not any(c[0] == "cudaMemcpy2DAsync" for c in rt.calls)
+
+
+def test_tensorrt_copies_a_pitched_frame_once_and_waits_for_another_producer_stream(trt_runner):
+    runner, rt = trt_runner
+    runner.contract.name = "frames"
+    surface = np.zeros((3, 64, 100, 3), np.uint8)
+    runner.stream = 7  # the runner's stream attribute, when run() is given none
+    runner.run(FakeCudaArray(surface[:, :, :64], stream=5))
+    assert rt.calls[0] == ("synchronize", 5)  # the producer's stream is not ours: wait for it
+    assert rt.calls[1] == ("cudaMallocAsync", 3 * 64 * 64 * 3, 7)
+    assert rt.calls[2] == ("cudaMemcpy2DAsync", 64 * 3, surface.ctypes.data, 100 * 3, 64 * 3, 3 * 64, 3, 7)
+    scratch = rt._blocks[0].ctypes.data
+    assert _addresses(runner) == [("frames", scratch)]
+    assert ("cudaFreeAsync", 7) in rt.calls
+
+
+def test_tensorrt_refuses_what_it_cannot_bind(trt_runner):
+    runner, _ = trt_runner
+    with pytest.raises(InputError, match="neither contiguous nor pitched rows"):
+        runner.run(FakeCudaArray(_frames(2)[..., ::-1]))
+    with pytest.raises(InputError, match="expected 64x64"):
+        runner.run(FakeCudaArray(np.zeros((1, 32, 64, 3), np.uint8)))
+    runner.contract = trt_mod.contract_for_profile(runner.contract, [[4, 64, 64, 3]] * 3)  # one batch size (DLA)
+    with pytest.raises(InputError, match="batches of exactly 4"):
+        runner.run(FakeCudaArray(_frames(6)))
+    with pytest.raises(InputError, match="stream 'x' not understood"):
+        runner.run(FakeCudaArray(_frames(4)), stream="x")
