@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,8 +65,8 @@ print(frames)
 VARIANTS: dict[str, tuple[list[str], list[str]] | None] = {
     "hand loop (OpenCV -> ONNX Runtime)": None,
     "focalnet-edge predict": ([], []),
-    # when --frame-size any lands (branch resize): whole BGR frames in, as decoded, resized in the graph
-    # "focalnet-edge predict, in-graph resize": (["--frame-size", "any", "--color-order", "BGR"], []),
+    # whole BGR frames in, as decoded, resized in the graph (--frame-size any)
+    "focalnet-edge predict, in-graph resize": (["--frame-size", "any", "--color-order", "BGR"], []),
 }
 
 

@@ -23,7 +23,7 @@ from focalnet_edge.errors import InputError
 from focalnet_edge.runtime import load
 from focalnet_edge.runtime import interop
 from focalnet_edge.runtime import tensorrt as trt_mod
-from focalnet_edge.runtime.interop import DeviceBuffer, device_buffer, from_dlpack_capsule, host_array
+from focalnet_edge.runtime.interop import device_buffer, from_dlpack_capsule, host_array
 
 
 class HostDLPack:
