@@ -9,7 +9,7 @@ weights (1000 classes, 224), both exported with `--fuse-preprocess` (uint8 RGB N
 
 Each contender is a fresh process, so start-up (imports, loading and checking the model) is
 included, as a user would time it:
-- `predict`: `focalnet-edge predict OUT CLIP --jsonl` (defaults: batch 16, every frame,
+- `predict`: `focalnet-edge predict OUT CLIP --jsonl` (defaults: the artifact's optimal batch, every frame,
   OpenCV resize on the decoding thread), output to /dev/null;
 - the hand loop (`HAND_LOOP` below, twenty lines): `cv2.VideoCapture` -> `cv2.resize`
   (INTER_AREA, the same geometry: warp for the demo, shortest edge 256 then centre crop 224
