@@ -48,7 +48,7 @@ from .placement import (
 
 log = logging.getLogger(__name__)
 
-METHODS = ("max", "entropy", "percentile")
+METHODS = ("max", "entropy", "percentile", "distribution")
 FORMS = ("tensorrt", "cpu")
 QTYPES = ("int8", "fp8")
 QUANTIZED_OPS = WEIGHTED_OPS
@@ -101,28 +101,50 @@ class _Reader:
             yield item
 
 
-def compute_ranges(fp32_path: str | Path, inputs: np.ndarray, method: str = DEFAULT_METHOD, percentile: float = 99.99) -> dict[str, tuple[float, float]]:
-    """Ranges of every tensor read or written by Conv/MatMul/Gemm/Add, by `method`, on the CPU."""
+def compute_ranges(fp32_path: str | Path, inputs: np.ndarray, method: str = DEFAULT_METHOD, percentile: float = 99.99,
+                   progress: bool = False, batch: int = 16) -> dict[str, tuple[float, float]]:
+    """Ranges of every tensor read or written by Conv/MatMul/Gemm/Add, by `method`, on the CPU.
+
+    `max`: the largest magnitude seen; `percentile`: that percentile of the magnitudes (a
+    2048-bin histogram); `entropy`: the threshold minimising the KL divergence between the
+    float histogram and its 128-level quantized copy (TensorRT's entropy calibration);
+    `distribution`: onnxruntime's histogram edges (made for FP8 scales; as int8 ranges they
+    are the histogram's full span). The data go to the calibrator one batch at a time, so
+    memory holds one batch of intermediate tensors (onnxruntime keeps every tensor of every
+    image it is given in one call until the call ends: 8 GB for 156 focalnet-tiny images).
+    """
+    import contextlib
+    import io
+
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+    from tqdm import tqdm
 
     if method not in METHODS:
         raise ConfigError(f"calibration method {method!r} not supported; expected one of {', '.join(METHODS)}")
     if not 0 < percentile <= 100:
         raise ConfigError(f"calibration percentile {percentile} not accepted: expected a value in (0, 100]")
-    cal_method = {"max": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[method]
-    extra = {"percentile": percentile, "symmetric": True} if method == "percentile" else {}
-    model = onnx.load(str(fp32_path))
+    cal_method = {"max": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
+                  "distribution": CalibrationMethod.Distribution}[method]
+    extra = {"percentile": {"percentile": percentile, "symmetric": True},
+             "entropy": {"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128}}.get(method, {})
+    model = onnx.load(str(fp32_path), load_external_data=False)
+    name = model.graph.input[0].name
+    del model
     with tempfile.TemporaryDirectory(prefix="focalnet-edge-calib.") as tmp:
         calibrator = create_calibrator(
             Path(fp32_path), list(QUANTIZED_OPS) + ["Add"], augmented_model_path=str(Path(tmp) / "augmented.onnx"),
             calibrate_method=cal_method, extra_options=extra,
         )
-        calibrator.collect_data(_Reader(model.graph.input[0].name, inputs))
-        data = calibrator.compute_data()
+        starts = range(0, len(inputs), batch)
+        for i in tqdm(starts, desc=f"int8 calibration ({method})", unit="batch", disable=None if progress else True):
+            with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints a line per call
+                calibrator.collect_data(_Reader(name, inputs[i : i + batch], batch))
+        with contextlib.redirect_stdout(io.StringIO()):
+            data = calibrator.compute_data()
     out = {}
-    for name in data:
-        lo, hi = data[name].range_value
-        out[name] = (float(np.asarray(lo).min()), float(np.asarray(hi).max()))
+    for key in data:
+        lo, hi = data[key].range_value
+        out[key] = (float(np.asarray(lo).min()), float(np.asarray(hi).max()))
     return out
 
 
@@ -347,16 +369,22 @@ def build_int8(
     sensitivity_images: int = SENSITIVITY_IMAGES,
     sensitivity_nodes: int | None = SENSITIVITY_NODES,
     progress: bool = False,
+    reference: np.ndarray | None = None,
 ) -> Int8Result:
     """Quantize, run the accuracy gate on `holdout` inputs, write the graph atomically to `output`.
 
     `float_type="fp16"` makes the parts left in float (and the Q/DQ scales) float16, so a
     strongly typed TensorRT engine runs them in fp16 too; nodes whose activations measurably
     overflow float16 on `calibration_inputs` stay fp32. `qtype="fp8"` writes FLOAT8E4M3FN Q/DQ
-    (TensorRT form only). The gate judges the graph as written; the per-node sensitivity pass
-    (only when the first graph misses the target) runs with fp32 float parts on
-    `sensitivity_images` of the held-back images, measures the `sensitivity_nodes` nodes with
-    the most local quantization noise (None: all), and at most `max_fallback` nodes go back.
+    (TensorRT form only). `reference`: the fp32 graph's outputs on `holdout`, when known.
+
+    The gate (`gate.py`): the graph as written is judged on every held-back image; when it
+    misses the target, the `sensitivity_images` held-back images most at risk are picked, the
+    `sensitivity_nodes` nodes with the most local quantization noise (None: all) are measured
+    one by one on them in a `gate.Switchboard` (fp32 float parts, one session), the nodes go back
+    to float in batches by SQNR gain per FLOP (`gate.fallback_search`, at most `max_fallback`),
+    and the written form of the chosen graph is judged once more on every held-back image.
+    Seconds per phase are in the result's `timings`.
     """
     if float_type not in ("fp32", "fp16"):
         raise ConfigError(f"int8 float type {float_type!r} not supported; expected fp32 or fp16")
@@ -371,41 +399,51 @@ def build_int8(
     classify = meta.get("head", "logits") in ("logits", "probs")
     target = gate.GateTarget(min_sqnr_db, min_agreement, min_cosine)
     exclude = stem_and_head(fp32) if keep_stem_and_head else []
-    ref = gate.outputs(fp32, holdout)
+    ref = gate.outputs(fp32, holdout) if reference is None else reference
     timings["reference"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     first = quantize(fp32_path, ranges, form, exclude, residual)
-    keep_fp32: list[str] | None = None
-    model, keep_fp32 = _finalize(first, fp32, qtype, float_type, calibration_inputs, keep_fp32)
+    model, keep_fp32 = _finalize(first, fp32, qtype, float_type, calibration_inputs, None)
     timings["quantize"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    first_score = score = gate.score(ref, gate.outputs(model, holdout), classify)
+    first_out = gate.outputs(model, holdout)
+    first_score = score = gate.score(ref, first_out, classify)
     timings["measure"] = time.perf_counter() - t0
     log.info("%s (%s form): %s", qtype, form, score)
 
     sensitivity: dict[str, float] = {}
     kept: list[str] = []
+    tried: list[str] = []
     if not target.met(score) and max_fallback > 0:
         t0 = time.perf_counter()
         flops = gemm_flops(fp32)
         candidates = [n for n in quantizable_nodes(fp32, form) if n not in exclude]
-        sub = min(len(holdout), max(1, sensitivity_images))
-        probe, _ = _finalize(first, fp32, qtype, "fp32", None, None)  # fp32 float parts: the ranking only
-        sensitivity, order = gate.sensitivity_pass(probe, fp32, candidates, flops, ref[:sub], holdout[:sub],
-                                                   sensitivity_nodes, progress, proxy=first)
+        probe, _ = _finalize(first, fp32, qtype, "fp32", None, None)  # fp32 float parts: the search's form
+        risky = gate.risky_images(ref, first_out, sensitivity_images, classify)
+        if sensitivity_nodes is not None and len(candidates) > sensitivity_nodes:
+            noise = gate.local_noise(first, fp32, candidates, holdout[risky])
+            candidates = sorted(candidates, key=noise.get, reverse=True)[:sensitivity_nodes]
+        board = gate.Switchboard(probe, fp32, candidates)
+        sensitivity, order = gate.sensitivity_pass(probe, fp32, candidates, flops, ref[risky], holdout[risky],
+                                                   progress=progress, board=board)
         timings["sensitivity"] = time.perf_counter() - t0
         t0 = time.perf_counter()
 
-        def judge(candidate: onnx.ModelProto) -> gate.GateScore:
-            final, _ = _finalize(candidate, fp32, qtype, float_type, None, keep_fp32)
-            return gate.score(ref, gate.outputs(final, holdout), classify)
+        def judge(names: list[str]) -> gate.GateScore:  # the risky images re-run, the others keep the first outputs
+            out = first_out.copy()
+            out[risky] = board.outputs(names, holdout[risky])
+            return gate.score(ref, out, classify)
 
-        chosen, kept, last = gate.fallback_loop(first, fp32, order, judge, target, max_fallback)
-        if last is not None:
-            model, _ = _finalize(chosen, fp32, qtype, float_type, None, keep_fp32)
-            score = last
+        kept, _, lengths = gate.fallback_search(order, judge, target, max_fallback, progress)
+        tried = order[: max(lengths, default=0)]
         timings["fallback"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if kept:
+            model, _ = _finalize(gate.to_float(first, fp32, kept), fp32, qtype, float_type, None, keep_fp32)
+            score = gate.score(ref, gate.outputs(model, holdout), classify)
+            log.info("%s gate, written form with %d nodes back to float: %s", qtype, len(kept), score)
+        timings["final_check"] = time.perf_counter() - t0
     passed = target.met(score)
     report = placement_report(model, gemm_flops(fp32))
     note = gate.holdout_note(len(holdout))
@@ -420,9 +458,11 @@ def build_int8(
     with atomic_path(output) as tmp:
         onnx.save(model, str(tmp))
     timings["write"] = time.perf_counter() - t0
+    timings["total"] = sum(timings.values())
+    log.info("%s gate phases (s): %s", qtype, ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     agreement = score.top1 if score.top1 is not None else score.cosine
     return Int8Result(output, form, agreement, min_agreement, passed, kept, sensitivity, len(holdout), qtype, score,
-                      first_score, target, report, target.shortfalls(score), list(kept), note,
+                      first_score, target, report, target.shortfalls(score), tried, note,
                       {k: round(v, 2) for k, v in timings.items()})
 
 
