@@ -121,7 +121,12 @@ def test_demo_precisions_meet_the_accuracy_targets(demo_build):
 def test_calibration_cache_is_reused(demo_build, tmp_path):
     out, _ = demo_build
     ranges, doc = load_ranges(out / "calibration.json")
-    assert doc["method"] == "max" and doc["images"] > 0 and len(ranges) > 50
+    assert doc["method"] == "max" and doc["images"] > 0
+    # exactly the activations a Q/DQ reads: the non-constant inputs of every Conv/MatMul/Gemm
+    fp32 = onnx.load(str(out / "model.onnx"))
+    consts = {i.name for i in fp32.graph.initializer} | {n.output[0] for n in fp32.graph.node if n.op_type == "Constant"}
+    read = {i for n in fp32.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") for i in n.input if i not in consts}
+    assert set(ranges) == read and len(read) > 30
     # quantizing from the cached ranges gives the very graph the build wrote
     a = quantize(out / "model.onnx", ranges, "tensorrt", stem_and_head(onnx.load(str(out / "model.onnx"))))
     b = onnx.load(str(out / "model.int8.onnx"))
@@ -138,7 +143,7 @@ def test_percentile_and_entropy_ranges_are_inside_the_max_ranges(demo_build):
     for method in ("percentile", "entropy"):
         other = compute_ranges(out / "model.onnx", x, method, percentile=99.0)
         inside = [max(abs(other[k][0]), abs(other[k][1])) <= max(abs(mx[k][0]), abs(mx[k][1])) * 1.0001 for k in mx if k in other]
-        assert len(inside) > 50 and np.mean(inside) > 0.95, method
+        assert len(inside) > 30 and np.mean(inside) > 0.95, method
     # and the activations really are within the max ranges: an independent check on one tensor
     name = next(k for k in mx if "LayerNormalization_output_0" in k)
     assert mx[name][1] > 0 > mx[name][0]

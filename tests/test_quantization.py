@@ -33,7 +33,7 @@ def demo(tmp_path_factory):
     path = out / "model.onnx"
     contract, _ = read_contract(onnx.load(str(path)), path)
     cal, hold = load_calibration_data("demo", contract).split()
-    return path, cal, hold, compute_ranges(path, cal.inputs, "max")
+    return path, cal, hold, compute_ranges(path, cal.inputs, "max", residual=True)
 
 
 def _producers(m):

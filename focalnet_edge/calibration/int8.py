@@ -102,39 +102,41 @@ class _Reader:
 
 
 def compute_ranges(fp32_path: str | Path, inputs: np.ndarray, method: str = DEFAULT_METHOD, percentile: float = 99.99,
-                   progress: bool = False, batch: int = 16) -> dict[str, tuple[float, float]]:
-    """Ranges of every tensor read or written by Conv/MatMul/Gemm/Add, by `method`, on the CPU.
+                   progress: bool = False, batch: int = 16, residual: bool = RESIDUAL_QDQ != "none") -> dict[str, tuple[float, float]]:
+    """Ranges of the activations read by Conv/MatMul/Gemm (and, with `residual`, by the residual
+    Adds) by `method`, computed by onnxruntime's calibrators on the CPU.
 
     `max`: the largest magnitude seen; `percentile`: that percentile of the magnitudes (a
     2048-bin histogram); `entropy`: the threshold minimising the KL divergence between the
-    float histogram and its 128-level quantized copy (TensorRT's entropy calibration);
-    `distribution`: onnxruntime's histogram edges (made for FP8 scales; as int8 ranges they
-    are the histogram's full span). The data go to the calibrator one batch at a time, so
-    memory holds one batch of intermediate tensors (onnxruntime keeps every tensor of every
-    image it is given in one call until the call ends: 8 GB for 156 focalnet-tiny images).
+    float histogram (2048 bins) and its 128-level quantized copy (TensorRT's entropy
+    calibration); `distribution`: onnxruntime's histogram edges (made for FP8 scales; as int8
+    ranges they are the histogram's full span).
+
+    Two things keep this cheap on a 28 M-parameter model: only the tensors a Q/DQ will read are
+    calibrated (onnxruntime's calibrators take every input and output of the chosen op types:
+    3x the tensors, and the histogram methods spend their time in numpy on each), and the data
+    go to the calibrator one batch at a time (onnxruntime keeps every tensor of every image it
+    is given in one call until the call ends: 8 GB for 156 focalnet-tiny images).
     """
     import contextlib
     import io
 
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
     from tqdm import tqdm
 
     if method not in METHODS:
         raise ConfigError(f"calibration method {method!r} not supported; expected one of {', '.join(METHODS)}")
     if not 0 < percentile <= 100:
         raise ConfigError(f"calibration percentile {percentile} not accepted: expected a value in (0, 100]")
-    cal_method = {"max": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
-                  "distribution": CalibrationMethod.Distribution}[method]
-    extra = {"percentile": {"percentile": percentile, "symmetric": True},
-             "entropy": {"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128}}.get(method, {})
-    model = onnx.load(str(fp32_path), load_external_data=False)
+    model = onnx.load(str(fp32_path))
     name = model.graph.input[0].name
+    consts = {i.name for i in model.graph.initializer} | {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    wanted = {i for n in model.graph.node if n.op_type in QUANTIZED_OPS for i in n.input if i and i not in consts}
+    if residual:
+        adds = set(residual_adds(model))
+        wanted |= {i for n in model.graph.node if n.name in adds for i in n.input}
     del model
     with tempfile.TemporaryDirectory(prefix="focalnet-edge-calib.") as tmp:
-        calibrator = create_calibrator(
-            Path(fp32_path), list(QUANTIZED_OPS) + ["Add"], augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-            calibrate_method=cal_method, extra_options=extra,
-        )
+        calibrator = _calibrator(method, Path(fp32_path), wanted, Path(tmp) / "augmented.onnx", percentile)
         starts = range(0, len(inputs), batch)
         for i in tqdm(starts, desc=f"int8 calibration ({method})", unit="batch", disable=None if progress else True):
             with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints a line per call
@@ -146,6 +148,28 @@ def compute_ranges(fp32_path: str | Path, inputs: np.ndarray, method: str = DEFA
         lo, hi = data[key].range_value
         out[key] = (float(np.asarray(lo).min()), float(np.asarray(hi).max()))
     return out
+
+
+def _calibrator(method: str, path: Path, wanted: set[str], augmented: Path, percentile: float):
+    """onnxruntime's calibrator for `method` (as `create_calibrator` makes it), limited to the tensors `wanted`."""
+    from onnxruntime.quantization import calibrate as c
+
+    base, kwargs = {
+        "max": (c.MinMaxCalibrater, {}),
+        "entropy": (c.EntropyCalibrater, {"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128}),
+        "percentile": (c.PercentileCalibrater, {"symmetric": True, "num_bins": 2048, "percentile": percentile}),
+        "distribution": (c.DistributionCalibrater, {"num_bins": 2048, "scenario": "same"}),
+    }[method]
+
+    class Only(base):
+        def select_tensors_to_calibrate(self, model):
+            tensors, infos = super().select_tensors_to_calibrate(model)
+            return tensors & wanted, infos
+
+    calibrator = Only(path, list(QUANTIZED_OPS) + ["Add"], str(augmented), **kwargs)
+    calibrator.augment_graph()
+    calibrator.create_inference_session()
+    return calibrator
 
 
 def save_ranges(path: str | Path, ranges: dict[str, tuple[float, float]], method: str, percentile: float, images: int, model_sha256: str) -> None:
@@ -242,8 +266,12 @@ def _qdq_on_inputs(model: onnx.ModelProto, edges: list[tuple[str, str]], ranges:
     from onnx import helper, numpy_helper
 
     nodes = {n.name: n for n in model.graph.node}
+    missing = sorted({t for _, t in edges if t not in ranges})
+    if missing:
+        raise ConfigError(f"the calibration ranges lack residual Add input {missing[0]!r} ({len(missing)} in all): "
+                          "compute them with compute_ranges(..., residual=True)")
     for node_name, tensor in edges:
-        if tensor not in ranges or node_name not in nodes:
+        if node_name not in nodes:
             continue
         amax = max(abs(ranges[tensor][0]), abs(ranges[tensor][1])) or 1.0
         base = f"{tensor}_{node_name}_qdq".replace("/", "_")
