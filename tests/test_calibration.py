@@ -135,6 +135,15 @@ def test_calibration_cache_is_reused(demo_build, tmp_path):
     assert scales_a == scales_b
 
 
+def test_manifest_records_the_int8_phases(demo_build):
+    out, _ = demo_build
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name in ("model.int8.onnx", "model.int8.cpu.onnx"):
+        t = manifest["artifacts"][name]["int8"]["timings_s"]
+        assert t["calibration"] > 0 and t["reference"] > 0 and t["measure"] > 0, name
+        assert t["total"] == pytest.approx(sum(v for k, v in t.items() if k != "total"), abs=0.05)
+
+
 def test_percentile_and_entropy_ranges_are_inside_the_max_ranges(demo_build):
     out, _ = demo_build
     contract = OnnxRuntimeRunner(out / "model.onnx").contract
