@@ -176,6 +176,15 @@ def test_fp16_keeps_overflowing_nodes_in_fp32(tmp_path):
     fp32_out = OnnxRuntimeRunner(tmp_path / "out" / "model.onnx")(x)
     fp16_out = OnnxRuntimeRunner(tmp_path / "out" / "model.fp16.onnx")(x)
     assert np.isfinite(fp16_out).all() and (fp16_out.argmax(-1) == fp32_out.argmax(-1)).mean() >= 0.75
+    # the int8 graph's fp16 float parts keep the same nodes in fp32 (measured on the fp32 graph)
+    ranges = compute_ranges(tmp_path / "out" / "model.onnx", x, "max")
+    r = build_int8(tmp_path / "out" / "model.onnx", tmp_path / "q.onnx", ranges, x, float_type="fp16", calibration_inputs=x,
+                   max_fallback=0)
+    m, inits, _ = _graph(r.path)
+    stem = next(n for n in m.graph.node if "patch_embeddings/projection/Conv" in n.name)
+    assert inits[stem.input[1]].dtype == np.float32  # run in fp32, not float16
+    int8_out = OnnxRuntimeRunner(r.path)(x)
+    assert np.isfinite(int8_out).all() and (int8_out.argmax(-1) == fp32_out.argmax(-1)).mean() >= 0.75
 
 
 def test_nodes_to_keep_fp32_rule():

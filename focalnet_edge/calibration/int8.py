@@ -64,6 +64,7 @@ RESIDUAL_FORMS = ("none", "skip", "branch", "both")  #: "both": the placement be
 RESIDUAL_QDQ = "none"
 DEFAULT_METHOD = "max"  #: kept; `benchmarks/int8_vs_modelopt.py --study` measures max/percentile/entropy and image counts
 SENSITIVITY_IMAGES = 16  #: held-back images the per-node sensitivity pass runs on
+OVERFLOW_IMAGES = 16  #: calibration images the fp16 float parts' overflow is measured on
 SENSITIVITY_NODES = 24  #: nodes measured end to end by it, those with the most local quantization noise
 
 __all__ = [
@@ -378,6 +379,19 @@ def _finalize(model: onnx.ModelProto, fp32: onnx.ModelProto, qtype: str, float_t
     return model, keep_fp32
 
 
+def fp16_overflow_nodes(fp32: onnx.ModelProto, qmodel: onnx.ModelProto, inputs: np.ndarray) -> list[str]:
+    """Nodes of Q/DQ graph `qmodel` that overflow float16, from the activations of the fp32 graph.
+
+    The Q/DQ graph keeps the fp32 graph's node and tensor names, and quantization does not move
+    the peaks that matter (65504, LayerNorm inputs), so the fp32 graph is measured: ONNX Runtime
+    optimises it normally, unlike a Q/DQ graph with every tensor exposed, which on focalnet-tiny
+    took 200 s of a 700 s gate on 64 images (2 cores, loaded).
+    """
+    from .fp16 import activation_ranges, nodes_to_keep_fp32
+
+    return nodes_to_keep_fp32(qmodel, activation_ranges(fp32, inputs, fp32.graph.input[0].name))
+
+
 def build_int8(
     fp32_path: str | Path,
     output: str | Path,
@@ -432,7 +446,10 @@ def build_int8(
 
     t0 = time.perf_counter()
     first = quantize(fp32_path, ranges, form, exclude, residual)
-    model, keep_fp32 = _finalize(first, fp32, qtype, float_type, calibration_inputs, None)
+    keep_fp32: list[str] | None = None
+    if float_type == "fp16" and calibration_inputs is not None and len(calibration_inputs):
+        keep_fp32 = fp16_overflow_nodes(fp32, first, calibration_inputs[:OVERFLOW_IMAGES])
+    model, keep_fp32 = _finalize(first, fp32, qtype, float_type, None, keep_fp32)
     timings["quantize"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     first_out = gate.outputs(model, holdout)
