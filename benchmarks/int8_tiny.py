@@ -1,6 +1,6 @@
 """focalnet-tiny with realistic weight statistics and photo crops: the INT8/FP8 benchmarks' subject.
 
-    python benchmarks/int8_tiny.py [--out /tmp/focalnet-edge-tiny]
+    python benchmarks/int8_tiny.py [--out /tmp/focalnet-edge-tiny] [--outliers 0.02]
 
 Random initialisation is not what a trained network looks like (every LayerNorm weight 1,
 every bias 0, logits near zero), and quantization error depends on exactly those statistics.
@@ -8,7 +8,7 @@ No trained focalnet-tiny can be downloaded here, so the weights are made realist
 deterministically (seed 0):
 - LayerNorm weights drawn from |N(1, 0.3)| and biases from N(0, 0.1), with 2% of the
   channels given 4-8x larger weights: the outlier channels of trained transformers' residual
-  streams;
+  streams (`outliers=0` makes the same subject without them, in `DEFAULT_OUT_NO_OUTLIERS`);
 - biases of every Linear/Conv from N(0, 0.05);
 - the classifier scaled so that the logits have a standard deviation of about 3 (a trained
   classifier's confident spread, instead of init's ~0.3).
@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_OUT = Path("/tmp/focalnet-edge-tiny")
+DEFAULT_OUT_NO_OUTLIERS = Path("/tmp/focalnet-edge-tiny-no-outliers")
 
 
-def realistic_weights(model, seed: int = 0) -> None:
+def realistic_weights(model, seed: int = 0, outliers: float = 0.02) -> None:
     """Move biases and norms away from their initial values (see the module docstring)."""
     import torch
 
@@ -36,8 +37,8 @@ def realistic_weights(model, seed: int = 0) -> None:
         for m in model.modules():
             if isinstance(m, torch.nn.LayerNorm) and m.weight is not None:
                 w = (1 + 0.3 * torch.randn(m.weight.shape, generator=g)).abs()
-                outliers = torch.rand(m.weight.shape, generator=g) < 0.02
-                w[outliers] *= 4 + 4 * torch.rand(int(outliers.sum()), generator=g)
+                picked = torch.rand(m.weight.shape, generator=g) < outliers
+                w[picked] *= 4 + 4 * torch.rand(int(picked.sum()), generator=g)
                 m.weight.copy_(w)
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
             elif isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and m.bias is not None:
@@ -71,8 +72,9 @@ def photo_crops(folder: Path, count: int = 320, size: int = 288, seed: int = 0) 
         crop.save(folder / f"crop_{i:04d}.png")
 
 
-def prepare(out: Path = DEFAULT_OUT) -> tuple[Path, Path]:
-    """(fp32 model.onnx, image folder) of focalnet-tiny with realistic statistics, made once."""
+def prepare(out: Path = DEFAULT_OUT, outliers: float = 0.02) -> tuple[Path, Path]:
+    """(fp32 model.onnx, image folder) of focalnet-tiny with realistic statistics, made once
+    (`outliers`: the share of LayerNorm channels given 4-8x weights)."""
     onnx_path, images = out / "model.onnx", out / "images"
     if onnx_path.is_file() and images.is_dir():
         return onnx_path, images
@@ -83,7 +85,7 @@ def prepare(out: Path = DEFAULT_OUT) -> tuple[Path, Path]:
 
     torch.manual_seed(0)
     model = FocalNetForImageClassification(FocalNetConfig(num_labels=1000)).eval()
-    realistic_weights(model)
+    realistic_weights(model, outliers=outliers)
     model.save_pretrained(out / "ckpt")
     export_onnx(load_checkpoint(out / "ckpt"), onnx_path)
     photo_crops(images)
@@ -92,5 +94,7 @@ def prepare(out: Path = DEFAULT_OUT) -> tuple[Path, Path]:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    print(*prepare(ap.parse_args().out))
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--outliers", type=float, default=0.02, help="share of LayerNorm channels with 4-8x weights")
+    args = ap.parse_args()
+    print(*prepare(args.out or (DEFAULT_OUT if args.outliers else DEFAULT_OUT_NO_OUTLIERS), args.outliers))

@@ -112,7 +112,7 @@ def main() -> None:
           f"{len(hold)} held back\n")
 
     t0 = time.perf_counter()
-    ranges = compute_ranges(fp32_path, cal.inputs, "max")
+    ranges = compute_ranges(fp32_path, cal.inputs, "max", residual=True)
     t_ranges = time.perf_counter() - t0
     exclude = stem_and_head(fp32)
     forms: dict[str, Path] = {"fp32": fp32_path}
@@ -171,7 +171,7 @@ def main() -> None:
 
 def study(fp32_path: Path, calib: np.ndarray, hold: np.ndarray, ref: np.ndarray, exclude: list[str]) -> None:
     """Residual Add placement, calibration method and image count: logit SQNR (fp32 float parts)."""
-    ranges = compute_ranges(fp32_path, calib, "max")
+    ranges = compute_ranges(fp32_path, calib, "max", residual=True)
     print("\n| residual Add Q/DQ (max ranges) | logit SQNR (dB) | top-1 |\n|---|---|---|")
     for residual in ("none", "branch", "skip", "both"):
         s = score(ref, outputs(quantize(fp32_path, ranges, "tensorrt", exclude, residual), hold), True)

@@ -413,7 +413,7 @@ def _precision_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calib-cache", default=None, metavar="JSON", help="reuse (or write) calibration ranges")
     g.add_argument("--min-agreement", type=float, default=INT8_MIN_AGREEMENT,
                    help=f"INT8 gate: top-1 agreement on held-back images (default {INT8_MIN_AGREEMENT})")
-    g.add_argument("--max-fallback", type=int, default=8, help="INT8 gate: blocks it may move back to float (default 8)")
+    g.add_argument("--max-fallback", type=int, default=8, help="INT8 gate: GEMM/Conv nodes it may return to float (default 8)")
     g.add_argument("--fp16-io", dest="keep_io_types", action="store_false",
                    help="FP16 graph with fp16 inputs/outputs (default: fp32 inputs/outputs)")
     g.add_argument("--no-cpu-int8", dest="cpu_int8", action="store_false", help="skip the ONNX Runtime CPU form of INT8")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -220,7 +221,7 @@ def precision_stage(
         result.fp16 = fp16_stage(output_dir, fp32_path, calib, options, manifest)
     quantized = tuple(w for w in wanted if w in ("int8", "int8-cpu", "fp8") and (w != "int8-cpu" or options.cpu_int8))
     if quantized:
-        result.int8 = int8_stage(output_dir, fp32_path, part, held, options, manifest, quantized)
+        result.int8 = int8_stage(output_dir, fp32_path, part, held, options, manifest, quantized, progress)
     if manifest is not None:
         write_manifest(output_dir, manifest)
     return result
@@ -241,7 +242,8 @@ def fp16_stage(output_dir: Path, fp32_path: Path, calib, options: PrecisionOptio
     return fp16
 
 
-def int8_ranges(output_dir: Path, fp32_path: Path, part, options: PrecisionOptions) -> dict[str, tuple[float, float]]:
+def int8_ranges(output_dir: Path, fp32_path: Path, part, options: PrecisionOptions,
+                progress: bool = False) -> dict[str, tuple[float, float]]:
     """Calibration ranges: from `--calib-cache` when it exists, else computed and saved (and cached)."""
     from .calibration import compute_ranges, load_ranges, save_ranges
     from .io import sha256_file
@@ -252,7 +254,7 @@ def int8_ranges(output_dir: Path, fp32_path: Path, part, options: PrecisionOptio
         return ranges
     if part is None:
         raise InputError(f"{options.calib_cache}: no such calibration cache, and no --calib-data to compute one")
-    ranges = compute_ranges(fp32_path, part.inputs, options.method, options.percentile)
+    ranges = compute_ranges(fp32_path, part.inputs, options.method, options.percentile, progress)
     digest = sha256_file(fp32_path)
     save_ranges(output_dir / CALIBRATION, ranges, options.method, options.percentile, len(part), digest)
     if options.calib_cache and Path(options.calib_cache).resolve() != (output_dir / CALIBRATION).resolve():
@@ -261,29 +263,42 @@ def int8_ranges(output_dir: Path, fp32_path: Path, part, options: PrecisionOptio
 
 
 def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: PrecisionOptions, manifest: dict[str, Any] | None,
-               wanted: tuple[str, ...] = ("int8", "int8-cpu")) -> list[Any]:
+               wanted: tuple[str, ...] = ("int8", "int8-cpu"), progress: bool = False) -> list[Any]:
     """The quantized graphs `wanted` asks for, each behind the accuracy gate.
 
     `model.int8.onnx` (TensorRT form), `model.int8.cpu.onnx` (ONNX Runtime CPU form) and
-    `model.fp8.onnx` (FLOAT8E4M3FN Q/DQ, TensorRT form, for sm >= 8.9 and Jetson Thor).
+    `model.fp8.onnx` (FLOAT8E4M3FN Q/DQ, TensorRT form, for sm >= 8.9 and Jetson Thor). The
+    calibration ranges and the fp32 graph's outputs on the held-back images are computed once
+    for all of them; each manifest entry's `timings_s` has the seconds of both ("calibration",
+    "reference") and of its own gate's phases.
     """
     from .calibration import build_fp8, build_int8
+    from .calibration.gate import outputs
 
-    ranges = int8_ranges(output_dir, fp32_path, part, options)
+    t0 = time.perf_counter()
+    ranges = int8_ranges(output_dir, fp32_path, part, options, progress)
+    t_ranges = time.perf_counter() - t0
     if held is None:
         raise InputError("the accuracy gate needs held-back images: pass --calib-data along with --calib-cache")
+    t0 = time.perf_counter()
+    reference = outputs(str(fp32_path), held.inputs)
+    shared = {"calibration": round(t_ranges, 2), "reference": round(time.perf_counter() - t0, 2)}
+    log.info("int8: calibration ranges %.1f s, fp32 outputs on %d held-back images %.1f s", t_ranges, len(held), shared["reference"])
     results = []
     for name in wanted:
         row = artifacts.PRECISIONS[name]
         form = "cpu" if name == "int8-cpu" else "tensorrt"
         float_type = options.int8_float if form == "tensorrt" else "fp32"  # ORT's CPU kernels want fp32
-        common = dict(float_type=float_type, calibration_inputs=part.inputs if part is not None else None)
+        common = dict(float_type=float_type, calibration_inputs=part.inputs if part is not None else None,
+                      reference=reference, progress=progress)
         if name == "fp8":
             r = build_fp8(fp32_path, output_dir / row.onnx, ranges, held.inputs, min_agreement=options.min_agreement,
                           max_fallback=options.max_fallback, keep_stem_and_head=options.keep_stem_and_head, **common)
         else:
             r = build_int8(fp32_path, output_dir / row.onnx, ranges, held.inputs, form, options.min_agreement,
                            options.max_fallback, options.keep_stem_and_head, **common)
+        r.timings = {**shared, **{k: v for k, v in r.timings.items() if k != "reference"}}
+        r.timings["total"] = round(sum(v for k, v in r.timings.items() if k != "total"), 2)
         if not r.gate_passed:
             log.warning("%s: the accuracy gate is not met (%s) after returning %d nodes to float (tried: %s)", row.onnx,
                         "; ".join(r.shortfall) or f"agreement {r.agreement:.4f}", len(r.kept_float), ", ".join(r.tried) or "none")

@@ -121,13 +121,27 @@ def test_demo_precisions_meet_the_accuracy_targets(demo_build):
 def test_calibration_cache_is_reused(demo_build, tmp_path):
     out, _ = demo_build
     ranges, doc = load_ranges(out / "calibration.json")
-    assert doc["method"] == "max" and doc["images"] > 0 and len(ranges) > 50
+    assert doc["method"] == "max" and doc["images"] > 0
+    # exactly the activations a Q/DQ reads: the non-constant inputs of every Conv/MatMul/Gemm
+    fp32 = onnx.load(str(out / "model.onnx"))
+    consts = {i.name for i in fp32.graph.initializer} | {n.output[0] for n in fp32.graph.node if n.op_type == "Constant"}
+    read = {i for n in fp32.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") for i in n.input if i not in consts}
+    assert set(ranges) == read and len(read) > 30
     # quantizing from the cached ranges gives the very graph the build wrote
     a = quantize(out / "model.onnx", ranges, "tensorrt", stem_and_head(onnx.load(str(out / "model.onnx"))))
     b = onnx.load(str(out / "model.int8.onnx"))
     scales_a = sorted(float(np.float16(numpy_helper.to_array(i).ravel()[0])) for i in a.graph.initializer if i.name.endswith("_scale"))
     scales_b = sorted(float(numpy_helper.to_array(i).ravel()[0]) for i in b.graph.initializer if i.name.endswith("_scale"))
     assert scales_a == scales_b
+
+
+def test_manifest_records_the_int8_phases(demo_build):
+    out, _ = demo_build
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name in ("model.int8.onnx", "model.int8.cpu.onnx"):
+        t = manifest["artifacts"][name]["int8"]["timings_s"]
+        assert t["calibration"] > 0 and t["reference"] > 0 and t["measure"] > 0, name
+        assert t["total"] == pytest.approx(sum(v for k, v in t.items() if k != "total"), abs=0.05)
 
 
 def test_percentile_and_entropy_ranges_are_inside_the_max_ranges(demo_build):
@@ -138,7 +152,7 @@ def test_percentile_and_entropy_ranges_are_inside_the_max_ranges(demo_build):
     for method in ("percentile", "entropy"):
         other = compute_ranges(out / "model.onnx", x, method, percentile=99.0)
         inside = [max(abs(other[k][0]), abs(other[k][1])) <= max(abs(mx[k][0]), abs(mx[k][1])) * 1.0001 for k in mx if k in other]
-        assert len(inside) > 50 and np.mean(inside) > 0.95, method
+        assert len(inside) > 30 and np.mean(inside) > 0.95, method
     # and the activations really are within the max ranges: an independent check on one tensor
     name = next(k for k in mx if "LayerNormalization_output_0" in k)
     assert mx[name][1] > 0 > mx[name][0]
@@ -162,6 +176,15 @@ def test_fp16_keeps_overflowing_nodes_in_fp32(tmp_path):
     fp32_out = OnnxRuntimeRunner(tmp_path / "out" / "model.onnx")(x)
     fp16_out = OnnxRuntimeRunner(tmp_path / "out" / "model.fp16.onnx")(x)
     assert np.isfinite(fp16_out).all() and (fp16_out.argmax(-1) == fp32_out.argmax(-1)).mean() >= 0.75
+    # the int8 graph's fp16 float parts keep the same nodes in fp32 (measured on the fp32 graph)
+    ranges = compute_ranges(tmp_path / "out" / "model.onnx", x, "max")
+    r = build_int8(tmp_path / "out" / "model.onnx", tmp_path / "q.onnx", ranges, x, float_type="fp16", calibration_inputs=x,
+                   max_fallback=0)
+    m, inits, _ = _graph(r.path)
+    stem = next(n for n in m.graph.node if "patch_embeddings/projection/Conv" in n.name)
+    assert inits[stem.input[1]].dtype == np.float32  # run in fp32, not float16
+    int8_out = OnnxRuntimeRunner(r.path)(x)
+    assert np.isfinite(int8_out).all() and (int8_out.argmax(-1) == fp32_out.argmax(-1)).mean() >= 0.75
 
 
 def test_nodes_to_keep_fp32_rule():

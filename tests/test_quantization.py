@@ -33,7 +33,7 @@ def demo(tmp_path_factory):
     path = out / "model.onnx"
     contract, _ = read_contract(onnx.load(str(path)), path)
     cal, hold = load_calibration_data("demo", contract).split()
-    return path, cal, hold, compute_ranges(path, cal.inputs, "max")
+    return path, cal, hold, compute_ranges(path, cal.inputs, "max", residual=True)
 
 
 def _producers(m):
@@ -131,6 +131,9 @@ def test_gate_returns_single_nodes_to_float_best_gain_per_flop_first(demo, tmp_p
             assert not _dq_inputs(n, p), n.name
     assert set(gated.placement.float_nodes) == set(gated.kept_float) | set(stem_and_head(onnx.load(str(path))))
     assert gated.int8_flop_share < bad.int8_flop_share
+    # time per phase: the search's phases ran for the gated graph, not for the one without fallback
+    assert {"reference", "quantize", "measure", "sensitivity", "fallback", "final_check", "write"} <= set(gated.timings)
+    assert "sensitivity" not in bad.timings and all(v >= 0 for v in gated.timings.values())
     # the default target on good ranges: met at once, nothing back to float
     good = build_int8(path, tmp_path / "good.onnx", ranges, hold.inputs)
     assert good.gate_passed and not good.kept_float and not good.shortfall and good.score.sqnr_db >= 25
@@ -206,3 +209,71 @@ def test_local_noise_picks_the_node_whose_range_is_ruined(demo):
     assert max(noise, key=noise.get) == fc1.name and noise[fc1.name] > 10 * sorted(noise.values())[-2]
     gain, order = sensitivity_pass(q, fp32, candidates, gemm_flops(fp32), outputs(fp32, x), x, limit=3)
     assert len(gain) == 3 and fc1.name in gain and gain[fc1.name] > 3 and order[0] == fc1.name
+
+
+def test_switchboard_is_to_float_without_new_graphs(demo):
+    """One session, any set of nodes in float: the same outputs as `to_float`'s graph for that set."""
+    from focalnet_edge.calibration.gate import Switchboard
+    from focalnet_edge.onnx_io import ort_session
+
+    path, _, hold, ranges = demo
+    fp32 = onnx.load(str(path))
+    q = quantize(path, ranges, "tensorrt", stem_and_head(fp32))
+    names = [n.name for n in fp32.graph.node if n.op_type in ("Conv", "MatMul") and n.name not in stem_and_head(fp32)]
+    board = Switchboard(q, fp32, names)
+    x = hold.inputs[:8]
+    # Q/DQ as ONNX defines them, in float (no int8 kernels): the graph run without optimizations
+    sess = ort_session(q, optimize=False)
+    plain = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(board.outputs(set(), x), plain, rtol=1e-4, atol=1e-4)
+    for some in (names[2:3], names[5:9]):
+        sess = ort_session(to_float(q, fp32, some), optimize=False)
+        np.testing.assert_allclose(board.outputs(some, x), sess.run(None, {sess.get_inputs()[0].name: x})[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(board.outputs(names, x), outputs(fp32, x), rtol=1e-4, atol=1e-4)
+    assert sqnr_db(outputs(fp32, x), board.outputs(set(), x)) < 60  # and it really quantizes
+
+
+def test_fallback_search_doubles_then_bisects():
+    from focalnet_edge.calibration.gate import fallback_search
+
+    order = [f"n{i}" for i in range(10)]
+    seen = []
+
+    def judge(names):  # SQNR grows by 1 dB per node returned: 5 nodes reach 25 dB
+        seen.append(len(names))
+        return GateScore(20.0 + len(names), 0.999, 1.0, 1.0, 100)
+
+    kept, s, lengths = fallback_search(order, judge, GateTarget(25.0, 0.99, 0.98), max_fallback=8)
+    assert kept == order[:5] and s.sqnr_db == 25.0
+    assert seen == [1, 2, 4, 8, 6, 5] and lengths == [1, 2, 4, 5, 6, 8]
+    kept, s, lengths = fallback_search(order, judge, GateTarget(40.0, 0.99, 0.98), max_fallback=8)  # never met
+    assert kept == order[:8] and s.sqnr_db == 28.0 and lengths == [1, 2, 4, 8]
+    assert fallback_search([], judge, GateTarget(40.0, 0.99, 0.98), 8) == ([], None, [])
+
+
+def test_risky_images_are_disagreements_then_small_margins():
+    from focalnet_edge.calibration.gate import risky_images
+
+    ref = np.array([[5.0, 0.0, 0.0], [1.0, 0.9, 0.0], [3.0, 0.0, 2.9], [2.0, 1.0, 0.0], [4.0, 0.0, 0.0]])
+    out = ref.copy()
+    out[4] = [0.0, 4.5, 0.0]  # top-1 flipped
+    out[1] += [0.0, 0.05, 0.0]  # error 0.05 against a margin of 0.1: next to flip
+    out[3] += [0.0, 0.1, 0.0]  # error 0.1 against a margin of 1
+    assert list(risky_images(ref, out, 2, True)) == [1, 4]
+    assert list(risky_images(ref, out, 3, True)) == [1, 3, 4]
+
+
+def test_max_ranges_do_not_depend_on_the_batch_and_match_the_tensors(demo):
+    """Calibration one batch at a time: the max ranges of the activations, read off the graph."""
+    from focalnet_edge.onnx_io import ort_session
+
+    path, cal, _, _ = demo
+    x = cal.inputs[:24]
+    a, b = compute_ranges(path, x, "max", batch=5), compute_ranges(path, x, "max", batch=24)
+    assert a == b
+    name = next(k for k in a if k.endswith("mlp/fc1/MatMul_output_0") or "LayerNormalization_output_0" in k)
+    m = onnx.load(str(path))
+    m.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    sess = ort_session(m, optimize=False)
+    t = sess.run([name], {sess.get_inputs()[0].name: x})[0]
+    assert a[name] == pytest.approx((float(t.min()), float(t.max())), rel=1e-6)
