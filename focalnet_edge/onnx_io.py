@@ -1,5 +1,11 @@
 """ONNX files in and out, in one place: loading, focalnet-edge metadata, ONNX Runtime sessions.
 
+Models over protobuf's 2 GB limit keep their weights in ONE external data file beside the
+graph (`model.onnx` + `model.onnx.data`, `save_onnx`); such a model is handled as a file
+wherever its weights are not needed in Python: ONNX Runtime and TensorRT's parser read the data
+file from the graph's folder, and graph-only reads (`load_onnx(..., external_data=False)`) never
+touch it.
+
 Every stage (export, calibration, runtime, verification, benchmarks) reads ONNX files, their
 `focalnet_edge.*` metadata and ONNX Runtime sessions through these functions, so a missing
 or unreadable file is always the same one-line `ArtifactError`, and every session gets the
@@ -25,13 +31,106 @@ if TYPE_CHECKING:  # pragma: no cover
 META_PREFIX = "focalnet_edge."
 CPU = ["CPUExecutionProvider"]
 
+#: bytes of weights above which `save_onnx` writes them as external data (protobuf refuses messages over 2 GiB)
+EXTERNAL_DATA_BYTES = 1_800_000_000
+#: environment setting: `always` writes every ONNX artifact with external data, `never` none, else by size
+EXTERNAL_DATA_ENV = "FOCALNET_EDGE_EXTERNAL_DATA"
+_EXTERNAL_MIN_TENSOR = 1024  #: smaller tensors stay in the graph (shapes, axes, scales: what graph-only readers need)
+_ALIGN = 4096  #: tensor offsets in the data file (lets ONNX Runtime map them)
+
+
+def data_path(path: str | os.PathLike) -> Path:
+    """Where the external data of the ONNX file `path` lives (`model.onnx` -> `model.onnx.data`)."""
+    from .artifacts import external_data_name
+
+    path = Path(path)
+    return path.with_name(external_data_name(path.name))
+
+
+def weight_bytes(model: onnx.ModelProto) -> int:
+    """Bytes of the initializers of `model`, in memory or in external data."""
+    total = 0
+    for t in model.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            total += int(next((e.value for e in t.external_data if e.key == "length"), 0) or 0)
+        else:
+            total += len(t.raw_data) or t.ByteSize()
+    return total
+
+
+def has_external_data(model: onnx.ModelProto) -> bool:
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
+def wants_external_data(model: onnx.ModelProto) -> bool:
+    """Whether `save_onnx` writes `model` with external data: by `FOCALNET_EDGE_EXTERNAL_DATA`, else by size."""
+    setting = os.environ.get(EXTERNAL_DATA_ENV, "auto").strip().lower()
+    if setting in ("always", "1", "yes", "true"):
+        return True
+    if setting in ("never", "0", "no", "false"):
+        return False
+    return weight_bytes(model) > EXTERNAL_DATA_BYTES
+
+
+def save_onnx(model: onnx.ModelProto, path: str | os.PathLike, external: bool | None = None) -> Path | None:
+    """Write `model` to `path` atomically; with its weights in `<path>.data` when `external`.
+
+    `external` None: when `wants_external_data`. Both files are written to temporary names and
+    renamed when complete, the data file first, so no half-written file is ever at a final
+    path (a kill between the two renames leaves a pair that the manifest's hashes refuse).
+    Writing with external data moves the tensors out of `model` (it then refers to the file),
+    one tensor at a time, so no second copy of the weights is made. A stale data file of a
+    previous single-file write is removed. Returns the data file's path, or None.
+    """
+    from .io import atomic_path
+
+    path = Path(path)
+    data = data_path(path)
+    if external is None:
+        external = wants_external_data(model)
+    if not external:
+        if has_external_data(model):
+            raise ArtifactError(f"{path}: the graph refers to external data that is not loaded; load it with its data first")
+        with atomic_path(path) as tmp:
+            onnx.save(model, str(tmp))
+        data.unlink(missing_ok=True)
+        return None
+    with atomic_path(path) as tmp, atomic_path(data) as tmp_data:
+        with open(tmp_data, "wb") as f:
+            for t in model.graph.initializer:
+                if t.data_location == onnx.TensorProto.EXTERNAL:
+                    raise ArtifactError(f"{path}: the graph refers to external data that is not loaded; load it with its data first")
+                if not t.HasField("raw_data"):
+                    if t.ByteSize() < _EXTERNAL_MIN_TENSOR:
+                        continue
+                    t.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(t), t.name))
+                if len(t.raw_data) < _EXTERNAL_MIN_TENSOR:
+                    continue
+                offset = -(-f.tell() // _ALIGN) * _ALIGN
+                f.seek(offset)
+                f.write(t.raw_data)
+                t.ClearField("raw_data")
+                t.data_location = onnx.TensorProto.EXTERNAL
+                del t.external_data[:]
+                for key, value in (("location", data.name), ("offset", str(offset)), ("length", str(f.tell() - offset))):
+                    entry = t.external_data.add()
+                    entry.key, entry.value = key, value
+        onnx.save(model, str(tmp))
+    return data
+
 
 def load_onnx(path: str | os.PathLike, external_data: bool = True) -> onnx.ModelProto:
-    """`onnx.load`, with a one-line `ArtifactError` naming the file when it is missing or unreadable."""
+    """`onnx.load`, with a one-line `ArtifactError` naming the file when it is missing or unreadable.
+
+    `external_data` False reads the graph only (weights in a data file stay there): enough for
+    metadata, node lists and shape inference, and cheap for a model of any size.
+    """
+    if not Path(path).is_file():
+        raise ArtifactError(f"{path}: no such ONNX file")
     try:
         return onnx.load(str(path), load_external_data=external_data)
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: no such ONNX file") from None
+    except FileNotFoundError as e:  # its external data
+        raise ArtifactError(f"{path}: its external data {Path(e.filename or data_path(path)).name} is missing") from None
     except Exception as e:  # protobuf DecodeError and friends
         raise ArtifactError(f"{path}: not a readable ONNX file ({e.__class__.__name__})") from None
 

@@ -14,10 +14,16 @@ log = logging.getLogger(__name__)
 SIMPLIFIERS = ("onnxslim", "onnxsim", "none")
 
 
-def simplify(model: onnx.ModelProto, simplifier: str = "onnxslim") -> onnx.ModelProto:
-    """Constant-fold and clean `model` with the named simplifier; returns a new ModelProto."""
+def simplify(model: onnx.ModelProto | str, simplifier: str = "onnxslim") -> onnx.ModelProto:
+    """Constant-fold and clean `model` (a ModelProto, or an ONNX file's path) with the named simplifier.
+
+    Returns a new ModelProto with its weights in memory. A path is read here (with its external
+    data, from its folder), so the caller holds no copy of the unsimplified graph meanwhile.
+    """
+    if simplifier not in SIMPLIFIERS:
+        raise ConfigError(f"simplifier {simplifier!r} not supported; expected one of {', '.join(SIMPLIFIERS)}")
     if simplifier == "none":
-        return model
+        return onnx_load(model) if isinstance(model, str) else model
     if simplifier == "onnxslim":
         import onnxslim
 
@@ -30,8 +36,15 @@ def simplify(model: onnx.ModelProto, simplifier: str = "onnxslim") -> onnx.Model
                 "--simplifier onnxsim needs onnxsim: pip install 'focalnet-edge[onnxsim]' "
                 "(or use the default, onnxslim)"
             ) from None
-        simplified, ok = onnxsim.simplify(model)
+        simplified, ok = onnxsim.simplify(onnx_load(model) if isinstance(model, str) else model)
         if not ok:
             raise ConfigError("onnxsim could not validate the simplified graph; use --simplifier onnxslim")
         return simplified
-    raise ConfigError(f"simplifier {simplifier!r} not supported; expected one of {', '.join(SIMPLIFIERS)}")
+    raise AssertionError(simplifier)  # pragma: no cover - checked above
+
+
+def onnx_load(path: str) -> onnx.ModelProto:
+    """The ONNX file `path` with its external data (from its folder)."""
+    from ..onnx_io import load_onnx
+
+    return load_onnx(path)
