@@ -129,10 +129,22 @@ def load_onnx(path: str | os.PathLike, external_data: bool = True) -> onnx.Model
         raise ArtifactError(f"{path}: no such ONNX file")
     try:
         return onnx.load(str(path), load_external_data=external_data)
-    except FileNotFoundError as e:  # its external data
-        raise ArtifactError(f"{path}: its external data {Path(e.filename or data_path(path)).name} is missing") from None
-    except Exception as e:  # protobuf DecodeError and friends
+    except Exception as e:  # protobuf DecodeError and friends; onnx's ValidationError for a missing data file
+        missing = _missing_external_data(path) if external_data else []
+        if missing:
+            raise ArtifactError(f"{path}: its external data {', '.join(missing)} is missing (it must sit beside the .onnx file)") from None
         raise ArtifactError(f"{path}: not a readable ONNX file ({e.__class__.__name__})") from None
+
+
+def _missing_external_data(path: str | os.PathLike) -> list[str]:
+    """The external data files the graph of `path` names that are not beside it."""
+    try:
+        graph = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return []
+    names = {e.value for t in graph.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+             for e in t.external_data if e.key == "location"}
+    return sorted(n for n in names if not (Path(path).parent / n).is_file())
 
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, Any]:
