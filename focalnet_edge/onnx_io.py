@@ -201,6 +201,7 @@ def ort_session(
     spinning: bool = False,
     optimize: bool = True,
     profile_prefix: str | None = None,
+    priority_order: bool = False,
 ) -> onnxruntime.InferenceSession:
     """An ONNX Runtime session over a file, a ModelProto or serialized bytes.
 
@@ -212,6 +213,10 @@ def ort_session(
         optimize: ONNX Runtime's graph optimizations; off keeps every tensor of the graph as
             it is (for probes that read intermediate tensors).
         profile_prefix: write ONNX Runtime's per-node profile to files with this prefix.
+        priority_order: ONNX Runtime's priority-based node order, which runs a side branch
+            (e.g. a probe's reduction of a tensor) as soon as its input exists, so each tensor
+            is freed early; the default order kept every probed tensor of focalnet-tiny alive
+            (5.6 GB instead of 0.8 GB at 16 images).
     """
     import onnxruntime as ort
 
@@ -223,6 +228,8 @@ def ort_session(
         so.intra_op_num_threads = threads
     if not optimize:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if priority_order:
+        so.execution_order = ort.ExecutionOrder.PRIORITY_BASED
     if profile_prefix:
         so.enable_profiling = True
         so.profile_file_prefix = profile_prefix

@@ -89,7 +89,7 @@ def activation_ranges(model: str | Path, inputs: np.ndarray, input_name: str | N
     with temporary_path(model, "absmax-probe") as tmp:  # beside `model`: its external data resolves
         onnx.save(probe, str(tmp))
         del probe
-        sess = ort_session(tmp, optimize=False)  # the graph as written: every probed tensor exists
+        sess = ort_session(tmp, optimize=False, priority_order=True)  # as written; each tensor freed once reduced
         back = {v: k for k, v in names.items()}
         outs = [back[o.name] for o in sess.get_outputs()]
         for i in range(0, len(inputs), batch):
