@@ -72,6 +72,52 @@ def wants_external_data(model: onnx.ModelProto) -> bool:
     return weight_bytes(model) > EXTERNAL_DATA_BYTES
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+_GRAPH_FIELD = b"\x3a"  #: ModelProto.graph (field 7, length-delimited)
+_INITIALIZER_FIELD = b"\x2a"  #: GraphProto.initializer (field 5, length-delimited)
+
+
+def _write_streamed(model: onnx.ModelProto, f) -> None:
+    """Write `model` as one protobuf file, its initializers serialized one at a time.
+
+    `onnx.save` serializes the whole model into one buffer and copies it (three times the
+    weights in memory at once, measured). Here the model without its initializers is written
+    first, then each initializer as a further occurrence of the `graph` field holding just that
+    tensor: protobuf parsers merge repeated occurrences of a message field (repeated fields
+    concatenate), so the file reads back as the same model, initializers in order.
+    """
+    shell = onnx.ModelProto()
+    for fd, value in model.ListFields():
+        if fd.name != "graph":
+            _copy_field(shell, fd, value)
+    for fd, value in model.graph.ListFields():
+        if fd.name != "initializer":
+            _copy_field(shell.graph, fd, value)
+    f.write(shell.SerializeToString())
+    for t in model.graph.initializer:
+        tensor = t.SerializeToString()
+        inner = _INITIALIZER_FIELD + _varint(len(tensor))
+        f.write(_GRAPH_FIELD + _varint(len(inner) + len(tensor)) + inner)
+        f.write(tensor)
+
+
+def _copy_field(target, fd, value) -> None:
+    if fd.label == fd.LABEL_REPEATED:
+        getattr(target, fd.name).extend(value)
+    elif fd.type == fd.TYPE_MESSAGE:
+        getattr(target, fd.name).CopyFrom(value)
+    else:
+        setattr(target, fd.name, value)
+
+
 def save_onnx(model: onnx.ModelProto, path: str | os.PathLike, external: bool | None = None) -> Path | None:
     """Write `model` to `path` atomically; with its weights in `<path>.data` when `external`.
 
@@ -91,8 +137,8 @@ def save_onnx(model: onnx.ModelProto, path: str | os.PathLike, external: bool | 
     if not external:
         if has_external_data(model):
             raise ArtifactError(f"{path}: the graph refers to external data that is not loaded; load it with its data first")
-        with atomic_path(path) as tmp:
-            onnx.save(model, str(tmp))
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            _write_streamed(model, f)
         data.unlink(missing_ok=True)
         return None
     with atomic_path(path) as tmp, atomic_path(data) as tmp_data:

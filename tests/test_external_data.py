@@ -212,3 +212,58 @@ def test_timed_stage_measures_own_peak():
     if big["peak_rss_since"] == "stage":
         assert big["peak_rss_mb"] - small["peak_rss_mb"] > 150
     assert big["peak_rss_mb"] * 1024 <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + 1024
+
+
+#: the largest official variant's shape (focalnet-huge, `model/original.py` VARIANTS["huge_fl3"]): 683 M parameters, 2.7 GB in fp32
+HUGE = dict(embed_dim=352, depths=[2, 2, 18, 2], focal_levels=[3] * 4, focal_windows=[3] * 4, use_post_layernorm=True,
+            use_post_layernorm_in_modulation=True, num_labels=1000, image_size=32)
+
+MAKE_HUGE = """
+import sys, torch
+from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, save_pretrained
+torch.manual_seed(0)
+with torch.no_grad():
+    model = FocalNetForImageClassification(FocalNetConfig(**{fields})).eval()
+save_pretrained(model, sys.argv[1])
+"""
+
+
+def _mem_available_gb() -> float:
+    try:
+        with open("/proc/meminfo") as f:
+            return int(next(line.split()[1] for line in f if line.startswith("MemAvailable"))) / 2**20
+    except (OSError, StopIteration):
+        return 0.0
+
+
+@pytest.mark.slow
+def test_over_2gb_end_to_end(tmp_path):
+    """`build --precision fp16` of a focalnet-huge-shaped model (random weights, 32x32 input): its fp32 graph is
+    over protobuf's 2 GiB, so it is written as model.onnx + model.onnx.data, and verified against PyTorch."""
+    if _mem_available_gb() < 14:
+        pytest.skip(f"needs ~14 GB of free memory, {_mem_available_gb():.1f} GB available")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    env.pop(EXTERNAL_DATA_ENV, None)  # by size only
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out"
+    subprocess.run([sys.executable, "-c", MAKE_HUGE.format(fields=HUGE), str(ckpt)], env=env, check=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "focalnet_edge.cli", "build", "--model", str(ckpt), "--output", str(out),
+                             "--precision", "fp16", "--image-size", "32", "--quiet",
+                             "--calib-data", str(ROOT / "focalnet_edge" / "data" / "demo" / "calibration"), "--calib-size", "16"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds, rss_gb = time.perf_counter() - t0, usage.ru_maxrss / 2**20
+    checkpoint_gb = (ckpt / "model.safetensors").stat().st_size / 2**30
+    print(f"\nover-2GB build: {seconds:.0f} s, peak RSS {rss_gb:.2f} GiB ({rss_gb / checkpoint_gb:.1f}x the {checkpoint_gb:.2f} GiB checkpoint)")
+    assert os.waitstatus_to_exitcode(status) in (0, 1), log[-3000:]  # 1: a random model's fp16 may miss a threshold
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["artifacts"]["model.onnx"]
+    data = out / "model.onnx.data"
+    assert data.stat().st_size > 2**31 and (out / "model.onnx").stat().st_size < 50 * 2**20
+    assert entry["external_data"]["bytes"] == data.stat().st_size and entry["external_data"]["path"] == data.name
+    assert entry["verification"]["passed"], entry["verification"]["failures"]  # fp32 vs PyTorch on real frames
+    assert entry["verification"]["max_abs_error"] < 1e-3
+    fp16 = manifest["artifacts"]["model.fp16.onnx"]
+    assert fp16["verification"]["mean_cosine"] > 0.99
+    assert [s["name"] for s in manifest["stages"]][:2] == ["export", "precision (fp16)"]

@@ -125,15 +125,18 @@ def trace(module: torch.nn.Module, contract: InputContract, opset: int, head: st
 
 
 def write_onnx(model: onnx.ModelProto, output: Path, facts: dict[str, Any]) -> None:
-    """Stamp focalnet-edge's metadata on `model`, write it atomically to `output` and check the file.
+    """Stamp focalnet-edge's metadata on `model` and write it atomically to `output` (check it with `check_file`).
 
     Written with external data (`output.data`) when the weights are too large for one protobuf
-    file (`onnx_io.save_onnx`); the tensors then leave `model` for the file. The checker reads
-    the file, so a model of any size is checked without a second copy in memory.
+    file (`onnx_io.save_onnx`); the tensors then leave `model` for the file.
     """
     model.producer_name, model.producer_version = "focalnet-edge", __version__
     set_metadata(model, {"version": __version__, **facts})
     save_onnx(model, output)
+
+
+def check_file(output: Path) -> None:
+    """onnx's checker on the written file (any size; call once the in-memory graph is released)."""
     try:
         onnx.checker.check_model(str(output))
     except onnx.checker.ValidationError as e:
@@ -201,6 +204,7 @@ def export_onnx(
     })
     del exported
     gc.collect()
+    check_file(output)
     checks = {"torch_vs_onnx": _max_abs(reference, raw_out), "onnx_vs_simplified": _max_abs(raw_out, ort_outputs(output, feed))}
     scale = max(1.0, max(float(np.abs(r).max()) for r in reference))
     if checks["torch_vs_onnx"] > 1e-4 * scale or checks["onnx_vs_simplified"] > 1e-4 * scale:
