@@ -38,15 +38,15 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-def new_manifest(ckpt, export_result) -> dict[str, Any]:
-    """The manifest of a fresh export: model, input contract, outputs, labels, versions."""
+def new_manifest(ckpt, export_result, weights: dict[str, str] | None = None) -> dict[str, Any]:
+    """The manifest of a fresh export: model, input contract, outputs, labels, versions (`weights`: `weights_sha256(ckpt)`)."""
     return {
         "format": 1,
         "tool": {"name": TOOL, "version": __version__},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": {
             "source": ckpt.source,
-            "weights_sha256": weights_sha256(ckpt),
+            "weights_sha256": weights if weights is not None else weights_sha256(ckpt),
             "config": ckpt.config.to_dict(),
         },
         "head": export_result.head,

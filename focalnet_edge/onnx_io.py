@@ -48,13 +48,17 @@ def data_path(path: str | os.PathLike) -> Path:
 
 
 def weight_bytes(model: onnx.ModelProto) -> int:
-    """Bytes of the initializers of `model`, in memory or in external data."""
+    """Bytes of the initializers of `model` (from their shapes: in memory or in external data alike)."""
     total = 0
     for t in model.graph.initializer:
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            total += int(next((e.value for e in t.external_data if e.key == "length"), 0) or 0)
-        else:
-            total += len(t.raw_data) or t.ByteSize()
+        try:
+            size = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+        except (KeyError, TypeError, ValueError):
+            size = 1
+        count = 1
+        for d in t.dims:
+            count *= d
+        total += count * size
     return total
 
 
@@ -85,7 +89,7 @@ _GRAPH_FIELD = b"\x3a"  #: ModelProto.graph (field 7, length-delimited)
 _INITIALIZER_FIELD = b"\x2a"  #: GraphProto.initializer (field 5, length-delimited)
 
 
-def _write_streamed(model: onnx.ModelProto, f) -> None:
+def _write_streamed(model: onnx.ModelProto, f, base_dir: Path | None) -> None:
     """Write `model` as one protobuf file, its initializers serialized one at a time.
 
     `onnx.save` serializes the whole model into one buffer and copies it (three times the
@@ -103,10 +107,55 @@ def _write_streamed(model: onnx.ModelProto, f) -> None:
             _copy_field(shell.graph, fd, value)
     f.write(shell.SerializeToString())
     for t in model.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:  # inlined here, one tensor at a time
+            t = _loaded(t, base_dir)
         tensor = t.SerializeToString()
         inner = _INITIALIZER_FIELD + _varint(len(tensor))
         f.write(_GRAPH_FIELD + _varint(len(inner) + len(tensor)) + inner)
         f.write(tensor)
+
+
+def _loaded(t: onnx.TensorProto, base_dir: Path | None) -> onnx.TensorProto:
+    """A copy of the external tensor `t` with its data read from `base_dir` (`t` itself is left as it is)."""
+    from onnx.external_data_helper import load_external_data_for_tensor
+
+    if base_dir is None:
+        raise ArtifactError(f"tensor {t.name!r} refers to external data, and no folder to read it from was given")
+    copy = onnx.TensorProto()
+    copy.CopyFrom(t)
+    load_external_data_for_tensor(copy, str(base_dir))
+    copy.data_location = onnx.TensorProto.DEFAULT
+    del copy.external_data[:]
+    return copy
+
+
+def _settle(model: onnx.ModelProto) -> None:
+    """Tensors whose data is in memory are stored in the graph (tools leave some marked external after loading them)."""
+    for t in model.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL and t.HasField("raw_data"):
+            t.data_location = onnx.TensorProto.DEFAULT
+            del t.external_data[:]
+
+
+def _copy_external(t: onnx.TensorProto, base_dir: Path | None, f) -> None:
+    """Append the external data of `t` (in `base_dir`) to the open file `f`, in chunks."""
+    if base_dir is None:
+        raise ArtifactError(f"tensor {t.name!r} refers to external data, and no folder to read it from was given")
+    info = {e.key: e.value for e in t.external_data}
+    offset = int(info.get("offset") or 0)
+    length = int(info["length"]) if info.get("length") else None
+    source = Path(base_dir) / info.get("location", "")
+    if not info.get("location") or Path(info["location"]).is_absolute() or ".." in Path(info["location"]).parts:
+        raise ArtifactError(f"tensor {t.name!r}: external data location {info.get('location')!r} is not a file name beside the graph")
+    with open(source, "rb") as src:
+        src.seek(offset)
+        remaining = length if length is not None else os.fstat(src.fileno()).st_size - offset
+        while remaining > 0:
+            block = src.read(min(remaining, 1 << 26))
+            if not block:
+                raise ArtifactError(f"{source}: shorter than tensor {t.name!r} needs")
+            f.write(block)
+            remaining -= len(block)
 
 
 def _copy_field(target, fd, value) -> None:
@@ -118,7 +167,8 @@ def _copy_field(target, fd, value) -> None:
         setattr(target, fd.name, value)
 
 
-def save_onnx(model: onnx.ModelProto, path: str | os.PathLike, external: bool | None = None) -> Path | None:
+def save_onnx(model: onnx.ModelProto, path: str | os.PathLike, external: bool | None = None,
+              base_dir: str | os.PathLike | None = None) -> Path | None:
     """Write `model` to `path` atomically; with its weights in `<path>.data` when `external`.
 
     `external` None: when `wants_external_data`. Both files are written to temporary names and
@@ -127,6 +177,10 @@ def save_onnx(model: onnx.ModelProto, path: str | os.PathLike, external: bool | 
     Writing with external data moves the tensors out of `model` (it then refers to the file),
     one tensor at a time, so no second copy of the weights is made. A stale data file of a
     previous single-file write is removed. Returns the data file's path, or None.
+
+    `base_dir`: the folder that tensors of `model` still stored as external data refer to; their
+    data is copied from there (one tensor at a time), so a graph loaded without its weights can
+    be written out whole.
     """
     from .io import atomic_path
 
@@ -134,28 +188,30 @@ def save_onnx(model: onnx.ModelProto, path: str | os.PathLike, external: bool | 
     data = data_path(path)
     if external is None:
         external = wants_external_data(model)
+    _settle(model)
+    base = Path(base_dir) if base_dir is not None else None
     if not external:
-        if has_external_data(model):
-            raise ArtifactError(f"{path}: the graph refers to external data that is not loaded; load it with its data first")
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            _write_streamed(model, f)
+            _write_streamed(model, f, base)
         data.unlink(missing_ok=True)
         return None
     with atomic_path(path) as tmp, atomic_path(data) as tmp_data:
         with open(tmp_data, "wb") as f:
             for t in model.graph.initializer:
-                if t.data_location == onnx.TensorProto.EXTERNAL:
-                    raise ArtifactError(f"{path}: the graph refers to external data that is not loaded; load it with its data first")
-                if not t.HasField("raw_data"):
-                    if t.ByteSize() < _EXTERNAL_MIN_TENSOR:
-                        continue
-                    t.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(t), t.name))
-                if len(t.raw_data) < _EXTERNAL_MIN_TENSOR:
-                    continue
                 offset = -(-f.tell() // _ALIGN) * _ALIGN
-                f.seek(offset)
-                f.write(t.raw_data)
-                t.ClearField("raw_data")
+                if t.data_location == onnx.TensorProto.EXTERNAL:  # copied over from `base_dir`
+                    f.seek(offset)
+                    _copy_external(t, base, f)
+                else:
+                    if not t.HasField("raw_data"):
+                        if t.ByteSize() < _EXTERNAL_MIN_TENSOR:
+                            continue
+                        t.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(t), t.name))
+                    if len(t.raw_data) < _EXTERNAL_MIN_TENSOR:
+                        continue
+                    f.seek(offset)
+                    f.write(t.raw_data)
+                    t.ClearField("raw_data")
                 t.data_location = onnx.TensorProto.EXTERNAL
                 del t.external_data[:]
                 for key, value in (("location", data.name), ("offset", str(offset)), ("length", str(f.tell() - offset))):

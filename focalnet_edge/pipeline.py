@@ -107,12 +107,12 @@ def default_output_dir(source: str) -> Path:
 
 
 def export_stage(ckpt: Checkpoint, output_dir: Path, options: ExportOptions,
-                 force: bool = False) -> tuple[ExportResult, dict[str, Any]]:
+                 force: bool = False, release_checkpoint: bool = False) -> tuple[ExportResult, dict[str, Any]]:
     """Write `model.onnx` and a fresh manifest into `output_dir`.
 
     Called on a folder that no run of this process has claimed (`focalnet-edge export`), it
     claims it first (`outputs.claim`: refused when foreign or of another model unless `force`,
-    locked, staged, committed only on success).
+    locked, staged, committed only on success). `release_checkpoint`: see `export_onnx`.
     """
     require_torch("export")
     from .export import export_onnx
@@ -122,7 +122,7 @@ def export_stage(ckpt: Checkpoint, output_dir: Path, options: ExportOptions,
     output_dir = Path(output_dir)
     if not is_staging(output_dir):
         with claim(output_dir, force, weights_sha256(ckpt), ckpt.source) as stage:
-            result, manifest = export_stage(ckpt, stage, options)
+            result, manifest = export_stage(ckpt, stage, options, release_checkpoint=release_checkpoint)
         final = Path(output_dir) / FP32_ONNX
         try:
             result.path = final
@@ -131,8 +131,9 @@ def export_stage(ckpt: Checkpoint, output_dir: Path, options: ExportOptions,
 
             result = dataclasses.replace(result, path=final)
         return result, manifest
-    result = export_onnx(ckpt, output_dir / FP32_ONNX, **options.as_kwargs())
-    manifest = new_manifest(ckpt, result)
+    weights = weights_sha256(ckpt)
+    result = export_onnx(ckpt, output_dir / FP32_ONNX, **options.as_kwargs(), release_checkpoint=release_checkpoint)
+    manifest = new_manifest(ckpt, result, weights)
     add_artifact(
         manifest, result.path, "fp32", artifacts.ONNX,
         requires={"opset": result.opset, "runtime": artifacts.PRECISIONS["fp32"].runs_on},
@@ -416,9 +417,8 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
     with claim(final, force, weights_sha256(ckpt), ckpt.source) as out:
         log.info("export: %s -> %s", options.model, final / FP32_ONNX)
         with timed_stage("export", stages):
-            fp32_result, manifest = export_stage(ckpt, out, options.export)
-        del ckpt  # the reference loads its own copy; the export's weights are not needed any more
-        gc.collect()
+            fp32_result, manifest = export_stage(ckpt, out, options.export, release_checkpoint=True)
+        del ckpt  # emptied by the export (its weights are in the files); the reference loads its own copy
         log.info("export: %d nodes, max abs vs PyTorch %.1e", fp32_result.nodes, fp32_result.checks["torch_vs_onnx"])
         if options.precision != "fp32":
             log.info("precision: %s", options.precision)

@@ -124,15 +124,16 @@ def trace(module: torch.nn.Module, contract: InputContract, opset: int, head: st
         )
 
 
-def write_onnx(model: onnx.ModelProto, output: Path, facts: dict[str, Any]) -> None:
+def write_onnx(model: onnx.ModelProto, output: Path, facts: dict[str, Any], base_dir: Path | None = None) -> None:
     """Stamp focalnet-edge's metadata on `model` and write it atomically to `output` (check it with `check_file`).
 
     Written with external data (`output.data`) when the weights are too large for one protobuf
-    file (`onnx_io.save_onnx`); the tensors then leave `model` for the file.
+    file (`onnx_io.save_onnx`); the tensors then leave `model` for the file. `base_dir`: where
+    tensors of `model` still on disk are (the folder of the file it was simplified from).
     """
     model.producer_name, model.producer_version = "focalnet-edge", __version__
     set_metadata(model, {"version": __version__, **facts})
-    save_onnx(model, output)
+    save_onnx(model, output, base_dir=base_dir)
 
 
 def check_file(output: Path) -> None:
@@ -165,8 +166,14 @@ def export_onnx(
     color_order: str = "RGB",
     simplifier: str = "onnxslim",
     out_features: list[str] | None = None,
+    release_checkpoint: bool = False,
 ) -> ExportResult:
-    """Export `ckpt` to the ONNX file `output` (written atomically) and check its numbers."""
+    """Export `ckpt` to the ONNX file `output` (written atomically) and check its numbers.
+
+    `release_checkpoint`: empty `ckpt.state_dict` once the graph is traced, so the weights are
+    not held in PyTorch while ONNX Runtime and the simplifier hold theirs (`build` does; the
+    checkpoint is then unusable).
+    """
     if opset < MIN_OPSET:
         raise ConfigError(f"opset {opset} not supported: focalnet-edge exports opset >= {MIN_OPSET} (one LayerNormalization node per norm)")
     contract = make_contract(ckpt, image_size, batch, dynamic_batch, dynamic_size, fuse_preprocess, frames_dtype, layout, color_order)
@@ -190,20 +197,23 @@ def export_onnx(
         trace(module, contract, opset, head, x, raw_path)
         del module
         gc.collect()
+        if release_checkpoint:  # the weights live in the files from here on
+            ckpt.state_dict.clear()
+            gc.collect()
         raw_out = ort_outputs(raw_path, feed)
-        exported = simplify(str(raw_path), simplifier)
-    exported.doc_string = f"FocalNet {head} head exported by focalnet-edge {__version__} from {ckpt.source}"
-    nodes = len(exported.graph.node)
-    write_onnx(exported, output, {
-        "source": ckpt.source,
-        "head": head,
-        "outputs": outputs,
-        "input": json.loads(contract.to_json()),
-        "labels": {str(k): v for k, v in labels.items()},
-        "precision": "fp32",
-    })
-    del exported
-    gc.collect()
+        exported = simplify(str(raw_path), simplifier)  # its weights stay in `work`
+        exported.doc_string = f"FocalNet {head} head exported by focalnet-edge {__version__} from {ckpt.source}"
+        nodes = len(exported.graph.node)
+        write_onnx(exported, output, {
+            "source": ckpt.source,
+            "head": head,
+            "outputs": outputs,
+            "input": json.loads(contract.to_json()),
+            "labels": {str(k): v for k, v in labels.items()},
+            "precision": "fp32",
+        }, base_dir=Path(work))
+        del exported
+        gc.collect()
     check_file(output)
     checks = {"torch_vs_onnx": _max_abs(reference, raw_out), "onnx_vs_simplified": _max_abs(raw_out, ort_outputs(output, feed))}
     scale = max(1.0, max(float(np.abs(r).max()) for r in reference))
