@@ -230,7 +230,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     options = _export_options(args)
     ckpt = load_checkpoint(args.model, variant=args.variant)
     out = Path(args.output) if args.output else default_output_dir(args.model)
-    result, _ = export_stage(ckpt, out, options, force=args.force)
+    result, _ = export_stage(ckpt, out, options, force=args.force, release_checkpoint=True)
     print(f"wrote {result.path} ({result.nodes} nodes, opset {result.opset}, input {result.contract.name} "
           f"{result.contract.dtype} {result.contract.shape()}, outputs {', '.join(result.outputs)}; "
           f"max abs vs PyTorch {result.checks['torch_vs_onnx']:.1e})")
