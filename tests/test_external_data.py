@@ -240,8 +240,8 @@ def _mem_available_gb() -> float:
 def test_over_2gb_end_to_end(tmp_path):
     """`build --precision fp16` of a focalnet-huge-shaped model (random weights, 32x32 input): its fp32 graph is
     over protobuf's 2 GiB, so it is written as model.onnx + model.onnx.data, and verified against PyTorch."""
-    if _mem_available_gb() < 14:
-        pytest.skip(f"needs ~14 GB of free memory, {_mem_available_gb():.1f} GB available")
+    if _mem_available_gb() < 12:  # measured: export 8.2 GB, fp16 10.5 GB peak (2 cores, 2026-11-25)
+        pytest.skip(f"needs ~12 GB of free memory, {_mem_available_gb():.1f} GB available")
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
     env.pop(EXTERNAL_DATA_ENV, None)  # by size only
     ckpt, out = tmp_path / "ckpt", tmp_path / "out"
