@@ -10,6 +10,8 @@ process, so the peak RSS of a stage is that process's own (`os.wait4`'s `ru_maxr
     fp16       focalnet-edge calibrate OUT/model.onnx --precision fp16 --calib-data DIGITS
     int8       focalnet-edge calibrate OUT/model.onnx --precision int8 --calib-data DIGITS (calibration + gate)
     verify     focalnet-edge verify OUT   (every artifact, default images)
+    build      focalnet-edge build --model CKPT --precision fp16 --calib-data DIGITS (--build: the
+               whole pipeline in one process, whose peak is what issue 15's target is about)
 
 The calibration data are the demo's digit images (any images do for a cost figure). Other
 work may share the machine, so the load average is printed before each stage.
@@ -87,6 +89,8 @@ def main() -> None:
     ap.add_argument("--no-fp16", dest="fp16", action="store_false", help="skip the fp16 graph")
     ap.add_argument("--calib-size", type=int, default=32, help="calibration images for int8 (default 32)")
     ap.add_argument("--verify-limit", type=int, default=None, help="verify on the first N images only (default: the CLI's default set)")
+    ap.add_argument("--build", action="store_true", help="also time `build --precision fp16` in one process")
+    ap.add_argument("--only-build", action="store_true", help="only `build --precision fp16`")
     args = ap.parse_args()
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
@@ -108,6 +112,12 @@ def main() -> None:
                 stages.append(("int8 (calibration + gate)", [*cli, "calibrate", str(out / "model.onnx"), "--precision", "int8", *calib]))
             verify = [*cli, "verify", str(out)] + (["--limit", str(args.verify_limit)] if args.verify_limit else [])
             stages.append(("verify (every artifact" + (f", {args.verify_limit} images)" if args.verify_limit else ", default images)"), verify))
+            if args.only_build:
+                stages = []
+            if args.build or args.only_build:
+                stages.append(("build --precision fp16 (one process, default images)",
+                               [*cli, "build", "--model", str(ckpt), "--output", str(Path(tmp) / "build"), "--precision", "fp16",
+                                "--quiet", *calib]))
             for stage, cmd in stages:
                 load = os.getloadavg()[0]
                 print(f"{name}: {stage} ...", file=sys.stderr, flush=True)

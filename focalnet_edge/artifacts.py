@@ -22,6 +22,14 @@ REFERENCES = "references.npz"
 ONNX = "onnx"
 TENSORRT_PLAN = "tensorrt-plan"
 
+#: an ONNX artifact's weights, when written as external data, are in one file beside it: `model.onnx` -> `model.onnx.data`
+EXTERNAL_DATA_SUFFIX = ".data"
+
+
+def external_data_name(onnx_name: str) -> str:
+    """The file name of the external data of the ONNX file `onnx_name` (`model.onnx` -> `model.onnx.data`)."""
+    return onnx_name + EXTERNAL_DATA_SUFFIX
+
 
 @dataclass(frozen=True)
 class Thresholds:

@@ -94,6 +94,7 @@ def _artifact_info(path: Path) -> dict:
                 for n, e in m["artifacts"].items()
             },
             "versions": m.get("versions"),
+            **({"stages": m["stages"]} if m.get("stages") else {}),
         }
     if path.suffix == ".onnx":
         from .onnx_io import load_onnx
@@ -106,6 +107,16 @@ def _artifact_info(path: Path) -> dict:
     if entry:
         return {"file": str(path), **entry}
     raise ArtifactError(f"{path}: not an output folder, an ONNX file or an artifact listed in a manifest")
+
+
+def format_stages(stages: list[dict]) -> str:
+    """The build's stages as one line: `export 17.3 s (peak RSS 1590 MB), ...`."""
+    def one(s: dict) -> str:
+        rss = s.get("peak_rss_mb")
+        return f"{s['name']} {s.get('seconds', 0):.1f} s" + (f" (peak RSS {rss:.0f} MB)" if isinstance(rss, (int, float)) else "")
+
+    total = sum(s.get("seconds", 0) for s in stages)
+    return ", ".join(one(s) for s in stages) + f"; total {total:.1f} s"
 
 
 def _print_facts(facts: dict, as_json: bool) -> None:
@@ -123,7 +134,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         path = Path(args.path)
         if not path.exists():
             raise ArtifactError(f"{path}: no such output folder or artifact")
-        _print_facts(_artifact_info(path), args.json)
+        facts = _artifact_info(path)
+        if "stages" in facts and not args.json:
+            facts["stages"] = format_stages(facts["stages"])
+        _print_facts(facts, args.json)
         return 0
     from .extras import require_torch
 
@@ -228,7 +242,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     options = _export_options(args)
     ckpt = load_checkpoint(args.model, variant=args.variant)
     out = Path(args.output) if args.output else default_output_dir(args.model)
-    result, _ = export_stage(ckpt, out, options, force=args.force)
+    result, _ = export_stage(ckpt, out, options, force=args.force, release_checkpoint=True)
     print(f"wrote {result.path} ({result.nodes} nodes, opset {result.opset}, input {result.contract.name} "
           f"{result.contract.dtype} {result.contract.shape()}, outputs {', '.join(result.outputs)}; "
           f"max abs vs PyTorch {result.checks['torch_vs_onnx']:.1e})")

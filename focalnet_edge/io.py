@@ -42,6 +42,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def temporary_path(beside: str | os.PathLike, what: str = "tmp") -> Iterator[Path]:
+    """Yield a temporary file path next to `beside` (`.<name>.<what>.*.partial`), always removed afterwards.
+
+    For work files that must sit in an artifact's folder (a graph referring to its external
+    data by a relative name); a killed run's leftover is cleaned up like any `.partial` file.
+    """
+    final = Path(beside)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{what}.", suffix=".partial", dir=final.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

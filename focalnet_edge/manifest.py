@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .artifacts import MANIFEST, ONNX, TENSORRT_PLAN
+from .artifacts import MANIFEST, ONNX, TENSORRT_PLAN, external_data_name
 from .errors import ArtifactError, FocalNetEdgeError
 from .io import atomic_write_text, dumps_json, sha256_file
 
@@ -38,15 +38,15 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-def new_manifest(ckpt, export_result) -> dict[str, Any]:
-    """The manifest of a fresh export: model, input contract, outputs, labels, versions."""
+def new_manifest(ckpt, export_result, weights: dict[str, str] | None = None) -> dict[str, Any]:
+    """The manifest of a fresh export: model, input contract, outputs, labels, versions (`weights`: `weights_sha256(ckpt)`)."""
     return {
         "format": 1,
         "tool": {"name": TOOL, "version": __version__},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": {
             "source": ckpt.source,
-            "weights_sha256": weights_sha256(ckpt),
+            "weights_sha256": weights if weights is not None else weights_sha256(ckpt),
             "config": ckpt.config.to_dict(),
         },
         "head": export_result.head,
@@ -80,6 +80,9 @@ def add_artifact(
         "requires": requires or {},
         **facts,
     }
+    data = path.with_name(external_data_name(path.name))
+    if fmt == ONNX and data.is_file():  # its weights, written beside it by `onnx_io.save_onnx`
+        entry["external_data"] = {"path": data.name, "sha256": sha256_file(data), "bytes": data.stat().st_size}
     manifest["artifacts"][path.name] = entry
     return entry
 
@@ -223,9 +226,18 @@ def check_manifest(data: dict[str, Any], path: Path) -> None:
             raise _bad(path, f"{where}.format", entry.get("format"), f"{ONNX!r} or {TENSORRT_PLAN!r}")
         if not isinstance(entry.get("bytes", 0), int) or isinstance(entry.get("bytes", 0), bool) or entry.get("bytes", 0) < 0:
             raise _bad(path, f"{where}.bytes", entry.get("bytes"), "a size in bytes")
-        for key in ("requires", "verification"):
+        for key in ("requires", "verification", "external_data"):
             if key in entry and not isinstance(entry[key], dict):
                 raise _bad(path, f"{where}.{key}", entry.get(key), "an object")
+        if "external_data" in entry:
+            ext = entry["external_data"]
+            if ext.get("path") != external_data_name(name):
+                raise _bad(path, f"{where}.external_data.path", ext.get("path"), f"{external_data_name(name)!r}")
+            if not isinstance(ext.get("sha256"), str) or not _SHA256.fullmatch(ext["sha256"]):
+                raise _bad(path, f"{where}.external_data.sha256", ext.get("sha256"), "64 hex digits")
+    stages = data.get("stages", [])
+    if not isinstance(stages, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in stages):
+        raise _bad(path, "stages", stages, "a list of {name, seconds, peak_rss_mb} objects")
 
 
 def check_artifact(folder: Path, entry: dict[str, Any]) -> Path:
@@ -237,12 +249,16 @@ def check_artifact(folder: Path, entry: dict[str, Any]) -> Path:
     if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
         raise ArtifactError(f"{Path(folder) / MANIFEST}: artifact path {name!r} is not a file name inside the folder")
     path = Path(folder) / name
-    if not path.is_file():
-        raise ArtifactError(f"{path}: listed in {MANIFEST} but missing")
-    digest = sha256_file(path)
-    if digest != entry.get("sha256"):
-        raise ArtifactError(
-            f"{path}: sha256 {digest[:12]}... does not match {MANIFEST} ({str(entry.get('sha256'))[:12]}...): "
-            "the file changed after the build; rebuild it"
-        )
+    files = [(path, entry.get("sha256"))]
+    if isinstance(entry.get("external_data"), dict):  # the weights of a large ONNX file, beside it
+        files.append((Path(folder) / external_data_name(name), entry["external_data"].get("sha256")))
+    for file, expected in files:
+        if not file.is_file():
+            raise ArtifactError(f"{file}: listed in {MANIFEST} but missing")
+        digest = sha256_file(file)
+        if digest != expected:
+            raise ArtifactError(
+                f"{file}: sha256 {digest[:12]}... does not match {MANIFEST} ({str(expected)[:12]}...): "
+                "the file changed after the build; rebuild it"
+            )
     return path

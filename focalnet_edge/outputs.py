@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 BUILD_FILES = frozenset(
     [artifacts.MANIFEST, artifacts.REPORT, artifacts.REFERENCES, artifacts.CALIBRATION]
     + [p.onnx for p in artifacts.PRECISIONS.values()]
+    + [artifacts.external_data_name(p.onnx) for p in artifacts.PRECISIONS.values()]
     + [p.engine for p in artifacts.PRECISIONS.values() if p.engine]
 )
 
@@ -117,7 +118,10 @@ def cleanup_leftovers(path: Path) -> None:
     if path.is_dir():
         for tmp in [*path.glob(".*.partial"), *path.glob("*/.*.partial")]:
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                if tmp.is_dir() and not tmp.is_symlink():  # an export's work folder
+                    shutil.rmtree(tmp)
+                else:
+                    tmp.unlink()
 
 
 def _entries(path: Path) -> list[str]:

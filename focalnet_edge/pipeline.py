@@ -8,9 +8,12 @@ half-written artifact or a manifest that lies.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,18 +58,81 @@ class ExportOptions:
         return dict(self.__dict__)
 
 
+def _release_freed_memory() -> None:
+    """Collect garbage and hand the C heap's freed pages back to the system (glibc's malloc_trim; elsewhere a no-op).
+
+    Between stages this matters: a stage frees gigabytes (weights of an ONNX Runtime session,
+    a protobuf model) that glibc otherwise keeps mapped in the process, so the next stage's own
+    allocations come on top of them in the system's view.
+    """
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark of this process (Linux: `5` to /proc/self/clear_refs); False elsewhere."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb(since_reset: bool) -> float:
+    """This process's peak RSS in MB: since the last reset (VmHWM), else since it started (getrusage)."""
+    if since_reset:
+        try:
+            with open("/proc/self/status") as f:
+                return round(int(next(line.split()[1] for line in f if line.startswith("VmHWM:"))) / 1024, 1)
+        except (OSError, StopIteration, ValueError):
+            pass
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, KiB on Linux
+    except (ImportError, OSError):  # pragma: no cover - no resource module (Windows)
+        return float("nan")
+
+
+@contextlib.contextmanager
+def timed_stage(name: str, record: list[dict[str, Any]]) -> Iterator[None]:
+    """Time a stage and measure its peak RSS; on success append `{name, seconds, peak_rss_mb}` to `record` and log it.
+
+    The peak is the stage's own where Linux lets it be reset (/proc/self/clear_refs), else the
+    process's peak so far (`peak_rss_since` says which: "stage" or "process start").
+    """
+    _release_freed_memory()
+    own = _reset_peak_rss()
+    t0 = time.perf_counter()
+    log.info("%s: started", name)
+    yield
+    _release_freed_memory()
+    entry = {"name": name, "seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": _peak_rss_mb(own),
+             "peak_rss_since": "stage" if own else "process start"}
+    record.append(entry)
+    log.info("%s: done in %.1f s, peak RSS %.0f MB", name, entry["seconds"], entry["peak_rss_mb"])
+
+
 def default_output_dir(source: str) -> Path:
     name = Path(str(source).rstrip("/")).name.split(".")[0] or "model"
     return Path("focalnet-edge-out") / name
 
 
 def export_stage(ckpt: Checkpoint, output_dir: Path, options: ExportOptions,
-                 force: bool = False) -> tuple[ExportResult, dict[str, Any]]:
+                 force: bool = False, release_checkpoint: bool = False) -> tuple[ExportResult, dict[str, Any]]:
     """Write `model.onnx` and a fresh manifest into `output_dir`.
 
     Called on a folder that no run of this process has claimed (`focalnet-edge export`), it
     claims it first (`outputs.claim`: refused when foreign or of another model unless `force`,
-    locked, staged, committed only on success).
+    locked, staged, committed only on success). `release_checkpoint`: see `export_onnx`.
     """
     require_torch("export")
     from .export import export_onnx
@@ -76,7 +142,7 @@ def export_stage(ckpt: Checkpoint, output_dir: Path, options: ExportOptions,
     output_dir = Path(output_dir)
     if not is_staging(output_dir):
         with claim(output_dir, force, weights_sha256(ckpt), ckpt.source) as stage:
-            result, manifest = export_stage(ckpt, stage, options)
+            result, manifest = export_stage(ckpt, stage, options, release_checkpoint=release_checkpoint)
         final = Path(output_dir) / FP32_ONNX
         try:
             result.path = final
@@ -85,8 +151,9 @@ def export_stage(ckpt: Checkpoint, output_dir: Path, options: ExportOptions,
 
             result = dataclasses.replace(result, path=final)
         return result, manifest
-    result = export_onnx(ckpt, output_dir / FP32_ONNX, **options.as_kwargs())
-    manifest = new_manifest(ckpt, result)
+    weights = weights_sha256(ckpt)
+    result = export_onnx(ckpt, output_dir / FP32_ONNX, **options.as_kwargs(), release_checkpoint=release_checkpoint)
+    manifest = new_manifest(ckpt, result, weights)
     add_artifact(
         manifest, result.path, "fp32", artifacts.ONNX,
         requires={"opset": result.opset, "runtime": artifacts.PRECISIONS["fp32"].runs_on},
@@ -157,6 +224,7 @@ def verify_stage(output_dir: Path, refs, names: list[str] | None = None, progres
         options = {"providers": CPU} if entry["format"] == artifacts.ONNX else {}
         with load_entry(output_dir, entry, **options) as runner:  # checks the sha256 of the file that runs
             report = verify(runner, refs, entry["precision"], progress=progress)
+        gc.collect()  # the session (a copy of the weights) goes before the next artifact's
         report.artifact = entry["path"]
         report.device = runner.device
         entry["verification"] = report.to_dict()
@@ -378,32 +446,41 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
     ckpt = load_checkpoint(options.model, variant=options.variant)
     notes: list[str] = []
 
+    stages: list[dict[str, Any]] = []  #: time and peak RSS per stage, into the manifest
+    labels = ckpt.config.id2label if options.export.head in ("logits", "probs") else {}
     with claim(final, force, weights_sha256(ckpt), ckpt.source) as out:
         log.info("export: %s -> %s", options.model, final / FP32_ONNX)
-        fp32_result, manifest = export_stage(ckpt, out, options.export)
+        with timed_stage("export", stages):
+            fp32_result, manifest = export_stage(ckpt, out, options.export, release_checkpoint=True)
+        del ckpt  # emptied by the export (its weights are in the files); the reference loads its own copy
         log.info("export: %d nodes, max abs vs PyTorch %.1e", fp32_result.nodes, fp32_result.checks["torch_vs_onnx"])
         if options.precision != "fp32":
             log.info("precision: %s", options.precision)
-        prec = precision_stage(out, fp32_result.path, options.precision, options.calibration, manifest,
-                               is_demo=uses_bundled_demo(options.model), progress=progress)
-        notes += engine_stage(out, manifest, options)
+        with timed_stage(f"precision ({options.precision})", stages):
+            prec = precision_stage(out, fp32_result.path, options.precision, options.calibration, manifest,
+                                   is_demo=uses_bundled_demo(options.model), progress=progress)
+        with timed_stage("engines", stages):
+            notes += engine_stage(out, manifest, options)
 
-        labels = ckpt.config.id2label if options.export.head in ("logits", "probs") else {}
         images, used, note = verification_images(options.images, labels, options.labels, uses_bundled_demo(options.model), prec.holdout)
         notes += [note] if note else []
         log.info("verify: every artifact against PyTorch fp32 on %s", used)
-        refs = live_references(out, images, progress=progress)
-        verified = verify_stage(out, refs, progress=progress)
-        manifest = read_manifest(out)
-        manifest["references"] = save_references(out, refs)
-        latency = {}
-        for name, entry in manifest["artifacts"].items():
-            if entry["format"] == artifacts.ONNX:
-                with load_entry(out, entry, providers=CPU) as runner:  # a CPU figure, whatever else is installed
-                    latency[name] = measure_latency(runner, batch=options.export.batch[1])
-                    device = runner.device
-                entry["latency_ms_here"] = {"batch": options.export.batch[1], "ms": round(latency[name], 3), "device": device}
+        with timed_stage("references (PyTorch fp32)", stages):
+            refs = live_references(out, images, progress=progress)
+        with timed_stage("verify", stages):
+            verified = verify_stage(out, refs, progress=progress)
+        with timed_stage("latency", stages):
+            manifest = read_manifest(out)
+            manifest["references"] = save_references(out, refs)
+            latency = {}
+            for name, entry in manifest["artifacts"].items():
+                if entry["format"] == artifacts.ONNX:
+                    with load_entry(out, entry, providers=CPU) as runner:  # a CPU figure, whatever else is installed
+                        latency[name] = measure_latency(runner, batch=options.export.batch[1])
+                        device = runner.device
+                    entry["latency_ms_here"] = {"batch": options.export.batch[1], "ms": round(latency[name], 3), "device": device}
         manifest["verification_images"] = used
+        manifest["stages"] = stages
         write_manifest(out, manifest)
     return BuildResult(final, manifest, verified.reports, latency, used, notes)
 

@@ -132,18 +132,17 @@ def test_output_folder_not_writable(capsys, tmp_path):
 
 
 def test_disk_full_leaves_no_half_written_artifact(capsys, tmp_path, monkeypatch):
-    import onnx
+    import focalnet_edge.onnx_io as onnx_io
 
-    real_save = onnx.save
+    real_write = onnx_io._write_streamed  # how save_onnx writes an ONNX file's bytes
 
-    def full_disk(model, path, *a, **k):
-        if "fp16" in str(path) or ".model.fp16.onnx." in str(path):
-            with open(path, "wb") as f:
-                f.write(b"partial bytes")
+    def full_disk(model, f, *a, **k):
+        if ".model.fp16.onnx." in f.name:  # the temporary file of model.fp16.onnx
+            f.write(b"partial bytes")
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(model, path, *a, **k)
+        return real_write(model, f, *a, **k)
 
-    monkeypatch.setattr(onnx, "save", full_disk)
+    monkeypatch.setattr(onnx_io, "_write_streamed", full_disk)
     out = tmp_path / "out"
     code, _, err = run(capsys, "build", "--precision", "fp16", "--output", out)
     line = one_line(err)

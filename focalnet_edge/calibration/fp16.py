@@ -1,7 +1,8 @@
 """FP16: the fp32 graph converted to float16, overflow-prone nodes kept in fp32 by measurement.
 
 Conversion is onnxruntime's float16 tool. Before converting, the fp32 graph runs on
-calibration inputs with every intermediate tensor exposed; a node is kept in fp32 when its
+calibration inputs with the maximum |value| of every intermediate tensor computed in the graph
+(`absmax_probe`); a node is kept in fp32 when its
 output comes near the float16 limit (65504), and a LayerNormalization when its input is large
 enough for the squares of its variance to overflow in float16.
 """
@@ -9,6 +10,7 @@ enough for the squares of its variance to overflow in float16.
 from __future__ import annotations
 
 import logging
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +19,7 @@ import numpy as np
 import onnx
 import onnx.version_converter
 
-from ..onnx_io import ort_session, read_metadata, set_metadata
-from ..io import atomic_path
+from ..onnx_io import load_onnx, ort_session, read_metadata, save_onnx, set_metadata
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +35,68 @@ class Fp16Result:
     keep_io_types: bool = True
 
 
-def activation_ranges(model: onnx.ModelProto, inputs: np.ndarray, input_name: str, batch: int = 16) -> dict[str, float]:
-    """max |value| of every float tensor a node outputs, over `inputs` (fp32 graph, ONNX Runtime CPU)."""
-    probe = onnx.shape_inference.infer_shapes(model)
-    float_tensors = {v.name for v in probe.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
-    known = {o.name for o in probe.graph.output}
+def float_tensors(model: onnx.ModelProto) -> list[str]:
+    """Names of the float32 tensors the nodes of `model` output (shape inference on the graph), in node order."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    return [o for n in model.graph.node for o in n.output if o and types.get(o) == onnx.TensorProto.FLOAT]
+
+
+def absmax_probe(model: onnx.ModelProto, tensors: list[str]) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """A copy of the graph of `model` whose outputs are max |t| (a scalar) of each tensor in `tensors`.
+
+    Each tensor is reduced right after the node that makes it (Abs -> ReduceMax), so ONNX
+    Runtime frees it as in a plain inference: a run holds one inference's activations, not
+    every intermediate tensor of the batch (which took gigabytes for focalnet-tiny at 16
+    images). Call on a graph whose weights are external (cheap to copy). Returns the probe and
+    the output name of each tensor's maximum.
+    """
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    wanted = set(tensors)
+    names: dict[str, str] = {}
+    nodes = []
     for node in probe.graph.node:
-        for name in node.output:
-            if name in float_tensors and name not in known:
-                probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    sess = ort_session(probe, optimize=False)  # keep every tensor
-    names = [o.name for o in sess.get_outputs()]
+        nodes.append(node)
+        for t in node.output:
+            if t in wanted and t not in names:
+                names[t] = f"{t}__absmax"
+                nodes.append(onnx.helper.make_node("Abs", [t], [f"{t}__abs"], name=f"{t}__abs"))
+                nodes.append(onnx.helper.make_node("ReduceMax", [f"{t}__abs"], [names[t]], name=names[t], keepdims=0))
+    del probe.graph.node[:]
+    probe.graph.node.extend(nodes)
+    del probe.graph.output[:]
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, []) for n in names.values())
+    return probe, names
+
+
+def activation_ranges(model: str | Path, inputs: np.ndarray, input_name: str | None = None, batch: int = 16) -> dict[str, float]:
+    """max |value| of every float tensor a node outputs, over `inputs` (fp32 graph, ONNX Runtime CPU).
+
+    `model` is the path of an ONNX file; the probe (`absmax_probe`) is written beside it,
+    referring to the same external data, so no copy of the weights is made in Python.
+    """
+    import gc
+
+    from ..io import temporary_path
+
+    model = Path(model)
+    graph = load_onnx(model, external_data=False)
+    input_name = input_name or graph.graph.input[0].name
+    probe, names = absmax_probe(graph, float_tensors(graph))
+    del graph
     peak: dict[str, float] = {}
-    for i in range(0, len(inputs), batch):
-        for name, value in zip(names, sess.run(None, {input_name: inputs[i : i + batch]})):
-            if value.dtype.kind == "f" and value.size:
-                peak[name] = max(peak.get(name, 0.0), float(np.abs(value).max()))
+    with temporary_path(model, "absmax-probe") as tmp:  # beside `model`: its external data resolves
+        onnx.save(probe, str(tmp))
+        del probe
+        sess = ort_session(tmp, optimize=False, priority_order=True)  # as written; each tensor freed once reduced
+        back = {v: k for k, v in names.items()}
+        outs = [back[o.name] for o in sess.get_outputs()]
+        for i in range(0, len(inputs), batch):
+            for name, value in zip(outs, sess.run(None, {input_name: inputs[i : i + batch]})):
+                peak[name] = max(peak.get(name, 0.0), float(value))
+        del sess
+        gc.collect()
     return peak
 
 
@@ -103,14 +150,40 @@ def to_float16(
     """The float16 version of `model` and the nodes kept in fp32 (measured on `calibration_inputs`).
 
     A Q/DQ graph keeps its int8 tensors: only its float parts (and the Q/DQ scales) become
-    float16, after raising the opset to 19 where QuantizeLinear takes float16.
+    float16, after raising the opset to 19 where QuantizeLinear takes float16. `model` is left
+    as it was (a copy is converted; `convert_fp16` converts a file without that copy).
     """
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return _to_float16(copy, calibration_inputs, keep_io_types, keep_fp32, None)
+
+
+def _to_float16(
+    model: onnx.ModelProto,
+    calibration_inputs: np.ndarray | None,
+    keep_io_types: bool,
+    keep_fp32: list[str] | None,
+    work_parent: Path | None,
+) -> tuple[onnx.ModelProto, list[str]]:
+    """`to_float16` of a model this function may consume (its tensors are converted in place).
+
+    Memory: the weights go to a work file first (external data, moved not copied), so the
+    overflow probe and shape inference handle the graph alone, and ONNX Runtime's probe
+    session is closed before they come back: one copy of the weights at a time besides the
+    float16 ones being made.
+    """
+    from onnx.external_data_helper import load_external_data_for_model
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     keep = list(keep_fp32 or [])
-    if calibration_inputs is not None and len(calibration_inputs):
-        peak = activation_ranges(model, calibration_inputs[:64], model.graph.input[0].name)
-        keep += [n for n in nodes_to_keep_fp32(model, peak) if n not in keep]
+    with tempfile.TemporaryDirectory(prefix=".fp16-work-", suffix=".partial", dir=work_parent) as work:
+        path = Path(work) / "fp32.onnx"
+        save_onnx(model, path, external=True)  # `model` now refers to the file: a graph without weights
+        if calibration_inputs is not None and len(calibration_inputs):
+            peak = activation_ranges(path, calibration_inputs[:64], model.graph.input[0].name)
+            keep += [n for n in nodes_to_keep_fp32(model, peak) if n not in keep]
+        model = onnx.shape_inference.infer_shapes(model)  # types for the converter, on the graph alone
+        load_external_data_for_model(model, work)
     if keep:
         log.info("fp16: keeping %d nodes in fp32: %s", len(keep), ", ".join(keep[:6]) + (" ..." if len(keep) > 6 else ""))
     if any(n.op_type in QDQ_OPS for n in model.graph.node):
@@ -120,7 +193,8 @@ def to_float16(
     block = [op for op in DEFAULT_OP_BLOCK_LIST if op not in QDQ_OPS]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fp16 = convert_float_to_float16(model, keep_io_types=keep_io_types, node_block_list=keep or None, op_block_list=block)
+        fp16 = convert_float_to_float16(model, keep_io_types=keep_io_types, node_block_list=keep or None, op_block_list=block,
+                                        disable_shape_infer=True)
     remove_cast_round_trips(fp16)
     return fp16, keep
 
@@ -133,12 +207,12 @@ def convert_fp16(
     keep_fp32: list[str] | None = None,
 ) -> Fp16Result:
     """Write the float16 version of `fp32_path` to `output` (atomically)."""
-    fp16, keep = to_float16(onnx.load(str(fp32_path)), calibration_inputs, keep_io_types, keep_fp32)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fp16, keep = _to_float16(load_onnx(fp32_path), calibration_inputs, keep_io_types, keep_fp32, output.parent)
     meta = read_metadata(fp16)
     if meta.get("input", {}).get("dtype") == "float32" and not keep_io_types:
         meta["input"]["dtype"] = "float16"
     set_metadata(fp16, {"precision": "fp16", "input": meta.get("input", {}), "fp16_kept_fp32": keep})
-    output = Path(output)
-    with atomic_path(output) as tmp:
-        onnx.save(fp16, str(tmp))
+    save_onnx(fp16, output)  # with external data when large (or forced)
     return Fp16Result(output, keep, keep_io_types)

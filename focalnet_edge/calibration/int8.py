@@ -32,8 +32,8 @@ import onnx
 
 from ..artifacts import INT8_MIN_AGREEMENT, INT8_MIN_COSINE, INT8_MIN_SQNR_DB
 from ..errors import ConfigError, InputError
-from ..io import atomic_path, atomic_write_text
-from ..onnx_io import read_metadata, set_metadata
+from ..io import atomic_write_text
+from ..onnx_io import read_metadata, save_onnx, set_metadata
 from . import gate
 from .placement import (
     WEIGHTED_OPS,
@@ -505,8 +505,7 @@ def build_int8(
                          "int8_form": form, "int8_float": float_type, "int8_kept_float": kept, "qtype": qtype,
                          "int8_flop_share": round(report.int8_flop_share, 4)})
     output = Path(output)
-    with atomic_path(output) as tmp:
-        onnx.save(model, str(tmp))
+    save_onnx(model, output)  # with external data (output.data) when large or forced
     timings["write"] = time.perf_counter() - t0
     timings["total"] = sum(timings.values())
     log.info("%s gate phases (s): %s", qtype, ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))

@@ -446,7 +446,7 @@ def _write_onnx(source: Path, path: Path, plan: Plan) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from ..onnx_io import load_onnx, set_metadata
+    from ..onnx_io import load_onnx, save_onnx, set_metadata
 
     model = load_onnx(source)
     graph = model.graph
@@ -498,11 +498,11 @@ def _write_onnx(source: Path, path: Path, plan: Plan) -> None:
         },
     })
     _sort_nodes(graph)
+    save_onnx(model, path)  # a large graph keeps its weights beside it (path.data), which nvinfer's parser reads
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(str(path))  # the file: any size, no second copy in memory
     except onnx.checker.ValidationError as e:
         raise ArtifactError(f"{source}: the DeepStream graph derived from it is not valid ONNX ({e})") from None
-    onnx.save(model, str(path))
 
 
 def _sort_nodes(graph) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import io
+import gc
 import json
 import logging
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,7 @@ import torch
 
 from .. import __version__
 from ..errors import ArtifactError, ConfigError
-from ..io import atomic_path
-from ..onnx_io import ort_session, set_metadata
+from ..onnx_io import data_path, ort_session, save_onnx, set_metadata
 from ..model.weights import Checkpoint
 from ..contract import InputContract
 from .heads import FusedPreprocess, build_head
@@ -40,8 +40,14 @@ class ExportResult:
     labels: dict[int, str] = field(default_factory=dict)
 
 
-def ort_outputs(model: onnx.ModelProto | bytes | str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-    return ort_session(model).run(None, feed)
+def ort_outputs(model: onnx.ModelProto | bytes | str | Path, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The outputs of one run; the session (a copy of the weights) is released before returning."""
+    session = ort_session(model, optimize=False)
+    try:
+        return session.run(None, feed)
+    finally:
+        del session
+        gc.collect()
 
 
 def _max_abs(a: list[np.ndarray], b: list[np.ndarray]) -> float:
@@ -102,23 +108,15 @@ def dynamic_axes(contract: InputContract, outputs: list[str], head: str) -> dict
     return axes
 
 
-def trace_and_check(
-    module: torch.nn.Module, contract: InputContract, opset: int, simplifier: str, head: str
-) -> tuple[onnx.ModelProto, dict[str, float]]:
-    """torch.onnx.export of `module`, simplified; both graphs checked with ONNX Runtime on the CPU.
-
-    Before simplification against PyTorch, after simplification against the graph before it;
-    each graph runs once.
-    """
+def trace(module: torch.nn.Module, contract: InputContract, opset: int, head: str, x: np.ndarray, path: Path) -> None:
+    """torch.onnx.export of `module` to the file `path` (over 2 GB, torch puts the weights beside it)."""
     outputs = module.output_names
-    x = contract.sample_input(2 if contract.dynamic_batch else contract.batch[1])
-    buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
             (torch.from_numpy(x),),
-            buf,
+            str(path),
             input_names=[contract.name],
             output_names=outputs,
             dynamic_axes=dynamic_axes(contract, outputs, head) or None,
@@ -126,16 +124,6 @@ def trace_and_check(
             do_constant_folding=True,
             dynamo=False,
         )
-        reference = [t.numpy() for t in module(torch.from_numpy(x))]
-    raw = onnx.load_from_string(buf.getvalue())
-    feed = {contract.name: x}
-    raw_out = ort_outputs(raw, feed)
-    slim = simplify(raw, simplifier)
-    checks = {"torch_vs_onnx": _max_abs(reference, raw_out), "onnx_vs_simplified": _max_abs(raw_out, ort_outputs(slim, feed))}
-    scale = max(1.0, max(float(np.abs(r).max()) for r in reference))
-    if checks["torch_vs_onnx"] > 1e-4 * scale or checks["onnx_vs_simplified"] > 1e-4 * scale:
-        raise ArtifactError(f"exported graph does not reproduce PyTorch (max abs errors {checks}); please report this")
-    return slim, checks
 
 
 def _with_resize(body: onnx.ModelProto, contract: InputContract, traced: InputContract) -> tuple[onnx.ModelProto, float]:
@@ -154,13 +142,30 @@ def _with_resize(body: onnx.ModelProto, contract: InputContract, traced: InputCo
     return model, err
 
 
-def write_onnx(model: onnx.ModelProto, output: Path, facts: dict[str, Any]) -> None:
-    """Stamp focalnet-edge's metadata on `model`, check it, and write it atomically to `output`."""
+def write_onnx(model: onnx.ModelProto, output: Path, facts: dict[str, Any], base_dir: Path | None = None) -> None:
+    """Stamp focalnet-edge's metadata on `model` and write it atomically to `output` (check it with `check_file`).
+
+    Written with external data (`output.data`) when the weights are too large for one protobuf
+    file (`onnx_io.save_onnx`); the tensors then leave `model` for the file. `base_dir`: where
+    tensors of `model` still on disk are (the folder of the file it was simplified from).
+    """
     model.producer_name, model.producer_version = "focalnet-edge", __version__
     set_metadata(model, {"version": __version__, **facts})
-    onnx.checker.check_model(model)
-    with atomic_path(output) as tmp:
-        onnx.save(model, str(tmp))
+    save_onnx(model, output, base_dir=base_dir)
+
+
+def check_file(output: Path) -> None:
+    """onnx's checker on the written file (any size; call once the in-memory graph is released)."""
+    try:
+        onnx.checker.check_model(str(output))
+    except onnx.checker.ValidationError as e:
+        _remove(output)
+        raise ArtifactError(f"{output}: the exported graph is not valid ONNX ({str(e).splitlines()[0][:200]}); please report this") from None
+
+
+def _remove(output: Path) -> None:
+    output.unlink(missing_ok=True)
+    data_path(output).unlink(missing_ok=True)
 
 
 def export_onnx(
@@ -181,6 +186,7 @@ def export_onnx(
     out_features: list[str] | None = None,
     resize_mode: str = "crop",
     frame_size: str = "input",
+    release_checkpoint: bool = False,
 ) -> ExportResult:
     """Export `ckpt` to the ONNX file `output` (written atomically) and check its numbers.
 
@@ -188,6 +194,9 @@ def export_onnx(
     frame_size: "any" puts the resize into the graph (`export.resize`; opset >= 18, the default
         then), which takes uint8 frames of any size; "input": frames of the input size.
     opset: default 17, 18 with frame_size "any".
+    release_checkpoint: empty `ckpt.state_dict` once the graph is traced, so the weights are
+        not held in PyTorch while ONNX Runtime and the simplifier hold theirs (`build` does; the
+        checkpoint is then unusable).
     """
     from .resize import MIN_OPSET as RESIZE_OPSET, body_contract, check_spec
 
@@ -208,19 +217,59 @@ def export_onnx(
         spec = contract.image_spec
         module = FusedPreprocess(module, spec.mean, spec.std, spec.rescale_factor, traced.layout, traced.color_order)
     module.eval()
-    exported, checks = trace_and_check(module, traced, opset, simplifier, head)
-    if in_graph:
-        exported, checks["resize_identity"] = _with_resize(exported, contract, traced)
-    labels = dict(ckpt.config.id2label) if head in ("logits", "probs") else {}
-    exported.doc_string = f"FocalNet {head} head exported by focalnet-edge {__version__} from {ckpt.source}"
     output = Path(output)
-    write_onnx(exported, output, {
-        "source": ckpt.source,
-        "head": head,
-        "outputs": module.output_names,
-        "input": json.loads(contract.to_json()),
-        "labels": {str(k): v for k, v in labels.items()},
-        "precision": "fp32",
-    })
-    log.debug("wrote %s (%d nodes, torch vs onnx max abs %.2e)", output, len(exported.graph.node), checks["torch_vs_onnx"])
-    return ExportResult(output, contract, module.output_names, head, opset, simplifier, len(exported.graph.node), checks, labels)
+    x = traced.sample_input(2 if contract.dynamic_batch else contract.batch[1])
+    feed = {traced.name: x}  # the traced body's input (frames of the input size with --frame-size any)
+    with torch.no_grad():
+        reference = [t.numpy() for t in module(torch.from_numpy(x))]
+    labels = dict(ckpt.config.id2label) if head in ("logits", "probs") else {}
+    outputs = module.output_names
+    # Memory: the graph goes through files, never two copies of the weights at once in this
+    # process beyond the model's own (torch's export, the raw file, the simplified file).
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.export-", suffix=".partial", dir=_work_parent(output)) as work:
+        raw_path = Path(work) / "raw.onnx"
+        trace(module, traced, opset, head, x, raw_path)
+        del module
+        gc.collect()
+        if release_checkpoint:  # the weights live in the files from here on
+            ckpt.state_dict.clear()
+            gc.collect()
+        raw_out = ort_outputs(raw_path, feed)
+        exported = simplify(str(raw_path), simplifier)  # its weights stay in `work`
+        simplified_out = None
+        if in_graph:  # the resize goes in front of the body in memory: its weights come off the work file first
+            from onnx.external_data_helper import load_external_data_for_model
+
+            load_external_data_for_model(exported, work)
+            simplified_out = ort_outputs(exported, feed)
+            exported, resize_identity = _with_resize(exported, contract, traced)
+        exported.doc_string = f"FocalNet {head} head exported by focalnet-edge {__version__} from {ckpt.source}"
+        nodes = len(exported.graph.node)
+        write_onnx(exported, output, {
+            "source": ckpt.source,
+            "head": head,
+            "outputs": outputs,
+            "input": json.loads(contract.to_json()),
+            "labels": {str(k): v for k, v in labels.items()},
+            "precision": "fp32",
+        }, base_dir=Path(work))
+        del exported
+        gc.collect()
+    check_file(output)
+    if simplified_out is None:  # the written file itself
+        simplified_out = ort_outputs(output, feed)
+    checks = {"torch_vs_onnx": _max_abs(reference, raw_out), "onnx_vs_simplified": _max_abs(raw_out, simplified_out)}
+    if in_graph:
+        checks["resize_identity"] = resize_identity
+    scale = max(1.0, max(float(np.abs(r).max()) for r in reference))
+    if checks["torch_vs_onnx"] > 1e-4 * scale or checks["onnx_vs_simplified"] > 1e-4 * scale:
+        _remove(output)
+        raise ArtifactError(f"exported graph does not reproduce PyTorch (max abs errors {checks}); please report this")
+    log.debug("wrote %s (%d nodes, torch vs onnx max abs %.2e)", output, nodes, checks["torch_vs_onnx"])
+    return ExportResult(output, contract, outputs, head, opset, simplifier, nodes, checks, labels)
+
+
+def _work_parent(output: Path) -> Path:
+    """Where the export's work files go: beside the output (same disk; /tmp may be memory)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return output.parent

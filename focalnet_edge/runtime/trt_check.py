@@ -192,7 +192,7 @@ def _resize_findings(node: onnx.NodeProto, name: str, text: str, constants: set[
 def check_onnx(path: str | Path, tensorrt_version: str | None = None) -> list[Finding]:
     from ..onnx_io import load_onnx
 
-    return check_model(load_onnx(path), tensorrt_version)
+    return check_model(load_onnx(path, external_data=False), tensorrt_version)  # the graph: its large weights stay on disk
 
 
 def record_checks(output_dir: Path, manifest: dict[str, Any]) -> list[str]:
