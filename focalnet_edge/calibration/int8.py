@@ -384,17 +384,17 @@ def _finalize(model: onnx.ModelProto, fp32: onnx.ModelProto, qtype: str, float_t
     return model, keep_fp32
 
 
-def fp16_overflow_nodes(fp32: onnx.ModelProto, qmodel: onnx.ModelProto, inputs: np.ndarray) -> list[str]:
-    """Nodes of Q/DQ graph `qmodel` that overflow float16, from the activations of the fp32 graph.
+def fp16_overflow_nodes(fp32_path: str | Path, qmodel: onnx.ModelProto, inputs: np.ndarray) -> list[str]:
+    """Nodes of Q/DQ graph `qmodel` that overflow float16, from the activations of the fp32 graph (a file).
 
     The Q/DQ graph keeps the fp32 graph's node and tensor names, and quantization does not move
-    the peaks that matter (65504, LayerNorm inputs), so the fp32 graph is measured: ONNX Runtime
-    optimises it normally, unlike a Q/DQ graph with every tensor exposed, which on focalnet-tiny
-    took 200 s of a 700 s gate on 64 images (2 cores, loaded).
+    the peaks that matter (65504, LayerNorm inputs), so the fp32 graph is measured with the fp16
+    stage's probe (each tensor reduced to max |t| inside the graph), unlike the Q/DQ graph with
+    every tensor exposed, which on focalnet-tiny took 200 s of a 700 s gate on 64 images (2 cores, loaded).
     """
     from .fp16 import activation_ranges, nodes_to_keep_fp32
 
-    return nodes_to_keep_fp32(qmodel, activation_ranges(fp32, inputs, fp32.graph.input[0].name))
+    return nodes_to_keep_fp32(qmodel, activation_ranges(fp32_path, inputs))
 
 
 def build_int8(
@@ -453,7 +453,7 @@ def build_int8(
     first = quantize(fp32_path, ranges, form, exclude, residual)
     keep_fp32: list[str] | None = None
     if float_type == "fp16" and calibration_inputs is not None and len(calibration_inputs):
-        keep_fp32 = fp16_overflow_nodes(fp32, first, calibration_inputs[:OVERFLOW_IMAGES])
+        keep_fp32 = fp16_overflow_nodes(fp32_path, first, calibration_inputs[:OVERFLOW_IMAGES])
     model, keep_fp32 = _finalize(first, fp32, qtype, float_type, None, keep_fp32)
     timings["quantize"] = time.perf_counter() - t0
     t0 = time.perf_counter()
