@@ -277,3 +277,26 @@ def test_max_ranges_do_not_depend_on_the_batch_and_match_the_tensors(demo):
     sess = ort_session(m, optimize=False)
     t = sess.run([name], {sess.get_inputs()[0].name: x})[0]
     assert a[name] == pytest.approx((float(t.min()), float(t.max())), rel=1e-6)
+
+
+def test_gate_searches_again_on_every_image_when_the_risky_estimate_was_too_kind(demo, tmp_path, monkeypatch):
+    """The search judges the risky few first; when the written graph then misses on all held-back
+    images, it must not stop there (seen on focalnet-tiny's CPU form) but search again on all."""
+    from focalnet_edge.calibration import gate
+
+    path, _, hold, ranges = demo
+    ruined = {k: (lo / 30, hi / 30) for k, (lo, hi) in ranges.items()}
+    judges = []
+    real = gate.fallback_search
+
+    def search(order, judge, target, max_fallback, progress=False):
+        judges.append(judge)
+        if len(judges) == 1:  # an estimate that claims one node is enough
+            return order[:1], None, [1]
+        return real(order, judge, target, max_fallback, progress)
+
+    monkeypatch.setattr(gate, "fallback_search", search)
+    result = build_int8(path, tmp_path / "g.onnx", ruined, hold.inputs, max_fallback=4, min_sqnr_db=60.0, sensitivity_images=4)
+    assert len(judges) == 2  # the old gate stopped after the first search
+    assert len(result.kept_float) == 4 and not result.gate_passed
+    assert judges[1]([]).sqnr_db == pytest.approx(result.first_score.sqnr_db, abs=0.05)  # all images, nothing back: the first graph

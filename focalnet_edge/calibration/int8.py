@@ -430,7 +430,8 @@ def build_int8(
     `sensitivity_nodes` nodes with the most local quantization noise (None: all) are measured
     one by one on them in a `gate.Switchboard` (fp32 float parts, one session), the nodes go back
     to float in batches by SQNR gain per FLOP (`gate.fallback_search`, at most `max_fallback`),
-    and the written form of the chosen graph is judged once more on every held-back image.
+    and the written form of the chosen graph is judged once more on every held-back image; when
+    that misses, the search runs once more judging every held-back image.
     Seconds per phase are in the result's `timings`.
     """
     if float_type not in ("fp32", "fp16"):
@@ -485,15 +486,25 @@ def build_int8(
             out[risky] = board.outputs(names, holdout[risky])
             return gate.score(ref, out, classify)
 
-        kept, _, lengths = gate.fallback_search(order, judge, target, max_fallback, progress)
-        tried = order[: max(lengths, default=0)]
-        timings["fallback"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        if kept:
-            model, _ = _finalize(gate.to_float(first, fp32, kept), fp32, qtype, float_type, None, keep_fp32)
-            score = gate.score(ref, gate.outputs(model, holdout), classify)
-            log.info("%s gate, written form with %d nodes back to float: %s", qtype, len(kept), score)
-        timings["final_check"] = time.perf_counter() - t0
+        def judge_all(names: list[str]) -> gate.GateScore:  # every held-back image, fp32 float parts
+            return gate.score(ref, board.outputs(names, holdout), classify)
+
+        # First on the risky images; when the written form then misses on all images (the estimate
+        # from the risky few was too kind: measured on focalnet-tiny's CPU form), once more on all.
+        timings["fallback"] = timings["final_check"] = 0.0
+        for judge_with in (judge, judge_all):
+            kept, _, lengths = gate.fallback_search(order, judge_with, target, max_fallback, progress)
+            tried = order[: max(lengths, default=0)]
+            timings["fallback"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            if kept:
+                model, _ = _finalize(gate.to_float(first, fp32, kept), fp32, qtype, float_type, None, keep_fp32)
+                score = gate.score(ref, gate.outputs(model, holdout), classify)
+                log.info("%s gate, written form with %d nodes back to float: %s", qtype, len(kept), score)
+            timings["final_check"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            if target.met(score) or len(kept) >= min(max_fallback, len(order)):
+                break
     passed = target.met(score)
     report = placement_report(model, gemm_flops(fp32))
     note = gate.holdout_note(len(holdout))
