@@ -1,6 +1,12 @@
-"""Helpers shared by the tests: small FocalNet configurations and transformers twins with the same weights."""
+"""Helpers shared by the tests: small FocalNet configurations, transformers twins with the same weights,
+and running a script where `import torch` fails."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,3 +62,20 @@ def hf_twin(hf_cls, **overrides):
     ours = getattr(modeling, hf_cls)(FocalNetConfig(**cfg))
     load_state_dict_strict(ours, hf.state_dict(), "hf")
     return hf, ours.eval()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def without_torch(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run `script` in a Python where `import torch` fails, as on a device without PyTorch."""
+    blocker = (
+        "import sys, importlib.abc\n"
+        "class _NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
+        "sys.meta_path.insert(0, _NoTorch())\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-c", blocker + script], cwd=cwd, capture_output=True, text=True, env=env, timeout=300)

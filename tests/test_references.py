@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +13,7 @@ import pytest
 from focalnet_edge.cli import main
 from focalnet_edge.io import sha256_file
 from focalnet_edge.verify import compare_outputs
+from helpers import without_torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,21 +71,7 @@ def test_stored_references_that_changed_are_refused(capsys, built, tmp_path):
     assert code == 2 and "references.npz: sha256 does not match" in err and len(err.strip().splitlines()) == 1
 
 
-def _without_torch(script: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run `script` in a Python where `import torch` fails, as on a device without PyTorch."""
-    blocker = (
-        "import sys, importlib.abc\n"
-        "class _NoTorch(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
-        "sys.meta_path.insert(0, _NoTorch())\n"
-    )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-c", blocker + script], cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
-
-
-def test_the_runtime_commands_work_without_torch(built, tmp_path):
+def test_the_runtime_commands_workwithout_torch(built, tmp_path):
     """predict, bench, info, check and verify (stored references) on a built folder, with torch unimportable."""
     copy = tmp_path / "device"
     shutil.copytree(built, copy)
@@ -103,7 +87,7 @@ def test_the_runtime_commands_work_without_torch(built, tmp_path):
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "print('CODES', codes)\n"
     )
-    done = _without_torch(script, tmp_path)
+    done = without_torch(script, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "CODES [0, 0, 0, 0, 0]" in done.stdout
     assert f"{image}: {image.parent.name} " in done.stdout  # the demo's label is the folder name
@@ -111,7 +95,7 @@ def test_the_runtime_commands_work_without_torch(built, tmp_path):
 
 
 def test_build_without_torch_is_one_line_naming_the_extra(tmp_path):
-    done = _without_torch("from focalnet_edge.cli import main\nraise SystemExit(main(['build', '--output', "
+    done = without_torch("from focalnet_edge.cli import main\nraise SystemExit(main(['build', '--output', "
                           f"{str(tmp_path / 'out')!r}]))\n", tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()

@@ -5,10 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from focalnet_edge.model.preprocessing import ImageSpec
 cv2 = pytest.importorskip("cv2", reason="OpenCV is the optional 'video' extra")
 
 from focalnet_edge.stream import StreamStats, VideoStream, frame_transform, predict_stream  # noqa: E402
+from helpers import without_torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES = 12
@@ -191,21 +189,14 @@ def test_the_python_api_refuses_bad_arguments(clip):
 
 def test_streams_run_without_torch(demo_out, clip, tmp_path, http_url):
     """predict on a file and on a URL in a Python where `import torch` fails."""
-    blocker = (
-        "import sys, importlib.abc\n"
-        "class _NoTorch(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
-        "sys.meta_path.insert(0, _NoTorch())\n"
+    script = (
         "from focalnet_edge.cli import main\n"
         f"codes = [main(['-q', 'predict', {str(demo_out)!r}, {str(clip)!r}, '--top-k', '1', '--every', '4']),\n"
         f"         main(['-q', 'predict', {str(demo_out)!r}, {http_url + 'clip.mp4'!r}, '--top-k', '1', '--limit', '2'])]\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "print('CODES', codes)\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, "-c", blocker], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    done = without_torch(script, tmp_path)
     assert done.returncode == 0 and "CODES [0, 0]" in done.stdout, done.stderr[-2000:]
     assert f"{clip}#8: " in done.stdout and f"{http_url}clip.mp4#1: " in done.stdout
 
