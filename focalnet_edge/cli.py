@@ -417,6 +417,7 @@ EPILOG_CALIBRATE = """examples:
 def _precision_args(p: argparse.ArgumentParser) -> None:
     from .artifacts import INT8_MIN_AGREEMENT
     from .calibration.int8 import METHODS
+    from .calibration.smoothing import ALPHA as SMOOTH_ALPHA
 
     g = p.add_argument_group("precision and calibration")
     g.add_argument("--calib-data", default=None, metavar="SRC", help="image folder, video file or .npz (the demo brings its own)")
@@ -431,6 +432,9 @@ def _precision_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fp16-io", dest="keep_io_types", action="store_false",
                    help="FP16 graph with fp16 inputs/outputs (default: fp32 inputs/outputs)")
     g.add_argument("--no-cpu-int8", dest="cpu_int8", action="store_false", help="skip the ONNX Runtime CPU form of INT8")
+    g.add_argument("--int8-smoothing", type=float, default=SMOOTH_ALPHA, metavar="ALPHA",
+                   help=f"INT8/FP8: move LayerNorm outputs' outlier channels into the next GEMM's weights (SmoothQuant's alpha, "
+                        f"default {SMOOTH_ALPHA}; 0: off)")
     g.add_argument("--int8-float", choices=("fp16", "fp32"), default="fp16",
                    help="type of the layers left in float in model.int8.onnx (default fp16: what TensorRT runs fast)")
 
@@ -442,10 +446,13 @@ def _precision_options(args: argparse.Namespace):
         raise ConfigError(f"--calib-size {args.calib_size} not accepted: expected a positive number")
     if not 0 < args.min_agreement <= 1:
         raise ConfigError(f"--min-agreement {args.min_agreement} not accepted: expected a value in (0, 1]")
+    if not 0 <= args.int8_smoothing <= 1:
+        raise ConfigError(f"--int8-smoothing {args.int8_smoothing} not accepted: expected a value in [0, 1] (0: off)")
     return PrecisionOptions(
         calib_data=args.calib_data, calib_size=args.calib_size, seed=args.calib_seed, method=args.calib_method,
         percentile=args.calib_percentile, calib_cache=args.calib_cache, min_agreement=args.min_agreement,
         max_fallback=args.max_fallback, keep_io_types=args.keep_io_types, cpu_int8=args.cpu_int8, int8_float=args.int8_float,
+        smooth_alpha=args.int8_smoothing,
     )
 
 

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import onnx
 
 from . import artifacts
 from .artifacts import CALIBRATION, FP32_ONNX, REPORT
+from .calibration.smoothing import ALPHA as SMOOTH_ALPHA
 from .errors import ArtifactError, InputError
 from .demo import uses_bundled_demo
 from .extras import require_torch
@@ -248,7 +250,8 @@ class PrecisionOptions:
     keep_io_types: bool = True
     cpu_int8: bool = True  #: also write the ONNX Runtime CPU form of INT8
     int8_float: str = "fp16"  #: float parts of the TensorRT-form INT8 graph: fp16 (fast on GPUs) or fp32
-    keep_stem_and_head: bool = True
+    keep_stem_and_head: bool = True  #: stem, head and downsampling Convs in float (`placement.float_by_default`)
+    smooth_alpha: float = SMOOTH_ALPHA  #: LayerNorm outputs smoothed into their GEMMs before INT8/FP8 (0: off)
 
 
 @dataclass
@@ -310,24 +313,56 @@ def fp16_stage(output_dir: Path, fp32_path: Path, calib, options: PrecisionOptio
     return fp16
 
 
-def int8_ranges(output_dir: Path, fp32_path: Path, part, options: PrecisionOptions,
-                progress: bool = False) -> dict[str, tuple[float, float]]:
-    """Calibration ranges: from `--calib-cache` when it exists, else computed and saved (and cached)."""
-    from .calibration import compute_ranges, load_ranges, save_ranges
-    from .io import sha256_file
+def int8_source(output_dir: Path, fp32_path: Path, part, options: PrecisionOptions, work: Path,
+                progress: bool = False) -> tuple[Path, dict[str, tuple[float, float]], dict[str, Any]]:
+    """The graph the quantized forms are made from, its calibration ranges and what smoothing did.
 
-    if options.calib_cache and Path(options.calib_cache).is_file():
-        ranges, doc = load_ranges(options.calib_cache, model_sha256=sha256_file(fp32_path))  # refuses another model's cache
-        log.info("int8: calibration ranges from %s (%s, %d images)", options.calib_cache, doc.get("method"), doc.get("images", 0))
-        return ranges
-    if part is None:
-        raise InputError(f"{options.calib_cache}: no such calibration cache, and no --calib-data to compute one")
-    ranges = compute_ranges(fp32_path, part.inputs, options.method, options.percentile, progress)
+    The graph is `fp32_path` with its LayerNorm outputs smoothed into the GEMMs that read them
+    (`calibration.smoothing`; the same outputs, written into `work`), or `fp32_path` itself with
+    `--int8-smoothing 0`. Ranges and smoothing factors come from `--calib-cache` when it exists,
+    else they are computed on `part` and saved (and cached).
+    """
+    from .calibration import compute_ranges, load_ranges, save_ranges
+    from .calibration.int8 import cached_smoothing
+    from .calibration.smoothing import apply_smoothing, channel_absmax, smoothable, smoothing_scales
+    from .io import sha256_file
+    from .onnx_io import load_onnx, save_onnx
+
     digest = sha256_file(fp32_path)
-    save_ranges(output_dir / CALIBRATION, ranges, options.method, options.percentile, len(part), digest)
-    if options.calib_cache and Path(options.calib_cache).resolve() != (output_dir / CALIBRATION).resolve():
-        save_ranges(options.calib_cache, ranges, options.method, options.percentile, len(part), digest)
-    return ranges
+    alpha = options.smooth_alpha
+    if options.calib_cache and Path(options.calib_cache).is_file():
+        ranges, doc = load_ranges(options.calib_cache, model_sha256=digest)  # refuses another model's cache
+        scales = cached_smoothing(options.calib_cache, doc)
+        alpha = (doc.get("smoothing") or {}).get("alpha", 0.0) if scales else 0.0
+        log.info("int8: calibration ranges from %s (%s, %d images)", options.calib_cache, doc.get("method"), doc.get("images", 0))
+    elif part is None:
+        raise InputError(f"{options.calib_cache}: no such calibration cache, and no --calib-data to compute one")
+    else:
+        ranges, scales = {}, {}
+    source = fp32_path
+    t0 = time.perf_counter()
+    if scales or (not ranges and alpha > 0):
+        fp32 = load_onnx(fp32_path)
+        if not scales:
+            targets = smoothable(fp32)
+            scales = smoothing_scales(fp32, channel_absmax(fp32_path, part.inputs, targets), alpha) if targets else {}
+        if scales:
+            try:
+                smoothed = apply_smoothing(fp32, scales)
+            except ValueError as e:
+                raise InputError(f"{options.calib_cache}: {e}; recalibrate with --calib-data") from None
+            source = work / fp32_path.name
+            save_onnx(smoothed, source)
+            del smoothed
+        del fp32
+    smoothing = {"alpha": alpha if scales else 0.0, "layernorms": len(scales), "seconds": round(time.perf_counter() - t0, 2)}
+    if not ranges:
+        ranges = compute_ranges(source, part.inputs, options.method, options.percentile, progress)
+        save_ranges(output_dir / CALIBRATION, ranges, options.method, options.percentile, len(part), digest, scales, alpha)
+        if options.calib_cache and Path(options.calib_cache).resolve() != (output_dir / CALIBRATION).resolve():
+            save_ranges(options.calib_cache, ranges, options.method, options.percentile, len(part), digest, scales, alpha)
+    log.info("int8: %d LayerNorm outputs smoothed into their GEMMs (alpha %g)", len(scales), smoothing["alpha"])
+    return source, ranges, smoothing
 
 
 def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: PrecisionOptions, manifest: dict[str, Any] | None,
@@ -335,16 +370,22 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
     """The quantized graphs `wanted` asks for, each behind the accuracy gate.
 
     `model.int8.onnx` (TensorRT form), `model.int8.cpu.onnx` (ONNX Runtime CPU form) and
-    `model.fp8.onnx` (FLOAT8E4M3FN Q/DQ, TensorRT form, for sm >= 8.9 and Jetson Thor). The
-    calibration ranges and the fp32 graph's outputs on the held-back images are computed once
-    for all of them; each manifest entry's `timings_s` has the seconds of both ("calibration",
-    "reference") and of its own gate's phases.
+    `model.fp8.onnx` (FLOAT8E4M3FN Q/DQ, TensorRT form, for sm >= 8.9 and Jetson Thor), all made
+    from the smoothed graph (`int8_source`). The calibration ranges and the fp32 graph's outputs
+    on the held-back images are computed once for all of them; each manifest entry's `timings_s`
+    has the seconds of both ("calibration", "reference") and of its own gate's phases.
     """
+    with tempfile.TemporaryDirectory(prefix=".int8-source.", dir=output_dir) as work:
+        return _int8_forms(output_dir, fp32_path, part, held, options, manifest, wanted, progress, Path(work))
+
+
+def _int8_forms(output_dir: Path, fp32_path: Path, part, held, options: PrecisionOptions, manifest: dict[str, Any] | None,
+                wanted: tuple[str, ...], progress: bool, work: Path) -> list[Any]:
     from .calibration import build_fp8, build_int8
     from .calibration.gate import outputs
 
     t0 = time.perf_counter()
-    ranges = int8_ranges(output_dir, fp32_path, part, options, progress)
+    source, ranges, smoothing = int8_source(output_dir, fp32_path, part, options, work, progress)
     t_ranges = time.perf_counter() - t0
     if held is None:
         raise InputError("the accuracy gate needs held-back images: pass --calib-data along with --calib-cache")
@@ -360,10 +401,10 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
         common = dict(float_type=float_type, calibration_inputs=part.inputs if part is not None else None,
                       reference=reference, progress=progress)
         if name == "fp8":
-            r = build_fp8(fp32_path, output_dir / row.onnx, ranges, held.inputs, min_agreement=options.min_agreement,
+            r = build_fp8(source, output_dir / row.onnx, ranges, held.inputs, min_agreement=options.min_agreement,
                           max_fallback=options.max_fallback, keep_stem_and_head=options.keep_stem_and_head, **common)
         else:
-            r = build_int8(fp32_path, output_dir / row.onnx, ranges, held.inputs, form, options.min_agreement,
+            r = build_int8(source, output_dir / row.onnx, ranges, held.inputs, form, options.min_agreement,
                            options.max_fallback, options.keep_stem_and_head, **common)
         r.timings = {**shared, **{k: v for k, v in r.timings.items() if k != "reference"}}
         r.timings["total"] = round(sum(v for k, v in r.timings.items() if k != "total"), 2)
@@ -373,7 +414,8 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
         results.append(r)
         if manifest is not None:
             add_artifact(manifest, r.path, row.name, artifacts.ONNX, requires={"runtime": row.runs_on},
-                         int8={**r.to_manifest(), "float": float_type, "method": options.method, "calibration": CALIBRATION})
+                         int8={**r.to_manifest(), "float": float_type, "method": options.method, "calibration": CALIBRATION,
+                               "smoothing": smoothing})
     return results
 
 

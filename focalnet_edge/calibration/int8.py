@@ -38,6 +38,7 @@ from . import gate
 from .placement import (
     WEIGHTED_OPS,
     PlacementReport,
+    float_by_default,
     gemm_flops,
     node_group,
     placement_report,
@@ -178,8 +179,14 @@ def _calibrator(method: str, path: Path, wanted: set[str], augmented: Path, perc
     return calibrator
 
 
-def save_ranges(path: str | Path, ranges: dict[str, tuple[float, float]], method: str, percentile: float, images: int, model_sha256: str) -> None:
-    doc = {"format": 1, "method": method, "percentile": percentile, "images": images, "model_sha256": model_sha256, "ranges": {k: list(v) for k, v in ranges.items()}}
+def save_ranges(path: str | Path, ranges: dict[str, tuple[float, float]], method: str, percentile: float, images: int, model_sha256: str,
+                smoothing: dict[str, np.ndarray] | None = None, alpha: float | None = None) -> None:
+    """Write a calibration cache: the ranges and, when the graph was smoothed first, the smoothing
+    factors per LayerNorm output (the ranges are those of the smoothed graph)."""
+    doc = {"format": 1, "method": method, "percentile": percentile, "images": images, "model_sha256": model_sha256,
+           "ranges": {k: list(v) for k, v in ranges.items()}}
+    if smoothing:
+        doc["smoothing"] = {"alpha": alpha, "scales": {k: [float(x) for x in v] for k, v in smoothing.items()}}
     atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
@@ -201,6 +208,19 @@ def load_ranges(path: str | Path, model_sha256: str | None = None) -> tuple[dict
         raise InputError(f"{path}: calibration cache was made for another model (sha256 {str(doc.get('model_sha256'))[:12]}...); "
                          "recalibrate with --calib-data")
     return ranges, doc
+
+
+def cached_smoothing(path: str | Path, doc: dict) -> dict[str, np.ndarray]:
+    """The smoothing factors of a calibration cache (empty for caches written without smoothing)."""
+    try:
+        scales = {str(k): np.asarray(v, np.float32) for k, v in (doc.get("smoothing") or {}).get("scales", {}).items()}
+    except (TypeError, ValueError, AttributeError):
+        raise InputError(f"{path}: calibration cache has unreadable smoothing factors; recalibrate with --calib-data") from None
+    bad = next((k for k, v in scales.items() if v.ndim != 1 or not np.all(np.isfinite(v)) or np.any(v <= 0)), None)
+    if bad is not None:
+        raise InputError(f"{path}: calibration cache smoothing factors of {bad!r} are not finite positive numbers; "
+                         "recalibrate with --calib-data")
+    return scales
 
 
 # -- quantization ----------------------------------------------------------------------------------
@@ -446,7 +466,7 @@ def build_int8(
     meta = read_metadata(fp32)
     classify = meta.get("head", "logits") in ("logits", "probs")
     target = gate.GateTarget(min_sqnr_db, min_agreement, min_cosine)
-    exclude = stem_and_head(fp32) if keep_stem_and_head else []
+    exclude = float_by_default(fp32) if keep_stem_and_head else []  # stem, head, downsampling Convs
     ref = gate.outputs(fp32, holdout) if reference is None else reference
     timings["reference"] = time.perf_counter() - t0
 

@@ -1,0 +1,167 @@
+"""Smoothing LayerNorm outputs into the next GEMM (SmoothQuant, Xiao et al. 2023), folded exactly.
+
+A few channels of a trained transformer's LayerNorm output are many times larger than the rest
+(a large LayerNorm weight in those channels). TensorRT quantizes activations per tensor, so those
+channels set the scale and the others keep a handful of int8 levels. The weights are quantized
+per output channel, where there is room: so the outlier is moved from the activation into the
+weight. For a LayerNormalization whose output only GEMMs read (`norm1` -> `projection_in`,
+`norm2` -> `fc1` in FocalNet) and a per-channel factor ``s``::
+
+    LN scale and bias  /= s      (channel j of the LayerNorm output shrinks by s_j)
+    GEMM weight row j  *= s      (input channel j of every reader grows by s_j)
+
+which leaves every GEMM output unchanged (up to float rounding): no node is added, so the graph
+TensorRT sees has the same layers. ``s_j = max|x_j|^alpha / max|w_j|^(1-alpha)`` with ``max|x_j|``
+measured on the calibration images and ``max|w_j|`` over the readers' weight rows (SmoothQuant's
+rule; `ALPHA` chosen by measurement in `int8.py`).
+
+onnxruntime's quantizer has SmoothQuant through Intel Neural Compressor only (an extra package,
+and it inserts Mul nodes where it cannot fold); this is the folded form for the one pattern that
+FocalNet has, written out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .placement import consumers
+
+ALPHA = 0.5  #: migration strength (0: nothing moved, 1: all of the activation's range moved into the weights)
+
+
+def smoothable(model: onnx.ModelProto, exclude: Iterable[str] = ()) -> dict[str, list[onnx.NodeProto]]:
+    """LayerNormalization output tensor -> its readers, for each LayerNorm that can be folded:
+    scale and bias are initializers, and every reader is a MatMul/Gemm (not in `exclude`) whose
+    second input is a 2-D weight initializer."""
+    inits = {i.name: i for i in model.graph.initializer}
+    readers = consumers(model)
+    skip = set(exclude)
+    out: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        if n.op_type != "LayerNormalization" or len(n.input) < 3 or not all(i in inits for i in n.input[1:3]):
+            continue
+        users = readers.get(n.output[0], [])
+        if users and all(_weight_rows(u, inits) is not None and u.name not in skip and u.input[0] == n.output[0] for u in users):
+            out[n.output[0]] = users
+    return out
+
+
+def _weight_rows(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> int | None:
+    """The input-channel axis of `node`'s weight (0 for MatMul's [in, out]), or None if not a foldable GEMM."""
+    if node.op_type not in ("MatMul", "Gemm") or len(node.input) < 2 or node.input[1] not in inits:
+        return None
+    if len(inits[node.input[1]].dims) != 2:
+        return None
+    if node.op_type == "Gemm":
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("transA", 0):
+            return None
+        return 1 if attrs.get("transB", 0) else 0
+    return 0
+
+
+def channel_absmax(model_path: str | Path, inputs: np.ndarray, tensors: Iterable[str], batch: int = 16) -> dict[str, np.ndarray]:
+    """max |x| per channel (the last axis) of each LayerNorm output in `tensors` over `inputs`.
+
+    Each tensor is reduced to its channel maxima inside the graph (Abs, Reshape to (-1, C),
+    ReduceMax), so no activation map leaves ONNX Runtime; the probe is written beside
+    `model_path`, so external data resolves without a copy of the weights (as `fp16.activation_ranges`).
+    """
+    import gc
+
+    from ..io import temporary_path
+    from ..onnx_io import load_onnx, ort_session
+
+    model_path = Path(model_path)
+    graph = load_onnx(model_path, external_data=False)
+    producer = {o: n for n in graph.graph.node for o in n.output}
+    inits = {i.name: i for i in graph.graph.initializer}
+    opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), 17)
+    names: dict[str, str] = {}
+    for k, t in enumerate(tensors):
+        channels = int(np.prod(inits[producer[t].input[1]].dims))  # the LayerNorm's scale: one per channel
+        base = f"channel_absmax_{k}"
+        shape = onnx.helper.make_tensor(base + "_shape", onnx.TensorProto.INT64, [2], [-1, channels])
+        nodes = [onnx.helper.make_node("Abs", [t], [base + "_abs"]),
+                 onnx.helper.make_node("Constant", [], [base + "_shape"], value=shape),
+                 onnx.helper.make_node("Reshape", [base + "_abs", base + "_shape"], [base + "_2d"])]
+        if opset >= 18:  # axes became an input
+            axes = onnx.helper.make_tensor(base + "_axes", onnx.TensorProto.INT64, [1], [0])
+            nodes += [onnx.helper.make_node("Constant", [], [base + "_axes"], value=axes),
+                      onnx.helper.make_node("ReduceMax", [base + "_2d", base + "_axes"], [base], keepdims=0)]
+        else:
+            nodes.append(onnx.helper.make_node("ReduceMax", [base + "_2d"], [base], axes=[0], keepdims=0))
+        graph.graph.node.extend(nodes)
+        graph.graph.output.append(onnx.helper.make_tensor_value_info(base, onnx.TensorProto.FLOAT, [channels]))
+        names[base] = t
+    out: dict[str, np.ndarray] = {}
+    with temporary_path(model_path, "channel-probe") as tmp:
+        onnx.save(graph, str(tmp))
+        del graph
+        sess = ort_session(tmp, priority_order=True)
+        input_name = sess.get_inputs()[0].name
+        wanted = list(names)
+        for i in range(0, len(inputs), batch):
+            for probe, value in zip(wanted, sess.run(wanted, {input_name: inputs[i : i + batch]})):
+                t = names[probe]
+                out[t] = value.astype(np.float64) if t not in out else np.maximum(out[t], value)
+        del sess
+        gc.collect()
+    return out
+
+
+def smoothing_scales(model: onnx.ModelProto, absmax: dict[str, np.ndarray], alpha: float = ALPHA,
+                     exclude: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """LayerNorm output tensor -> the factors s (float32, one per channel) SmoothQuant's rule gives."""
+    inits = {i.name: i for i in model.graph.initializer}
+    scales: dict[str, np.ndarray] = {}
+    for tensor, users in smoothable(model, exclude).items():
+        if tensor not in absmax:
+            continue
+        x = np.maximum(absmax[tensor], 1e-5)
+        w = np.max([np.abs(numpy_helper.to_array(inits[u.input[1]])).max(axis=1 - _weight_rows(u, inits)) for u in users], axis=0)
+        s = x**alpha / np.maximum(w, 1e-5) ** (1 - alpha)
+        s = np.clip(s, 1e-2, 1e2)
+        scales[tensor] = (s / np.exp(np.mean(np.log(s)))).astype(np.float32)  # geometric mean 1: the overall scale stays put
+    return scales
+
+
+def apply_smoothing(model: onnx.ModelProto, scales: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of `model` with `scales` folded in (see the module docstring); outputs unchanged."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    inits = {i.name: i for i in out.graph.initializer}
+    uses: dict[str, int] = {}
+    for n in out.graph.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+    producer = {o: n for n in out.graph.node for o in n.output}
+    done = smoothable(out)
+
+    def replace(node: onnx.NodeProto, k: int, value: np.ndarray) -> None:
+        """Input k of `node` becomes `value`, in place when nothing else reads the initializer."""
+        name = node.input[k]
+        if uses.get(name, 0) > 1:
+            name = f"{name}_smoothed_{node.name}".replace("/", "_")
+            out.graph.initializer.append(numpy_helper.from_array(value, name))
+            uses[node.input[k]] -= 1
+            node.input[k] = name
+        else:
+            inits[name].CopyFrom(numpy_helper.from_array(value, name))
+
+    for tensor, s in scales.items():
+        if tensor not in done:
+            raise ValueError(f"cannot fold smoothing into {tensor!r}: not a LayerNorm output that only GEMMs read")
+        ln = producer[tensor]
+        for k in (1, 2):
+            replace(ln, k, (numpy_helper.to_array(inits[ln.input[k]]) / s).astype(np.float32))
+        for user in done[tensor]:
+            w = numpy_helper.to_array(inits[user.input[1]])
+            rows = _weight_rows(user, inits)
+            replace(user, 1, (w * (s[:, None] if rows == 0 else s[None, :])).astype(w.dtype))
+    return out

@@ -1,0 +1,200 @@
+"""Smoothing LayerNorm outputs into their GEMMs before INT8 (calibration/smoothing.py) and the
+float-by-default downsampling Convs, checked against the graphs' own outputs and numpy.
+
+The subject is the trained demo with outlier LayerNorm channels made the way trained
+transformers have them: a few channels of each LayerNorm weight several times larger.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from focalnet_edge.calibration import compute_ranges, load_calibration_data, quantize
+from focalnet_edge.calibration.gate import outputs
+from focalnet_edge.calibration.int8 import cached_smoothing
+from focalnet_edge.calibration.placement import downsampling, float_by_default, placement_report, stem_and_head
+from focalnet_edge.calibration.smoothing import apply_smoothing, channel_absmax, smoothable, smoothing_scales
+from focalnet_edge.errors import InputError
+from focalnet_edge.metrics import sqnr_db
+from focalnet_edge.model import load_checkpoint
+from focalnet_edge.onnx_io import read_contract
+from focalnet_edge.pipeline import ExportOptions, export_stage
+
+
+def with_outlier_channels(model: onnx.ModelProto, share: float = 0.1, factor: float = 8.0, seed: int = 0) -> onnx.ModelProto:
+    """`model` with `share` of every LayerNorm's channels given `factor`x weights and biases."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    rng = np.random.default_rng(seed)
+    inits = {i.name: i for i in out.graph.initializer}
+    for n in out.graph.node:
+        if n.op_type != "LayerNormalization":
+            continue
+        w, b = (numpy_helper.to_array(inits[n.input[k]]).copy() for k in (1, 2))
+        picked = rng.random(w.shape) < share
+        picked[rng.integers(len(w))] = True
+        w[picked] *= factor
+        b[picked] *= factor
+        inits[n.input[1]].CopyFrom(numpy_helper.from_array(w, n.input[1]))
+        inits[n.input[2]].CopyFrom(numpy_helper.from_array(b, n.input[2]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def subject(tmp_path_factory):
+    """(fp32 graph path with outlier channels, calibration inputs, held-back inputs)."""
+    out = tmp_path_factory.mktemp("smooth")
+    export_stage(load_checkpoint("demo"), out, ExportOptions())
+    path = out / "model.onnx"
+    contract, _ = read_contract(onnx.load(str(path)), path)
+    cal, held = load_calibration_data("demo", contract).split()
+    outlier = out / "outliers.onnx"
+    onnx.save(with_outlier_channels(onnx.load(str(path))), str(outlier))
+    return outlier, cal.inputs, held.inputs
+
+
+def _exposed(path, tensors, x) -> dict[str, np.ndarray]:
+    """The tensors themselves, as graph outputs (the independent reference of the probe)."""
+    m = onnx.load(str(path))
+    m.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in tensors)
+    from focalnet_edge.onnx_io import ort_session
+
+    sess = ort_session(m, optimize=False)
+    return dict(zip(tensors, sess.run(list(tensors), {sess.get_inputs()[0].name: x})))
+
+
+def test_only_layernorms_read_by_gemms_alone_are_smoothed(subject):
+    path, _, _ = subject
+    m = onnx.load(str(path))
+    found = smoothable(m)
+    producer = {o: n for n in m.graph.node for o in n.output}
+    names = sorted(producer[t].name for t in found)
+    # norm1 -> projection_in and norm2 -> fc1 of each of the demo's blocks; not the embedding's or the
+    # downsampling norms (the residual stream: read by a LayerNorm and an Add), not the final one (pooling)
+    blocks = {n.name.rsplit("/norm", 1)[0] for n in m.graph.node if n.op_type == "LayerNormalization" and "/layers." in n.name}
+    assert len(names) == 2 * len(blocks) > 0
+    assert all("/norm1/" in n or "/norm2/" in n for n in names)
+    assert all(u.op_type == "MatMul" for users in found.values() for u in users)
+
+
+def test_channel_probe_is_the_tensors_own_maxima(subject):
+    path, cal, _ = subject
+    tensors = list(smoothable(onnx.load(str(path))))
+    x = cal[:24]
+    got = channel_absmax(path, x, tensors, batch=10)  # three batches, the last one short
+    ref = _exposed(path, tensors, x)
+    for t in tensors:
+        want = np.abs(ref[t]).reshape(-1, ref[t].shape[-1]).max(axis=0)
+        np.testing.assert_allclose(got[t], want, rtol=1e-6)
+
+
+def test_smoothing_keeps_the_outputs_and_flattens_the_channels(subject):
+    path, cal, held = subject
+    m = onnx.load(str(path))
+    tensors = list(smoothable(m))
+    absmax = channel_absmax(path, cal, tensors)
+    scales = smoothing_scales(m, absmax, 0.5)
+    smoothed = apply_smoothing(m, scales)
+    assert len(smoothed.graph.node) == len(m.graph.node)  # folded: no node added
+    ref, got = outputs(m, held), outputs(smoothed, held)
+    assert sqnr_db(ref, got) > 100  # the same function up to float rounding
+    spread = lambda a: float(a.max() / np.median(a))  # noqa: E731
+    after = channel_absmax(_saved(smoothed, path.parent / "smoothed.onnx"), cal, tensors)
+    for t in tensors:
+        np.testing.assert_allclose(after[t], absmax[t] / scales[t], rtol=1e-4)
+        # alpha 0.5 takes about the square root of the spread: the outlier channels no longer set the scale alone
+        assert spread(after[t]) < 0.75 * spread(absmax[t]), t
+
+
+def _saved(model, path):
+    onnx.save(model, str(path))
+    return path
+
+
+def test_smoothing_raises_int8_sqnr_on_outlier_channels(subject):
+    path, cal, held = subject
+    m = onnx.load(str(path))
+    ref = outputs(m, held)
+    exclude = float_by_default(m)
+    plain = quantize(path, compute_ranges(path, cal), "tensorrt", exclude)
+    scales = smoothing_scales(m, channel_absmax(path, cal, list(smoothable(m))), 0.5)
+    smoothed = _saved(apply_smoothing(m, scales), path.parent / "smoothed_q.onnx")
+    q = quantize(smoothed, compute_ranges(smoothed, cal), "tensorrt", exclude)
+    before, after = sqnr_db(ref, outputs(plain, held)), sqnr_db(ref, outputs(q, held))
+    assert after > before + 3, (before, after)
+    assert placement_report(q).int8_flop_share == pytest.approx(placement_report(plain).int8_flop_share)
+
+
+def test_downsampling_convs_are_float_by_default(subject):
+    path, _, _ = subject
+    m = onnx.load(str(path))
+    down = downsampling(m)
+    assert len(down) == 3 and all(n.endswith("/downsample/projection/Conv") for n in down)  # between the 4 stages
+    assert set(float_by_default(m)) == set(stem_and_head(m)) | set(down)
+
+
+def test_default_build_smooths_and_caches_the_factors(tmp_path, monkeypatch):
+    from focalnet_edge.cli import main
+
+    out = tmp_path / "b"
+    assert main(["build", "--model", "demo", "--precision", "int8", "--no-cpu-int8", "--output", str(out), "--quiet",
+                 "--calib-cache", str(tmp_path / "cache.json")]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["artifacts"]["model.int8.onnx"]["int8"]
+    assert entry["smoothing"]["alpha"] == 0.5 and entry["smoothing"]["layernorms"] > 0
+    assert set(entry["placement"]["float_nodes"]) == set(float_by_default(onnx.load(str(out / "model.onnx"))))
+    doc = json.loads((tmp_path / "cache.json").read_text())
+    scales = cached_smoothing(tmp_path / "cache.json", doc)
+    assert len(scales) == entry["smoothing"]["layernorms"]
+
+    # the written graph's LayerNorm weights are fp32's divided by the cached factors
+    fp32, q = onnx.load(str(out / "model.onnx")), onnx.load(str(out / "model.int8.onnx"))
+    producer = {o: n for n in fp32.graph.node for o in n.output}
+    t = next(iter(scales))
+    name = producer[t].input[1]
+    w32 = numpy_helper.to_array(next(i for i in fp32.graph.initializer if i.name == name))
+    wq = numpy_helper.to_array(next(i for i in q.graph.initializer if i.name == name)).astype(np.float32)
+    np.testing.assert_allclose(wq, w32 / scales[t], rtol=2e-3)  # fp16 float parts
+
+    # a second build from the cache measures no channels and writes the same graph
+    import focalnet_edge.calibration.smoothing as smoothing
+
+    monkeypatch.setattr(smoothing, "channel_absmax", lambda *a, **k: pytest.fail("channels measured again"))
+    again = tmp_path / "c"
+    assert main(["build", "--model", "demo", "--precision", "int8", "--no-cpu-int8", "--output", str(again), "--quiet",
+                 "--calib-cache", str(tmp_path / "cache.json")]) == 0
+    a, b = onnx.load(str(out / "model.int8.onnx")), onnx.load(str(again / "model.int8.onnx"))
+    assert [i.raw_data for i in a.graph.initializer] == [i.raw_data for i in b.graph.initializer]
+
+
+def test_smoothing_off_and_bad_values(tmp_path, capsys):
+    from focalnet_edge.cli import main
+
+    out = tmp_path / "off"
+    assert main(["build", "--model", "demo", "--precision", "int8", "--no-cpu-int8", "--output", str(out), "--quiet",
+                 "--int8-smoothing", "0"]) == 0
+    entry = json.loads((out / "manifest.json").read_text())["artifacts"]["model.int8.onnx"]["int8"]
+    assert entry["smoothing"]["layernorms"] == 0
+    assert "smoothing" not in json.loads((out / "calibration.json").read_text())
+    fp32, q = onnx.load(str(out / "model.onnx")), onnx.load(str(out / "model.int8.onnx"))
+    ln = next(n for n in fp32.graph.node if n.op_type == "LayerNormalization" and "/norm1/" in n.name)
+    w32 = numpy_helper.to_array(next(i for i in fp32.graph.initializer if i.name == ln.input[1]))
+    wq = numpy_helper.to_array(next(i for i in q.graph.initializer if i.name == ln.input[1])).astype(np.float32)
+    np.testing.assert_allclose(wq, w32, rtol=1e-3)
+
+    assert main(["build", "--model", "demo", "--precision", "int8", "--output", str(tmp_path / "x"), "--int8-smoothing", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--int8-smoothing 2" in err[0]
+
+
+@pytest.mark.parametrize("smoothing", [{"alpha": 0.5, "scales": {"t": [1.0, -2.0]}}, {"alpha": 0.5, "scales": {"t": "abc"}},
+                                       {"alpha": 0.5, "scales": {"t": [1.0, float("nan")]}}])
+def test_cache_with_broken_factors_is_refused_in_one_line(tmp_path, smoothing):
+    with pytest.raises(InputError, match="smoothing factors"):
+        cached_smoothing(tmp_path / "c.json", {"smoothing": smoothing})
+    assert cached_smoothing(tmp_path / "c.json", {}) == {}  # caches written before smoothing: none
