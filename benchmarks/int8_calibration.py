@@ -1,6 +1,7 @@
 """INT8 calibration ranges on focalnet-tiny: max vs percentile vs entropy vs distribution.
 
     python benchmarks/int8_calibration.py [--methods max,percentile:99.99,...] [--subjects outliers,no-outliers] [--why]
+    python benchmarks/int8_calibration.py --smoothing 0,0.3,0.5,0.7 [--subjects ...]
 
 Subjects (`benchmarks/int8_tiny.py`): focalnet-tiny (224) with realistic weight statistics,
 with and without its 2% outlier LayerNorm channels (4-8x weights), and 320 crops of two
@@ -10,6 +11,10 @@ Conv/MatMul/Gemm but the stem and the head, no residual Q/DQ, fp32 float parts, 
 graph is compared with the fp32 graph on the held-back images: logit SQNR, cosine, top-1/top-5
 agreement, int8 share of the GEMM/Conv FLOPs. Time: computing the ranges (onnxruntime's
 calibrators, one batch of 16 at a time), wall clock and CPU seconds (both cores).
+
+`--smoothing ALPHAS` measures, instead of the methods, the two defaults issue 11 chose (max
+ranges): LayerNorm outputs smoothed into their GEMMs with each alpha (0: not smoothed), and the
+downsampling Convs in int8 or in float (`placement.float_by_default`).
 
 `--why` splits the error of the default graph (max ranges) by where the quantization is:
 weights only (activations read in float), activations only (fp32 weights), and by operation
@@ -47,7 +52,10 @@ def main() -> None:
     ap.add_argument("--methods", default=METHODS, help=f"comma-separated (default {METHODS})")
     ap.add_argument("--subjects", default="outliers,no-outliers")
     ap.add_argument("--why", action="store_true", help="split the error of the max-range graph by where it is quantized")
+    ap.add_argument("--smoothing", default=None, metavar="ALPHAS", help="comma-separated alphas: the smoothing x downsampling table")
     args = ap.parse_args()
+    if args.smoothing:
+        return smoothing_table([float(a) for a in args.smoothing.split(",")], args.subjects.split(","))
     whys = []
     print(f"machine: {machine()}; load average {Path('/proc/loadavg').read_text().split()[0]} at start\n")
     print("| subject | ranges | calibration images | time for ranges, wall (CPU) (s) | logit SQNR (dB) | cosine | top-1 | top-5 | "
@@ -78,6 +86,44 @@ def main() -> None:
               "| quantized | logit SQNR (dB) | top-1 | share of GEMM/Conv FLOPs |\n|---|---|---|---|")
         for label, s, share in rows:
             print(f"| {label} | {s.sqnr_db:.1f} | {s.top1:.2f} | {100 * share:.1f}% |")
+
+
+def smoothing_table(alphas: list[float], subjects: list[str]) -> None:
+    """Logit SQNR of the TensorRT form with LayerNorm smoothing (each alpha) x downsampling Convs int8/float."""
+    import tempfile
+
+    from focalnet_edge.calibration.placement import downsampling
+    from focalnet_edge.calibration.smoothing import apply_smoothing, channel_absmax, smoothable, smoothing_scales
+
+    print(f"machine: {machine()}; load average {Path('/proc/loadavg').read_text().split()[0]} at start\n")
+    print("| subject | smoothing alpha | downsampling Convs | logit SQNR (dB) | cosine | top-1 | top-5 | int8 share of GEMM/Conv FLOPs "
+          "| channel maxima (s) | ranges (s) |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    for subject in subjects:
+        out, outliers = SUBJECTS[subject]
+        fp32_path, images = prepare(out, outliers)
+        fp32 = onnx.load(str(fp32_path))
+        contract, _ = read_contract(fp32, fp32_path)
+        cal, held = load_calibration_data(images, contract, size=320).split()
+        ref = outputs(fp32, held.inputs)
+        flops, exclude, down = gemm_flops(fp32), stem_and_head(fp32), downsampling(fp32)
+        t0 = time.perf_counter()
+        absmax = channel_absmax(fp32_path, cal.inputs, list(smoothable(fp32)))
+        t_channels = time.perf_counter() - t0
+        with tempfile.TemporaryDirectory() as tmp:
+            for alpha in alphas:
+                path = fp32_path
+                if alpha > 0:
+                    path = Path(tmp) / f"smoothed{alpha}.onnx"
+                    onnx.save(apply_smoothing(fp32, smoothing_scales(fp32, absmax, alpha)), str(path))
+                t0 = time.perf_counter()
+                ranges = compute_ranges(path, cal.inputs)
+                t_ranges = time.perf_counter() - t0
+                for where, skip in (("int8", []), ("float", down)):
+                    q = quantize(path, ranges, "tensorrt", exclude + skip)
+                    s = score(ref, outputs(q, held.inputs), True)
+                    share = placement_report(q, flops).int8_flop_share
+                    print(f"| {subject} | {alpha:g} | {where} | {s.sqnr_db:.1f} | {s.cosine:.5f} | {s.top1:.2f} | {s.top5:.2f} | "
+                          f"{100 * share:.1f}% | {t_channels if alpha > 0 else 0:.0f} | {t_ranges:.0f} |", flush=True)
 
 
 def partial(q: onnx.ModelProto, fp32: onnx.ModelProto, keep) -> onnx.ModelProto:

@@ -324,9 +324,8 @@ def int8_source(output_dir: Path, fp32_path: Path, part, options: PrecisionOptio
     """
     from .calibration import compute_ranges, load_ranges, save_ranges
     from .calibration.int8 import cached_smoothing
-    from .calibration.smoothing import apply_smoothing, channel_absmax, smoothable, smoothing_scales
+    from .calibration.smoothing import smooth
     from .io import sha256_file
-    from .onnx_io import load_onnx, save_onnx
 
     digest = sha256_file(fp32_path)
     alpha = options.smooth_alpha
@@ -342,19 +341,11 @@ def int8_source(output_dir: Path, fp32_path: Path, part, options: PrecisionOptio
     source = fp32_path
     t0 = time.perf_counter()
     if scales or (not ranges and alpha > 0):
-        fp32 = load_onnx(fp32_path)
-        if not scales:
-            targets = smoothable(fp32)
-            scales = smoothing_scales(fp32, channel_absmax(fp32_path, part.inputs, targets), alpha) if targets else {}
-        if scales:
-            try:
-                smoothed = apply_smoothing(fp32, scales)
-            except ValueError as e:
-                raise InputError(f"{options.calib_cache}: {e}; recalibrate with --calib-data") from None
-            source = work / fp32_path.name
-            save_onnx(smoothed, source)
-            del smoothed
-        del fp32
+        try:
+            scales = smooth(fp32_path, part.inputs if part is not None else None, work / fp32_path.name, alpha, scales or None)
+        except ValueError as e:
+            raise InputError(f"{options.calib_cache}: {e}; recalibrate with --calib-data") from None
+        source = work / fp32_path.name if scales else fp32_path
     smoothing = {"alpha": alpha if scales else 0.0, "layernorms": len(scales), "seconds": round(time.perf_counter() - t0, 2)}
     if not ranges:
         ranges = compute_ranges(source, part.inputs, options.method, options.percentile, progress)

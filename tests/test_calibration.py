@@ -13,7 +13,9 @@ from PIL import Image
 
 from focalnet_edge.calibration import compute_ranges, load_calibration_data, load_ranges, qdq_form_problems, quantize
 from focalnet_edge.calibration.fp16 import nodes_to_keep_fp32
-from focalnet_edge.calibration.int8 import build_int8, residual_adds, stem_and_head
+from focalnet_edge.calibration.int8 import build_int8, cached_smoothing, residual_adds
+from focalnet_edge.calibration.placement import float_by_default
+from focalnet_edge.calibration.smoothing import apply_smoothing
 from focalnet_edge.errors import InputError
 from focalnet_edge.contract import InputContract
 from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, ImageSpec, load_checkpoint
@@ -63,9 +65,9 @@ def test_int8_tensorrt_form_rules_on_the_graph(demo_build):
             assert inits[w_dq.input[1]].shape == (w.shape[axis],)
             if n.op_type == "Conv" and len(n.input) > 2:
                 assert n.input[2] in inits and inits[n.input[2]].dtype in (np.float16, np.float32), "float bias"
-    # the stem convolution and the classifier stay in float
+    # the stem convolution, the downsampling convolutions and the classifier stay in float
     fp32, _, _ = _graph(out / "model.onnx")
-    for name in stem_and_head(fp32):
+    for name in float_by_default(fp32):
         node = next(n for n in m.graph.node if n.name == name)
         assert not any(i in producers and producers[i].op_type == "DequantizeLinear" for i in node.input), name
     # TensorRT's placement: every GEMM/Conv but the stem and head reads int8 (depth-wise focal convs
@@ -76,7 +78,7 @@ def test_int8_tensorrt_form_rules_on_the_graph(demo_build):
     weighted = [n for n in m.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
     focal = [n for n in weighted if "focal_layers" in n.name or "projection_context" in n.name]
     assert focal and all(_reads_dq(n, producers) for n in focal)
-    assert all(_reads_dq(n, producers) for n in weighted if n.name not in stem_and_head(fp32))
+    assert all(_reads_dq(n, producers) for n in weighted if n.name not in float_by_default(fp32))
     readers = {}
     for n in m.graph.node:
         for i in n.input:
@@ -127,8 +129,11 @@ def test_calibration_cache_is_reused(demo_build, tmp_path):
     consts = {i.name for i in fp32.graph.initializer} | {n.output[0] for n in fp32.graph.node if n.op_type == "Constant"}
     read = {i for n in fp32.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") for i in n.input if i not in consts}
     assert set(ranges) == read and len(read) > 30
-    # quantizing from the cached ranges gives the very graph the build wrote
-    a = quantize(out / "model.onnx", ranges, "tensorrt", stem_and_head(onnx.load(str(out / "model.onnx"))))
+    # quantizing the graph smoothed by the cached factors with the cached ranges gives the very graph the build wrote
+    fp32 = onnx.load(str(out / "model.onnx"))
+    smoothed = tmp_path / "smoothed.onnx"
+    onnx.save(apply_smoothing(fp32, cached_smoothing(out / "calibration.json", doc)), str(smoothed))
+    a = quantize(smoothed, ranges, "tensorrt", float_by_default(fp32))
     b = onnx.load(str(out / "model.int8.onnx"))
     scales_a = sorted(float(np.float16(numpy_helper.to_array(i).ravel()[0])) for i in a.graph.initializer if i.name.endswith("_scale"))
     scales_b = sorted(float(numpy_helper.to_array(i).ravel()[0]) for i in b.graph.initializer if i.name.endswith("_scale"))

@@ -165,3 +165,19 @@ def apply_smoothing(model: onnx.ModelProto, scales: dict[str, np.ndarray]) -> on
             rows = _weight_rows(user, inits)
             replace(user, 1, (w * (s[:, None] if rows == 0 else s[None, :])).astype(w.dtype))
     return out
+
+
+def smooth(fp32_path: str | Path, inputs: np.ndarray, output: str | Path, alpha: float = ALPHA,
+           scales: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Write `fp32_path` with its LayerNorm outputs smoothed (factors measured on `inputs` with
+    `alpha`, or the given `scales`) to `output`; return the factors. Empty: nothing to smooth,
+    nothing written."""
+    from ..onnx_io import load_onnx, save_onnx
+
+    fp32 = load_onnx(fp32_path)
+    if scales is None:
+        targets = smoothable(fp32)
+        scales = smoothing_scales(fp32, channel_absmax(fp32_path, inputs, targets), alpha) if targets and alpha > 0 else {}
+    if scales:
+        save_onnx(apply_smoothing(fp32, scales), output)
+    return scales
