@@ -4,7 +4,10 @@
 
 Subject: focalnet-tiny (224, 28 M parameters) with realistic weight statistics and photo crops
 (`benchmarks/int8_tiny.py` says how). 320 images: 100 held back (the gate's and this table's
-judge), the rest calibrate (`max` ranges unless `--study`). Every form is compared with the
+judge), the rest calibrate (`max` ranges unless `--study`). The rows for the residual Add
+placement quantize the fp32 graph with only the stem and head in float (the placement study);
+the default rows (`model.*.onnx`) are what `build` writes: LayerNorm outputs smoothed into their
+GEMMs (`calibration/smoothing.py`, alpha 0.5), downsampling Convs in float. Every form is compared with the
 fp32 graph on the held-back images: logit SQNR, cosine, top-1/top-5 agreement; its placement
 report (nodes quantized by type, int8 share of GEMM/Conv FLOPs, activation Q/DQ pairs, pairs
 TensorRT cannot fuse into a GEMM/Conv); and its CPU latency (ONNX Runtime, intra-op spinning
@@ -41,7 +44,8 @@ from int8_tiny import DEFAULT_OUT, prepare
 from focalnet_edge.calibration import build_fp8, build_int8, compute_ranges, load_calibration_data
 from focalnet_edge.calibration.gate import outputs, score
 from focalnet_edge.calibration.int8 import quantize
-from focalnet_edge.calibration.placement import gemm_flops, placement_report, stem_and_head
+from focalnet_edge.calibration.placement import float_by_default, gemm_flops, placement_report, stem_and_head
+from focalnet_edge.calibration.smoothing import smooth
 from focalnet_edge.onnx_io import ort_session, read_contract
 
 
@@ -106,8 +110,7 @@ def main() -> None:
     hold = held.inputs
     flops = gemm_flops(fp32)
     ref = outputs(fp32, hold)
-    print(f"machine: {machine()}; shared with other jobs while measured "
-          f"(load average {Path('/proc/loadavg').read_text().split()[0]} at start)")
+    print(f"machine: {machine()}; load average {Path('/proc/loadavg').read_text().split()[0]} at start")
     print(f"focalnet-tiny, {sum(flops.values()) / 1e9:.2f} GFLOPs of GEMM/Conv per image; {len(cal)} calibration images, "
           f"{len(hold)} held back\n")
 
@@ -123,19 +126,31 @@ def main() -> None:
         onnx.save(q, str(path))
         forms[f"project int8, residual {residual}, fp32 float"] = path
         note = {"both": "before issue 11", "skip": "TensorRT/ModelOpt residual rule", "branch": "block output only",
-                "none": "default"}[residual]
+                "none": "the residual rule of the default"}[residual]
         print(row(f"focalnet-edge int8, residual Q/DQ {residual}, fp32 float parts", q, ref, hold, flops, note), flush=True)
+    # the default: smoothed LayerNorm outputs, downsampling Convs in float (what `build` does)
     t0 = time.perf_counter()
-    r = build_int8(fp32_path, out / "model.int8.onnx", ranges, hold, float_type="fp16", calibration_inputs=cal.inputs)
+    smoothed = out / "model.smoothed.onnx"
+    factors = smooth(fp32_path, cal.inputs, smoothed)
+    ranges = compute_ranges(smoothed, cal.inputs, "max")
+    t_ranges = time.perf_counter() - t0
+    q = quantize(smoothed, ranges, "tensorrt", float_by_default(fp32))
+    path = out / "project.int8.default.fp32.onnx"
+    onnx.save(q, str(path))
+    forms["project int8, default placement, fp32 float"] = path
+    print(row("focalnet-edge int8, default (residual none, LayerNorms smoothed, downsampling float), fp32 float parts", q, ref, hold,
+              flops, f"{len(factors)} LayerNorms smoothed"), flush=True)
+    t0 = time.perf_counter()
+    r = build_int8(smoothed, out / "model.int8.onnx", ranges, hold, float_type="fp16", calibration_inputs=cal.inputs, reference=ref)
     t_build = time.perf_counter() - t0
     forms["model.int8.onnx (default: fp16 float)"] = r.path
     print(row("focalnet-edge `model.int8.onnx` (default build, fp16 float parts)", onnx.load(str(r.path)), ref, hold, flops,
               f"gate {'passed' if r.gate_passed else 'failed'}, {len(r.kept_float)} nodes back to float"), flush=True)
-    f8 = build_fp8(fp32_path, out / "model.fp8.onnx", ranges, hold, float_type="fp16", calibration_inputs=cal.inputs)
+    f8 = build_fp8(smoothed, out / "model.fp8.onnx", ranges, hold, float_type="fp16", calibration_inputs=cal.inputs, reference=ref)
     forms["model.fp8.onnx (fp16 float)"] = f8.path
     print(row("focalnet-edge `model.fp8.onnx` (E4M3, fp16 float parts)", onnx.load(str(f8.path)), ref, hold, flops,
               f"gate {'passed' if f8.gate_passed else 'failed'}; ONNX Runtime CPU runs the FP8 graph itself"), flush=True)
-    cpu = build_int8(fp32_path, out / "model.int8.cpu.onnx", ranges, hold, "cpu")
+    cpu = build_int8(smoothed, out / "model.int8.cpu.onnx", ranges, hold, "cpu", reference=ref)
     forms["model.int8.cpu.onnx"] = cpu.path
     print(row("focalnet-edge `model.int8.cpu.onnx` (ONNX Runtime CPU form)", onnx.load(str(cpu.path)), ref, hold, flops, "u8 activations"), flush=True)
     if args.modelopt_python:
@@ -149,7 +164,8 @@ def main() -> None:
     if top:
         print("\nmost sensitive nodes (SQNR gain in dB back in float, on 16 images): "
               + ", ".join(f"{n.split('/model/')[-1]} {r.sensitivity[n]:+.2f}" for n in top))
-    print(f"\nINT8 build of focalnet-tiny (default: max ranges, gate, fp16 float parts): load {t_load:.0f} s + ranges "
+    print(f"\nINT8 build of focalnet-tiny (default: smoothing, max ranges, gate, fp16 float parts): load {t_load:.0f} s + "
+          f"smoothing and ranges "
           f"{t_ranges:.0f} s ({len(cal)} images) + quantize/gate/write {t_build:.0f} s = {t_load + t_ranges + t_build:.0f} s; "
           f"phases {json.dumps(r.timings)}; gate: {r.score}, placement: {r.placement.summary()}")
     if r.shortfall:

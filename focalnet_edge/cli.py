@@ -95,6 +95,7 @@ def _artifact_info(path: Path) -> dict:
             },
             "versions": m.get("versions"),
             **({"stages": m["stages"]} if m.get("stages") else {}),
+            **({"quantization": q} if (q := {n: quantization_facts(e["int8"]) for n, e in m["artifacts"].items() if e.get("int8")}) else {}),
         }
     if path.suffix == ".onnx":
         from .onnx_io import load_onnx
@@ -103,6 +104,8 @@ def _artifact_info(path: Path) -> dict:
         facts = {"file": str(path), "nodes": len(model.graph.node), "opset": model.opset_import[0].version,
                  "inputs": [i.name for i in model.graph.input], "outputs": [o.name for o in model.graph.output]}
         facts.update(read_metadata(model))
+        if entry and entry.get("int8"):
+            facts["quantization"] = {path.name: quantization_facts(entry["int8"])}
         return facts
     if entry:
         return {"file": str(path), **entry}
@@ -119,13 +122,44 @@ def format_stages(stages: list[dict]) -> str:
     return ", ".join(one(s) for s in stages) + f"; total {total:.1f} s"
 
 
+def quantization_facts(int8: dict) -> dict:
+    """What the manifest's int8/fp8 entry says of a quantized graph: the gate's figures and the placement."""
+    gate, placement, smoothing = int8.get("gate") or {}, int8.get("placement") or {}, int8.get("smoothing") or {}
+    return {
+        "qtype": int8.get("qtype", "int8"), "form": int8.get("form"), "gate_passed": int8.get("gate_passed"),
+        "sqnr_db": gate.get("sqnr_db"), "cosine": gate.get("cosine"), "top1": gate.get("top1"), "images": int8.get("holdout_images"),
+        "int8_flop_share": placement.get("int8_flop_share"), "quantized_by_type": placement.get("quantized_by_type"),
+        "qdq_pairs": placement.get("qdq_pairs"), "not_fusable": len(placement.get("unfused") or []),
+        "float_nodes": len(placement.get("float_nodes") or []), "kept_float_by_gate": len(int8.get("kept_float") or []),
+        "smoothed_layernorms": smoothing.get("layernorms", 0), "smoothing_alpha": smoothing.get("alpha"),
+        "shortfall": gate.get("shortfall") or [],
+    }
+
+
+def format_quantization(q: dict) -> str:
+    """One line per quantized graph: `model.int8.onnx: int8 (tensorrt form), gate passed: SQNR 39.9 dB, ...`."""
+    def one(name: str, f: dict) -> str:
+        num = lambda v, fmt: "?" if not isinstance(v, (int, float)) else format(v, fmt)  # noqa: E731
+        by_type = ", ".join(f"{k} {v}" for k, v in sorted((f.get("quantized_by_type") or {}).items())) or "none"
+        line = (f"{name}: {f['qtype']} ({f['form']} form), gate {'passed' if f['gate_passed'] else 'FAILED'}: SQNR "
+                f"{num(f['sqnr_db'], '.1f')} dB, cosine {num(f['cosine'], '.5f')}"
+                + (f", top-1 {num(f['top1'], '.2f')}" if f.get("top1") is not None else "") + f" on {f['images']} held-back images; "
+                f"{100 * f['int8_flop_share']:.1f}% of GEMM/Conv FLOPs quantized ({by_type}; {f['float_nodes']} in float, "
+                f"{f['kept_float_by_gate']} of them by the gate); {f['qdq_pairs']} activation Q/DQ pairs, {f['not_fusable']} not "
+                f"fusable by TensorRT; {f['smoothed_layernorms']} LayerNorms smoothed"
+                + (f" (alpha {f['smoothing_alpha']:g})" if f["smoothed_layernorms"] else ""))
+        return line + (f"; short of the target: {'; '.join(f['shortfall'])}" if f["shortfall"] else "")
+
+    return "\n".join(one(n, f) for n, f in q.items()) if q else "none"
+
+
 def _print_facts(facts: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(facts, indent=2, default=str))
         return
     width = max(map(len, facts))
     for k, v in facts.items():
-        print(f"{k:<{width}}  {v}")
+        print(f"{k:<{width}}  " + str(v).replace("\n", "\n" + " " * (width + 2)))
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -135,8 +169,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         if not path.exists():
             raise ArtifactError(f"{path}: no such output folder or artifact")
         facts = _artifact_info(path)
-        if "stages" in facts and not args.json:
-            facts["stages"] = format_stages(facts["stages"])
+        if not args.json:
+            if "stages" in facts:
+                facts["stages"] = format_stages(facts["stages"])
+            if "quantization" in facts:
+                facts["quantization"] = format_quantization(facts["quantization"])
+            if isinstance(facts.get("labels"), dict) and len(facts["labels"]) > 5:  # 1000 ImageNet names are no summary
+                names = sorted(facts["labels"].items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0, kv[0]))
+                facts["labels"] = f"{len(names)} ({', '.join(f'{k}: {v}' for k, v in names[:3])}, ...)"
         _print_facts(facts, args.json)
         return 0
     from .extras import require_torch

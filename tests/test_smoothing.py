@@ -138,7 +138,7 @@ def test_downsampling_convs_are_float_by_default(subject):
     assert set(float_by_default(m)) == set(stem_and_head(m)) | set(down)
 
 
-def test_default_build_smooths_and_caches_the_factors(tmp_path, monkeypatch):
+def test_default_build_smooths_and_caches_the_factors(tmp_path, monkeypatch, capsys):
     from focalnet_edge.cli import main
 
     out = tmp_path / "b"
@@ -148,6 +148,13 @@ def test_default_build_smooths_and_caches_the_factors(tmp_path, monkeypatch):
     entry = manifest["artifacts"]["model.int8.onnx"]["int8"]
     assert entry["smoothing"]["alpha"] == 0.5 and entry["smoothing"]["layernorms"] > 0
     assert set(entry["placement"]["float_nodes"]) == set(float_by_default(onnx.load(str(out / "model.onnx"))))
+    # `info` tells the placement and the gate's figures, as the manifest has them
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "model.int8.onnx:" in x)
+    share = 100 * entry["placement"]["int8_flop_share"]
+    assert "int8 (tensorrt form), gate passed" in line and f"{share:.1f}% of GEMM/Conv FLOPs quantized" in line
+    assert f"SQNR {entry['gate']['sqnr_db']:.1f} dB" in line and f"{entry['smoothing']['layernorms']} LayerNorms smoothed (alpha 0.5)" in line
     doc = json.loads((tmp_path / "cache.json").read_text())
     scales = cached_smoothing(tmp_path / "cache.json", doc)
     assert len(scales) == entry["smoothing"]["layernorms"]
@@ -175,17 +182,21 @@ def test_default_build_smooths_and_caches_the_factors(tmp_path, monkeypatch):
 def test_smoothing_off_and_bad_values(tmp_path, capsys):
     from focalnet_edge.cli import main
 
-    out = tmp_path / "off"
-    assert main(["build", "--model", "demo", "--precision", "int8", "--no-cpu-int8", "--output", str(out), "--quiet",
-                 "--int8-smoothing", "0"]) == 0
-    entry = json.loads((out / "manifest.json").read_text())["artifacts"]["model.int8.onnx"]["int8"]
-    assert entry["smoothing"]["layernorms"] == 0
-    assert "smoothing" not in json.loads((out / "calibration.json").read_text())
-    fp32, q = onnx.load(str(out / "model.onnx")), onnx.load(str(out / "model.int8.onnx"))
-    ln = next(n for n in fp32.graph.node if n.op_type == "LayerNormalization" and "/norm1/" in n.name)
-    w32 = numpy_helper.to_array(next(i for i in fp32.graph.initializer if i.name == ln.input[1]))
-    wq = numpy_helper.to_array(next(i for i in q.graph.initializer if i.name == ln.input[1])).astype(np.float32)
-    np.testing.assert_allclose(wq, w32, rtol=1e-3)
+    cache = tmp_path / "plain.json"
+    for name, extra in (("off", ["--int8-smoothing", "0"]), ("from_cache", [])):
+        # the second build reads the cache the first wrote without factors: its ranges are those of the
+        # graph as it is, so it must not smooth (the default alpha notwithstanding)
+        out = tmp_path / name
+        assert main(["build", "--model", "demo", "--precision", "int8", "--no-cpu-int8", "--output", str(out), "--quiet",
+                     "--calib-cache", str(cache), *extra]) == 0
+        entry = json.loads((out / "manifest.json").read_text())["artifacts"]["model.int8.onnx"]["int8"]
+        assert entry["smoothing"]["layernorms"] == 0
+        assert "smoothing" not in json.loads(cache.read_text())
+        fp32, q = onnx.load(str(out / "model.onnx")), onnx.load(str(out / "model.int8.onnx"))
+        ln = next(n for n in fp32.graph.node if n.op_type == "LayerNormalization" and "/norm1/" in n.name)
+        w32 = numpy_helper.to_array(next(i for i in fp32.graph.initializer if i.name == ln.input[1]))
+        wq = numpy_helper.to_array(next(i for i in q.graph.initializer if i.name == ln.input[1])).astype(np.float32)
+        np.testing.assert_allclose(wq, w32, rtol=1e-3)
 
     assert main(["build", "--model", "demo", "--precision", "int8", "--output", str(tmp_path / "x"), "--int8-smoothing", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
