@@ -366,7 +366,9 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
     on the held-back images are computed once for all of them; each manifest entry's `timings_s`
     has the seconds of both ("calibration", "reference") and of its own gate's phases.
     """
-    with tempfile.TemporaryDirectory(prefix=".int8-source.", dir=output_dir) as work:
+    # in the output folder (space for a copy of the weights is needed there anyway); ".partial": a killed
+    # run's leftover is removed by the next run in the folder (outputs.cleanup_leftovers)
+    with tempfile.TemporaryDirectory(prefix=".int8-source.", suffix=".partial", dir=output_dir) as work:
         return _int8_forms(output_dir, fp32_path, part, held, options, manifest, wanted, progress, Path(work))
 
 
