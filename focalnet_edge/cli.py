@@ -95,7 +95,7 @@ def _artifact_info(path: Path) -> dict:
             },
             "versions": m.get("versions"),
             **({"stages": m["stages"]} if m.get("stages") else {}),
-            **({"quantization": q} if (q := {n: quantization_facts(e["int8"]) for n, e in m["artifacts"].items() if e.get("int8")}) else {}),
+            **({"quantization": q} if (q := {n: quantization_facts(e["int8"]) for n, e in m["artifacts"].items() if isinstance(e.get("int8"), dict)}) else {}),
         }
     if path.suffix == ".onnx":
         from .onnx_io import load_onnx
@@ -104,7 +104,7 @@ def _artifact_info(path: Path) -> dict:
         facts = {"file": str(path), "nodes": len(model.graph.node), "opset": model.opset_import[0].version,
                  "inputs": [i.name for i in model.graph.input], "outputs": [o.name for o in model.graph.output]}
         facts.update(read_metadata(model))
-        if entry and entry.get("int8"):
+        if entry and isinstance(entry.get("int8"), dict):
             facts["quantization"] = {path.name: quantization_facts(entry["int8"])}
         return facts
     if entry:
@@ -124,31 +124,47 @@ def format_stages(stages: list[dict]) -> str:
 
 def quantization_facts(int8: dict) -> dict:
     """What the manifest's int8/fp8 entry says of a quantized graph: the gate's figures and the placement."""
-    gate, placement, smoothing = int8.get("gate") or {}, int8.get("placement") or {}, int8.get("smoothing") or {}
+    def part(key: str) -> dict:
+        v = int8.get(key)
+        return v if isinstance(v, dict) else {}
+
+    def count(v) -> int | None:
+        return len(v) if isinstance(v, list) else None
+
+    gate, placement, smoothing = part("gate"), part("placement"), part("smoothing")
     return {
         "qtype": int8.get("qtype", "int8"), "form": int8.get("form"), "gate_passed": int8.get("gate_passed"),
         "sqnr_db": gate.get("sqnr_db"), "cosine": gate.get("cosine"), "top1": gate.get("top1"), "images": int8.get("holdout_images"),
         "int8_flop_share": placement.get("int8_flop_share"), "quantized_by_type": placement.get("quantized_by_type"),
-        "qdq_pairs": placement.get("qdq_pairs"), "not_fusable": len(placement.get("unfused") or []),
-        "float_nodes": len(placement.get("float_nodes") or []), "kept_float_by_gate": len(int8.get("kept_float") or []),
+        "qdq_pairs": placement.get("qdq_pairs"), "not_fusable": count(placement.get("unfused")),
+        "float_nodes": count(placement.get("float_nodes")), "kept_float_by_gate": count(int8.get("kept_float")),
         "smoothed_layernorms": smoothing.get("layernorms", 0), "smoothing_alpha": smoothing.get("alpha"),
         "shortfall": gate.get("shortfall") or [],
     }
 
 
 def format_quantization(q: dict) -> str:
-    """One line per quantized graph: `model.int8.onnx: int8 (tensorrt form), gate passed: SQNR 39.9 dB, ...`."""
+    """One line per quantized graph: `model.int8.onnx: int8 (tensorrt form), gate passed: SQNR 39.9 dB, ...`.
+    Figures a manifest lacks (older or edited ones) are shown as `?`."""
+    def num(v, fmt: str) -> str:
+        return format(v, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) else "?"
+
     def one(name: str, f: dict) -> str:
-        num = lambda v, fmt: "?" if not isinstance(v, (int, float)) else format(v, fmt)  # noqa: E731
-        by_type = ", ".join(f"{k} {v}" for k, v in sorted((f.get("quantized_by_type") or {}).items())) or "none"
-        line = (f"{name}: {f['qtype']} ({f['form']} form), gate {'passed' if f['gate_passed'] else 'FAILED'}: SQNR "
-                f"{num(f['sqnr_db'], '.1f')} dB, cosine {num(f['cosine'], '.5f')}"
-                + (f", top-1 {num(f['top1'], '.2f')}" if f.get("top1") is not None else "") + f" on {f['images']} held-back images; "
-                f"{100 * f['int8_flop_share']:.1f}% of GEMM/Conv FLOPs quantized ({by_type}; {f['float_nodes']} in float, "
-                f"{f['kept_float_by_gate']} of them by the gate); {f['qdq_pairs']} activation Q/DQ pairs, {f['not_fusable']} not "
-                f"fusable by TensorRT; {f['smoothed_layernorms']} LayerNorms smoothed"
-                + (f" (alpha {f['smoothing_alpha']:g})" if f["smoothed_layernorms"] else ""))
-        return line + (f"; short of the target: {'; '.join(f['shortfall'])}" if f["shortfall"] else "")
+        types = f.get("quantized_by_type")
+        by_type = ", ".join(f"{k} {v}" for k, v in sorted(types.items())) if isinstance(types, dict) and types else "?"
+        share = f.get("int8_flop_share")
+        passed = {True: "passed", False: "FAILED"}.get(f.get("gate_passed"), "?")
+        line = (f"{name}: {f.get('qtype') or '?'} ({f.get('form') or '?'} form), gate {passed}: SQNR {num(f.get('sqnr_db'), '.1f')} dB, "
+                f"cosine {num(f.get('cosine'), '.5f')}" + (f", top-1 {num(f.get('top1'), '.2f')}" if f.get("top1") is not None else "")
+                + f" on {num(f.get('images'), 'd')} held-back images; "
+                f"{num(100 * share if isinstance(share, (int, float)) else None, '.1f')}% of GEMM/Conv FLOPs quantized ({by_type}; "
+                f"{num(f.get('float_nodes'), 'd')} in float, {num(f.get('kept_float_by_gate'), 'd')} of them by the gate); "
+                f"{num(f.get('qdq_pairs'), 'd')} activation Q/DQ pairs, {num(f.get('not_fusable'), 'd')} not fusable by TensorRT; "
+                f"{num(f.get('smoothed_layernorms'), 'd')} LayerNorms smoothed")
+        if f.get("smoothed_layernorms"):
+            line += f" (alpha {num(f.get('smoothing_alpha'), 'g')})"
+        short = f.get("shortfall")
+        return line + (f"; short of the target: {'; '.join(map(str, short))}" if isinstance(short, list) and short else "")
 
     return "\n".join(one(n, f) for n, f in q.items()) if q else "none"
 
@@ -559,13 +575,14 @@ def cmd_engine(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .contract import parse_image_size
     from .manifest import read_manifest
-    from .outputs import lock
+    from .outputs import cleanup_leftovers, lock
     from .pipeline import adopt_onnx, precision_stage
 
     src = Path(args.onnx)
     out = Path(args.output) if args.output else src.parent
     options = _precision_options(args)
     with lock(out, special=args.output is not None):  # one run at a time per folder; --output / or ~ refused
+        cleanup_leftovers(out)  # what a killed calibrate left (work folders, .partial files)
         fp32 = adopt_onnx(src, out, parse_image_size(args.image_size), force=args.force)
         try:
             manifest = read_manifest(out)

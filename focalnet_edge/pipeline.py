@@ -315,45 +315,59 @@ def fp16_stage(output_dir: Path, fp32_path: Path, calib, options: PrecisionOptio
 
 def int8_source(output_dir: Path, fp32_path: Path, part, options: PrecisionOptions, work: Path,
                 progress: bool = False) -> tuple[Path, dict[str, tuple[float, float]], dict[str, Any]]:
-    """The graph the quantized forms are made from, its calibration ranges and what smoothing did.
+    """The graph the quantized forms are made from, its calibration ranges and how they were made.
 
     The graph is `fp32_path` with its LayerNorm outputs smoothed into the GEMMs that read them
     (`calibration.smoothing`; the same outputs, written into `work`), or `fp32_path` itself with
-    `--int8-smoothing 0`. Ranges and smoothing factors come from `--calib-cache` when it exists,
-    else they are computed on `part` and saved (and cached).
+    `--int8-smoothing 0`. Ranges and smoothing factors come from `--calib-cache` when it exists
+    (its smoothing, whatever `--int8-smoothing` says: the ranges hold for that graph only), else
+    they are computed on `part`; either way they are saved as OUT/calibration.json (and cached).
+    The third value: {"method", "percentile", "images", "smoothing": {"alpha", "layernorms", "seconds"}}.
     """
     from .calibration import compute_ranges, load_ranges, save_ranges
-    from .calibration.int8 import cached_smoothing
+    from .calibration.int8 import cached_smoothing, missing_ranges
     from .calibration.smoothing import smooth
     from .io import sha256_file
+    from .onnx_io import load_onnx
 
     digest = sha256_file(fp32_path)
-    alpha = options.smooth_alpha
-    if options.calib_cache and Path(options.calib_cache).is_file():
-        ranges, doc = load_ranges(options.calib_cache, model_sha256=digest)  # refuses another model's cache
-        scales = cached_smoothing(options.calib_cache, doc)
-        alpha = (doc.get("smoothing") or {}).get("alpha", 0.0) if scales else 0.0
-        log.info("int8: calibration ranges from %s (%s, %d images)", options.calib_cache, doc.get("method"), doc.get("images", 0))
+    alpha, method, percentile = options.smooth_alpha, options.method, options.percentile
+    cache = Path(options.calib_cache) if options.calib_cache else None
+    if cache is not None and cache.is_file():
+        ranges, doc = load_ranges(cache, model_sha256=digest)  # refuses another model's cache
+        scales, cached_alpha = cached_smoothing(cache, doc)
+        method, percentile, images = str(doc.get("method", method)), doc.get("percentile", percentile), doc.get("images")
+        if cached_alpha != alpha:
+            log.warning("%s holds ranges for LayerNorm smoothing alpha %g, so that is used, not --int8-smoothing %g; "
+                        "delete the cache to calibrate again", cache, cached_alpha, alpha)
+        alpha = cached_alpha
+        log.info("quantization: calibration ranges from %s (%s, %s images)", cache, method, images)
     elif part is None:
-        raise InputError(f"{options.calib_cache}: no such calibration cache, and no --calib-data to compute one")
+        raise InputError(f"{cache}: no such calibration cache, and no --calib-data to compute one")
     else:
-        ranges, scales = {}, {}
+        ranges, scales, images = {}, {}, len(part)
     source = fp32_path
     t0 = time.perf_counter()
     if scales or (not ranges and alpha > 0):
         try:
             scales = smooth(fp32_path, part.inputs if part is not None else None, work / fp32_path.name, alpha, scales or None)
         except ValueError as e:
-            raise InputError(f"{options.calib_cache}: {e}; recalibrate with --calib-data") from None
+            raise InputError(f"{cache}: {e}; delete it, or name another --calib-cache, to calibrate again") from None
         source = work / fp32_path.name if scales else fp32_path
     smoothing = {"alpha": alpha if scales else 0.0, "layernorms": len(scales), "seconds": round(time.perf_counter() - t0, 2)}
     if not ranges:
-        ranges = compute_ranges(source, part.inputs, options.method, options.percentile, progress)
-        save_ranges(output_dir / CALIBRATION, ranges, options.method, options.percentile, len(part), digest, scales, alpha)
-        if options.calib_cache and Path(options.calib_cache).resolve() != (output_dir / CALIBRATION).resolve():
-            save_ranges(options.calib_cache, ranges, options.method, options.percentile, len(part), digest, scales, alpha)
-    log.info("int8: %d LayerNorm outputs smoothed into their GEMMs (alpha %g)", len(scales), smoothing["alpha"])
-    return source, ranges, smoothing
+        ranges = compute_ranges(source, part.inputs, method, percentile, progress)
+        if cache is not None and cache.resolve() != (output_dir / CALIBRATION).resolve():
+            save_ranges(cache, ranges, method, percentile, images, digest, scales, alpha)
+    else:
+        missing = missing_ranges(load_onnx(source, external_data=False), ranges)
+        if missing:
+            raise InputError(f"{cache}: calibration cache has no range for {missing[0]!r} ({len(missing)} tensors in all) that a "
+                             "Q/DQ reads; delete it, or name another --calib-cache, to calibrate again")
+    if cache is None or cache.resolve() != (output_dir / CALIBRATION).resolve():  # the folder keeps what its graphs were made with
+        save_ranges(output_dir / CALIBRATION, ranges, method, percentile, images if isinstance(images, int) else 0, digest, scales, alpha)
+    log.info("quantization: %d LayerNorm outputs smoothed into their GEMMs (alpha %g)", len(scales), smoothing["alpha"])
+    return source, ranges, {"method": method, "percentile": percentile, "images": images, "smoothing": smoothing}
 
 
 def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: PrecisionOptions, manifest: dict[str, Any] | None,
@@ -378,7 +392,7 @@ def _int8_forms(output_dir: Path, fp32_path: Path, part, held, options: Precisio
     from .calibration.gate import outputs
 
     t0 = time.perf_counter()
-    source, ranges, smoothing = int8_source(output_dir, fp32_path, part, options, work, progress)
+    source, ranges, made = int8_source(output_dir, fp32_path, part, options, work, progress)
     t_ranges = time.perf_counter() - t0
     if held is None:
         raise InputError("the accuracy gate needs held-back images: pass --calib-data along with --calib-cache")
@@ -407,8 +421,8 @@ def _int8_forms(output_dir: Path, fp32_path: Path, part, held, options: Precisio
         results.append(r)
         if manifest is not None:
             add_artifact(manifest, r.path, row.name, artifacts.ONNX, requires={"runtime": row.runs_on},
-                         int8={**r.to_manifest(), "float": float_type, "method": options.method, "calibration": CALIBRATION,
-                               "smoothing": smoothing})
+                         int8={**r.to_manifest(), "float": float_type, "method": made["method"], "calibration": CALIBRATION,
+                               "smoothing": made["smoothing"]})
     return results
 
 

@@ -132,7 +132,7 @@ def test_calibration_cache_is_reused(demo_build, tmp_path):
     # quantizing the graph smoothed by the cached factors with the cached ranges gives the very graph the build wrote
     fp32 = onnx.load(str(out / "model.onnx"))
     smoothed = tmp_path / "smoothed.onnx"
-    onnx.save(apply_smoothing(fp32, cached_smoothing(out / "calibration.json", doc)), str(smoothed))
+    onnx.save(apply_smoothing(fp32, cached_smoothing(out / "calibration.json", doc)[0]), str(smoothed))
     a = quantize(smoothed, ranges, "tensorrt", float_by_default(fp32))
     b = onnx.load(str(out / "model.int8.onnx"))
     scales_a = sorted(float(np.float16(numpy_helper.to_array(i).ravel()[0])) for i in a.graph.initializer if i.name.endswith("_scale"))

@@ -156,7 +156,8 @@ def test_default_build_smooths_and_caches_the_factors(tmp_path, monkeypatch, cap
     assert "int8 (tensorrt form), gate passed" in line and f"{share:.1f}% of GEMM/Conv FLOPs quantized" in line
     assert f"SQNR {entry['gate']['sqnr_db']:.1f} dB" in line and f"{entry['smoothing']['layernorms']} LayerNorms smoothed (alpha 0.5)" in line
     doc = json.loads((tmp_path / "cache.json").read_text())
-    scales = cached_smoothing(tmp_path / "cache.json", doc)
+    scales, alpha = cached_smoothing(tmp_path / "cache.json", doc)
+    assert alpha == 0.5
     assert len(scales) == entry["smoothing"]["layernorms"]
 
     # the written graph's LayerNorm weights are fp32's divided by the cached factors
@@ -203,9 +204,77 @@ def test_smoothing_off_and_bad_values(tmp_path, capsys):
     assert len(err) == 1 and "--int8-smoothing 2" in err[0]
 
 
-@pytest.mark.parametrize("smoothing", [{"alpha": 0.5, "scales": {"t": [1.0, -2.0]}}, {"alpha": 0.5, "scales": {"t": "abc"}},
-                                       {"alpha": 0.5, "scales": {"t": [1.0, float("nan")]}}])
+@pytest.mark.parametrize("smoothing", [
+    {"alpha": 0.5, "scales": {"t": [1.0, -2.0]}}, {"alpha": 0.5, "scales": {"t": "abc"}}, {"alpha": 0.5, "scales": {"t": [1.0, float("nan")]}},
+    {"alpha": 0.5, "scales": {"t": [1.0, 1e30]}}, {"alpha": 0.5, "scales": {"t": [True, 1.0]}}, {"alpha": 0.5, "scales": {"t": ["1", 1.0]}},
+    {"alpha": 0.5, "scales": {"t": []}}, {"alpha": 0.5, "scales": {"t": [[1.0]]}}, {"alpha": 0.5, "scales": ["t"]},
+    {"alpha": "abc", "scales": {"t": [1.0]}}, {"alpha": None, "scales": {"t": [1.0]}}, {"scales": {"t": [1.0]}}, {"alpha": 2, "scales": {"t": [1.0]}},
+])
 def test_cache_with_broken_factors_is_refused_in_one_line(tmp_path, smoothing):
-    with pytest.raises(InputError, match="smoothing factors"):
+    with pytest.raises(InputError, match="smoothing (factors|alpha)") as e:
         cached_smoothing(tmp_path / "c.json", {"smoothing": smoothing})
-    assert cached_smoothing(tmp_path / "c.json", {}) == {}  # caches written before smoothing: none
+    assert "\n" not in str(e.value) and "c.json" in str(e.value)
+    assert cached_smoothing(tmp_path / "c.json", {}) == ({}, 0.0)  # caches written before smoothing: none
+
+
+def test_factors_of_the_wrong_length_are_refused(subject):
+    path, _, _ = subject
+    m = onnx.load(str(path))
+    t = next(iter(smoothable(m)))
+    with pytest.raises(ValueError, match="1 given, the LayerNorm has"):
+        apply_smoothing(m, {t: np.ones(1, np.float32)})
+
+
+def test_layernorm_parameters_behind_identity_are_smoothed(subject):
+    """torch.onnx.export passes equal parameters through Identity nodes: those LayerNorms count too."""
+    path, cal, held = subject
+    m = onnx.load(str(path))
+    inits = {i.name for i in m.graph.initializer}
+    ln = next(n for n in m.graph.node if n.op_type == "LayerNormalization" and "/norm1/" in n.name)
+    alias = ln.input[1] + "_alias"
+    m.graph.node.insert(0, onnx.helper.make_node("Identity", [ln.input[1]], [alias]))
+    ln.input[1] = alias
+    assert ln.input[1] not in inits and ln.output[0] in smoothable(m)
+    tensors = list(smoothable(m))
+    aliased = _saved(m, path.parent / "aliased.onnx")
+    scales = smoothing_scales(m, channel_absmax(aliased, cal, tensors), 0.5)
+    smoothed = apply_smoothing(m, scales)
+    assert sqnr_db(outputs(m, held), outputs(smoothed, held)) > 100
+
+
+def test_cache_from_elsewhere_decides_and_the_folder_keeps_a_copy(tmp_path, capsys, caplog):
+    """A cache made with another alpha and method is used as it is (its ranges hold for that graph
+    only), with a warning; the manifest says what was used; OUT/calibration.json is its copy."""
+    from focalnet_edge.cli import main
+
+    cache = tmp_path / "elsewhere.json"
+    common = ["build", "--model", "demo", "--precision", "int8", "--no-cpu-int8", "--quiet", "--calib-cache", str(cache)]
+    assert main([*common, "--output", str(tmp_path / "a"), "--int8-smoothing", "0.3", "--calib-method", "percentile",
+                 "--calib-percentile", "99.999"]) == 0
+    caplog.clear()
+    assert main([*common, "--output", str(tmp_path / "b")]) == 0  # default alpha 0.5, default method max
+    assert any("alpha 0.3, so that is used, not --int8-smoothing 0.5" in r.getMessage() for r in caplog.records)
+    entry = json.loads((tmp_path / "b" / "manifest.json").read_text())["artifacts"]["model.int8.onnx"]["int8"]
+    assert entry["method"] == "percentile" and entry["smoothing"]["alpha"] == 0.3
+    assert json.loads((tmp_path / "b" / "calibration.json").read_text()) == json.loads(cache.read_text())
+    a, b = onnx.load(str(tmp_path / "a" / "model.int8.onnx")), onnx.load(str(tmp_path / "b" / "model.int8.onnx"))
+    assert [i.raw_data for i in a.graph.initializer] == [i.raw_data for i in b.graph.initializer]
+
+    # a cache whose ranges miss tensors a Q/DQ reads: one line naming the cache, exit 2, nothing written
+    doc = json.loads(cache.read_text())
+    doc["ranges"] = dict(list(doc["ranges"].items())[:3])
+    cache.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main([*common, "--output", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(cache) in err[0] and "has no range for" in err[0], err
+    assert not (tmp_path / "c").exists()
+
+
+def test_info_of_a_manifest_without_the_figures():
+    from focalnet_edge.cli import format_quantization, quantization_facts
+
+    line = format_quantization({"m.onnx": quantization_facts({"gate_passed": False, "placement": None, "gate": "x",
+                                                              "smoothing": {"layernorms": 2, "alpha": None}})})
+    assert line.startswith("m.onnx: int8 (? form), gate FAILED: SQNR ? dB") and "?% of GEMM/Conv FLOPs" in line
+    assert line.endswith("2 LayerNorms smoothed (alpha ?)")

@@ -24,7 +24,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,8 @@ RESIDUAL_QDQ = "none"
 #: unchanged (0.96-0.98) and percentile costs ~1.7x the CPU of max. Kept: max; percentile 99.999
 #: is the option for models with outlier channels.
 DEFAULT_METHOD = "max"
+RECALIBRATE = "delete it, or name another --calib-cache, to calibrate again"
+SCALE_LIMITS = (1e-4, 1e4)  #: smoothing factors a cache may hold (computed ones stay within 1e-2..1e2 before normalising)
 SENSITIVITY_IMAGES = 16  #: held-back images the per-node sensitivity pass runs on
 OVERFLOW_IMAGES = 16  #: calibration images the fp16 float parts' overflow is measured on
 SENSITIVITY_NODES = 24  #: nodes measured end to end by it, those with the most local quantization noise
@@ -203,24 +205,45 @@ def load_ranges(path: str | Path, model_sha256: str | None = None) -> tuple[dict
     bad = next((k for k, (lo, hi) in ranges.items() if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi)), None)
     if not ranges or bad is not None:
         raise InputError(f"{path}: calibration cache " + (f"range of {bad!r} is {list(ranges[bad])}, expected finite lo <= hi"
-                         if bad is not None else "holds no ranges") + "; recalibrate with --calib-data")
+                         if bad is not None else "holds no ranges") + f"; {RECALIBRATE}")
     if model_sha256 is not None and doc.get("model_sha256") != model_sha256:
         raise InputError(f"{path}: calibration cache was made for another model (sha256 {str(doc.get('model_sha256'))[:12]}...); "
-                         "recalibrate with --calib-data")
+                         f"{RECALIBRATE}")
     return ranges, doc
 
 
-def cached_smoothing(path: str | Path, doc: dict) -> dict[str, np.ndarray]:
-    """The smoothing factors of a calibration cache (empty for caches written without smoothing)."""
+def cached_smoothing(path: str | Path, doc: dict) -> tuple[dict[str, np.ndarray], float]:
+    """The smoothing factors and alpha of a calibration cache (({}, 0.0) for caches written without smoothing)."""
+    block = doc.get("smoothing") or {}
     try:
-        scales = {str(k): np.asarray(v, np.float32) for k, v in (doc.get("smoothing") or {}).get("scales", {}).items()}
+        items = block.get("scales", {}).items()
+        if not all(isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+                   for _, v in items):
+            raise TypeError
+        scales = {str(k): np.asarray(v, np.float32) for k, v in items}
     except (TypeError, ValueError, AttributeError):
-        raise InputError(f"{path}: calibration cache has unreadable smoothing factors; recalibrate with --calib-data") from None
-    bad = next((k for k, v in scales.items() if v.ndim != 1 or not np.all(np.isfinite(v)) or np.any(v <= 0)), None)
+        raise InputError(f"{path}: calibration cache has unreadable smoothing factors (lists of numbers expected); {RECALIBRATE}") from None
+    bad = next((k for k, v in scales.items() if not np.all(np.isfinite(v)) or np.any(v < SCALE_LIMITS[0]) or np.any(v > SCALE_LIMITS[1])), None)
     if bad is not None:
-        raise InputError(f"{path}: calibration cache smoothing factors of {bad!r} are not finite positive numbers; "
-                         "recalibrate with --calib-data")
-    return scales
+        raise InputError(f"{path}: calibration cache smoothing factors of {bad!r} are not numbers in [{SCALE_LIMITS[0]:g}, "
+                         f"{SCALE_LIMITS[1]:g}]; {RECALIBRATE}")
+    if not scales:
+        return {}, 0.0
+    alpha = block.get("alpha")
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 < alpha <= 1:
+        raise InputError(f"{path}: calibration cache smoothing alpha is {alpha!r}, expected a number in (0, 1]; {RECALIBRATE}")
+    return scales, float(alpha)
+
+
+def missing_ranges(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]], exclude: list[str] | None = None) -> list[str]:
+    """The activations a Q/DQ of `model` would read (inputs of its GEMM/Conv nodes) that `ranges` lacks."""
+    skip = set(exclude or [])
+    consts = {i.name for i in model.graph.initializer} | {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    for n in model.graph.node:  # exporters pass shared weights through Identity
+        if n.op_type == "Identity" and n.input[0] in consts:
+            consts.add(n.output[0])
+    wanted = {i for n in model.graph.node if n.op_type in QUANTIZED_OPS and n.name not in skip for i in n.input if i and i not in consts}
+    return sorted(wanted - set(ranges))
 
 
 # -- quantization ----------------------------------------------------------------------------------
@@ -501,10 +524,16 @@ def build_int8(
         timings["sensitivity"] = time.perf_counter() - t0
         t0 = time.perf_counter()
 
-        def judge(names: list[str]) -> gate.GateScore:  # the risky images re-run, the others keep the first outputs
+        def judge(names: list[str]) -> gate.GateScore:
+            """Top-1/top-5 over every image, the risky ones re-run and the others keeping the first
+            outputs (they agreed already); SQNR and cosine of the risky ones alone: with the first
+            outputs mixed in they would barely move, and the search would return far more nodes
+            than the target needs (seen on a small foreign model: 7 nodes where 1 met it)."""
+            sub = board.outputs(names, holdout[risky])
             out = first_out.copy()
-            out[risky] = board.outputs(names, holdout[risky])
-            return gate.score(ref, out, classify)
+            out[risky] = sub
+            part = gate.score(ref[risky], sub, classify)
+            return replace(gate.score(ref, out, classify), sqnr_db=part.sqnr_db, cosine=part.cosine)
 
         def judge_all(names: list[str]) -> gate.GateScore:  # every held-back image, fp32 float parts
             return gate.score(ref, board.outputs(names, holdout), classify)

@@ -34,11 +34,21 @@ from .placement import consumers
 ALPHA = 0.5  #: migration strength (0: nothing moved, 1: all of the activation's range moved into the weights)
 
 
+def constant_values(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    """Tensor name -> initializer, for initializers and for Identity outputs of them (torch.onnx.export
+    passes parameters that are equal through Identity nodes)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Identity" and n.input[0] in inits:
+            inits[n.output[0]] = inits[n.input[0]]
+    return inits
+
+
 def smoothable(model: onnx.ModelProto, exclude: Iterable[str] = ()) -> dict[str, list[onnx.NodeProto]]:
     """LayerNormalization output tensor -> its readers, for each LayerNorm that can be folded:
-    scale and bias are initializers, and every reader is a MatMul/Gemm (not in `exclude`) whose
-    second input is a 2-D weight initializer."""
-    inits = {i.name: i for i in model.graph.initializer}
+    scale and bias are constants, and every reader is a MatMul/Gemm (not in `exclude`) whose
+    second input is a 2-D constant weight."""
+    inits = constant_values(model)
     readers = consumers(model)
     skip = set(exclude)
     out: dict[str, list[onnx.NodeProto]] = {}
@@ -80,7 +90,7 @@ def channel_absmax(model_path: str | Path, inputs: np.ndarray, tensors: Iterable
     model_path = Path(model_path)
     graph = load_onnx(model_path, external_data=False)
     producer = {o: n for n in graph.graph.node for o in n.output}
-    inits = {i.name: i for i in graph.graph.initializer}
+    inits = constant_values(graph)
     opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), 17)
     names: dict[str, str] = {}
     for k, t in enumerate(tensors):
@@ -118,7 +128,7 @@ def channel_absmax(model_path: str | Path, inputs: np.ndarray, tensors: Iterable
 def smoothing_scales(model: onnx.ModelProto, absmax: dict[str, np.ndarray], alpha: float = ALPHA,
                      exclude: Iterable[str] = ()) -> dict[str, np.ndarray]:
     """LayerNorm output tensor -> the factors s (float32, one per channel) SmoothQuant's rule gives."""
-    inits = {i.name: i for i in model.graph.initializer}
+    inits = constant_values(model)
     scales: dict[str, np.ndarray] = {}
     for tensor, users in smoothable(model, exclude).items():
         if tensor not in absmax:
@@ -135,7 +145,8 @@ def apply_smoothing(model: onnx.ModelProto, scales: dict[str, np.ndarray]) -> on
     """A copy of `model` with `scales` folded in (see the module docstring); outputs unchanged."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    inits = {i.name: i for i in out.graph.initializer}
+    direct = {i.name: i for i in out.graph.initializer}
+    inits = constant_values(out)
     uses: dict[str, int] = {}
     for n in out.graph.node:
         for i in n.input:
@@ -144,20 +155,23 @@ def apply_smoothing(model: onnx.ModelProto, scales: dict[str, np.ndarray]) -> on
     done = smoothable(out)
 
     def replace(node: onnx.NodeProto, k: int, value: np.ndarray) -> None:
-        """Input k of `node` becomes `value`, in place when nothing else reads the initializer."""
+        """Input k of `node` becomes `value`: in place when it is an initializer nothing else reads, else a new one."""
         name = node.input[k]
-        if uses.get(name, 0) > 1:
-            name = f"{name}_smoothed_{node.name}".replace("/", "_")
-            out.graph.initializer.append(numpy_helper.from_array(value, name))
-            uses[node.input[k]] -= 1
-            node.input[k] = name
-        else:
-            inits[name].CopyFrom(numpy_helper.from_array(value, name))
+        if name in direct and uses.get(name, 0) == 1:
+            direct[name].CopyFrom(numpy_helper.from_array(value, name))
+            return
+        new = f"{name}_smoothed_{node.name}".replace("/", "_")
+        out.graph.initializer.append(numpy_helper.from_array(value, new))
+        uses[name] = uses.get(name, 1) - 1
+        node.input[k] = new
 
     for tensor, s in scales.items():
         if tensor not in done:
             raise ValueError(f"cannot fold smoothing into {tensor!r}: not a LayerNorm output that only GEMMs read")
         ln = producer[tensor]
+        channels = int(np.prod(inits[ln.input[1]].dims))
+        if s.shape != (channels,):
+            raise ValueError(f"smoothing factors of {tensor!r}: {s.size} given, the LayerNorm has {channels} channels")
         for k in (1, 2):
             replace(ln, k, (numpy_helper.to_array(inits[ln.input[k]]) / s).astype(np.float32))
         for user in done[tensor]:
