@@ -147,7 +147,11 @@ def format_quantization(q: dict) -> str:
     """One line per quantized graph: `model.int8.onnx: int8 (tensorrt form), gate passed: SQNR 39.9 dB, ...`.
     Figures a manifest lacks (older or edited ones) are shown as `?`."""
     def num(v, fmt: str) -> str:
-        return format(v, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) else "?"
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return "?"
+        if fmt == "d":  # a count: an edited manifest may hold 3.0, or 2.5
+            return str(int(v)) if float(v).is_integer() else "?"
+        return format(v, fmt)
 
     def one(name: str, f: dict) -> str:
         types = f.get("quantized_by_type")
@@ -575,15 +579,15 @@ def cmd_engine(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .contract import parse_image_size
     from .manifest import read_manifest
-    from .outputs import cleanup_leftovers, lock
+    from .outputs import lock, remove_partials
     from .pipeline import adopt_onnx, precision_stage
 
     src = Path(args.onnx)
     out = Path(args.output) if args.output else src.parent
     options = _precision_options(args)
     with lock(out, special=args.output is not None):  # one run at a time per folder; --output / or ~ refused
-        cleanup_leftovers(out)  # what a killed calibrate left (work folders, .partial files)
         fp32 = adopt_onnx(src, out, parse_image_size(args.image_size), force=args.force)
+        remove_partials(out)  # what a killed calibrate left here: its work folder and files (not inside other runs' folders)
         try:
             manifest = read_manifest(out)
         except FocalNetEdgeError:

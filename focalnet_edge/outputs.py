@@ -116,12 +116,17 @@ def cleanup_leftovers(path: Path) -> None:
     for staging in path.parent.glob(f".{path.name}.staging-*"):
         shutil.rmtree(staging, ignore_errors=True)
     if path.is_dir():
-        for tmp in [*path.glob(".*.partial"), *path.glob("*/.*.partial")]:
-            with contextlib.suppress(OSError):
-                if tmp.is_dir() and not tmp.is_symlink():  # an export's work folder
-                    shutil.rmtree(tmp)
-                else:
-                    tmp.unlink()
+        remove_partials(path, nested=True)
+
+
+def remove_partials(path: Path, nested: bool = False) -> None:
+    """Remove the `.*.partial` temp files and work folders in `path` (and its subfolders with `nested`)."""
+    for tmp in [*path.glob(".*.partial"), *(path.glob("*/.*.partial") if nested else [])]:
+        with contextlib.suppress(OSError):
+            if tmp.is_dir() and not tmp.is_symlink():  # an export's or the INT8 stage's work folder
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
 
 
 def _entries(path: Path) -> list[str]:

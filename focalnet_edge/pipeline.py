@@ -351,21 +351,24 @@ def int8_source(output_dir: Path, fp32_path: Path, part, options: PrecisionOptio
     if scales or (not ranges and alpha > 0):
         try:
             scales = smooth(fp32_path, part.inputs if part is not None else None, work / fp32_path.name, alpha, scales or None)
-        except ValueError as e:
+        except ValueError as e:  # only factors read from a cache can fail to fold
             raise InputError(f"{cache}: {e}; delete it, or name another --calib-cache, to calibrate again") from None
         source = work / fp32_path.name if scales else fp32_path
     smoothing = {"alpha": alpha if scales else 0.0, "layernorms": len(scales), "seconds": round(time.perf_counter() - t0, 2)}
+    here = output_dir / CALIBRATION
+    elsewhere = cache is not None and cache.resolve() != here.resolve()
     if not ranges:
         ranges = compute_ranges(source, part.inputs, method, percentile, progress)
-        if cache is not None and cache.resolve() != (output_dir / CALIBRATION).resolve():
+        save_ranges(here, ranges, method, percentile, images, digest, scales, alpha)
+        if elsewhere:
             save_ranges(cache, ranges, method, percentile, images, digest, scales, alpha)
     else:
         missing = missing_ranges(load_onnx(source, external_data=False), ranges)
         if missing:
             raise InputError(f"{cache}: calibration cache has no range for {missing[0]!r} ({len(missing)} tensors in all) that a "
                              "Q/DQ reads; delete it, or name another --calib-cache, to calibrate again")
-    if cache is None or cache.resolve() != (output_dir / CALIBRATION).resolve():  # the folder keeps what its graphs were made with
-        save_ranges(output_dir / CALIBRATION, ranges, method, percentile, images if isinstance(images, int) else 0, digest, scales, alpha)
+        if elsewhere:  # the folder keeps what its graphs were made with
+            save_ranges(here, ranges, method, percentile, images if isinstance(images, int) else 0, digest, scales, alpha)
     log.info("quantization: %d LayerNorm outputs smoothed into their GEMMs (alpha %g)", len(scales), smoothing["alpha"])
     return source, ranges, {"method": method, "percentile": percentile, "images": images, "smoothing": smoothing}
 
@@ -391,11 +394,11 @@ def _int8_forms(output_dir: Path, fp32_path: Path, part, held, options: Precisio
     from .calibration import build_fp8, build_int8
     from .calibration.gate import outputs
 
+    if held is None:  # before anything is written
+        raise InputError("the accuracy gate needs held-back images: pass --calib-data along with --calib-cache")
     t0 = time.perf_counter()
     source, ranges, made = int8_source(output_dir, fp32_path, part, options, work, progress)
     t_ranges = time.perf_counter() - t0
-    if held is None:
-        raise InputError("the accuracy gate needs held-back images: pass --calib-data along with --calib-cache")
     t0 = time.perf_counter()
     reference = outputs(str(fp32_path), held.inputs)
     shared = {"calibration": round(t_ranges, 2), "reference": round(time.perf_counter() - t0, 2)}

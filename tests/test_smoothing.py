@@ -278,3 +278,90 @@ def test_info_of_a_manifest_without_the_figures():
                                                               "smoothing": {"layernorms": 2, "alpha": None}})})
     assert line.startswith("m.onnx: int8 (? form), gate FAILED: SQNR ? dB") and "?% of GEMM/Conv FLOPs" in line
     assert line.endswith("2 LayerNorms smoothed (alpha ?)")
+    line = format_quantization({"m.onnx": quantization_facts({"holdout_images": 100.0, "smoothing": {"layernorms": 2.5}})})
+    assert "on 100 held-back images" in line and "? LayerNorms smoothed" in line
+
+
+def _synthetic(tmp_path):
+    """Unnamed nodes: two LayerNorms sharing scale and bias, one read by a Gemm (transB), one by a
+    MatMul and also a graph output; a third LayerNorm over axis 0; a fourth LayerNorm read by a MatMul."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(1)
+    c = 8
+    scale = (1 + rng.random(c)).astype(np.float32)
+    scale[2] = 9.0  # an outlier channel
+    inits = [numpy_helper.from_array(scale, "sc"), numpy_helper.from_array(rng.normal(size=c).astype(np.float32), "bi"),
+             numpy_helper.from_array(rng.normal(size=(6, c)).astype(np.float32), "wt"),  # Gemm, transB: [out, in]
+             numpy_helper.from_array(rng.normal(size=(c, 5)).astype(np.float32), "wm"),
+             numpy_helper.from_array(rng.normal(size=(c, 5)).astype(np.float32), "wm2"),
+             numpy_helper.from_array(np.ones((4, c), np.float32), "sc0"), numpy_helper.from_array(np.zeros((4, c), np.float32), "bi0")]
+    nodes = [helper.make_node("LayerNormalization", ["x", "sc", "bi"], ["ln_a"]),
+             helper.make_node("Gemm", ["ln_a", "wt"], ["ya"], transB=1),
+             helper.make_node("LayerNormalization", ["x", "sc", "bi"], ["ln_b"]),
+             helper.make_node("MatMul", ["ln_b", "wm"], ["yb"]),
+             helper.make_node("LayerNormalization", ["x", "sc0", "bi0"], ["ln_c"], axis=0),
+             helper.make_node("MatMul", ["ln_c", "wm2"], ["yc"]),
+             helper.make_node("Mul", ["x", "x"], ["x2"]),
+             helper.make_node("LayerNormalization", ["x2", "sc", "bi"], ["ln_d"]),
+             helper.make_node("MatMul", ["ln_d", "wm2"], ["yd"])]
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("ya", "yb", "ln_b", "yc", "yd")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, c])], outs, inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    path = tmp_path / "syn.onnx"
+    onnx.save(m, str(path))
+    return m, path, rng.normal(size=(32, 4, c)).astype(np.float32)
+
+
+def test_fold_on_gemm_trans_b_shared_parameters_and_what_is_left_alone(tmp_path):
+    from focalnet_edge.onnx_io import ort_session
+
+    m, path, xs = _synthetic(tmp_path)
+    found = smoothable(m)
+    # ln_b is also a graph output (folding would change it), ln_c normalises axis 0: both left alone
+    assert set(found) == {"ln_a", "ln_d"}
+    absmax = {}
+    for x in xs:
+        got = channel_absmax(path, x, list(found), batch=4)
+        absmax = {k: np.maximum(absmax.get(k, 0), v) for k, v in got.items()}
+    scales = smoothing_scales(m, absmax, 0.5)
+    assert scales["ln_a"][2] > np.median(scales["ln_a"])  # the outlier channel gets the largest factor
+    smoothed = apply_smoothing(m, scales)
+    names = [i.name for i in smoothed.graph.initializer]
+    assert len(names) == len(set(names))  # shared sc/bi copied under unique names
+    a, b = ort_session(m), ort_session(smoothed)
+    for x in xs[:4]:
+        want, got = a.run(None, {"x": x}), b.run(None, {"x": x})
+        for w, g in zip(want, got):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_calibrate_writes_the_cache_it_is_told_to_in_its_own_folder(tmp_path, capsys, monkeypatch):
+    """`calibrate out/model.onnx --calib-cache out/calibration.json` (the help's example): written, then reused."""
+    from focalnet_edge.cli import main
+
+    out = tmp_path / "out"
+    assert main(["build", "--model", "demo", "--precision", "fp32", "--output", str(out), "--quiet"]) == 0
+    cache = out / "calibration.json"
+    args = ["calibrate", str(out / "model.onnx"), "--precision", "int8", "--no-cpu-int8", "--calib-data", "demo",
+            "--calib-cache", str(cache), "--quiet"]
+    assert main(args) == 0
+    doc = json.loads(cache.read_text())
+    assert doc["smoothing"]["alpha"] == 0.5 and doc["smoothing"]["scales"]
+    first = onnx.load(str(out / "model.int8.onnx"))
+    import focalnet_edge.calibration.smoothing as smoothing
+
+    monkeypatch.setattr(smoothing, "channel_absmax", lambda *a, **k: pytest.fail("channels measured again"))
+    assert main(args) == 0
+    again = onnx.load(str(out / "model.int8.onnx"))
+    assert [i.raw_data for i in first.graph.initializer] == [i.raw_data for i in again.graph.initializer]
+    assert not list(out.glob(".*.partial"))
+
+    # without images for the gate: one line, and the folder's cache is not touched
+    other = tmp_path / "other.json"
+    other.write_text(cache.read_text().replace('"method": "max"', '"method": "percentile"'))
+    before = cache.read_bytes()
+    capsys.readouterr()
+    assert main(["calibrate", str(out / "model.onnx"), "--precision", "int8", "--calib-cache", str(other), "--quiet"]) == 2
+    assert "held-back images" in capsys.readouterr().err and cache.read_bytes() == before

@@ -187,8 +187,8 @@ def save_ranges(path: str | Path, ranges: dict[str, tuple[float, float]], method
     factors per LayerNorm output (the ranges are those of the smoothed graph)."""
     doc = {"format": 1, "method": method, "percentile": percentile, "images": images, "model_sha256": model_sha256,
            "ranges": {k: list(v) for k, v in ranges.items()}}
-    if smoothing:
-        doc["smoothing"] = {"alpha": alpha, "scales": {k: [float(x) for x in v] for k, v in smoothing.items()}}
+    if alpha:  # smoothed with this alpha (no factors: the graph had no LayerNorm to fold)
+        doc["smoothing"] = {"alpha": alpha, "scales": {k: [float(x) for x in v] for k, v in (smoothing or {}).items()}}
     atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
@@ -214,21 +214,21 @@ def load_ranges(path: str | Path, model_sha256: str | None = None) -> tuple[dict
 
 def cached_smoothing(path: str | Path, doc: dict) -> tuple[dict[str, np.ndarray], float]:
     """The smoothing factors and alpha of a calibration cache (({}, 0.0) for caches written without smoothing)."""
-    block = doc.get("smoothing") or {}
+    block = doc.get("smoothing")
+    if block is None:
+        return {}, 0.0
     try:
         items = block.get("scales", {}).items()
         if not all(isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
                    for _, v in items):
             raise TypeError
         scales = {str(k): np.asarray(v, np.float32) for k, v in items}
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError, AttributeError, OverflowError):
         raise InputError(f"{path}: calibration cache has unreadable smoothing factors (lists of numbers expected); {RECALIBRATE}") from None
     bad = next((k for k, v in scales.items() if not np.all(np.isfinite(v)) or np.any(v < SCALE_LIMITS[0]) or np.any(v > SCALE_LIMITS[1])), None)
     if bad is not None:
         raise InputError(f"{path}: calibration cache smoothing factors of {bad!r} are not numbers in [{SCALE_LIMITS[0]:g}, "
                          f"{SCALE_LIMITS[1]:g}]; {RECALIBRATE}")
-    if not scales:
-        return {}, 0.0
     alpha = block.get("alpha")
     if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 < alpha <= 1:
         raise InputError(f"{path}: calibration cache smoothing alpha is {alpha!r}, expected a number in (0, 1]; {RECALIBRATE}")
@@ -524,16 +524,26 @@ def build_int8(
         timings["sensitivity"] = time.perf_counter() - t0
         t0 = time.perf_counter()
 
+        err_first = ((first_out.astype(np.float64) - ref) ** 2).reshape(len(ref), -1).sum(axis=1)
+        others = np.ones(len(ref), bool)
+        others[risky] = False
+        signal = float((ref.astype(np.float64) ** 2).sum())
+
         def judge(names: list[str]) -> gate.GateScore:
-            """Top-1/top-5 over every image, the risky ones re-run and the others keeping the first
-            outputs (they agreed already); SQNR and cosine of the risky ones alone: with the first
-            outputs mixed in they would barely move, and the search would return far more nodes
-            than the target needs (seen on a small foreign model: 7 nodes where 1 met it)."""
+            """The risky images re-run, the others keeping the first outputs (they agreed already):
+            top-1/top-5 and cosine over every image; SQNR with the others' noise scaled by the
+            risky images' drop. Kept at their first outputs, the others' noise would hold the SQNR
+            down and the search return more nodes than the target needs (seen on a small foreign
+            model: 7 nodes where 1 met it); the risky images alone would hold it down too (they are
+            picked for their error)."""
             sub = board.outputs(names, holdout[risky])
             out = first_out.copy()
             out[risky] = sub
-            part = gate.score(ref[risky], sub, classify)
-            return replace(gate.score(ref, out, classify), sqnr_db=part.sqnr_db, cosine=part.cosine)
+            new = float(((sub.astype(np.float64) - ref[risky]) ** 2).sum())
+            old = float(err_first[risky].sum())
+            noise = new + float(err_first[others].sum()) * (new / old if old > 0 else 1.0)
+            sqnr = float(10 * np.log10(max(signal, 1e-300) / noise)) if noise > 0 else float("inf")
+            return replace(gate.score(ref, out, classify), sqnr_db=sqnr)
 
         def judge_all(names: list[str]) -> gate.GateScore:  # every held-back image, fp32 float parts
             return gate.score(ref, board.outputs(names, holdout), classify)

@@ -45,20 +45,32 @@ def constant_values(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
 
 
 def smoothable(model: onnx.ModelProto, exclude: Iterable[str] = ()) -> dict[str, list[onnx.NodeProto]]:
-    """LayerNormalization output tensor -> its readers, for each LayerNorm that can be folded:
-    scale and bias are constants, and every reader is a MatMul/Gemm (not in `exclude`) whose
-    second input is a 2-D constant weight."""
+    """LayerNormalization output tensor -> its readers, for each LayerNorm that can be folded: it
+    normalises the last axis, its scale and bias are 1-D float32 constants, its output is not a graph
+    output, and every reader is a MatMul/Gemm (not in `exclude`) whose second input is a 2-D constant
+    weight with one row per channel."""
     inits = constant_values(model)
     readers = consumers(model)
+    outputs = {o.name for o in model.graph.output}
     skip = set(exclude)
     out: dict[str, list[onnx.NodeProto]] = {}
     for n in model.graph.node:
-        if n.op_type != "LayerNormalization" or len(n.input) < 3 or not all(i in inits for i in n.input[1:3]):
+        if n.op_type != "LayerNormalization" or len(n.input) < 3 or not all(i in inits for i in n.input[1:3]) or n.output[0] in outputs:
+            continue
+        axis = next((a.i for a in n.attribute if a.name == "axis"), -1)
+        scale, bias = inits[n.input[1]], inits[n.input[2]]
+        if axis != -1 or len(scale.dims) != 1 or list(bias.dims) != list(scale.dims) or scale.data_type != onnx.TensorProto.FLOAT:
             continue
         users = readers.get(n.output[0], [])
-        if users and all(_weight_rows(u, inits) is not None and u.name not in skip and u.input[0] == n.output[0] for u in users):
+        if users and all(u.name not in skip and u.input[0] == n.output[0] and _rows(u, inits) == scale.dims[0] for u in users):
             out[n.output[0]] = users
     return out
+
+
+def _rows(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> int | None:
+    """Input channels of a foldable GEMM's weight (None: not foldable)."""
+    axis = _weight_rows(node, inits)
+    return None if axis is None else int(inits[node.input[1]].dims[axis])
 
 
 def _weight_rows(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> int | None:
@@ -153,6 +165,7 @@ def apply_smoothing(model: onnx.ModelProto, scales: dict[str, np.ndarray]) -> on
             uses[i] = uses.get(i, 0) + 1
     producer = {o: n for n in out.graph.node for o in n.output}
     done = smoothable(out)
+    taken = set(inits) | {t for n in out.graph.node for t in [*n.input, *n.output]}
 
     def replace(node: onnx.NodeProto, k: int, value: np.ndarray) -> None:
         """Input k of `node` becomes `value`: in place when it is an initializer nothing else reads, else a new one."""
@@ -160,7 +173,11 @@ def apply_smoothing(model: onnx.ModelProto, scales: dict[str, np.ndarray]) -> on
         if name in direct and uses.get(name, 0) == 1:
             direct[name].CopyFrom(numpy_helper.from_array(value, name))
             return
-        new = f"{name}_smoothed_{node.name}".replace("/", "_")
+        new, k2 = f"{name}_smoothed", 0
+        while new in taken:  # unique even where nodes are unnamed
+            k2 += 1
+            new = f"{name}_smoothed_{k2}"
+        taken.add(new)
         out.graph.initializer.append(numpy_helper.from_array(value, new))
         uses[name] = uses.get(name, 1) - 1
         node.input[k] = new
