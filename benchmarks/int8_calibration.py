@@ -47,6 +47,16 @@ SUBJECTS = {"outliers": (DEFAULT_OUT, 0.02), "no-outliers": (DEFAULT_OUT_NO_OUTL
 METHODS = "max,percentile:99.999,percentile:99.99,entropy,distribution"
 
 
+def load_subject(subject: str):
+    """(fp32 path, fp32 graph, calibration set, held-back set, fp32 outputs on the held-back images): 220/100 of 320."""
+    out, outliers = SUBJECTS[subject]
+    fp32_path, images = prepare(out, outliers)
+    fp32 = onnx.load(str(fp32_path))
+    contract, _ = read_contract(fp32, fp32_path)
+    cal, held = load_calibration_data(images, contract, size=320).split()
+    return fp32_path, fp32, cal, held, outputs(fp32, held.inputs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default=METHODS, help=f"comma-separated (default {METHODS})")
@@ -61,12 +71,7 @@ def main() -> None:
     print("| subject | ranges | calibration images | time for ranges, wall (CPU) (s) | logit SQNR (dB) | cosine | top-1 | top-5 | "
           "int8 share of GEMM/Conv FLOPs |\n|---|---|---|---|---|---|---|---|---|", flush=True)
     for subject in args.subjects.split(","):
-        out, outliers = SUBJECTS[subject]
-        fp32_path, images = prepare(out, outliers)
-        fp32 = onnx.load(str(fp32_path))
-        contract, _ = read_contract(fp32, fp32_path)
-        cal, held = load_calibration_data(images, contract, size=320).split()
-        ref = outputs(fp32, held.inputs)
+        fp32_path, fp32, cal, held, ref = load_subject(subject)
         flops, exclude = gemm_flops(fp32), stem_and_head(fp32)
         for spec in args.methods.split(","):
             method, _, pct = spec.partition(":")
@@ -99,12 +104,7 @@ def smoothing_table(alphas: list[float], subjects: list[str]) -> None:
     print("| subject | smoothing alpha | downsampling Convs | logit SQNR (dB) | cosine | top-1 | top-5 | int8 share of GEMM/Conv FLOPs "
           "| channel maxima (s) | ranges (s) |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for subject in subjects:
-        out, outliers = SUBJECTS[subject]
-        fp32_path, images = prepare(out, outliers)
-        fp32 = onnx.load(str(fp32_path))
-        contract, _ = read_contract(fp32, fp32_path)
-        cal, held = load_calibration_data(images, contract, size=320).split()
-        ref = outputs(fp32, held.inputs)
+        fp32_path, fp32, cal, held, ref = load_subject(subject)
         flops, exclude, down = gemm_flops(fp32), stem_and_head(fp32), downsampling(fp32)
         t0 = time.perf_counter()
         absmax = channel_absmax(fp32_path, cal.inputs, list(smoothable(fp32)))
