@@ -383,50 +383,46 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
     on the held-back images are computed once for all of them; each manifest entry's `timings_s`
     has the seconds of both ("calibration", "reference") and of its own gate's phases.
     """
-    # in the output folder (space for a copy of the weights is needed there anyway); ".partial": a killed
-    # run's leftover is removed by the next run in the folder (outputs.cleanup_leftovers)
-    with tempfile.TemporaryDirectory(prefix=".int8-source.", suffix=".partial", dir=output_dir) as work:
-        return _int8_forms(output_dir, fp32_path, part, held, options, manifest, wanted, progress, Path(work))
-
-
-def _int8_forms(output_dir: Path, fp32_path: Path, part, held, options: PrecisionOptions, manifest: dict[str, Any] | None,
-                wanted: tuple[str, ...], progress: bool, work: Path) -> list[Any]:
     from .calibration import build_fp8, build_int8
     from .calibration.gate import outputs
 
     if held is None:  # before anything is written
         raise InputError("the accuracy gate needs held-back images: pass --calib-data along with --calib-cache")
-    t0 = time.perf_counter()
-    source, ranges, made = int8_source(output_dir, fp32_path, part, options, work, progress)
-    t_ranges = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    reference = outputs(str(fp32_path), held.inputs)
-    shared = {"calibration": round(t_ranges, 2), "reference": round(time.perf_counter() - t0, 2)}
-    log.info("int8: calibration ranges %.1f s, fp32 outputs on %d held-back images %.1f s", t_ranges, len(held), shared["reference"])
-    results = []
-    for name in wanted:
-        row = artifacts.PRECISIONS[name]
-        form = "cpu" if name == "int8-cpu" else "tensorrt"
-        float_type = options.int8_float if form == "tensorrt" else "fp32"  # ORT's CPU kernels want fp32
-        common = dict(float_type=float_type, calibration_inputs=part.inputs if part is not None else None,
-                      reference=reference, progress=progress)
-        if name == "fp8":
-            r = build_fp8(source, output_dir / row.onnx, ranges, held.inputs, min_agreement=options.min_agreement,
-                          max_fallback=options.max_fallback, keep_stem_and_head=options.keep_stem_and_head, **common)
-        else:
-            r = build_int8(source, output_dir / row.onnx, ranges, held.inputs, form, options.min_agreement,
-                           options.max_fallback, options.keep_stem_and_head, **common)
-        r.timings = {**shared, **{k: v for k, v in r.timings.items() if k != "reference"}}
-        r.timings["total"] = round(sum(v for k, v in r.timings.items() if k != "total"), 2)
-        if not r.gate_passed:
-            log.warning("%s: the accuracy gate is not met (%s) after returning %d nodes to float (tried: %s)", row.onnx,
-                        "; ".join(r.shortfall) or f"agreement {r.agreement:.4f}", len(r.kept_float), ", ".join(r.tried) or "none")
-        results.append(r)
-        if manifest is not None:
-            add_artifact(manifest, r.path, row.name, artifacts.ONNX, requires={"runtime": row.runs_on},
-                         int8={**r.to_manifest(), "float": float_type, "method": made["method"], "calibration": CALIBRATION,
-                               "smoothing": made["smoothing"]})
-    return results
+    # the smoothed graph goes to a work folder in the output folder (space for a copy of the weights is
+    # needed there anyway); ".partial": a killed run's leftover is removed by the next run in the folder
+    with tempfile.TemporaryDirectory(prefix=".int8-source.", suffix=".partial", dir=output_dir) as tmp:
+        work = Path(tmp)
+        t0 = time.perf_counter()
+        source, ranges, made = int8_source(output_dir, fp32_path, part, options, work, progress)
+        t_ranges = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        reference = outputs(str(fp32_path), held.inputs)
+        shared = {"calibration": round(t_ranges, 2), "reference": round(time.perf_counter() - t0, 2)}
+        log.info("int8: calibration ranges %.1f s, fp32 outputs on %d held-back images %.1f s", t_ranges, len(held), shared["reference"])
+        results = []
+        for name in wanted:
+            row = artifacts.PRECISIONS[name]
+            form = "cpu" if name == "int8-cpu" else "tensorrt"
+            float_type = options.int8_float if form == "tensorrt" else "fp32"  # ORT's CPU kernels want fp32
+            common = dict(float_type=float_type, calibration_inputs=part.inputs if part is not None else None,
+                          reference=reference, progress=progress)
+            if name == "fp8":
+                r = build_fp8(source, output_dir / row.onnx, ranges, held.inputs, min_agreement=options.min_agreement,
+                              max_fallback=options.max_fallback, keep_stem_and_head=options.keep_stem_and_head, **common)
+            else:
+                r = build_int8(source, output_dir / row.onnx, ranges, held.inputs, form, options.min_agreement,
+                               options.max_fallback, options.keep_stem_and_head, **common)
+            r.timings = {**shared, **{k: v for k, v in r.timings.items() if k != "reference"}}
+            r.timings["total"] = round(sum(v for k, v in r.timings.items() if k != "total"), 2)
+            if not r.gate_passed:
+                log.warning("%s: the accuracy gate is not met (%s) after returning %d nodes to float (tried: %s)", row.onnx,
+                            "; ".join(r.shortfall) or f"agreement {r.agreement:.4f}", len(r.kept_float), ", ".join(r.tried) or "none")
+            results.append(r)
+            if manifest is not None:
+                add_artifact(manifest, r.path, row.name, artifacts.ONNX, requires={"runtime": row.runs_on},
+                             int8={**r.to_manifest(), "float": float_type, "method": made["method"], "calibration": CALIBRATION,
+                                   "smoothing": made["smoothing"]})
+        return results
 
 
 # -- build -------------------------------------------------------------------------------------------

@@ -42,8 +42,10 @@ def float_tensors(model: onnx.ModelProto) -> list[str]:
     return [o for n in model.graph.node for o in n.output if o and types.get(o) == onnx.TensorProto.FLOAT]
 
 
-def absmax_probe(model: onnx.ModelProto, tensors: list[str]) -> tuple[onnx.ModelProto, dict[str, str]]:
-    """A copy of the graph of `model` whose outputs are max |t| (a scalar) of each tensor in `tensors`.
+def absmax_probe(model: onnx.ModelProto, tensors: list[str],
+                 channels: dict[str, int] | None = None) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """A copy of the graph of `model` whose outputs are max |t| of each tensor in `tensors`: a
+    scalar, or one value per channel of the last axis for the tensors in `channels` (name -> channels).
 
     Each tensor is reduced right after the node that makes it (Abs -> ReduceMax), so ONNX
     Runtime frees it as in a plain inference: a run holds one inference's activations, not
@@ -51,8 +53,12 @@ def absmax_probe(model: onnx.ModelProto, tensors: list[str]) -> tuple[onnx.Model
     images). Call on a graph whose weights are external (cheap to copy). Returns the probe and
     the output name of each tensor's maximum.
     """
+    from onnx import TensorProto, helper
+
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
+    channels = channels or {}
+    opset = next((o.version for o in probe.opset_import if o.domain in ("", "ai.onnx")), 17)
     wanted = set(tensors)
     names: dict[str, str] = {}
     nodes = []
@@ -60,21 +66,38 @@ def absmax_probe(model: onnx.ModelProto, tensors: list[str]) -> tuple[onnx.Model
         nodes.append(node)
         for t in node.output:
             if t in wanted and t not in names:
-                names[t] = f"{t}__absmax"
-                nodes.append(onnx.helper.make_node("Abs", [t], [f"{t}__abs"], name=f"{t}__abs"))
-                nodes.append(onnx.helper.make_node("ReduceMax", [f"{t}__abs"], [names[t]], name=names[t], keepdims=0))
+                names[t] = out = f"{t}__absmax"
+                nodes.append(helper.make_node("Abs", [t], [f"{t}__abs"], name=f"{t}__abs"))
+                if t not in channels:
+                    nodes.append(helper.make_node("ReduceMax", [f"{t}__abs"], [out], name=out, keepdims=0))
+                    continue
+                shape = helper.make_tensor(f"{t}__shape", TensorProto.INT64, [2], [-1, channels[t]])
+                nodes += [helper.make_node("Constant", [], [f"{t}__shape"], value=shape),
+                          helper.make_node("Reshape", [f"{t}__abs", f"{t}__shape"], [f"{t}__2d"], name=f"{t}__2d")]
+                if opset >= 18:  # axes became an input
+                    axes = helper.make_tensor(f"{t}__axes", TensorProto.INT64, [1], [0])
+                    nodes += [helper.make_node("Constant", [], [f"{t}__axes"], value=axes),
+                              helper.make_node("ReduceMax", [f"{t}__2d", f"{t}__axes"], [out], name=out, keepdims=0)]
+                else:
+                    nodes.append(helper.make_node("ReduceMax", [f"{t}__2d"], [out], name=out, axes=[0], keepdims=0))
     del probe.graph.node[:]
     probe.graph.node.extend(nodes)
     del probe.graph.output[:]
-    probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, []) for n in names.values())
+    probe.graph.output.extend(helper.make_tensor_value_info(out, TensorProto.FLOAT, [channels[t]] if t in channels else [])
+                              for t, out in names.items())
     return probe, names
 
 
-def activation_ranges(model: str | Path, inputs: np.ndarray, input_name: str | None = None, batch: int = 16) -> dict[str, float]:
-    """max |value| of every float tensor a node outputs, over `inputs` (fp32 graph, ONNX Runtime CPU).
+def probe_maxima(model: str | Path, inputs: np.ndarray, tensors: list[str] | None = None, channels: dict[str, int] | None = None,
+                 input_name: str | None = None, batch: int = 16, optimize: bool = False) -> dict[str, float | np.ndarray]:
+    """max |value| of `tensors` (None: every float tensor a node outputs) over `inputs`, by
+    `absmax_probe` (per channel for the tensors in `channels`: float64 arrays; else floats).
 
-    `model` is the path of an ONNX file; the probe (`absmax_probe`) is written beside it,
-    referring to the same external data, so no copy of the weights is made in Python.
+    `optimize`: ONNX Runtime's graph optimizations (off by default: every tensor of the graph as
+    written; on is ~1.4x faster where only tensors the probe reads matter).
+
+    `model` is the path of an ONNX file; the probe is written beside it, referring to the same
+    external data, so no copy of the weights is made in Python.
     """
     import gc
 
@@ -83,21 +106,28 @@ def activation_ranges(model: str | Path, inputs: np.ndarray, input_name: str | N
     model = Path(model)
     graph = load_onnx(model, external_data=False)
     input_name = input_name or graph.graph.input[0].name
-    probe, names = absmax_probe(graph, float_tensors(graph))
+    probe, names = absmax_probe(graph, float_tensors(graph) if tensors is None else tensors, channels)
     del graph
-    peak: dict[str, float] = {}
+    peak: dict[str, float | np.ndarray] = {}
     with temporary_path(model, "absmax-probe") as tmp:  # beside `model`: its external data resolves
         onnx.save(probe, str(tmp))
         del probe
-        sess = ort_session(tmp, optimize=False, priority_order=True)  # as written; each tensor freed once reduced
+        sess = ort_session(tmp, optimize=optimize, priority_order=True)  # each tensor freed once reduced
         back = {v: k for k, v in names.items()}
         outs = [back[o.name] for o in sess.get_outputs()]
         for i in range(0, len(inputs), batch):
             for name, value in zip(outs, sess.run(None, {input_name: inputs[i : i + batch]})):
-                peak[name] = max(peak.get(name, 0.0), float(value))
+                value = value.astype(np.float64) if value.ndim else float(value)
+                peak[name] = value if name not in peak else np.maximum(peak[name], value)
         del sess
         gc.collect()
     return peak
+
+
+def activation_ranges(model: str | Path, inputs: np.ndarray, input_name: str | None = None, batch: int = 16) -> dict[str, float]:
+    """max |value| of every float tensor a node outputs, over `inputs` (fp32 graph, ONNX Runtime CPU;
+    `model` is the path of an ONNX file: see `probe_maxima`)."""
+    return {k: float(v) for k, v in probe_maxima(model, inputs, input_name=input_name, batch=batch).items()}
 
 
 def nodes_to_keep_fp32(model: onnx.ModelProto, peak: dict[str, float]) -> list[str]:

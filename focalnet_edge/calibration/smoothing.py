@@ -88,53 +88,17 @@ def _weight_rows(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> in
 
 
 def channel_absmax(model_path: str | Path, inputs: np.ndarray, tensors: Iterable[str], batch: int = 16) -> dict[str, np.ndarray]:
-    """max |x| per channel (the last axis) of each LayerNorm output in `tensors` over `inputs`.
+    """max |x| per channel (the last axis) of each LayerNorm output in `tensors` over `inputs`,
+    reduced inside the graph (`fp16.probe_maxima`: no activation map leaves ONNX Runtime)."""
+    from ..onnx_io import load_onnx
+    from .fp16 import probe_maxima
 
-    Each tensor is reduced to its channel maxima inside the graph (Abs, Reshape to (-1, C),
-    ReduceMax), so no activation map leaves ONNX Runtime; the probe is written beside
-    `model_path`, so external data resolves without a copy of the weights (as `fp16.activation_ranges`).
-    """
-    import gc
-
-    from ..io import temporary_path
-    from ..onnx_io import load_onnx, ort_session
-
-    model_path = Path(model_path)
     graph = load_onnx(model_path, external_data=False)
     producer = {o: n for n in graph.graph.node for o in n.output}
     inits = constant_values(graph)
-    opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), 17)
-    names: dict[str, str] = {}
-    for k, t in enumerate(tensors):
-        channels = int(np.prod(inits[producer[t].input[1]].dims))  # the LayerNorm's scale: one per channel
-        base = f"channel_absmax_{k}"
-        shape = onnx.helper.make_tensor(base + "_shape", onnx.TensorProto.INT64, [2], [-1, channels])
-        nodes = [onnx.helper.make_node("Abs", [t], [base + "_abs"]),
-                 onnx.helper.make_node("Constant", [], [base + "_shape"], value=shape),
-                 onnx.helper.make_node("Reshape", [base + "_abs", base + "_shape"], [base + "_2d"])]
-        if opset >= 18:  # axes became an input
-            axes = onnx.helper.make_tensor(base + "_axes", onnx.TensorProto.INT64, [1], [0])
-            nodes += [onnx.helper.make_node("Constant", [], [base + "_axes"], value=axes),
-                      onnx.helper.make_node("ReduceMax", [base + "_2d", base + "_axes"], [base], keepdims=0)]
-        else:
-            nodes.append(onnx.helper.make_node("ReduceMax", [base + "_2d"], [base], axes=[0], keepdims=0))
-        graph.graph.node.extend(nodes)
-        graph.graph.output.append(onnx.helper.make_tensor_value_info(base, onnx.TensorProto.FLOAT, [channels]))
-        names[base] = t
-    out: dict[str, np.ndarray] = {}
-    with temporary_path(model_path, "channel-probe") as tmp:
-        onnx.save(graph, str(tmp))
-        del graph
-        sess = ort_session(tmp, priority_order=True)
-        input_name = sess.get_inputs()[0].name
-        wanted = list(names)
-        for i in range(0, len(inputs), batch):
-            for probe, value in zip(wanted, sess.run(wanted, {input_name: inputs[i : i + batch]})):
-                t = names[probe]
-                out[t] = value.astype(np.float64) if t not in out else np.maximum(out[t], value)
-        del sess
-        gc.collect()
-    return out
+    channels = {t: int(np.prod(inits[producer[t].input[1]].dims)) for t in tensors}  # the LayerNorm's scale: one per channel
+    del graph
+    return probe_maxima(model_path, inputs, list(channels), channels, batch=batch, optimize=True)  # type: ignore[return-value]
 
 
 def smoothing_scales(model: onnx.ModelProto, absmax: dict[str, np.ndarray], alpha: float = ALPHA,
