@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import __version__
+from . import __version__, versions
 from .errors import ArtifactError, ConfigError, FocalNetEdgeError
 
 log = logging.getLogger("focalnet_edge")
@@ -885,6 +885,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        versions.check()
         return func(args)
     except FocalNetEdgeError as e:
         if args.verbose:

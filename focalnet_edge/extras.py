@@ -24,3 +24,6 @@ def require_torch(what: str) -> None:
     """Raise one clear `InputError` when PyTorch is missing for `what`."""
     if not torch_available():
         raise InputError(f"{what} needs PyTorch, which is not installed here: {BUILD_EXTRA}")
+    from .versions import check
+
+    check("build")

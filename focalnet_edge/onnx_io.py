@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import onnx
+from google.protobuf.message import Message
 
 from .contract import InputContract
 from .errors import ArtifactError
@@ -101,10 +102,10 @@ def _write_streamed(model: onnx.ModelProto, f, base_dir: Path | None) -> None:
     shell = onnx.ModelProto()
     for fd, value in model.ListFields():
         if fd.name != "graph":
-            _copy_field(shell, fd, value)
+            _copy_field(shell, fd.name, value)
     for fd, value in model.graph.ListFields():
         if fd.name != "initializer":
-            _copy_field(shell.graph, fd, value)
+            _copy_field(shell.graph, fd.name, value)
     f.write(shell.SerializeToString())
     for t in model.graph.initializer:
         if t.data_location == onnx.TensorProto.EXTERNAL:  # inlined here, one tensor at a time
@@ -158,13 +159,19 @@ def _copy_external(t: onnx.TensorProto, base_dir: Path | None, f) -> None:
             remaining -= len(block)
 
 
-def _copy_field(target, fd, value) -> None:
-    if fd.label == fd.LABEL_REPEATED:
-        getattr(target, fd.name).extend(value)
-    elif fd.type == fd.TYPE_MESSAGE:
-        getattr(target, fd.name).CopyFrom(value)
-    else:
-        setattr(target, fd.name, value)
+def _copy_field(target, name: str, value) -> None:
+    """Set field `name` of the message `target` to `value`, as `ListFields` returned it.
+
+    Decided by the value's type, not by the field descriptor's `label`: protobuf 7 removed
+    `FieldDescriptor.label`, and the types (a message, a scalar, else a repeated container)
+    are the same on protobuf 4 to 7.
+    """
+    if isinstance(value, Message):
+        getattr(target, name).CopyFrom(value)
+    elif isinstance(value, (bool, int, float, str, bytes)):
+        setattr(target, name, value)
+    else:  # repeated scalars or messages
+        getattr(target, name).extend(value)
 
 
 def save_onnx(model: onnx.ModelProto, path: str | os.PathLike, external: bool | None = None,
