@@ -663,6 +663,11 @@ EPILOG_DEPLOY = """examples:
   focalnet-edge deploy out/ --to deepstream
 """
 
+EPILOG_GST = """examples:
+  export GST_PLUGIN_PATH=$(focalnet-edge gst --plugin-path)
+  PATH=/usr/bin:/bin gst-launch-1.0 filesrc location=clip.mp4 ! decodebin ! videoconvert ! focalnetclassify model=out/ ! fakesink
+"""
+
 EPILOG_SERVE = """examples:
   focalnet-edge serve out/                                   # HTTP on 8000, gRPC on 8001
   focalnet-edge serve out/ --port 9000 --grpc-port 9001 --max-batch 16 --instances 2
@@ -691,6 +696,17 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     ))
     print(f"wrote {result.model_dir} ({result.platform}, from {result.artifact}); "
           f"serve it with: tritonserver --model-repository {Path(args.repo).resolve()}")
+    return 0
+
+
+def cmd_gst(args: argparse.Namespace) -> int:
+    from .deploy.gstreamer import ELEMENT, plugin_path
+
+    folder = plugin_path(args.dir)
+    if args.plugin_path:
+        print(folder)
+    else:
+        print(f"export GST_PLUGIN_PATH={folder}  # then: gst-inspect-1.0 {ELEMENT} (with this venv's bin off PATH)")
     return 0
 
 
@@ -731,6 +747,12 @@ def _deploy_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
                    help="per-channel std: in the DeepStream ONNX (graph, auto) or one approximate nvinfer scale")
     g.add_argument("--gpu-id", type=int, default=None, metavar="N", help="gpu-id (default 0)")
     p.set_defaults(func=cmd_deploy)
+
+    p = command("gst", help="the GStreamer element focalnetclassify: write and print its plugin folder (GST_PLUGIN_PATH)",
+                epilog=EPILOG_GST)
+    p.add_argument("--plugin-path", action="store_true", help="print only the folder, for GST_PLUGIN_PATH=$(focalnet-edge gst --plugin-path)")
+    p.add_argument("--dir", default=None, metavar="DIR", help="write the plugin folder here (default: a folder per installation in ~/.cache)")
+    p.set_defaults(func=cmd_gst)
 
     p = command("serve", help="serve an output folder over Triton's HTTP/gRPC protocol (PyTriton)", epilog=EPILOG_SERVE)
     p.add_argument("folder", help="an output folder or an artifact")
