@@ -74,9 +74,9 @@ int main (int argc, char **argv)
   }
   GError *err = NULL;
   GstElement *pipeline = gst_parse_launch (argv[1], &err);
-  if (!pipeline) {
+  if (err) {  /* a pipeline that does not parse, or whose elements do not link (e.g. caps no element takes) */
     fprintf (stderr, "error: %s\n", err->message);
-    return 2;
+    return 1;
   }
   GstElement *cls = gst_bin_get_by_name (GST_BIN (pipeline), "cls");
   GstElement *sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");

@@ -29,25 +29,12 @@ from gi.repository import GObject, Gst, GstBase, GstVideo  # noqa: E402
 
 from ...errors import ConfigError, FocalNetEdgeError  # noqa: E402
 from . import ELEMENT, frames, roi  # noqa: E402
+from .element_spec import MODES, PRIMARY_ROI_TYPE, PROPERTIES  # noqa: E402
 
-MODES = ("primary", "secondary")
-PRIMARY_ROI_TYPE = "frame"
 CAPS = Gst.Caps.from_string(
     f"video/x-raw, format=(string){{ {', '.join(frames.FORMATS)} }}, width=(int)[ 1, 2147483647 ], "
     "height=(int)[ 1, 2147483647 ], framerate=(fraction)[ 0/1, 2147483647/1 ]"
 )
-_RW = GObject.ParamFlags.READWRITE
-#: name -> GObject property spec (gst-inspect-1.0 lists these)
-PROPERTIES = {
-    "model": (str, "model", "focalnet-edge output folder or artifact (as runtime.load takes)", None, _RW),
-    "artifact": (str, "artifact", "artifact of the folder: file name or precision (default: the best this machine runs)", None, _RW),
-    "mode": (str, "mode", "primary: classify whole frames; secondary: the regions of interest upstream attached", "primary", _RW),
-    "batch-size": (int, "batch size", "frames (primary) or regions (secondary) per inference", 1, 1024, 1, _RW),
-    "interval": (int, "interval", "classify every Nth frame (1: every frame)", 1, 2**31 - 1, 1, _RW),
-    "top-k": (int, "top k", "labels kept per result", 1, 1000, 5, _RW),
-    "threshold": (float, "threshold", "attach a result only when its top-1 confidence is at least this", 0.0, 1.0, 0.0, _RW),
-    "roi-type": (str, "roi type", "secondary: classify only regions of this type (empty: every region)", "", _RW),
-}
 
 
 class _Frame:
@@ -71,13 +58,13 @@ class FocalNetClassify(GstBase.BaseTransform):
         Gst.PadTemplate.new("sink", Gst.PadDirection.SINK, Gst.PadPresence.ALWAYS, CAPS),
     )
     __gtype_name__ = "GstFocalNetClassify"
-    __gproperties__ = PROPERTIES
+    __gproperties__ = {name: (*spec, GObject.ParamFlags.READWRITE) for name, spec in PROPERTIES.items()}
 
     def __init__(self) -> None:
         super().__init__()
         self.set_in_place(True)
         self.set_passthrough(False)
-        self._props = {name: spec[-2] for name, spec in PROPERTIES.items()}
+        self._props = {name: spec[-1] for name, spec in PROPERTIES.items()}
         self._runner = None
         self._format: str | None = None
         self._layout: frames.Layout | None = None
@@ -142,16 +129,22 @@ class FocalNetClassify(GstBase.BaseTransform):
         return True
 
     def do_accept_caps(self, direction: Gst.PadDirection, caps: Gst.Caps) -> bool:
-        """Say which formats are taken when upstream offers fixed caps the element cannot take."""
-        if caps.can_intersect(CAPS):
-            return GstBase.BaseTransform.do_accept_caps(self, direction, caps)
-        if caps.is_fixed():
-            s = caps.get_structure(0)
-            what = s.get_string("format") or s.get_name()
-            self.message_full(Gst.MessageType.ERROR, Gst.StreamError.quark(), Gst.StreamError.FORMAT,
-                              f"{ELEMENT}: {what} frames are not supported: expected video/x-raw in "
-                              f"{', '.join(frames.FORMATS)} (put videoconvert before {ELEMENT})", caps.to_string(), __file__, "accept_caps", 0)
-        return False
+        """Fixed caps about to be sent: refused with a message naming the formats taken when not ours.
+
+        (Where the caps filter sits right before the element, gst_parse_launch already refuses the
+        link, naming the element and the caps.)"""
+        return not self._refuse(caps) and GstBase.BaseTransform.do_accept_caps(self, direction, caps)
+
+    def _refuse(self, caps: Gst.Caps) -> bool:
+        """True when `caps` are fixed and not ours: then say on the bus which formats are taken."""
+        if not caps.is_fixed() or caps.can_intersect(CAPS):
+            return False
+        s = caps.get_structure(0)
+        what = s.get_string("format") or s.get_name()
+        self.message_full(Gst.MessageType.ERROR, Gst.StreamError.quark(), Gst.StreamError.FORMAT,
+                          f"{ELEMENT}: {what} frames are not supported: expected video/x-raw in "
+                          f"{', '.join(frames.FORMATS)} (put videoconvert before {ELEMENT})", caps.to_string(), __file__, "caps", 0)
+        return True
 
     # -- events: a serialized event flushes the batch first, a flush drops it ---------------------
     def do_sink_event(self, event: Gst.Event) -> bool:
