@@ -683,8 +683,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             secondary_batch_size=args.secondary_batch_size, classifier_threshold=args.classifier_threshold,
             gie_unique_id=args.gie_id, secondary_gie_unique_id=args.secondary_gie_id, operate_on_gie_id=args.operate_on_gie_id,
             operate_on_class_ids=args.operate_on_class_ids, normalize=args.normalize, gpu_id=args.gpu_id,
+            object_min_width=args.object_min_width, object_min_height=args.object_min_height,
+            classifier_async_mode=args.classifier_async_mode, secondary_reinfer_interval=args.secondary_reinfer_interval,
         )
-        print(f"wrote {written} (config_infer_primary.txt, config_infer_secondary.txt, labels.txt)")
+        print(f"wrote {written} ({', '.join(sorted(p.name for p in written.iterdir() if p.suffix in ('.txt', '.onnx')))})")
         return 0
     from .deploy.triton import TritonOptions, deploy
 
@@ -746,6 +748,12 @@ def _deploy_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
     g.add_argument("--normalize", choices=("auto", "graph", "nvinfer"), default=None,
                    help="per-channel std: in the DeepStream ONNX (graph, auto) or one approximate nvinfer scale")
     g.add_argument("--gpu-id", type=int, default=None, metavar="N", help="gpu-id (default 0)")
+    g.add_argument("--object-min-width", type=int, default=None, metavar="PX", help="secondary: smallest object width classified (default 32)")
+    g.add_argument("--object-min-height", type=int, default=None, metavar="PX", help="secondary: smallest object height classified (default 32)")
+    g.add_argument("--classifier-async-mode", action="store_true", default=None,
+                   help="secondary classifier: attach results asynchronously (tracked objects only; needs a tracker)")
+    g.add_argument("--secondary-reinfer-interval", type=int, default=None, metavar="N",
+                   help="secondary: frames between two inferences on one tracked object (default 0)")
     p.set_defaults(func=cmd_deploy)
 
     p = command("gst", help="the GStreamer element focalnetclassify: write and print its plugin folder (GST_PLUGIN_PATH)",
