@@ -162,6 +162,18 @@ def test_packed_formats_give_the_same_numbers(env, reader, folder, frames, fmt):
     assert np.allclose([r["score"] for r in rows], [t[0]["score"] for t in expected], atol=1e-5)
 
 
+def test_grey_frames_give_the_same_numbers(env, reader, folder, frames, tmp_path):
+    grey = []
+    for i, path in enumerate(frames):  # grey PNGs: pngdec gives GRAY8, which videoconvert passes through
+        grey.append(tmp_path / f"frame_{i:03d}.png")
+        Image.open(path).convert("L").save(grey[-1])
+    rows, _ = _rows(_run(reader, env, _pipeline(grey, f"model={folder}", "! video/x-raw,format=GRAY8")))
+    with load(folder) as runner:
+        expected = runner.predict([str(p) for p in grey], top_k=1)
+    assert [r["index"] for r in rows] == [t[0]["index"] for t in expected]
+    assert np.allclose([r["score"] for r in rows], [t[0]["score"] for t in expected], atol=1e-5)
+
+
 @pytest.mark.parametrize("fmt", ["I420", "NV12"])
 def test_yuv_frames_give_the_same_labels(env, reader, folder, frames, fmt):
     # videoconvert's RGB -> YUV -> our YUV -> RGB loses a grey level or two: labels equal, confidences close

@@ -15,7 +15,7 @@ Batching: `batch-size` frames (primary) or regions (secondary) go into one infer
 does, so a buffer waits until its batch is full (a shallow copy is kept: gst-python gives a
 vfunc's buffer without a reference of its own) or until a serialized event (EOS, caps, segment)
 flushes the batch. Preprocessing is `Runner.predict`'s own on the RGB frame or crop
-(`frames.to_rgb`), so the numbers are those of `runtime.load(model).predict` on the same pixels.
+(`frames.to_image`), so the numbers are those of `runtime.load(model).predict` on the same pixels.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class _Frame:
 
     def __init__(self, buffer: Gst.Buffer, index: int, width: int, height: int) -> None:
         self.buffer, self.index, self.width, self.height = buffer, index, width, height
-        self.images: list = []  #: uint8 (h, w, 3) RGB arrays to classify
+        self.images: list = []  #: PIL images (the frame or its crops) to classify
         self.targets: list[tuple[int | None, roi.Region | None, tuple[int, int, int, int]]] = []  #: (meta address, region, rect)
 
 
@@ -200,7 +200,7 @@ class FocalNetClassify(GstBase.BaseTransform):
         return wanted
 
     def _collect(self, buffer: Gst.Buffer, index: int, lay: frames.Layout, wanted: list) -> _Frame:
-        """The images to classify in `buffer` (RGB crops of one conversion of the frame) and where their results go."""
+        """The images to classify in `buffer` (crops of one conversion of the frame) and where their results go."""
         frame = _Frame(buffer, index, lay.width, lay.height)
         if not wanted:
             return frame
@@ -208,11 +208,11 @@ class FocalNetClassify(GstBase.BaseTransform):
         if not ok:
             raise RuntimeError("could not map a buffer for reading")
         try:
-            rgb = frames.to_rgb(mapped.data, self._format, lay)
+            image = frames.to_image(mapped.data, self._format, lay)
         finally:
             buffer.unmap(mapped)
         for region, (x, y, w, h) in wanted:
-            frame.images.append(rgb if region is None else rgb[y : y + h, x : x + w])
+            frame.images.append(image if region is None else image.crop((x, y, x + w, y + h)))
             frame.targets.append((region.address if region else None, region, (x, y, w, h)))
         return frame
 
