@@ -42,8 +42,16 @@ class _Frame:
 
     def __init__(self, buffer: Gst.Buffer, index: int, width: int, height: int) -> None:
         self.buffer, self.index, self.width, self.height = buffer, index, width, height
-        self.images: list = []  #: PIL images (the frame or its crops) to classify
+        self.mapped = None  #: the buffer's read mapping while `images` view it
+        self.images: list = []  #: the frame or its crops, as `predict` takes them (`frames.to_image`)
         self.targets: list[tuple[int | None, roi.Region | None, tuple[int, int, int, int]]] = []  #: (meta address, region, rect)
+
+    def release(self) -> None:
+        """Unmap the buffer (its images are no longer needed)."""
+        if self.mapped is not None:
+            self.images = []
+            self.buffer.unmap(self.mapped)
+            self.mapped = None
 
 
 class FocalNetClassify(GstBase.BaseTransform):
@@ -108,8 +116,13 @@ class FocalNetClassify(GstBase.BaseTransform):
         self.message_full(Gst.MessageType.ERROR, Gst.ResourceError.quark(), code, message, None, __file__, "start", 0)
         return False
 
-    def do_stop(self) -> bool:
+    def _drop(self) -> None:
+        for frame in self._pending:
+            frame.release()
         self._pending = []
+
+    def do_stop(self) -> bool:
+        self._drop()
         if self._runner is not None:
             self._runner.close()
             self._runner = None
@@ -149,7 +162,7 @@ class FocalNetClassify(GstBase.BaseTransform):
     # -- events: a serialized event flushes the batch first, a flush drops it ---------------------
     def do_sink_event(self, event: Gst.Event) -> bool:
         if event.type == Gst.EventType.FLUSH_STOP:
-            self._pending = []
+            self._drop()
         elif self._pending and Gst.EventType.get_flags(event.type) & Gst.EventTypeFlags.SERIALIZED:
             if self._flush() != Gst.FlowReturn.OK:
                 return False
@@ -171,7 +184,7 @@ class FocalNetClassify(GstBase.BaseTransform):
         if not wanted and not self._pending:
             self._post(index, buffer, [])
             return Gst.FlowReturn.OK
-        waiting = sum(len(f.images) for f in self._pending) + len(wanted)
+        waiting = sum(len(f.targets) for f in self._pending) + len(wanted)
         if waiting < self._props["batch-size"]:
             held = buffer.copy()  # a reference of our own, writable: gst-python's `buffer` dies with this call
             self._pending.append(self._collect(held, index, layout, self._wanted(held, layout) if wanted else []))
@@ -204,16 +217,17 @@ class FocalNetClassify(GstBase.BaseTransform):
         frame = _Frame(buffer, index, lay.width, lay.height)
         if not wanted:
             return frame
-        ok, mapped = buffer.map(Gst.MapFlags.READ)
+        ok, frame.mapped = buffer.map(Gst.MapFlags.READ)
         if not ok:
             raise RuntimeError("could not map a buffer for reading")
         try:
-            image = frames.to_image(mapped.data, self._format, lay)
-        finally:
-            buffer.unmap(mapped)
-        for region, (x, y, w, h) in wanted:
-            frame.images.append(image if region is None else image.crop((x, y, x + w, y + h)))
-            frame.targets.append((region.address if region else None, region, (x, y, w, h)))
+            image = frames.to_image(frame.mapped.data, self._format, lay)
+        except Exception:
+            frame.release()
+            raise
+        for region, rect in wanted:
+            frame.images.append(image if region is None else frames.crop(image, rect))
+            frame.targets.append((region.address if region else None, region, rect))
         return frame
 
     def _flush(self, last_is_current: bool = False) -> Gst.FlowReturn:
@@ -226,10 +240,14 @@ class FocalNetClassify(GstBase.BaseTransform):
         except FocalNetEdgeError as e:
             self.message_full(Gst.MessageType.ERROR, Gst.StreamError.quark(), Gst.StreamError.FAILED, str(e), None, __file__, "flush", 0)
             return Gst.FlowReturn.ERROR
+        finally:
+            del images
+            for frame in pending:
+                frame.release()
         at = 0
         for frame in pending:
-            mine = results[at : at + len(frame.images)]
-            at += len(frame.images)
+            mine = results[at : at + len(frame.targets)]
+            at += len(frame.targets)
             self._post(frame.index, frame.buffer, self._attach(frame, mine))
         held = pending[:-1] if last_is_current else pending
         for frame in held:

@@ -2,11 +2,12 @@
 
 One row per format the element accepts; each reads the planes at the offsets and strides the
 caps (or the buffer's GstVideoMeta) give, so padded rows (RGB of width 150 has 452-byte rows)
-are skipped. Packed RGB and grey frames go through Pillow's raw decoder in one pass (its
-rawmodes reorder BGR and drop the fourth byte: about 5 ms for a 1080p frame, where numpy's
-strided copies take 40 ms). The image is what `Runner.predict` takes, so the resize and
-normalisation are the project's one preprocessing (`InputContract.prepare`), not a second one
-here, with the pixels of `predict` on the same frame given as an array.
+are skipped. RGB and grey frames are given as numpy views of the mapped buffer (no copy: the
+buffer stays mapped until the result is attached); the other packed formats go through
+Pillow's raw decoder in one pass (its rawmodes reorder BGR and drop the fourth byte: about 5 ms
+for a 1080p frame, where numpy's strided copies take 40 ms). Either is what `Runner.predict`
+takes, so the resize and normalisation are the project's one preprocessing
+(`InputContract.prepare`), not a second one here, on the pixels of `predict` on the same frame.
 
 YUV (I420, NV12) is converted with the matrix and range of the caps' colorimetry (BT.601,
 BT.709, ... through `GstVideo.video_color_matrix_get_Kr_Kb`), chroma repeated to full size;
@@ -46,6 +47,14 @@ def _plane(data: np.ndarray, layout: Layout, i: int, rows: int, row_bytes: int) 
     return np.lib.stride_tricks.as_strided(data[layout.offsets[i] :], (rows, row_bytes), (layout.strides[i], 1))
 
 
+def _view(channels: int) -> Callable[[memoryview, Layout], np.ndarray]:
+    def convert(data: memoryview, lay: Layout) -> np.ndarray:
+        rows = _plane(np.frombuffer(data, np.uint8), lay, 0, lay.height, lay.width * channels)
+        return rows.reshape(lay.height, lay.width, channels)  # a view: rows keep their stride
+
+    return convert
+
+
 def _raw(mode: str, rawmode: str, bytes_per_pixel: int) -> Callable[[memoryview, Layout], Image.Image]:
     def convert(data: memoryview, lay: Layout) -> Image.Image:
         _check(len(data), lay, 0, lay.height, lay.width * bytes_per_pixel)
@@ -81,22 +90,29 @@ def _nv12(data: memoryview, lay: Layout) -> Image.Image:
 
 
 #: GStreamer format name -> converter (the element's caps are these formats, in this order)
-FORMATS: dict[str, Callable[[memoryview, Layout], Image.Image]] = {
-    "RGB": _raw("RGB", "RGB", 3),
+FORMATS: dict[str, Callable[[memoryview, Layout], Image.Image | np.ndarray]] = {
+    "RGB": _view(3),
     "BGR": _raw("RGB", "BGR", 3),
     "RGBx": _raw("RGB", "RGBX", 4),
     "RGBA": _raw("RGB", "RGBX", 4),  # alpha dropped: frames carry none that means anything to the model
     "BGRx": _raw("RGB", "BGRX", 4),
     "BGRA": _raw("RGB", "BGRX", 4),
-    "GRAY8": _raw("L", "L", 1),  # predict turns it into RGB as it does any grey image
+    "GRAY8": _view(1),  # predict turns it into RGB as it does any grey image
     "I420": _i420,
     "NV12": _nv12,
 }
 
 
-def to_image(data, fmt: str, layout: Layout) -> Image.Image:
-    """The frame in `data` (bytes-like: the mapped buffer) as an RGB or grey PIL image of its own (a copy)."""
+def to_image(data, fmt: str, layout: Layout) -> Image.Image | np.ndarray:
+    """The frame in `data` (bytes-like: the mapped buffer) as `predict` takes it: a uint8 (h, w, 3|1)
+    view of `data` (RGB, GRAY8: valid while it is mapped) or an RGB PIL image of its own."""
     return FORMATS[fmt](memoryview(data).cast("B"), layout)
+
+
+def crop(image: Image.Image | np.ndarray, rect: tuple[int, int, int, int]) -> Image.Image | np.ndarray:
+    """The (x, y, w, h) rectangle of an image from `to_image` (a view of an array, a copy of a PIL image)."""
+    x, y, w, h = rect
+    return image[y : y + h, x : x + w] if isinstance(image, np.ndarray) else image.crop((x, y, x + w, y + h))
 
 
 def clip_region(x: int, y: int, w: int, h: int, width: int, height: int) -> tuple[int, int, int, int] | None:
