@@ -261,3 +261,22 @@ def test_cli_prints_the_plugin_folder(tmp_path):
     facts = json.loads((folder / "installation.json").read_text())
     assert facts["python"] == "%d.%d" % sys.version_info[:2]
     assert Path(facts["package_root"], "focalnet_edge", "__init__.py").is_file()
+
+
+def test_readme_c_snippet_is_the_compiled_example():
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## GStreamer: the `focalnetclassify` element"):]
+    (snippet,) = re.findall(r"^```c\n(.*?)^```", section[: section.index("\n## ", 10)], flags=re.DOTALL | re.MULTILINE)
+    assert snippet.strip() and snippet in SOURCE.read_text(encoding="utf-8")  # compiled and run by the tests above
+
+
+def test_the_venv_on_path_gets_the_loader_blacklisted_as_readme_says(env, tmp_path):
+    registry = str(tmp_path / "registry.bin")
+    venv_first = {**env, "GST_REGISTRY": registry, "PATH": os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])}
+    r = subprocess.run(["gst-inspect-1.0", "focalnetclassify"], env=venv_first, capture_output=True, text=True, timeout=120)
+    if r.returncode == 0:
+        pytest.skip(f"{sys.executable}'s environment has gi: the embedded Python loads from it")
+    r = subprocess.run(["gst-inspect-1.0", "-b"], env={**env, "GST_REGISTRY": registry}, capture_output=True, text=True, timeout=120)
+    assert "libgstpython" in r.stdout  # and it stays so with a clean PATH, until the registry is deleted

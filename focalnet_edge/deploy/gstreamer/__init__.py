@@ -20,9 +20,10 @@ installation's Python is 3.12, GStreamer's 3.11), the loader registers nothing a
 line to install focalnet-edge for GStreamer's Python (a venv made with --system-site-packages,
 so it sees `gi`) and print the folder from there.
 
-Run `gst-inspect-1.0` and C programs with the venv's `bin` *off* PATH: libgstpython starts the
-first `python3` it finds there to locate its home, and a venv without `gi` makes the loader fail
-and GStreamer blacklist it until the registry is rebuilt.
+Run `gst-inspect-1.0` and C programs with the venv's `bin` *off* PATH: the Python embedded by
+libgstpython takes its home (sys.prefix, pyvenv.cfg) from the first `python3` on PATH, a venv
+without `gi` makes the loader fail ("pygobject initialization failed"), and GStreamer then
+blacklists libgstpython.so until its registry file is deleted.
 """
 
 from __future__ import annotations
