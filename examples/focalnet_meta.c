@@ -10,7 +10,9 @@
  * buffer entering `cls` (as a detector would), for its secondary mode. Prints one tab-separated line
  * per region of interest at the sink:
  *   roi FRAME TYPE X Y W H LABEL CLASS-ID CONFIDENCE TOP-K-COUNT     (LABEL "-" when not classified)
- * then "messages N" (element messages from cls); on an error, "error: MESSAGE" on stderr and exit 1.
+ * and one per element message of cls:
+ *   message FRAME N LABEL...                                          (the N labels it lists)
+ * then "messages N" (their count); on an error, "error: MESSAGE" on stderr and exit 1.
  */
 #include <gst/gst.h>
 #include <gst/video/video.h>
@@ -104,8 +106,17 @@ int main (int argc, char **argv)
       break;
     }
     if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ELEMENT) {
-      if (GST_MESSAGE_SRC (msg) == GST_OBJECT (cls) && gst_structure_has_name (gst_message_get_structure (msg), "focalnetclassify"))
+      const GstStructure *s = gst_message_get_structure (msg);
+      if (GST_MESSAGE_SRC (msg) == GST_OBJECT (cls) && gst_structure_has_name (s, "focalnetclassify")) {
+        guint64 index = 0;
+        const GValue *labels = gst_structure_get_value (s, "label");
+        gst_structure_get_uint64 (s, "frame", &index);
+        printf ("message\t%" G_GUINT64_FORMAT "\t%u", index, gst_value_array_get_size (labels));
+        for (guint i = 0; i < gst_value_array_get_size (labels); i++)
+          printf ("\t%s", g_value_get_string (gst_value_array_get_value (labels, i)));
+        printf ("\n");
         messages++;
+      }
       gst_message_unref (msg);
       continue;
     }
