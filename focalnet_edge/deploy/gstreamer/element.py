@@ -164,18 +164,24 @@ class FocalNetClassify(GstBase.BaseTransform):
         if event.type == Gst.EventType.FLUSH_STOP:
             self._drop()
         elif self._pending and Gst.EventType.get_flags(event.type) & Gst.EventTypeFlags.SERIALIZED:
-            if self._flush() != Gst.FlowReturn.OK:
+            if self._guarded(self._flush) != Gst.FlowReturn.OK:
                 return False
         return GstBase.BaseTransform.do_sink_event(self, event)
 
     # -- frames ------------------------------------------------------------------------------------
     def do_transform_ip(self, buffer: Gst.Buffer) -> Gst.FlowReturn:
+        return self._guarded(self._transform, buffer)
+
+    def _guarded(self, work, *args) -> Gst.FlowReturn:
+        """`work(*args)`, with any failure one error message on the bus, not a traceback in the pipeline."""
         try:
-            return self._transform(buffer)
-        except Exception as e:  # one message on the bus, not a traceback in the pipeline
-            self.message_full(Gst.MessageType.ERROR, Gst.StreamError.quark(), Gst.StreamError.FAILED,
-                              f"{ELEMENT}: {e.__class__.__name__}: {e}", None, __file__, "transform_ip", 0)
-            return Gst.FlowReturn.ERROR
+            return work(*args)
+        except FocalNetEdgeError as e:
+            message = str(e)
+        except Exception as e:
+            message = f"{ELEMENT}: {e.__class__.__name__}: {e}"
+        self.message_full(Gst.MessageType.ERROR, Gst.StreamError.quark(), Gst.StreamError.FAILED, message, None, __file__, work.__name__, 0)
+        return Gst.FlowReturn.ERROR
 
     def _transform(self, buffer: Gst.Buffer) -> Gst.FlowReturn:
         index, self._count = self._count, self._count + 1
@@ -237,9 +243,6 @@ class FocalNetClassify(GstBase.BaseTransform):
         step = self._props["batch-size"]
         try:
             results = [r for i in range(0, len(images), step) for r in self._runner.predict(images[i : i + step], top_k=self._props["top-k"])]
-        except FocalNetEdgeError as e:
-            self.message_full(Gst.MessageType.ERROR, Gst.StreamError.quark(), Gst.StreamError.FAILED, str(e), None, __file__, "flush", 0)
-            return Gst.FlowReturn.ERROR
         finally:
             del images
             for frame in pending:
