@@ -236,12 +236,20 @@ def test_missing_model_fails_the_state_change_naming_the_path(env, reader, frame
     assert r.returncode == 1 and str(broken) in r.stderr and "Traceback" not in r.stderr
 
 
-def test_unsupported_caps_fail_negotiation_with_a_clear_message(env, reader, folder):
+def test_unsupported_caps_fail_negotiation_with_a_clear_message(env, reader, folder, tmp_path):
+    # caps fixed in the pipeline: GStreamer refuses the link, naming them
     pipeline = f"videotestsrc num-buffers=2 ! video/x-raw,format=YUY2,width=64,height=48 ! focalnetclassify name=cls model={folder} ! fakesink name=sink"
     r = _run(reader, env, pipeline)
     assert r.returncode == 1
     assert "error: could not link videotestsrc0 to cls, cls can't handle caps video/x-raw, format=(string)YUY2" in r.stderr
     assert "Traceback" not in r.stderr
+    # caps known only at run time (a 16-bit grey PNG decodes to GRAY16_BE): the element says what it takes
+    png = tmp_path / "grey16.png"
+    Image.fromarray((np.arange(64 * 48).reshape(48, 64) * 20).astype(np.uint16)).save(png)
+    r = _run(reader, env, f"filesrc location={png} ! pngdec ! focalnetclassify name=cls model={folder} ! fakesink name=sink")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert ("error: focalnetclassify: GRAY16_BE frames are not supported: expected video/x-raw in RGB, BGR, RGBx, RGBA, BGRx, BGRA, "
+            "GRAY8, I420, NV12 (put videoconvert before focalnetclassify)") in r.stderr
 
 
 def test_the_loader_says_in_one_line_what_to_do(env, tmp_path):
