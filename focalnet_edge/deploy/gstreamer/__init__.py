@@ -14,7 +14,8 @@ Why in the process and not in a worker of the venv's Python. Compiled modules (n
 onnxruntime) are built for one Python minor version (`cpython-311` in their file names), not
 one interpreter: Debian 12's Python 3.11.2 imports a pyenv 3.11.7 venv's numpy 2.4 and
 onnxruntime 1.32 (checked on this project's CI image; the system Python has no numpy of its own
-to clash with). A worker process would add a copy of every frame across a pipe plus a context
+to clash with, and where Debian's python3-numpy is installed the installation's folders come
+first on sys.path, so its numpy is the one imported). A worker process would add a copy of every frame across a pipe plus a context
 switch per batch, for nothing when the versions match. When they do not match (the
 installation's Python is 3.12, GStreamer's 3.11), the loader registers nothing and says in one
 line to install focalnet-edge for GStreamer's Python (a venv made with --system-site-packages,
