@@ -13,6 +13,13 @@ Either way the probe walks frames -> objects -> classifier metas and keeps those
 `unique_component_id` is the classifier's gie-unique-id. nvinfer attaches a label only when its
 probability is above `classifier-threshold`.
 
+A folder with the `features` head deploys as network-type=100 with output-tensor-meta=1:
+nvinfer parses nothing and attaches the output tensors as NvDsInferTensorMeta, a user meta
+(meta_type NVDSINFER_TENSOR_OUTPUT_META) of the frame (`frame_user_meta_list`, primary) or of
+each object (`obj_user_meta_list`, secondary). `tensor_outputs` copies them into numpy arrays by
+layer name (`pyds.get_nvds_LayerInfo`, `layer.dims`, `pyds.get_ptr(layer.buffer)`: the
+host copy of the layer, float32 or float16 as `layer.dataType` says).
+
 Attach the probe downstream of the classifier's nvinfer (its src pad, or nvdsosd's sink pad):
 
     pad.add_probe(Gst.PadProbeType.BUFFER, classifier_probe, ProbeState(gie_id=1))
@@ -24,14 +31,20 @@ Running it needs DeepStream and its Python bindings (pyds); `main` is a minimal 
 
 from __future__ import annotations
 
+import ctypes
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import gi
+import numpy as np
 
 gi.require_version("Gst", "1.0")
 import pyds  # noqa: E402 (after gi.require_version)
 from gi.repository import GLib, Gst  # noqa: E402
+
+if TYPE_CHECKING:  # the stubs' GList (pyds-stubs); at run time pyds' lists need no import
+    from pyds.typing import GList
 
 
 @dataclass
@@ -79,6 +92,61 @@ def classifier_labels(batch_meta: pyds.NvDsBatchMeta, gie_id: int) -> list[Label
             l_obj = l_obj.next
         l_frame = l_frame.next
     return out
+
+
+@dataclass
+class Tensors:
+    frame: int
+    source: int
+    object_id: int | None  #: None: the frame's tensors (primary); else the object's (secondary)
+    outputs: dict[str, np.ndarray]  #: layer name -> the tensor, copied out of nvinfer's buffer
+
+
+#: NvDsInferDataType -> numpy dtype (the layers a FocalNet graph outputs)
+_DTYPES = {0: np.float32, 1: np.float16}
+
+
+def tensor_outputs(batch_meta: pyds.NvDsBatchMeta, gie_id: int) -> list[Tensors]:
+    """Every NvDsInferTensorMeta the nvinfer `gie_id` attached in this batch (output-tensor-meta=1)."""
+    out: list[Tensors] = []
+    l_frame = batch_meta.frame_meta_list
+    while l_frame is not None:
+        frame_meta = pyds.NvDsFrameMeta.cast(l_frame.data)
+        for layers in _tensor_metas(frame_meta.frame_user_meta_list, gie_id):
+            out.append(Tensors(frame_meta.frame_num, frame_meta.source_id, None, layers))
+        l_obj = frame_meta.obj_meta_list
+        while l_obj is not None:
+            obj_meta = pyds.NvDsObjectMeta.cast(l_obj.data)
+            for layers in _tensor_metas(obj_meta.obj_user_meta_list, gie_id):
+                out.append(Tensors(frame_meta.frame_num, frame_meta.source_id, obj_meta.object_id, layers))
+            l_obj = l_obj.next
+        l_frame = l_frame.next
+    return out
+
+
+def _tensor_metas(l_user: GList[pyds.NvDsUserMeta] | None, gie_id: int) -> list[dict[str, np.ndarray]]:
+    """The layers of each tensor meta of `gie_id` in a user meta list (a frame's or an object's)."""
+    found = []
+    while l_user is not None:
+        user_meta = pyds.NvDsUserMeta.cast(l_user.data)
+        if user_meta.base_meta.meta_type == pyds.NvDsMetaType.NVDSINFER_TENSOR_OUTPUT_META:
+            tensor_meta = pyds.NvDsInferTensorMeta.cast(user_meta.user_meta_data)
+            if tensor_meta.unique_id == gie_id:
+                found.append(_layers(tensor_meta))
+        l_user = l_user.next
+    return found
+
+
+def _layers(tensor_meta: pyds.NvDsInferTensorMeta) -> dict[str, np.ndarray]:
+    """Layer name -> a copy of its host buffer (nvinfer reuses the buffer for the next batch)."""
+    layers = {}
+    for i in range(tensor_meta.num_output_layers):
+        layer = pyds.get_nvds_LayerInfo(tensor_meta, i)
+        shape = tuple(int(layer.dims.d[k]) for k in range(layer.dims.numDims))
+        dtype = np.dtype(_DTYPES[int(layer.dataType)])
+        raw = ctypes.string_at(pyds.get_ptr(layer.buffer), int(np.prod(shape)) * dtype.itemsize)
+        layers[layer.layerName] = np.frombuffer(raw, dtype).reshape(shape)
+    return layers
 
 
 def classifier_probe(pad: Gst.Pad, info: Gst.PadProbeInfo, state: ProbeState) -> Gst.PadProbeReturn:

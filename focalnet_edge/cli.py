@@ -663,6 +663,11 @@ EPILOG_DEPLOY = """examples:
   focalnet-edge deploy out/ --to deepstream
 """
 
+EPILOG_GST = """examples:
+  export GST_PLUGIN_PATH=$(focalnet-edge gst --plugin-path)
+  PATH=/usr/bin:/bin gst-launch-1.0 filesrc location=clip.mp4 ! decodebin ! videoconvert ! focalnetclassify model=out/ ! fakesink
+"""
+
 EPILOG_SERVE = """examples:
   focalnet-edge serve out/                                   # HTTP on 8000, gRPC on 8001
   focalnet-edge serve out/ --port 9000 --grpc-port 9001 --max-batch 16 --instances 2
@@ -678,8 +683,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             secondary_batch_size=args.secondary_batch_size, classifier_threshold=args.classifier_threshold,
             gie_unique_id=args.gie_id, secondary_gie_unique_id=args.secondary_gie_id, operate_on_gie_id=args.operate_on_gie_id,
             operate_on_class_ids=args.operate_on_class_ids, normalize=args.normalize, gpu_id=args.gpu_id,
+            object_min_width=args.object_min_width, object_min_height=args.object_min_height,
+            classifier_async_mode=args.classifier_async_mode, secondary_reinfer_interval=args.secondary_reinfer_interval,
         )
-        print(f"wrote {written} (config_infer_primary.txt, config_infer_secondary.txt, labels.txt)")
+        print(f"wrote {written} ({', '.join(sorted(p.name for p in written.iterdir() if p.suffix in ('.txt', '.onnx')))})")
         return 0
     from .deploy.triton import TritonOptions, deploy
 
@@ -691,6 +698,17 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     ))
     print(f"wrote {result.model_dir} ({result.platform}, from {result.artifact}); "
           f"serve it with: tritonserver --model-repository {Path(args.repo).resolve()}")
+    return 0
+
+
+def cmd_gst(args: argparse.Namespace) -> int:
+    from .deploy.gstreamer import ELEMENT, plugin_path
+
+    folder = plugin_path(args.dir)
+    if args.plugin_path:
+        print(folder)
+    else:
+        print(f"export GST_PLUGIN_PATH={folder}  # then: gst-inspect-1.0 {ELEMENT} (with this venv's bin off PATH)")
     return 0
 
 
@@ -730,7 +748,19 @@ def _deploy_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
     g.add_argument("--normalize", choices=("auto", "graph", "nvinfer"), default=None,
                    help="per-channel std: in the DeepStream ONNX (graph, auto) or one approximate nvinfer scale")
     g.add_argument("--gpu-id", type=int, default=None, metavar="N", help="gpu-id (default 0)")
+    g.add_argument("--object-min-width", type=int, default=None, metavar="PX", help="secondary: smallest object width classified (default 32)")
+    g.add_argument("--object-min-height", type=int, default=None, metavar="PX", help="secondary: smallest object height classified (default 32)")
+    g.add_argument("--classifier-async-mode", action="store_true", default=None,
+                   help="secondary classifier: attach results asynchronously (tracked objects only; needs a tracker)")
+    g.add_argument("--secondary-reinfer-interval", type=int, default=None, metavar="N",
+                   help="secondary: frames between two inferences on one tracked object (default 0)")
     p.set_defaults(func=cmd_deploy)
+
+    p = command("gst", help="the GStreamer element focalnetclassify: write and print its plugin folder (GST_PLUGIN_PATH)",
+                epilog=EPILOG_GST)
+    p.add_argument("--plugin-path", action="store_true", help="print only the folder, for GST_PLUGIN_PATH=$(focalnet-edge gst --plugin-path)")
+    p.add_argument("--dir", default=None, metavar="DIR", help="write the plugin folder here (default: a folder per installation in ~/.cache)")
+    p.set_defaults(func=cmd_gst)
 
     p = command("serve", help="serve an output folder over Triton's HTTP/gRPC protocol (PyTriton)", epilog=EPILOG_SERVE)
     p.add_argument("folder", help="an output folder or an artifact")

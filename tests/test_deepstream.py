@@ -203,8 +203,11 @@ def test_configs_parse_with_glib_and_every_key_has_nvinfers_type(name, request):
         assert 1 <= v["batch-size"] <= contract.batch[2]
         if process_mode == 1:
             assert "operate-on-gie-id" not in v and v["gie-unique-id"] == 1
+            assert not {"input-object-min-width", "classifier-async-mode", "secondary-reinfer-interval"} & set(v)
         else:
             assert v["operate-on-gie-id"] == 1 and v["gie-unique-id"] == 2
+            assert (v["input-object-min-width"], v["input-object-min-height"]) == (deepstream.OBJECT_MIN_SIZE,) * 2
+            assert v["classifier-async-mode"] is False and v["secondary-reinfer-interval"] == 0
 
         # files resolve relative to the config (as nvinfer resolves them) and match their hashes
         onnx_path = (path.parent / v["onnx-file"]).resolve()
@@ -403,15 +406,11 @@ def test_folders_nvinfer_cannot_feed_are_refused(tmp_path, demo_ckpt):
     export_stage(demo_ckpt, uint8, ExportOptions(fuse_preprocess=True))
     with pytest.raises(ConfigError, match="nvinfer feeds float32 tensors; rebuild with --frames-dtype float32"):
         deploy(uint8)
-    features = tmp_path / "features"
-    export_stage(demo_ckpt, features, ExportOptions(head="features"))
-    with pytest.raises(ConfigError, match="not a classifier"):
-        deploy(features)
     any_size = tmp_path / "any"
     export_stage(demo_ckpt, any_size, ExportOptions(fuse_preprocess=True, frames_dtype="float32", frame_size="any", resize_mode="stretch"))
     with pytest.raises(ConfigError, match="rebuild without --frame-size any"):
         deploy(any_size)
-    assert not any((f / "deepstream").exists() for f in (uint8, features, any_size))
+    assert not any((f / "deepstream").exists() for f in (uint8, any_size))
 
 
 def test_the_folders_own_engine_is_used_when_nvinfer_can_load_it(fused_bgr_probs, tmp_path):
@@ -465,3 +464,37 @@ def test_options_reach_the_configs_and_none_means_default(fused_bgr_probs):
     p, s = ({k: e["value"] for k, e in doc["groups"]["property"].items()} for doc in parsed.values())
     assert (p["gie-unique-id"], p["batch-size"], p["classifier-threshold"], p["gpu-id"]) == (5, 2, 0.25, 0)
     assert (s["gie-unique-id"], s["operate-on-gie-id"], s["operate-on-class-ids"], s["batch-size"]) == (7, 4, [0, 2], 3)
+
+
+def test_secondary_object_keys_reach_the_config(fused_bgr_probs):
+    ds = deploy(fused_bgr_probs, force=True, object_min_width=48, object_min_height=24, classifier_async_mode=True,
+                secondary_reinfer_interval=10, operate_on_class_ids=[2])
+    config = ds / "config_infer_secondary.txt"
+    s = {k: e["value"] for k, e in glib_parse(config)[str(config)]["groups"]["property"].items()}
+    assert (s["input-object-min-width"], s["input-object-min-height"]) == (48, 24)
+    assert s["classifier-async-mode"] is True and s["secondary-reinfer-interval"] == 10 and s["operate-on-class-ids"] == [2]
+    with pytest.raises(ConfigError, match="expected pixels and frames >= 0"):
+        deploy(fused_bgr_probs, force=True, secondary_reinfer_interval=-1)
+
+
+def test_features_head_deploys_as_tensor_output(tmp_path, demo_ckpt):
+    """network-type=100 with output-tensor-meta=1: nvinfer attaches the raw features as NvDsInferTensorMeta."""
+    import onnx
+
+    folder = tmp_path / "features"
+    export_stage(demo_ckpt, folder, ExportOptions(head="features", out_features=["stage2", "stage4"]))
+    manifest = read_manifest(folder)
+    assert manifest["outputs"] == ["stage2", "stage4"]  # two outputs: nvinfer attaches both
+    ds = deploy(folder)
+    parsed = glib_parse(ds / "config_infer_primary.txt", ds / "config_infer_secondary.txt")
+    for path, doc in parsed.items():
+        keys = doc["groups"]["property"]
+        assert not sorted(set(keys) - set(NVINFER_KEYS)) and not [k for k, e in keys.items() if "error" in e]
+        v = {k: e["value"] for k, e in keys.items()}
+        assert v["network-type"] == 100 and v["output-tensor-meta"] is True
+        assert v["output-blob-names"] == list(manifest["outputs"])
+        assert not {"labelfile-path", "classifier-threshold", "classifier-async-mode"} & set(v)
+        onnx_file = (Path(path).parent / v["onnx-file"]).resolve()
+        assert [o.name for o in onnx.load(str(onnx_file)).graph.output] == v["output-blob-names"]
+    assert not (ds / "labels.txt").exists()
+    assert json.loads((ds / "deepstream.json").read_text())["network_type"] == 100

@@ -9,6 +9,7 @@ runs on plain objects shaped like pyds' GList and metadata classes (cast is the 
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import shutil
@@ -17,6 +18,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,8 +77,12 @@ def _meta(**fields):
 def probe(monkeypatch):
     identity = types.SimpleNamespace(cast=lambda x: x)
     pyds = types.ModuleType("pyds")
-    for name in ("NvDsFrameMeta", "NvDsObjectMeta", "NvDsClassifierMeta", "NvDsLabelInfo", "NvDsBatchMeta"):
+    for name in ("NvDsFrameMeta", "NvDsObjectMeta", "NvDsClassifierMeta", "NvDsLabelInfo", "NvDsBatchMeta", "NvDsUserMeta",
+                 "NvDsInferTensorMeta"):
         setattr(pyds, name, identity)
+    pyds.NvDsMetaType = types.SimpleNamespace(NVDSINFER_TENSOR_OUTPUT_META=12, NVDS_USER_META=7)
+    pyds.get_nvds_LayerInfo = lambda tensor_meta, i: tensor_meta.layers[i]
+    pyds.get_ptr = lambda buffer: ctypes.addressof(buffer)
     pyds.gst_buffer_get_nvds_batch_meta = lambda address: batches[address]
     batches: dict[int, object] = {}
     gi = types.ModuleType("gi")
@@ -125,3 +131,37 @@ def test_probe_collects_only_its_classifiers_labels(probe):
     info = types.SimpleNamespace(get_buffer=lambda: buffer)
     assert probe.classifier_probe(None, info, state) == "ok"
     assert [x.label for x in state.labels] == ["7", "3"]
+
+
+def _tensor_meta(gie_id, **arrays):
+    """An NvDsUserMeta holding an NvDsInferTensorMeta whose layers hold `arrays` in ctypes buffers (as nvinfer's host copies)."""
+    layers, keep = [], []
+    for name, a in arrays.items():
+        buffer = (ctypes.c_char * a.nbytes).from_buffer_copy(a.tobytes())
+        keep.append(buffer)
+        dtype = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}[a.dtype]
+        layers.append(_meta(layerName=name, dataType=dtype, buffer=buffer, dims=_meta(numDims=a.ndim, d=list(a.shape) + [0] * (8 - a.ndim))))
+    tensor = _meta(unique_id=gie_id, num_output_layers=len(layers), layers=layers)
+    return _meta(base_meta=_meta(meta_type=12), user_meta_data=tensor), keep
+
+
+def test_tensor_outputs_reads_the_features_of_frames_and_objects(probe):
+    rng = np.random.default_rng(0)
+    frame_features = {"stage2": rng.standard_normal((16, 4, 4)).astype(np.float32), "stage4": rng.standard_normal((64, 1, 1)).astype(np.float32)}
+    object_features = {"stage4": rng.standard_normal((64, 1, 1)).astype(np.float16)}
+    mine, keep1 = _tensor_meta(2, **frame_features)
+    other, keep2 = _tensor_meta(3, stage4=np.ones((2,), np.float32))
+    on_object, keep3 = _tensor_meta(2, **object_features)
+    not_tensor = _meta(base_meta=_meta(meta_type=7), user_meta_data=None)
+    car = _meta(object_id=11, obj_user_meta_list=glist([not_tensor, on_object]), classifier_meta_list=None)
+    frame = _meta(frame_num=4, source_id=1, frame_user_meta_list=glist([other, mine]), obj_meta_list=glist([car]))
+    got = probe.tensor_outputs(_meta(frame_meta_list=glist([frame])), gie_id=2)
+    assert [(t.frame, t.source, t.object_id, sorted(t.outputs)) for t in got] == [(4, 1, None, ["stage2", "stage4"]), (4, 1, 11, ["stage4"])]
+    for t, expected in zip(got, (frame_features, object_features)):
+        for name, a in expected.items():
+            assert t.outputs[name].dtype == a.dtype and t.outputs[name].shape == a.shape
+            assert np.array_equal(t.outputs[name], a)
+    for buffer in keep1 + keep3:  # nvinfer reuses its buffers: the arrays must be copies
+        ctypes.memset(buffer, 0, len(buffer))
+    assert np.array_equal(got[0].outputs["stage2"], frame_features["stage2"])
+    assert probe.tensor_outputs(_meta(frame_meta_list=glist([frame])), gie_id=5) == []

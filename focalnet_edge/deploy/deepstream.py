@@ -24,6 +24,15 @@ What nvinfer does, and how the configs are derived from the input contract (NVID
   scale 1 and offsets 0), or, with ``normalize="nvinfer"``, one scale approximates the three
   and the generated file states the largest error over all 256 pixel values. A folder built
   with ``--fuse-preprocess --frames-dtype float32`` already normalises in the graph.
+- A folder with the ``features`` head is deployed as nvinfer's "other" network
+  (``network-type=100``) with ``output-tensor-meta=1``: nvinfer attaches the raw output tensors
+  as NvDsInferTensorMeta (user meta of the frame in primary mode, of each object in secondary
+  mode), which `examples/pyds_probe.py` (`tensor_outputs`) reads; no labels, no threshold.
+- Secondary configs carry the keys a detector's objects need: ``input-object-min-width`` /
+  ``-height`` (smaller objects are not classified), ``operate-on-class-ids``,
+  ``secondary-reinfer-interval`` (frames between re-classifications of a tracked object) and, for
+  classifiers, ``classifier-async-mode`` (results attached later, for tracked objects only: it
+  needs a tracker upstream).
 - nvinfer's default classifier parser reads its output as softmax probabilities and attaches
   the label with the highest probability above ``classifier-threshold``. A folder with the
   ``logits`` head gets a DeepStream ONNX with a Softmax appended (output ``probs``, fp32),
@@ -77,6 +86,9 @@ PRIMARY, SECONDARY, LABELS, FACTS = (
     "labels.txt",
     "deepstream.json",
 )
+#: head -> nvinfer network-type (1 classifier: labels through its parser; 100 other: the raw tensors as NvDsInferTensorMeta)
+NETWORK_TYPE = {"logits": 1, "probs": 1, "features": 100}
+OBJECT_MIN_SIZE = 32  #: default input-object-min-width/height of the secondary config, in pixels
 #: nvinfer's network-mode values (NvDsInferNetworkMode): 0 FP32, 1 INT8, 2 FP16
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
 #: PIL resampling filter -> nvinfer scaling-filter (NvBufSurfTransform_Inter in nvbufsurftransform.h:
@@ -109,10 +121,19 @@ class Plan:
     onnx_name: str  #: onnx-file, relative to OUT/deepstream
     engine_name: str  #: model-engine-file, relative to OUT/deepstream
     engine_note: str
-    output: str
-    labels: list[str]
+    outputs: list[str]  #: output-blob-names
+    labels: list[str]  #: empty for a features head (no labels file)
     resize: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    head: str = "logits"
+
+    @property
+    def network_type(self) -> int:
+        return NETWORK_TYPE[self.head]
+
+    @property
+    def classifier(self) -> bool:
+        return self.network_type == 1
 
     @property
     def derived(self) -> bool:
@@ -133,6 +154,10 @@ def deploy(
     operate_on_class_ids: list[int] | str | None = None,
     normalize: str | None = None,
     gpu_id: int | None = None,
+    object_min_width: int | None = None,
+    object_min_height: int | None = None,
+    classifier_async_mode: bool | None = None,
+    secondary_reinfer_interval: int | None = None,
 ) -> Path:
     """Write ``folder/deepstream/`` (configs, labels, DeepStream ONNX if needed); return that path.
 
@@ -151,6 +176,11 @@ def deploy(
     normalize: with per-channel std, "auto"/"graph" put the normalisation into the DeepStream
         ONNX (exact); "nvinfer" approximates it with one net-scale-factor (error stated).
     gpu_id: nvinfer ``gpu-id`` (also part of the engine file name nvinfer writes).
+    object_min_width / object_min_height: the secondary's ``input-object-min-width/height``:
+        smaller objects are not classified (default OBJECT_MIN_SIZE, 0: every object).
+    classifier_async_mode: the secondary classifier's ``classifier-async-mode`` (default False;
+        True attaches results a few frames later and works only on tracked objects).
+    secondary_reinfer_interval: frames between two classifications of one tracked object (default 0).
 
     Every option may be None, meaning its default (so a CLI can pass its unset flags through).
     Warnings (an approximated normalisation) are logged, written as comments into
@@ -164,6 +194,14 @@ def deploy(
     )
     class_ids = _class_ids(operate_on_class_ids)
     gpu_id = 0 if gpu_id is None else int(gpu_id)
+    secondary = {
+        "object_min": tuple(OBJECT_MIN_SIZE if v is None else int(v) for v in (object_min_width, object_min_height)),
+        "async_mode": bool(classifier_async_mode),
+        "reinfer_interval": 0 if secondary_reinfer_interval is None else int(secondary_reinfer_interval),
+    }
+    if min(*secondary["object_min"], secondary["reinfer_interval"]) < 0:
+        raise ConfigError(f"object minimum {secondary['object_min']} and re-infer interval {secondary['reinfer_interval']} "
+                          "not accepted: expected pixels and frames >= 0")
     if min(gie_ids) < 1:
         raise ConfigError(f"gie id {min(gie_ids)} not accepted: nvinfer's gie-unique-id must be > 0")
     if gie_ids[0] == gie_ids[1] or gie_ids[1] == gie_ids[2]:
@@ -185,7 +223,8 @@ def deploy(
     try:
         if plan.derived:
             _write_onnx(folder / plan.source["path"], tmp / plan.onnx_name, plan)
-        (tmp / LABELS).write_text(";".join(plan.labels) + "\n", encoding="utf-8")
+        if plan.classifier:
+            (tmp / LABELS).write_text(";".join(plan.labels) + "\n", encoding="utf-8")
         common: dict[str, Any] = {"plan": plan, "threshold": threshold, "gpu_id": gpu_id}
         (tmp / PRIMARY).write_text(
             render_config(**common, batch=batches[0], process_mode=1, gie_id=gie_ids[0]), encoding="utf-8"
@@ -193,7 +232,7 @@ def deploy(
         (tmp / SECONDARY).write_text(
             render_config(
                 **common, batch=batches[1], process_mode=2, gie_id=gie_ids[1],
-                operate_on_gie_id=gie_ids[2], operate_on_class_ids=class_ids,
+                operate_on_gie_id=gie_ids[2], operate_on_class_ids=class_ids, secondary=secondary,
             ),
             encoding="utf-8",
         )
@@ -219,10 +258,10 @@ def make_plan(
     gpu_id: int = 0,
 ) -> Plan:
     head = manifest.get("head", "logits")
-    if head not in ("logits", "probs"):
+    if head not in NETWORK_TYPE:
         raise ConfigError(
-            f"{folder}: head {head!r} is not a classifier; nvinfer's classifier configs need a folder built with "
-            "--head logits or --head probs"
+            f"{folder}: head {head!r} has no nvinfer config; build with --head logits or probs (a classifier) or "
+            "features (tensors for a pyds probe)"
         )
     contract = InputContract.from_dict(manifest["input"])
     if contract.dtype != "float32":
@@ -236,11 +275,11 @@ def make_plan(
     if not contract.fused_preprocess and contract.layout != "NCHW":
         raise ConfigError(f"{folder}: input {contract.name!r} is {contract.layout}; expected NCHW pixel values")
     outputs = list(manifest.get("outputs") or [])
-    if len(outputs) != 1:
+    if NETWORK_TYPE[head] == 1 and len(outputs) != 1:
         raise ConfigError(f"{folder}: {len(outputs)} outputs {outputs}; a classifier config needs exactly one")
     source = _source_onnx(folder, manifest, precision)
     precision = source["precision"].split("-")[0]
-    labels = _labels(manifest, folder)
+    labels = _labels(manifest, folder) if NETWORK_TYPE[head] == 1 else []
     norm = normalisation(contract, normalize)
     softmax = head == "logits"
     warnings: list[str] = []
@@ -277,10 +316,11 @@ def make_plan(
         onnx_name=onnx_name,
         engine_name=engine_name,
         engine_note=engine_note,
-        output="probs",
+        outputs=["probs"] if NETWORK_TYPE[head] == 1 else outputs,
         labels=labels,
         resize=resize,
         warnings=warnings,
+        head=head,
     )
 
 
@@ -487,8 +527,8 @@ def _write_onnx(source: Path, path: Path, plan: Plan) -> None:
     if plan.normalisation.prepend is not None:
         new_contract.update(name="frames", fused_preprocess=True)
     set_metadata(model, {
-        "head": "probs",
-        "outputs": ["probs"],
+        "head": "probs" if plan.classifier else plan.head,
+        "outputs": plan.outputs,
         "input": new_contract,
         "deepstream": {
             "source": plan.source["path"],
@@ -539,8 +579,11 @@ def render_config(
     gpu_id: int = 0,
     operate_on_gie_id: int | None = None,
     operate_on_class_ids: list[int] | None = None,
+    secondary: dict[str, Any] | None = None,
 ) -> str:
-    """One nvinfer config file (GKeyFile syntax: comments only on lines of their own)."""
+    """One nvinfer config file (GKeyFile syntax: comments only on lines of their own).
+
+    `secondary`: object_min (width, height), async_mode, reinfer_interval of a secondary config."""
     c, norm, resize = plan.contract, plan.normalisation, plan.resize
     primary = process_mode == 1
     engine = plan.engine_name.format(batch=batch)
@@ -550,8 +593,8 @@ def render_config(
         "# Paths are relative to this file. Comments must stay on lines of their own (GKeyFile).",
         "[property]",
         f"gpu-id={gpu_id}",
-        "# 1 = classifier",
-        "network-type=1",
+        "# 1 = classifier (labels through nvinfer's parser), 100 = other (raw tensors as NvDsInferTensorMeta)",
+        f"network-type={plan.network_type}",
         "# 1 = primary (full frames), 2 = secondary (objects from another GIE)",
         f"process-mode={process_mode}",
         f"gie-unique-id={gie_id}",
@@ -562,7 +605,20 @@ def render_config(
             f"operate-on-gie-id={operate_on_gie_id}",
         ]
         if operate_on_class_ids:
-            lines += [f"operate-on-class-ids={_list(int(i) for i in operate_on_class_ids)}"]
+            lines += ["# only objects of these detector classes", f"operate-on-class-ids={_list(int(i) for i in operate_on_class_ids)}"]
+        sec = secondary or {"object_min": (OBJECT_MIN_SIZE, OBJECT_MIN_SIZE), "async_mode": False, "reinfer_interval": 0}
+        lines += [
+            "# objects smaller than this (pixels) are not classified",
+            f"input-object-min-width={sec['object_min'][0]}",
+            f"input-object-min-height={sec['object_min'][1]}",
+            "# frames between two inferences on one tracked object (0: every frame; needs a tracker to count)",
+            f"secondary-reinfer-interval={sec['reinfer_interval']}",
+        ]
+        if plan.classifier:
+            lines += [
+                "# 1: attach results asynchronously, a few frames later; works only on objects with tracker ids",
+                f"classifier-async-mode={int(sec['async_mode'])}",
+            ]
     src = plan.source
     lines += [
         f"# ONNX: {src['path']} (sha256 {src['sha256'][:16]}...)"
@@ -608,9 +664,17 @@ def render_config(
             ),
             f"scaling-filter={resize['scaling_filter']}",
         ]
+    if not plan.classifier:
+        lines += [
+            f"# outputs: {', '.join(plan.outputs)} (the features head), attached as NvDsInferTensorMeta for a probe to "
+            "read (examples/pyds_probe.py, tensor_outputs); nvinfer parses nothing",
+            f"output-blob-names={_list(plan.outputs)}",
+            "output-tensor-meta=1",
+        ]
+        return "\n".join(lines) + "\n"
     lines += [
-        f"# output: {plan.output} (fp32 probabilities over {len(plan.labels)} labels)",
-        f"output-blob-names={plan.output}",
+        f"# output: {plan.outputs[0]} (fp32 probabilities over {len(plan.labels)} labels)",
+        f"output-blob-names={plan.outputs[0]}",
         "# one line: the labels separated by ';'",
         f"labelfile-path={LABELS}",
         "# attach the top label only when its probability is above this",
@@ -641,10 +705,11 @@ def _facts(folder: Path, tmp: Path, plan: Plan, batches: tuple[int, int]) -> dic
             "softmax_appended": plan.softmax,
             "normalisation_in_graph": norm.prepend is not None,
             "input": "frames" if norm.prepend is not None else plan.contract.name,
-            "output": plan.output,
+            "output": ";".join(plan.outputs),
         },
         "engine": {"path": plan.engine_name.format(batch="<batch-size>"), "note": plan.engine_note},
         "batch_size": {"primary": batches[0], "secondary": batches[1]},
+        "network_type": plan.network_type,
         "normalisation": {
             "net_scale_factor": norm.scale,
             "offsets": list(norm.offsets),
