@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import __version__
+from . import __version__, signals
+from .artifacts import REPORT
 from .errors import ArtifactError, ConfigError, FocalNetEdgeError
 
 log = logging.getLogger("focalnet_edge")
@@ -376,13 +379,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.artifact:
         names = [args.artifact]
     from .outputs import lock
+    from .pipeline import save_report
 
     refs = _references(args, folder, read_manifest(folder))
-    with lock(folder, special=False):  # verify rewrites the manifest: not while a build writes the folder
-        result = verify_stage(folder, refs, names, progress=not args.quiet)
+    result = verify_stage(folder, refs, names, progress=not args.quiet, record=False)  # reads only: the build's figures stay
     _print_reports(result.reports, args.json)
     if not args.json:
         print(f"\nreference: {refs.source}, {len(refs)} images")
+    report = folder / REPORT
+    if not os.access(folder, os.W_OK):  # a deployed image, a read-only mount: verified all the same
+        print(f"{report} not written: {folder} is read-only", file=sys.stderr)
+    else:
+        try:
+            with lock(folder, special=False):  # not into a folder a build is replacing now
+                save_report(folder, result.reports)
+        except ArtifactError as e:
+            print(f"{report} not written: {e}", file=sys.stderr)
     return 0 if result.passed else 1
 
 
@@ -544,9 +556,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     )
     result = build(options, progress=not args.quiet, force=args.force)
     print(_summary(result))
-    print(f"\nverified on {result.images_used}; manifest: {result.output_dir / 'manifest.json'}")
+    written = result.kept if result.failed else result.output_dir
+    print(f"\nverified on {result.images_used}; manifest: {written / 'manifest.json' if written else 'not kept'}")
     for note in result.notes:
         print(note)
+    if result.failed:  # the last line: where the failed build is, and that the folder did not change
+        print(f"not committed ({result.failed}): {result.output_dir} was left as it was; "
+              + (f"the failed build is in {result.kept}" if result.kept else "the failed build could not be kept"))
     return 0 if result.passed else 1
 
 
@@ -885,15 +901,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with signals.handled():  # SIGINT, SIGTERM, SIGHUP: cleaned up like Ctrl-C, later ones ignored
+            return func(args)
     except FocalNetEdgeError as e:
         if args.verbose:
             raise
         print(f"focalnet-edge {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"focalnet-edge {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # one line; exit 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)
+        sig = e if isinstance(e, signals.Interrupted) else signals.Interrupted(signal.SIGINT)
+        note = f"; {sig.note}" if sig.note else ""
+        print(f"focalnet-edge {args.command}: interrupted ({sig.name}){note}", file=sys.stderr)
+        return sig.exit_code
 
 
 if __name__ == "__main__":
