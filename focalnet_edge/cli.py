@@ -138,6 +138,7 @@ def quantization_facts(int8: dict) -> dict:
     return {
         "qtype": int8.get("qtype", "int8"), "form": int8.get("form"), "gate_passed": int8.get("gate_passed"),
         "sqnr_db": gate.get("sqnr_db"), "cosine": gate.get("cosine"), "top1": gate.get("top1"), "images": int8.get("holdout_images"),
+        "held_out": int8.get("held_out", True),
         "int8_flop_share": placement.get("int8_flop_share"), "quantized_by_type": placement.get("quantized_by_type"),
         "qdq_pairs": placement.get("qdq_pairs"), "not_fusable": count(placement.get("unfused")),
         "float_nodes": count(placement.get("float_nodes")), "kept_float_by_gate": count(int8.get("kept_float")),
@@ -163,8 +164,9 @@ def format_quantization(q: dict) -> str:
         passed = {True: "passed", False: "FAILED"}.get(f.get("gate_passed"), "?")
         line = (f"{name}: {f.get('qtype') or '?'} ({f.get('form') or '?'} form), gate {passed}: SQNR {num(f.get('sqnr_db'), '.1f')} dB, "
                 f"cosine {num(f.get('cosine'), '.5f')}" + (f", top-1 {num(f.get('top1'), '.2f')}" if f.get("top1") is not None else "")
-                + f" on {num(f.get('images'), 'd')} held-back images; "
-                f"{num(100 * share if isinstance(share, (int, float)) else None, '.1f')}% of GEMM/Conv FLOPs quantized ({by_type}; "
+                + f" on {num(f.get('images'), 'd')} " + ("held-back images; " if f.get("held_out", True) is not False
+                                                           else "calibration images (none held back); ")
+                + f"{num(100 * share if isinstance(share, (int, float)) else None, '.1f')}% of GEMM/Conv FLOPs quantized ({by_type}; "
                 f"{num(f.get('float_nodes'), 'd')} in float, {num(f.get('kept_float_by_gate'), 'd')} of them by the gate); "
                 f"{num(f.get('qdq_pairs'), 'd')} activation Q/DQ pairs, {num(f.get('not_fusable'), 'd')} not fusable by TensorRT; "
                 f"{num(f.get('smoothed_layernorms'), 'd')} LayerNorms smoothed")
@@ -610,7 +612,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             manifest = None
         result = precision_stage(out, fp32, args.precision, options, manifest, progress=not args.quiet)
     for r in result.int8:
-        print(f"wrote {r.path} ({r.form} form): top-1 agreement {r.agreement:.4f} with fp32 on {r.holdout_images} held-back images"
+        judged = "held-back images" if r.held_out else "calibration images (none held back: pass at least 2 to --calib-data)"
+        print(f"wrote {r.path} ({r.form} form): top-1 agreement {r.agreement:.4f} with fp32 on {r.holdout_images} {judged}"
               + (f"; kept in float: {', '.join(r.kept_float)}" if r.kept_float else "") + ("" if r.gate_passed else " (gate FAILED)"))
     if result.fp16 is not None:
         kept = result.fp16.kept_fp32

@@ -408,14 +408,15 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
         t0 = time.perf_counter()
         reference = outputs(str(fp32_path), held.inputs)
         shared = {"calibration": round(t_ranges, 2), "reference": round(time.perf_counter() - t0, 2)}
-        log.info("int8: calibration ranges %.1f s, fp32 outputs on %d held-back images %.1f s", t_ranges, len(held), shared["reference"])
+        log.info("int8: calibration ranges %.1f s, fp32 outputs on %d %s images %.1f s", t_ranges, len(held),
+                 "held-back" if held.held_out else "calibration (none held back)", shared["reference"])
         results = []
         for name in wanted:
             row = artifacts.PRECISIONS[name]
             form = "cpu" if name == "int8-cpu" else "tensorrt"
             float_type = options.int8_float if form == "tensorrt" else "fp32"  # ORT's CPU kernels want fp32
             common = dict(float_type=float_type, calibration_inputs=part.inputs if part is not None else None,
-                          reference=reference, progress=progress)
+                          reference=reference, progress=progress, held_out=held.held_out)
             if name == "fp8":
                 r = build_fp8(source, output_dir / row.onnx, ranges, held.inputs, min_agreement=options.min_agreement,
                               max_fallback=options.max_fallback, keep_stem_and_head=options.keep_stem_and_head, **common)

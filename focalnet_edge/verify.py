@@ -82,11 +82,12 @@ DEFAULT_VERIFY_IMAGES = 64
 
 
 def default_image_set(holdout=None, count: int = DEFAULT_VERIFY_IMAGES) -> tuple[ImageSet, str]:
-    """The first `count` held-back calibration frames, else `count` of the demo's digit images, evenly spread.
+    """The first `count` held-back calibration frames, else `count` of the demo's digit images, evenly spread
+    (also when nothing was held back: an image that calibrated is never called held back).
 
     No labels: neither belongs to the model's classes, so no accuracy is reported on them.
     """
-    if holdout is not None and getattr(holdout, "frames", None) is not None and len(holdout.frames):
+    if holdout is not None and getattr(holdout, "frames", None) is not None and len(holdout.frames) and getattr(holdout, "held_out", True):
         found = ImageSet([], None, frames=holdout.frames[:count])
         return found, f"{len(found)} images held back from the calibration data (numbers only; pass --images for accuracy)"
     digits = load_image_set("demo", None)
