@@ -132,7 +132,11 @@ def cleanup_leftovers(path: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
     if path.is_dir():
         for pending in sorted(path.glob(f"{INSIDE}commit-*")):
-            finish_commit(pending, path)
+            try:
+                finish_commit(pending, path)
+            except OSError as e:
+                raise ArtifactError(f"{path}: an interrupted run's replacement of the files could not be finished "
+                                    f"({e.strerror or e}); free space or fix permissions there and run again") from None
             log.warning("%s: finished replacing the files, which an interrupted run had begun", path)
         for left in [*path.glob(f"{INSIDE}staging-*"), *path.glob(f"{INSIDE}old-*")]:
             shutil.rmtree(left, ignore_errors=True)

@@ -188,7 +188,7 @@ def test_interrupted_swap_is_restored(exported, tmp_path):
     consistent(out)
 
 
-@pytest.mark.parametrize("sig,repeat", [(signal.SIGTERM, 1), (signal.SIGINT, 1), (signal.SIGINT, 4), (signal.SIGTERM, 3)])
+@pytest.mark.parametrize("sig,repeat", [(signal.SIGTERM, 1), (signal.SIGINT, 1), (signal.SIGHUP, 1), (signal.SIGINT, 4), (signal.SIGTERM, 3)])
 def test_signal_during_a_build_cleans_up_and_says_so(exported, tmp_path, few_images, sig, repeat):
     """SIGTERM (a container stopping, a job killed) ends a build as Ctrl-C does: its staging folder
     removed, the folder as it was, one line saying so, exit 128 + the signal's number; the same
