@@ -6,7 +6,8 @@
    folders. A folder that is not empty and holds no focalnet-edge manifest (someone's files,
    or the current directory) is refused unless `force`; so is a folder of ours built from
    another model (its manifest's weight hashes, or its source, differ).
-2. **Lock.** An advisory `fcntl.flock` on `.<name>.lock` beside the folder. A second run
+2. **Lock.** An advisory `fcntl.flock` on `.<name>.lock` beside the folder (inside a mount
+   point, `.focalnet-edge.lock`: a volume's parent may be read-only). A second run
    does not wait: it fails at once with one line naming the holder's pid (a build takes
    minutes, and a silent wait looks like a hang). The lock file stays (removing it would
    let two runs lock two different files); the lock dies with its process, kill -9 too.
@@ -96,12 +97,13 @@ def lock(folder: str | os.PathLike, special: bool = True) -> Iterator[Path]:
     `special`: refuse `/` and the home folder (off for a folder the user did not name as --output).
     """
     path = check_destination(folder, special)
-    lock_path = _sibling(path, "lock")
+    inside = is_mount_point(path)  # a volume's parent may be read-only (a container's root): its lock is inside it
+    lock_path = path / f"{INSIDE}lock" if inside else _sibling(path, "lock")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
-        raise ArtifactError(f"{path}: cannot write beside it ({e.strerror or e})") from None
+        raise ArtifactError(f"{path}: cannot write {'in' if inside else 'beside'} it ({e.strerror or e})") from None
     try:
         if fcntl is not None:
             try:
@@ -245,8 +247,9 @@ def claim(folder: str | os.PathLike, force: bool = False, weights: dict[str, str
                     commit(staging, path, ours=manifest is not None, inside=inside)
                 committed = True
         except signals.Interrupted as e:
-            if not committed and e.note is None:
-                e.note = f"{path} was left as it was and this run's staging folder removed"
+            if e.note is None:
+                e.note = (f"{path} holds this run's build (the signal came while it was committed)" if committed
+                          else f"{path} was left as it was and this run's staging folder removed")
             raise
         finally:
             _STAGING.discard(staging.resolve())

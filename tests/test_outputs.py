@@ -141,10 +141,35 @@ def test_build_into_an_empty_mount_point_then_rebuild(capsys, tmpfs, few_images)
     assert list(consistent(tmpfs)["artifacts"]) == ["model.onnx"]
     assert not (tmpfs / "model.fp16.onnx").exists()  # the previous build's artifacts go; the user's files stay
     assert (tmpfs / "notes.txt").read_text() == "mine"
-    assert sorted(p.name for p in tmpfs.iterdir()) == ["manifest.json", "model.onnx", "notes.txt"]
+    assert sorted(p.name for p in tmpfs.iterdir()) == [outputs.INSIDE + "lock", "manifest.json", "model.onnx", "notes.txt"]
     assert not list(tmpfs.parent.glob(".volume.*staging*"))
     code, stdout, err = run(capsys, "-q", "predict", tmpfs, next((DEMO_IMAGES / "3").iterdir()))
     assert code == 0 and stdout.split(": ")[1].startswith("3 "), (stdout, err)
+
+
+def test_volume_under_a_read_only_root(capsys, tmp_path, few_images):
+    """A container's view: the root (the volume's parent) read-only, the volume a writable mount."""
+    root = tmp_path / "root"
+    volume = root / "data"
+    volume.mkdir(parents=True)
+    mounted = []
+    try:
+        for argv in (["mount", "--bind", root, root], ["mount", "-o", "remount,bind,ro", root],
+                     ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", volume]):
+            done = subprocess.run([str(a) for a in argv], capture_output=True, text=True)
+            if done.returncode != 0:
+                pytest.skip(f"cannot mount here ({done.stderr.strip() or done.returncode}); needs root")
+            if argv[1] != "-o":
+                mounted.append(argv[-1])
+        with pytest.raises(OSError):
+            (root / "probe").write_text("x")
+        for precision in ("fp32", "fp16"):
+            code, _, err = run(capsys, "-q", "build", "--precision", precision, "--images", few_images, "--output", volume)
+            assert code == 0, err
+        assert sorted(consistent(volume)["artifacts"]) == ["model.fp16.onnx", "model.onnx"]
+    finally:
+        for point in reversed(mounted):
+            subprocess.run(["umount", str(point)], check=True)
 
 
 def test_failed_build_on_a_mount_point(capsys, tmpfs, builds, few_images):
