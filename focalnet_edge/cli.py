@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import __version__, versions
+from . import __version__, signals, versions
+from .artifacts import REPORT
 from .errors import ArtifactError, ConfigError, FocalNetEdgeError
 
 log = logging.getLogger("focalnet_edge")
@@ -135,6 +138,7 @@ def quantization_facts(int8: dict) -> dict:
     return {
         "qtype": int8.get("qtype", "int8"), "form": int8.get("form"), "gate_passed": int8.get("gate_passed"),
         "sqnr_db": gate.get("sqnr_db"), "cosine": gate.get("cosine"), "top1": gate.get("top1"), "images": int8.get("holdout_images"),
+        "held_out": int8.get("held_out", True),
         "int8_flop_share": placement.get("int8_flop_share"), "quantized_by_type": placement.get("quantized_by_type"),
         "qdq_pairs": placement.get("qdq_pairs"), "not_fusable": count(placement.get("unfused")),
         "float_nodes": count(placement.get("float_nodes")), "kept_float_by_gate": count(int8.get("kept_float")),
@@ -160,8 +164,9 @@ def format_quantization(q: dict) -> str:
         passed = {True: "passed", False: "FAILED"}.get(f.get("gate_passed"), "?")
         line = (f"{name}: {f.get('qtype') or '?'} ({f.get('form') or '?'} form), gate {passed}: SQNR {num(f.get('sqnr_db'), '.1f')} dB, "
                 f"cosine {num(f.get('cosine'), '.5f')}" + (f", top-1 {num(f.get('top1'), '.2f')}" if f.get("top1") is not None else "")
-                + f" on {num(f.get('images'), 'd')} held-back images; "
-                f"{num(100 * share if isinstance(share, (int, float)) else None, '.1f')}% of GEMM/Conv FLOPs quantized ({by_type}; "
+                + f" on {num(f.get('images'), 'd')} " + ("held-back images; " if f.get("held_out", True) is not False
+                                                           else "calibration images (none held back); ")
+                + f"{num(100 * share if isinstance(share, (int, float)) else None, '.1f')}% of GEMM/Conv FLOPs quantized ({by_type}; "
                 f"{num(f.get('float_nodes'), 'd')} in float, {num(f.get('kept_float_by_gate'), 'd')} of them by the gate); "
                 f"{num(f.get('qdq_pairs'), 'd')} activation Q/DQ pairs, {num(f.get('not_fusable'), 'd')} not fusable by TensorRT; "
                 f"{num(f.get('smoothed_layernorms'), 'd')} LayerNorms smoothed")
@@ -376,13 +381,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.artifact:
         names = [args.artifact]
     from .outputs import lock
+    from .pipeline import save_report
 
     refs = _references(args, folder, read_manifest(folder))
-    with lock(folder, special=False):  # verify rewrites the manifest: not while a build writes the folder
-        result = verify_stage(folder, refs, names, progress=not args.quiet)
+    result = verify_stage(folder, refs, names, progress=not args.quiet, record=False)  # reads only: the build's figures stay
     _print_reports(result.reports, args.json)
     if not args.json:
         print(f"\nreference: {refs.source}, {len(refs)} images")
+    report = folder / REPORT
+    if not os.access(folder, os.W_OK):  # a deployed image, a read-only mount: verified all the same
+        print(f"{report} not written: {folder} is read-only", file=sys.stderr)
+    else:
+        try:
+            with lock(folder, special=False):  # not into a folder a build is replacing now
+                save_report(folder, result.reports)
+        except ArtifactError as e:
+            print(f"{report} not written: {e}", file=sys.stderr)
     return 0 if result.passed else 1
 
 
@@ -544,9 +558,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     )
     result = build(options, progress=not args.quiet, force=args.force)
     print(_summary(result))
-    print(f"\nverified on {result.images_used}; manifest: {result.output_dir / 'manifest.json'}")
+    written = result.kept if result.failed else result.output_dir
+    print(f"\nverified on {result.images_used}; manifest: {written / 'manifest.json' if written else 'not kept'}")
     for note in result.notes:
         print(note)
+    if result.failed:  # the last line: where the failed build is, and that the folder did not change
+        print(f"not committed ({result.failed}): {result.output_dir} was left as it was; "
+              + (f"the failed build is in {result.kept}" if result.kept else "the failed build could not be kept"))
     return 0 if result.passed else 1
 
 
@@ -594,7 +612,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             manifest = None
         result = precision_stage(out, fp32, args.precision, options, manifest, progress=not args.quiet)
     for r in result.int8:
-        print(f"wrote {r.path} ({r.form} form): top-1 agreement {r.agreement:.4f} with fp32 on {r.holdout_images} held-back images"
+        judged = "held-back images" if r.held_out else "calibration images (none held back: pass at least 2 to --calib-data)"
+        print(f"wrote {r.path} ({r.form} form): top-1 agreement {r.agreement:.4f} with fp32 on {r.holdout_images} {judged}"
               + (f"; kept in float: {', '.join(r.kept_float)}" if r.kept_float else "") + ("" if r.gate_passed else " (gate FAILED)"))
     if result.fp16 is not None:
         kept = result.fp16.kept_fp32
@@ -916,15 +935,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         versions.check()
-        return func(args)
+        with signals.handled():  # SIGINT, SIGTERM, SIGHUP: cleaned up like Ctrl-C, later ones ignored
+            return func(args)
     except FocalNetEdgeError as e:
         if args.verbose:
             raise
         print(f"focalnet-edge {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"focalnet-edge {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # one line; exit 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)
+        sig = e if isinstance(e, signals.Interrupted) else signals.Interrupted(signal.SIGINT)
+        note = f"; {sig.note}" if sig.note else ""
+        print(f"focalnet-edge {args.command}: interrupted ({sig.name}){note}", file=sys.stderr)
+        return sig.exit_code
 
 
 if __name__ == "__main__":

@@ -6,35 +6,45 @@
    folders. A folder that is not empty and holds no focalnet-edge manifest (someone's files,
    or the current directory) is refused unless `force`; so is a folder of ours built from
    another model (its manifest's weight hashes, or its source, differ).
-2. **Lock.** An advisory `fcntl.flock` on `.<name>.lock` beside the folder. A second run
+2. **Lock.** An advisory `fcntl.flock` on `.<name>.lock` beside the folder (inside a mount
+   point, `.focalnet-edge.lock`: a volume's parent may be read-only). A second run
    does not wait: it fails at once with one line naming the holder's pid (a build takes
    minutes, and a silent wait looks like a hang). The lock file stays (removing it would
    let two runs lock two different files); the lock dies with its process, kill -9 too.
-3. **Clean up after killed runs**, under the lock: staging folders `.<name>.staging-*` beside
-   the folder, `.<name>.old-*` folders (moved back when the swap was cut between its two
-   renames), and `.*.partial` temp files inside it.
-4. **Stage.** The run writes into `.<name>.staging-<pid>` beside the folder (the previous
-   TensorRT timing cache copied in, so it is reused).
-5. **Commit only on success**: the staging folder takes the folder's place by two renames
-   (the folder's own files that this run does not write, e.g. a `deepstream/` folder or a
-   user's notes, are hard-linked over first; the previous run's artifacts are not). On any
-   error the staging folder is removed and the folder is exactly as it was. A folder that
-   cannot be renamed (the current directory, a mount point) or a foreign folder written with
-   `force` gets the new files one by one instead, the manifest last.
+3. **Clean up after killed runs**, under the lock (`cleanup_leftovers`): staging folders,
+   `.<name>.old-*` folders (moved back when a swap was cut between its two renames), an
+   in-place commit that was cut (finished: its new files were complete), `.*.partial` files.
+4. **Stage on the folder's own filesystem.** The run writes into `.<name>.staging-<pid>-*`
+   beside the folder; when the folder is a mount point (a container volume, a tmpfs, an SD
+   card), which cannot be renamed and whose parent is another filesystem, into
+   `.focalnet-edge.staging-<pid>-*` inside it. The previous TensorRT timing cache is copied in.
+5. **Commit only on success.** A run whose gate or verification failed (`Staging.reject`) is
+   not committed: the folder stays byte for byte, and the failed run is kept for diagnosis
+   as `<name>.failed-<time>` beside it (inside a mount point: `.focalnet-edge.failed-<time>`).
+   On an error or a signal the staging folder is removed and the folder is as it was.
+   A successful run takes the folder's place by two renames (`_swap`; the folder's own files
+   that this run does not write, e.g. a `deepstream/` folder or a user's notes, are
+   hard-linked over first; the previous run's artifacts are not). A folder that cannot be
+   renamed (a mount point, the current directory) or a foreign folder written with `force`
+   gets the new files by `_commit_in_place`, which a kill at any moment leaves finishable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import artifacts
+from . import artifacts, signals
 from .errors import ArtifactError
 from .manifest import MANIFEST, is_ours, load_manifest_json
 
@@ -52,6 +62,11 @@ BUILD_FILES = frozenset(
     + [artifacts.external_data_name(p.onnx) for p in artifacts.PRECISIONS.values()]
     + [p.engine for p in artifacts.PRECISIONS.values() if p.engine]
 )
+
+#: the prefix of what a run keeps inside a folder that is a mount point (staging, commit, failed runs)
+INSIDE = ".focalnet-edge."
+#: the plan of an in-place commit, inside its commit folder: the previous files it retires
+PLAN = INSIDE + "plan.json"
 
 _STAGING: set[Path] = set()  #: staging folders this process is writing now
 
@@ -82,12 +97,13 @@ def lock(folder: str | os.PathLike, special: bool = True) -> Iterator[Path]:
     `special`: refuse `/` and the home folder (off for a folder the user did not name as --output).
     """
     path = check_destination(folder, special)
-    lock_path = _sibling(path, "lock")
+    inside = is_mount_point(path)  # a volume's parent may be read-only (a container's root): its lock is inside it
+    lock_path = path / f"{INSIDE}lock" if inside else _sibling(path, "lock")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
-        raise ArtifactError(f"{path}: cannot write beside it ({e.strerror or e})") from None
+        raise ArtifactError(f"{path}: cannot write {'in' if inside else 'beside'} it ({e.strerror or e})") from None
     try:
         if fcntl is not None:
             try:
@@ -106,7 +122,8 @@ def lock(folder: str | os.PathLike, special: bool = True) -> Iterator[Path]:
 
 
 def cleanup_leftovers(path: Path) -> None:
-    """Remove what killed runs left (call with the lock held): staging folders, temp files; restore a cut swap."""
+    """Remove what killed runs left (call with the lock held): staging folders, temp files; restore a
+    cut swap; finish a cut in-place commit (its new files were complete)."""
     for old in sorted(path.parent.glob(f".{path.name}.old-*")):
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)
@@ -116,6 +133,15 @@ def cleanup_leftovers(path: Path) -> None:
     for staging in path.parent.glob(f".{path.name}.staging-*"):
         shutil.rmtree(staging, ignore_errors=True)
     if path.is_dir():
+        for pending in sorted(path.glob(f"{INSIDE}commit-*")):
+            try:
+                finish_commit(pending, path)
+            except OSError as e:
+                raise ArtifactError(f"{path}: an interrupted run's replacement of the files could not be finished "
+                                    f"({e.strerror or e}); free space or fix permissions there and run again") from None
+            log.warning("%s: finished replacing the files, which an interrupted run had begun", path)
+        for left in [*path.glob(f"{INSIDE}staging-*"), *path.glob(f"{INSIDE}old-*")]:
+            shutil.rmtree(left, ignore_errors=True)
         remove_partials(path, nested=True)
 
 
@@ -130,7 +156,8 @@ def remove_partials(path: Path, nested: bool = False) -> None:
 
 
 def _entries(path: Path) -> list[str]:
-    return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    """The names in folder `path`, without what runs keep there (`INSIDE`: staging, failed runs)."""
+    return sorted(p.name for p in path.iterdir() if not p.name.startswith(INSIDE)) if path.is_dir() else []
 
 
 def check_owner(path: Path, force: bool, weights: dict[str, str] | None = None, source: str | None = None,
@@ -172,22 +199,39 @@ def check_owner(path: Path, force: bool, weights: dict[str, str] | None = None, 
     return manifest
 
 
+@dataclass
+class Staging:
+    """The folder a claimed run writes (`path`); `reject(reason)` keeps it from being committed."""
+
+    path: Path
+    failed: str | None = None  #: why the run is not committed (a gate or a verification failed)
+    kept: Path | None = None  #: where the rejected run was kept, after the claim ended
+
+    def reject(self, reason: str) -> None:
+        self.failed = reason
+
+
 @contextlib.contextmanager
 def claim(folder: str | os.PathLike, force: bool = False, weights: dict[str, str] | None = None,
-          source: str | None = None) -> Iterator[Path]:
-    """Check, lock and stage output folder `folder`; yield the staging folder to write; commit on success.
+          source: str | None = None) -> Iterator[Staging]:
+    """Check, lock and stage output folder `folder`; yield the `Staging` to write; commit on success.
 
     See the module's docstring. Raises `ArtifactError` (one sentence) when the folder is refused
-    or locked by another run; on any error inside the block the folder is left as it was.
+    or locked by another run; on any error inside the block, or a rejected run, the folder is
+    left as it was.
     """
     with lock(folder) as path:
         cleanup_leftovers(path)
         manifest = check_owner(path, force, weights, source)
+        inside = is_mount_point(path)
         try:
-            staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-", dir=path.parent))
+            staging = Path(tempfile.mkdtemp(prefix=f"{INSIDE if inside else '.' + path.name + '.'}staging-{os.getpid()}-",
+                                            dir=path if inside else path.parent))
         except OSError as e:
-            raise ArtifactError(f"{path}: cannot write beside it ({e.strerror or e})") from None
+            raise ArtifactError(f"{path}: cannot write {'in' if inside else 'beside'} it ({e.strerror or e})") from None
+        stage = Staging(staging)
         _STAGING.add(staging.resolve())
+        committed = False
         try:
             if path.is_dir():
                 shutil.copymode(path, staging)
@@ -195,57 +239,146 @@ def claim(folder: str | os.PathLike, force: bool = False, weights: dict[str, str
                     shutil.copy2(path / artifacts.TIMING_CACHE, staging / artifacts.TIMING_CACHE)
             else:
                 os.chmod(staging, 0o777 & ~_umask())
-            yield staging
-            commit(staging, path, ours=manifest is not None)
+            yield stage
+            with signals.deferred():  # the renames are not cut by a signal; it is raised after them
+                if stage.failed is not None:
+                    stage.kept = keep_failed(staging, path, inside)
+                else:
+                    commit(staging, path, ours=manifest is not None, inside=inside)
+                committed = True
+        except signals.Interrupted as e:
+            if e.note is None:
+                e.note = (f"{path} holds this run's build (the signal came while it was committed)" if committed
+                          else f"{path} was left as it was and this run's staging folder removed")
+            raise
         finally:
             _STAGING.discard(staging.resolve())
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def commit(staging: Path, path: Path, ours: bool) -> None:
+def keep_failed(staging: Path, path: Path, inside: bool) -> Path | None:
+    """Keep a rejected run for diagnosis: `<name>.failed-<time>` beside `path` (inside it when a mount point)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    where, name = (path, f"{INSIDE}failed-{stamp}") if inside else (path.parent, f"{path.name}.failed-{stamp}")
+    kept = where / name
+    if kept.exists():
+        kept = where / f"{name}-{os.getpid()}"
+    try:
+        os.rename(staging, kept)
+    except OSError as e:
+        log.warning("%s: the failed run could not be kept (%s)", path, e.strerror or e)
+        return None
+    return kept
+
+
+def is_mount_point(path: Path) -> bool:
+    """Whether `path` is a mount point: another filesystem than its parent, or a bind mount
+    (same filesystem, which `os.path.ismount` misses; read from /proc/self/mountinfo on Linux)."""
+    if not path.is_dir():
+        return False
+    if os.path.ismount(path):
+        return True
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            points = {line.split()[4] for line in f if len(line.split()) > 4}
+    except OSError:
+        return False
+    unescape = lambda s: re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)  # noqa: E731 - \040 for a space
+    return str(path) in {unescape(p) for p in points}
+
+
+def commit(staging: Path, path: Path, ours: bool, inside: bool = False) -> None:
     """Put the staged run in the place of `path` (see the module's docstring)."""
     if not (staging / MANIFEST).is_file():
         raise ArtifactError(f"{path}: the run wrote no {MANIFEST}; nothing committed")
-    inside = Path.cwd().resolve()
-    holds_cwd = path == inside or path in inside.parents  # never renamed away under the shell
-    if not _entries(path) and not holds_cwd:
-        if path.exists():
-            path.rmdir()
-        os.rename(staging, path)
+    here = Path.cwd().resolve()
+    holds_cwd = path == here or path in here.parents  # never renamed away under the shell
+    if not inside and not holds_cwd and (not _entries(path) or ours) and _swap(staging, path):
         return
-    if ours and not holds_cwd:
-        for name in _entries(path):  # the folder's own files: kept, by hard links (no copy of big files)
-            if name not in BUILD_FILES and not (staging / name).exists() and not name.endswith(".partial"):
-                _link_copy(path / name, staging / name)
-        old = _sibling(path, f"old-{os.getpid()}")
+    previous = _entries(path)
+    retire = [n for n in previous if n in BUILD_FILES and not (staging / n).exists()] if ours else []
+    _commit_in_place(staging, path, retire)
+
+
+def _swap(staging: Path, path: Path) -> bool:
+    """Replace `path` by `staging` with two renames; False when `path` cannot be renamed (then nothing changed)."""
+    if not _entries(path):
         try:
-            os.rename(path, old)
+            if path.exists():
+                path.rmdir()
+            os.rename(staging, path)
+            return True
         except OSError:
-            pass  # cannot rename it (a mount point, permissions): file by file below
-        else:
-            try:
-                os.rename(staging, path)
-            except OSError as e:
-                os.rename(old, path)
-                raise ArtifactError(f"{path}: could not be replaced ({e.strerror or e}); left as it was") from None
-            shutil.rmtree(old, ignore_errors=True)
-            return
-    previous = load_manifest_json(path) if ours else None
-    listed = set(previous.get("artifacts", {})) if isinstance(previous, dict) and isinstance(previous.get("artifacts"), dict) else set()
-    written = set(_entries(staging))
-    with contextlib.suppress(FileNotFoundError):
-        (path / MANIFEST).unlink()  # no moment where the old manifest describes new files
-    for name in written:
-        if name != MANIFEST:
-            dst = path / name
-            if dst.is_dir() and not dst.is_symlink():
-                shutil.rmtree(dst)
-            os.replace(staging / name, dst)
-    for name in listed & BUILD_FILES:  # the previous run's artifacts this run did not write
-        if name not in written and not (path / name).is_dir():
-            with contextlib.suppress(FileNotFoundError):
-                (path / name).unlink()
-    os.replace(staging / MANIFEST, path / MANIFEST)
+            return False
+    for name in _entries(path):  # the folder's own files: kept, by hard links (no copy of big files)
+        if name not in BUILD_FILES and not (staging / name).exists() and not name.endswith(".partial"):
+            _link_copy(path / name, staging / name)
+    old = _sibling(path, f"old-{os.getpid()}")
+    try:
+        os.rename(path, old)
+    except OSError:
+        return False  # cannot rename it (permissions): in place instead
+    try:
+        os.rename(staging, path)
+    except OSError as e:
+        os.rename(old, path)
+        raise ArtifactError(f"{path}: could not be replaced ({e.strerror or e}); left as it was") from None
+    shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+def _commit_in_place(staging: Path, path: Path, retire: list[str]) -> None:
+    """Move the staged files into `path` one by one, the manifest last; `retire`: previous files to remove.
+
+    The staging folder first becomes `path/.focalnet-edge.commit-*` (one rename on the folder's
+    filesystem) holding a plan (the files to retire); from then on the commit only goes forward:
+    the previous manifest is set aside first (no manifest ever describes files it did not list),
+    each replaced file is moved aside into `.focalnet-edge.old-*` (nothing deleted before the
+    new files are in), the new manifest comes last, the set-aside files are removed. A run
+    killed between these steps leaves the commit folder, which the next run finishes
+    (`cleanup_leftovers`): the new files in it were complete.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    token = staging.name.rsplit("-", 1)[-1]
+    pending = path / f"{INSIDE}commit-{os.getpid()}-{token}"
+    try:
+        (staging / PLAN).write_text(json.dumps({"retire": retire}), encoding="utf-8")
+        os.rename(staging, pending)
+    except OSError as e:
+        raise ArtifactError(f"{path}: could not be replaced ({e.strerror or e}); left as it was") from None
+    try:
+        finish_commit(pending, path)
+    except OSError as e:
+        raise ArtifactError(f"{path}: the new files could not all be moved in ({e.strerror or e}); "
+                            "the next run in this folder finishes the replacement") from None
+
+
+def finish_commit(pending: Path, path: Path) -> None:
+    """Carry out (or finish, after a kill) the in-place commit staged in `pending` (see `_commit_in_place`)."""
+    try:
+        retire = json.loads((pending / PLAN).read_text(encoding="utf-8")).get("retire", [])
+    except (OSError, ValueError, AttributeError):
+        retire = []
+    old = path / pending.name.replace(f"{INSIDE}commit-", f"{INSIDE}old-", 1)
+    old.mkdir(exist_ok=True)
+
+    def aside(name: str) -> None:
+        if (path / name).exists() or (path / name).is_symlink():
+            os.rename(path / name, old / name)
+
+    if (pending / MANIFEST).exists():
+        aside(MANIFEST)
+    for name in retire:
+        if isinstance(name, str) and "/" not in name and name not in (MANIFEST, PLAN) and not (pending / name).exists():
+            aside(name)
+    for name in _entries(pending):
+        if name not in (MANIFEST, PLAN):
+            aside(name)
+            os.rename(pending / name, path / name)
+    if (pending / MANIFEST).exists():
+        os.rename(pending / MANIFEST, path / MANIFEST)
+    shutil.rmtree(pending, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def check_adoption(folder: Path, force: bool, onnx_sha256: str) -> None:

@@ -144,7 +144,7 @@ def export_stage(ckpt: Checkpoint, output_dir: Path, options: ExportOptions,
     output_dir = Path(output_dir)
     if not is_staging(output_dir):
         with claim(output_dir, force, weights_sha256(ckpt), ckpt.source) as stage:
-            result, manifest = export_stage(ckpt, stage, options, release_checkpoint=release_checkpoint)
+            result, manifest = export_stage(ckpt, stage.path, options, release_checkpoint=release_checkpoint)
         final = Path(output_dir) / FP32_ONNX
         try:
             result.path = final
@@ -201,13 +201,17 @@ class VerifyResult:
         return bool(self.reports) and all(r.passed for r in self.reports)
 
 
-def verify_stage(output_dir: Path, refs, names: list[str] | None = None, progress: bool = False) -> VerifyResult:
-    """Verify artifacts of `output_dir` against reference outputs; record figures in the manifest.
+def verify_stage(output_dir: Path, refs, names: list[str] | None = None, progress: bool = False,
+                 record: bool = True) -> VerifyResult:
+    """Verify artifacts of `output_dir` against reference outputs.
 
     `refs` are `References` (live PyTorch outputs, or the folder's stored ones). `names` are
     file names or precisions (default: every artifact this machine runs). ONNX files run on
     ONNX Runtime's CPU provider, named explicitly, so the figures never come from another
     provider that happens to be installed; the provider used is recorded.
+    `record`: write the figures into the manifest and report.json (a build, or the engine stage
+    verifying the engines it made); without it nothing is written (`verify`: a later check, on
+    any images, never replaces the build's figures; it saves report.json itself, `save_report`).
     """
     from .runtime.loader import load_entry, runnable_here
     from .verify import verify
@@ -231,9 +235,15 @@ def verify_stage(output_dir: Path, refs, names: list[str] | None = None, progres
         report.device = runner.device
         entry["verification"] = report.to_dict()
         result.reports.append(report)
-    write_manifest(output_dir, manifest)
-    atomic_write_json(output_dir / REPORT, [r.to_dict() for r in result.reports])  # strict JSON: NaN figures as null
+    if record:
+        write_manifest(output_dir, manifest)
+        save_report(output_dir, result.reports)
     return result
+
+
+def save_report(output_dir: Path, reports: list[Any]) -> None:
+    """Write `reports` as OUT/report.json (strict JSON: NaN figures as null); `ArtifactError` when it cannot be written."""
+    atomic_write_json(Path(output_dir) / REPORT, [r.to_dict() for r in reports])
 
 
 # -- precision ---------------------------------------------------------------------------------------
@@ -398,14 +408,15 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
         t0 = time.perf_counter()
         reference = outputs(str(fp32_path), held.inputs)
         shared = {"calibration": round(t_ranges, 2), "reference": round(time.perf_counter() - t0, 2)}
-        log.info("int8: calibration ranges %.1f s, fp32 outputs on %d held-back images %.1f s", t_ranges, len(held), shared["reference"])
+        log.info("int8: calibration ranges %.1f s, fp32 outputs on %d %s images %.1f s", t_ranges, len(held),
+                 "held-back" if held.held_out else "calibration (none held back)", shared["reference"])
         results = []
         for name in wanted:
             row = artifacts.PRECISIONS[name]
             form = "cpu" if name == "int8-cpu" else "tensorrt"
             float_type = options.int8_float if form == "tensorrt" else "fp32"  # ORT's CPU kernels want fp32
             common = dict(float_type=float_type, calibration_inputs=part.inputs if part is not None else None,
-                          reference=reference, progress=progress)
+                          reference=reference, progress=progress, held_out=held.held_out)
             if name == "fp8":
                 r = build_fp8(source, output_dir / row.onnx, ranges, held.inputs, min_agreement=options.min_agreement,
                               max_fallback=options.max_fallback, keep_stem_and_head=options.keep_stem_and_head, **common)
@@ -448,10 +459,21 @@ class BuildResult:
     latency_ms: dict[str, float]
     images_used: str
     notes: list[str] = field(default_factory=list)
+    failed: str | None = None  #: why the build was not committed (a gate or a verification failed)
+    kept: Path | None = None  #: where the failed build was kept for diagnosis (`output_dir` is unchanged)
 
     @property
     def passed(self) -> bool:
-        return bool(self.reports) and all(r.passed for r in self.reports)
+        return self.failed is None and bool(self.reports) and all(r.passed for r in self.reports)
+
+
+def build_failures(reports: list[Any], gates: list[Any]) -> str | None:
+    """Why a build must not replace the output folder: failed verifications and INT8/FP8 gates (None: none failed)."""
+    verification = [r.artifact for r in reports if not r.passed]
+    gate = [Path(g.path).name for g in gates if not g.gate_passed]
+    failed = ([f"verification failed: {', '.join(verification)}"] if verification else []) \
+        + ([f"accuracy gate not met: {', '.join(gate)}"] if gate else []) + ([] if reports else ["nothing was verified"])
+    return "; ".join(failed) or None
 
 
 def measure_latency(runner, batch: int = 1, repeats: int = 5) -> float:
@@ -465,8 +487,10 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
     """`focalnet-edge build`: export, precision, engines where TensorRT runs, verification, manifest.
 
     Every input is checked before the first write, and the run writes into a staging folder
-    that replaces the output folder only when every stage succeeded (`outputs.claim`): a failed
-    or interrupted build leaves the previous folder exactly as it was. A folder that is not
+    that replaces the output folder only when every stage succeeded and every gate and
+    verification passed (`outputs.claim`): a failed or interrupted build leaves the previous
+    folder exactly as it was; a build that ran but failed a gate or a verification is kept
+    beside it (`BuildResult.kept`). A folder that is not
     ours, or ours but of another model, is refused unless `force`; a second build of the same
     folder at the same time fails at once, naming the first one's pid.
     """
@@ -496,7 +520,8 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
 
     stages: list[dict[str, Any]] = []  #: time and peak RSS per stage, into the manifest
     labels = ckpt.config.id2label if options.export.head in ("logits", "probs") else {}
-    with claim(final, force, weights_sha256(ckpt), ckpt.source) as out:
+    with claim(final, force, weights_sha256(ckpt), ckpt.source) as stage:
+        out = stage.path
         log.info("export: %s -> %s", options.model, final / FP32_ONNX)
         with timed_stage("export", stages):
             fp32_result, manifest = export_stage(ckpt, out, options.export, release_checkpoint=True)
@@ -530,7 +555,10 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
         manifest["verification_images"] = used
         manifest["stages"] = stages
         write_manifest(out, manifest)
-    return BuildResult(final, manifest, verified.reports, latency, used, notes)
+        failed = build_failures(verified.reports, prec.int8)
+        if failed:
+            stage.reject(failed)
+    return BuildResult(final, manifest, verified.reports, latency, used, notes, failed, stage.kept)
 
 
 def tensorrt_check_stage(output_dir: Path, manifest: dict[str, Any]) -> list[str]:

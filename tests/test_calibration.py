@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -21,6 +23,9 @@ from focalnet_edge.contract import InputContract
 from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, ImageSpec, load_checkpoint
 from focalnet_edge.pipeline import BuildOptions, ExportOptions, PrecisionOptions, build, export_stage, precision_stage
 from focalnet_edge.runtime import OnnxRuntimeRunner
+
+
+DEMO_IMAGES = Path(__file__).resolve().parents[1] / "focalnet_edge" / "data" / "demo" / "images"
 
 
 @pytest.fixture(scope="module")
@@ -263,3 +268,41 @@ def test_int8_float_fp32_keeps_opset_and_float32(demo_build, tmp_path):
     assert m.opset_import[0].version == 17 and qdq_form_problems(m) == []
     ln = next(n for n in m.graph.node if n.op_type == "LayerNormalization")
     assert inits[ln.input[1]].dtype == np.float32 and r.gate_passed
+
+
+def test_split_never_calls_a_calibrating_image_held_back():
+    from focalnet_edge.calibration.data import CalibrationSet
+
+    frames = np.arange(5 * 4 * 4 * 3, dtype=np.uint8).reshape(5, 4, 4, 3)
+    for n in (2, 3, 5):
+        part, held = CalibrationSet(frames[:n].astype(np.float32), frames[:n], "x").split()
+        assert held.held_out and len(held) >= 1 and len(part) + len(held) == n
+        assert not {f.tobytes() for f in part.frames} & {f.tobytes() for f in held.frames}  # disjoint
+    part, held = CalibrationSet(frames[:1].astype(np.float32), frames[:1], "x").split()
+    assert len(held) == 1 and held.held_out is False  # the one image is both, and says so
+    from focalnet_edge.verify import default_image_set
+
+    found, used = default_image_set(held)  # a build's default verification: not that image either
+    assert found.frames is None and "digit images" in used and "held back" not in used
+
+
+def test_one_calibration_image_says_the_gate_was_not_held_out(tmp_path, capsys):
+    """The user's case: INT8 calibrated on one image. The gate cannot be held out: the CLI line, the
+    manifest entry and `info` say so and what to pass; the verification never uses that image."""
+    from focalnet_edge.cli import main
+
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(next((DEMO_IMAGES / "4").iterdir()), one / "a.png")
+    out = tmp_path / "out"
+    assert main(["-q", "export", "--output", str(out)]) == 0
+    capsys.readouterr()
+    main(["-q", "calibrate", str(out / "model.onnx"), "--precision", "int8", "--calib-data", str(one), "--no-cpu-int8"])
+    printed = capsys.readouterr().out
+    assert "on 1 calibration images (none held back: pass at least 2 to --calib-data)" in printed
+    assert "held-back" not in printed
+    entry = json.loads((out / "manifest.json").read_text())["artifacts"]["model.int8.onnx"]["int8"]
+    assert entry["held_out"] is False and entry["holdout_images"] == 1
+    assert "not on held-back images: pass --calib-data with at least 2 images" in entry["gate"]["note"]
+    main(["info", str(out)])
+    assert "on 1 calibration images (none held back)" in capsys.readouterr().out

@@ -186,3 +186,27 @@ def test_interrupted_swap_is_restored(exported, tmp_path):
         raise RuntimeError("a run that fails")
     assert snapshot(out) == before
     consistent(out)
+
+
+@pytest.mark.parametrize("sig,repeat", [(signal.SIGTERM, 1), (signal.SIGINT, 1), (signal.SIGHUP, 1), (signal.SIGINT, 4), (signal.SIGTERM, 3)])
+def test_signal_during_a_build_cleans_up_and_says_so(exported, tmp_path, few_images, sig, repeat):
+    """SIGTERM (a container stopping, a job killed) ends a build as Ctrl-C does: its staging folder
+    removed, the folder as it was, one line saying so, exit 128 + the signal's number; the same
+    signal repeated during the cleanup and the exit (torch's atexit) stays quiet."""
+    out = tmp_path / "out"
+    shutil.copytree(exported, out)
+    before = snapshot(out)
+    p = warm_cli("build", "--precision", "fp32", "--images", few_images, "--output", out)
+    go(p)
+    wait_for_lock(out, p)
+    time.sleep(0.3)  # into the export
+    for _ in range(repeat):
+        p.send_signal(sig)
+        time.sleep(0.02)
+    code, err = finish(p)
+    assert code == 128 + sig, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err and "Exception ignored" not in err, err
+    assert lines[0].startswith(f"focalnet-edge build: interrupted ({sig.name}); {out} was left as it was"), lines[0]
+    assert snapshot(out) == before
+    assert not list(tmp_path.glob(".out.staging-*")) and not list(tmp_path.glob("out.failed-*"))

@@ -8,7 +8,7 @@ pixels otherwise). The sample is deterministic for a given seed.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ class CalibrationSet:
     frames: np.ndarray | None
     source: str
     skipped: int = 0
+    held_out: bool = True  #: False: the part judging the gate also calibrated (a single image: `split`)
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -39,11 +40,12 @@ class CalibrationSet:
 
         At least `minimum` images are held back (100: one disagreement is then 1% of top-1),
         never more than half; with fewer than 200 images the gate says so (`gate.holdout_note`).
+        A single image cannot be split: it is both parts, and the second says so (`held_out` False).
         """
         n = len(self)
         k = min(n // 2, max(minimum, int(round(n * holdout))))
         if k < 1:
-            return self, self
+            return self, replace(self, held_out=False)
         order = np.random.default_rng(seed).permutation(n)
         hold, calib = np.sort(order[:k]), np.sort(order[k:])
         pick = lambda idx: CalibrationSet(  # noqa: E731

@@ -94,8 +94,12 @@ def outputs(model: onnx.ModelProto | str, inputs: np.ndarray, batch: int = 32) -
     return np.concatenate([sess.run(None, {name: inputs[i : i + batch]})[0] for i in range(0, len(inputs), batch)]).astype(np.float32)
 
 
-def holdout_note(images: int) -> str | None:
-    """A warning when too few images are held back for the gate's top-1 figure to mean much."""
+def holdout_note(images: int, held_out: bool = True) -> str | None:
+    """A warning when too few images are held back for the gate's top-1 figure to mean much, or none
+    was (`held_out` False: the gate ran on the images that calibrated)."""
+    if not held_out:
+        return (f"the gate was judged on the {images} calibration image{'s' if images != 1 else ''} that set the ranges, "
+                f"not on held-back images: pass --calib-data with at least 2 images ({2 * MIN_HOLDOUT} for a gate to 1%)")
     if images >= MIN_HOLDOUT:
         return None
     return (f"only {images} held-back images (fewer than {MIN_HOLDOUT}): one disagreement moves top-1 by "

@@ -394,7 +394,8 @@ class Int8Result:
     placement: PlacementReport | None = None  #: of the written graph
     shortfall: list[str] = field(default_factory=list)  #: what the target still misses, and by how much
     tried: list[str] = field(default_factory=list)  #: nodes the gate returned to float, in order tried
-    holdout_note: str | None = None  #: set when fewer than gate.MIN_HOLDOUT images were held back
+    holdout_note: str | None = None  #: set when fewer than gate.MIN_HOLDOUT images were held back, or none
+    held_out: bool = True  #: False: the gate ran on the images that calibrated (too few to hold any back)
     timings: dict[str, float] = field(default_factory=dict)  #: seconds per phase
 
     @property
@@ -409,7 +410,7 @@ class Int8Result:
             "gate": {**(self.score.to_dict() if self.score else {}), "target": asdict(self.target) if self.target else None,
                      "before_fallback": self.first_score.to_dict() if self.first_score else None,
                      "shortfall": self.shortfall, "note": self.holdout_note},
-            "holdout_images": self.holdout_images, "kept_float": self.kept_float, "tried": self.tried,
+            "holdout_images": self.holdout_images, "held_out": self.held_out, "kept_float": self.kept_float, "tried": self.tried,
             "placement": self.placement.to_dict() if self.placement else None, "timings_s": self.timings,
         }
 
@@ -460,6 +461,7 @@ def build_int8(
     sensitivity_nodes: int | None = SENSITIVITY_NODES,
     progress: bool = False,
     reference: np.ndarray | None = None,
+    held_out: bool = True,
 ) -> Int8Result:
     """Quantize, run the accuracy gate on `holdout` inputs, write the graph atomically to `output`.
 
@@ -467,6 +469,7 @@ def build_int8(
     strongly typed TensorRT engine runs them in fp16 too; nodes whose activations measurably
     overflow float16 on `calibration_inputs` stay fp32. `qtype="fp8"` writes FLOAT8E4M3FN Q/DQ
     (TensorRT form only). `reference`: the fp32 graph's outputs on `holdout`, when known.
+    `held_out` False: `holdout` also calibrated (said in the result's note and manifest entry).
 
     The gate (`gate.py`): the graph as written is judged on every held-back image; when it
     misses the target, the `sensitivity_images` held-back images most at risk are picked, the
@@ -566,7 +569,7 @@ def build_int8(
                 break
     passed = target.met(score)
     report = placement_report(model, gemm_flops(fp32))
-    note = gate.holdout_note(len(holdout))
+    note = gate.holdout_note(len(holdout), held_out)
     if note:
         log.warning("%s gate: %s", qtype, note)
     t0 = time.perf_counter()
@@ -582,7 +585,7 @@ def build_int8(
     agreement = score.top1 if score.top1 is not None else score.cosine
     return Int8Result(output, form, agreement, min_agreement, passed, kept, sensitivity, len(holdout), qtype, score,
                       first_score, target, report, target.shortfalls(score), tried, note,
-                      {k: round(v, 2) for k, v in timings.items()})
+                      held_out, {k: round(v, 2) for k, v in timings.items()})
 
 
 def build_fp8(fp32_path: str | Path, output: str | Path, ranges: dict[str, tuple[float, float]], holdout: np.ndarray,
