@@ -225,3 +225,63 @@ def test_frame_size_any_engines_resize_like_onnx_runtime(tmp_path, mode, layout,
         for h, w in ((480, 640), (135, 241), (1080, 1920)):
             frames = onnx_runner.contract.frames_in_layout(rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8))
             np.testing.assert_allclose(engine(frames), onnx_runner(frames), atol=2e-3)
+
+
+# -- issue 24 -----------------------------------------------------------------------------------------------------------
+def test_requirements_record_the_platform_and_the_cache_its_gpus_size(built):
+    """Item 1 and 12: the platform and DLA core are in `requires`; the timing cache is keyed by SM count and memory."""
+    from focalnet_edge.runtime.tensorrt import gpu_info, machine
+
+    out, _ = built
+    manifest = json.loads((out / "manifest.json").read_text())
+    here = gpu_info()
+    for name in ENGINES:
+        requires = manifest["artifacts"][name]["requires"]
+        assert requires["platform"] == machine() and requires["dla_core"] is None
+    assert manifest["timing_cache"]["sm_count"] == here["sm_count"] > 0 and manifest["timing_cache"]["memory_mib"] == here["memory_mib"] > 0
+    engine = manifest["artifacts"]
+    assert engine["model.fp32.engine"]["engine"]["tf32"] is False and engine["model.fp16.engine"]["engine"]["tf32"] is True
+
+
+def test_the_runner_names_its_device(built):
+    import tensorrt as trt
+
+    out, _ = built
+    with load(out / "model.fp16.engine") as engine:
+        assert engine.device.startswith(f"TensorRT {trt.__version__} on ") and "unknown" not in engine.device
+
+
+def test_a_plan_with_other_outputs_is_not_adopted(built, tmp_path):
+    """Item 2: a plan of a graph whose output is `probs` (as nvinfer's plan of the DeepStream graph) is refused
+    --from model.fp16.onnx, whose output is `logits`."""
+    import onnx
+
+    from focalnet_edge.contract import InputContract
+    from focalnet_edge.engine import build_engine
+    from focalnet_edge.errors import ArtifactError
+
+    out, _ = built
+    folder = _copy_without_engines(out, tmp_path / "adopt-probs")
+    model = onnx.load(str(folder / "model.fp16.onnx"))
+    old = model.graph.output[0].name
+    for node in model.graph.node:
+        node.output[:] = ["probs" if o == old else o for o in node.output]
+    model.graph.output[0].name = "probs"
+    other = tmp_path / "probs.onnx"
+    onnx.save(model, str(other))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    contract = InputContract.from_dict(manifest["input"])
+    build_engine(other, tmp_path / "probs.engine", contract, "fp16", EngineOptions(inspect=False))
+    with pytest.raises(ArtifactError, match=r"its outputs are probs, model.fp16.onnx's are logits: not built from model.fp16.onnx"):
+        engine_command(folder, adopt=str(tmp_path / "probs.engine"), source="model.fp16.onnx")
+
+
+def test_a_version_compatible_engine_is_inspected(built, tmp_path):
+    """Item 12: the inspector of a version-compatible plan needs host code allowed; the layer summary is not "unavailable"."""
+    out, _ = built
+    folder = _copy_without_engines(out, tmp_path / "vc")
+    built_vc = engine_command(folder, EngineOptions(version_compatible=True))
+    for e in built_vc.engines:
+        assert e["engine"]["layers"].get("count", 0) > 0, e["engine"]["layers"]
+    with load(folder / "model.fp16.engine") as engine:
+        assert np.asarray(engine(engine.contract.sample_input(2))).shape[0] == 2
