@@ -144,3 +144,33 @@ def test_public_api_reexports_the_entry_points():
     assert focalnet_edge.build is focalnet_edge.pipeline.build
     with pytest.raises(AttributeError):
         focalnet_edge.nothing_here  # noqa: B018
+
+
+# -- issue 24, item 6: ONNX Runtime's TensorRT execution provider ------------------------------------------------------
+def test_the_tensorrt_execution_provider_is_used_only_when_asked_and_then_with_its_caches(exported, tmp_path, monkeypatch):
+    import shutil
+
+    import onnxruntime as ort
+
+    from focalnet_edge.runtime import onnxruntime as ort_runner
+
+    everything = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: everything)  # an onnxruntime-gpu with TensorRT (a Jetson build)
+    assert ort_runner.default_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    folder = tmp_path / "copy"
+    shutil.copytree(exported, folder)
+    asked = ort_runner.with_options(["TensorrtExecutionProvider", "CPUExecutionProvider"], folder / "model.onnx")
+    cache = str(folder / "ort-trt-cache")
+    assert asked == [("TensorrtExecutionProvider", {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
+                                                    "trt_timing_cache_enable": True, "trt_timing_cache_path": cache}),
+                     "CPUExecutionProvider"]
+    assert (folder / "ort-trt-cache").is_dir()
+    mine = ("TensorrtExecutionProvider", {"trt_fp16_enable": True})
+    assert ort_runner.with_options([mine], folder / "model.onnx") == [mine]  # the caller's own options are kept
+    monkeypatch.undo()
+    seen = []
+    real = ort_runner.ort_session
+    monkeypatch.setattr(ort_runner, "ort_session", lambda path, providers, *a: seen.append(providers) or real(path, ["CPUExecutionProvider"], *a))
+    with OnnxRuntimeRunner(folder / "model.onnx", providers=["TensorrtExecutionProvider", "CPUExecutionProvider"]) as runner:
+        assert runner(runner.contract.sample_input(2)).shape[0] == 2
+    assert seen == [asked]

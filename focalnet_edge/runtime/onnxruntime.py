@@ -17,9 +17,14 @@ from .interop import DeviceBuffer, synchronize
 
 log = logging.getLogger(__name__)
 
-#: preferred order; only those the installed onnxruntime offers are used
-PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+#: preferred order; only those the installed onnxruntime offers are used. ONNX Runtime's TensorRT
+#: execution provider is left out unless asked for by name: it builds a TensorRT engine inside every
+#: new session (minutes on a Jetson), where `focalnet-edge engine` builds one verified plan once
+PROVIDER_ORDER = ("CUDAExecutionProvider", "CPUExecutionProvider")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+#: where the TensorRT execution provider, when asked for, keeps its engines and timing cache: a folder
+#: beside the ONNX file, so the second session loads what the first one built
+ORT_TRT_CACHE = "ort-trt-cache"
 
 
 def default_providers() -> list[str]:
@@ -29,13 +34,34 @@ def default_providers() -> list[str]:
     return [p for p in PROVIDER_ORDER if p in available] or ["CPUExecutionProvider"]
 
 
+def with_options(providers: list[Any], path: Path) -> list[Any]:
+    """`providers` with the TensorRT execution provider, where named without options, given its caches:
+    engine cache and timing cache (`trt_engine_cache_*`, `trt_timing_cache_*`, ONNX Runtime's
+    TensorRT EP options) in `ORT_TRT_CACHE` beside `path`. A provider given as (name, options) is kept."""
+    cache = path.parent / ORT_TRT_CACHE
+    out: list[Any] = []
+    for p in providers:
+        if p == "TensorrtExecutionProvider":
+            try:
+                cache.mkdir(exist_ok=True)
+            except OSError as e:  # a read-only folder: the provider builds at every session, as ONNX Runtime's default
+                log.warning("%s: no TensorRT EP cache (%s)", cache, e.strerror or e)
+                out.append(p)
+                continue
+            p = (p, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+                     "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache)})
+        out.append(p)
+    return out
+
+
 class OnnxRuntimeRunner(Runner):
     """Runs `path` with ONNX Runtime.
 
     Args:
         path: a focalnet-edge ONNX file (its metadata says how to feed it).
-        providers: execution providers in order of preference; default: TensorRT, CUDA, CPU,
-            whichever the installed onnxruntime offers.
+        providers: execution providers in order of preference; default: CUDA, then CPU, whichever
+            the installed onnxruntime offers. "TensorrtExecutionProvider" only when named here; it
+            then caches its engines and timings in `ort-trt-cache/` beside the file.
         threads: intra-op threads (default: ONNX Runtime's, one per physical core).
         spinning: let idle threads spin. Off by default: several sessions in one process
             otherwise steal each other's cores.
@@ -47,7 +73,7 @@ class OnnxRuntimeRunner(Runner):
             raise ArtifactError(f"{self.path}: no such ONNX file")
         # the metadata through ONNX Runtime's own reading of the file: not parsed a second time by onnx
         try:
-            self.session = ort_session(self.path, providers or default_providers(), threads, spinning)
+            self.session = ort_session(self.path, with_options(providers or default_providers(), self.path), threads, spinning)
         except ArtifactError as e:
             if "INVALID_PROTOBUF" in str(e):
                 raise ArtifactError(f"{self.path}: not a readable ONNX file (protobuf parsing failed)") from None

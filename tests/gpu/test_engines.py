@@ -285,3 +285,23 @@ def test_a_version_compatible_engine_is_inspected(built, tmp_path):
         assert e["engine"]["layers"].get("count", 0) > 0, e["engine"]["layers"]
     with load(folder / "model.fp16.engine") as engine:
         assert np.asarray(engine(engine.contract.sample_input(2))).shape[0] == 2
+
+
+def test_onnx_runtimes_tensorrt_provider_caches_its_engines_beside_the_file(built, tmp_path):
+    """Item 6: asked for by name, ONNX Runtime's TensorRT EP writes its engine and timing caches to ort-trt-cache/."""
+    import onnxruntime as ort
+
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime has no TensorRT execution provider")
+    out, _ = built
+    folder = tmp_path / "ort"
+    shutil.copytree(out, folder)
+    providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    with OnnxRuntimeRunner(folder / "model.fp16.onnx", providers=providers) as runner:
+        assert runner.providers[0] == "TensorrtExecutionProvider"
+        x = runner.contract.sample_input(2)
+        first = np.asarray(runner(x))
+    cached = sorted(p.name for p in (folder / "ort-trt-cache").iterdir())
+    assert any(n.endswith(".engine") for n in cached), cached
+    with OnnxRuntimeRunner(folder / "model.fp16.onnx", providers=providers) as runner:
+        assert np.array_equal(np.asarray(runner(x)).argmax(-1), first.argmax(-1))
