@@ -690,7 +690,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         max_queue_delay_us=args.max_queue_delay_us, version=args.version, force=args.force,
     ))
     print(f"wrote {result.model_dir} ({result.platform}, from {result.artifact}); "
-          f"serve it with: tritonserver --model-repository {Path(args.repo).resolve()}")
+          f"serve it with: tritonserver --model-repository {Path(args.repo).resolve()}{''.join(' ' + f for f in result.server_flags)}")
     return 0
 
 

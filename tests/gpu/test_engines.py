@@ -285,6 +285,13 @@ def test_a_version_compatible_engine_is_inspected(built, tmp_path):
         assert e["engine"]["layers"].get("count", 0) > 0, e["engine"]["layers"]
     with load(folder / "model.fp16.engine") as engine:
         assert np.asarray(engine(engine.contract.sample_input(2))).shape[0] == 2
+        max_batch = engine.profile[2][0]
+    # item 10: Triton's config takes the engine's profile and names the flag a version-compatible plan needs
+    from focalnet_edge.deploy.triton import TritonOptions, deploy
+
+    result = deploy(folder, tmp_path / "repo", TritonOptions(artifact="model.fp16.engine"))
+    assert result.server_flags == ["--backend-config=tensorrt,version-compatible=true"]
+    assert f"max_batch_size: {max_batch}" in result.config
 
 
 def test_onnx_runtimes_tensorrt_provider_caches_its_engines_beside_the_file(built, tmp_path):
