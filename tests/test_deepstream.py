@@ -465,3 +465,20 @@ def test_options_reach_the_configs_and_none_means_default(fused_bgr_probs):
     p, s = ({k: e["value"] for k, e in doc["groups"]["property"].items()} for doc in parsed.values())
     assert (p["gie-unique-id"], p["batch-size"], p["classifier-threshold"], p["gpu-id"]) == (5, 2, 0.25, 0)
     assert (s["gie-unique-id"], s["operate-on-gie-id"], s["operate-on-class-ids"], s["batch-size"]) == (7, 4, [0, 2], 3)
+
+
+def test_the_chosen_onnx_is_checked_not_only_the_folders_contract(tmp_path, demo_ckpt):
+    """Issue 24, item 9: with --fp16-io the fp16 graph takes float16 while the manifest's contract says float32."""
+    out = tmp_path / "fp16io"
+    _, manifest = export_stage(demo_ckpt, out, ExportOptions(batch=(1, 4, 8)))
+    precision_stage(out, out / "model.onnx", "fp16", PrecisionOptions(keep_io_types=False), manifest)
+    write_manifest(out, manifest)
+    assert json.loads((out / "manifest.json").read_text())["input"]["dtype"] == "float32"
+    graph_input = onnx.load(str(out / "model.fp16.onnx"), load_external_data=False).graph.input[0]
+    assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16  # what the check reads, read here with onnx
+    with pytest.raises(ConfigError, match=r"model.fp16.onnx: input 'pixel_values' is float16 \(built with --fp16-io\), "
+                                          "but nvinfer feeds float32 tensors; deploy --precision fp32 or int8"):
+        deploy(out)
+    assert not (out / "deepstream").exists()
+    written = deploy(out, precision="fp32")  # the fp32 graph of the same folder deploys
+    onnx.checker.check_model(str(written / "model.deepstream.onnx"))
