@@ -239,3 +239,37 @@ def test_tensorrt_refuses_what_it_cannot_bind(trt_runner):
         runner.run(FakeCudaArray(_frames(6)))
     with pytest.raises(InputError, match="stream 'x' not understood"):
         runner.run(FakeCudaArray(_frames(4)), stream="x")
+
+
+# -- issue 24, item 8: cuda-python on Jetson -------------------------------------------------------------------------
+@pytest.mark.parametrize("machine,driver,expect", [
+    ("x86_64", 12080, "need cuda-python: pip install 'focalnet-edge[gpu]'"),
+    ("aarch64", 12060, "pip install 'cuda-python==12.6.*' in the venv (this JetPack's CUDA is 12.6); the [gpu] extra installs nothing on aarch64"),
+    ("aarch64", 13000, "pip install 'cuda-python==13.0.*'"),
+    ("aarch64", None, "pip install 'cuda-python==MAJOR.MINOR.* (JetPack's CUDA: nvcc --version)'"),
+])
+def test_missing_cuda_python_names_the_install_that_works_here(monkeypatch, machine, driver, expect):
+    import ctypes
+
+    from focalnet_edge.errors import InputError
+    from focalnet_edge.runtime import tensorrt as trt_mod
+
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import` fails
+    monkeypatch.setattr(trt_mod, "machine", lambda: machine)
+
+    class Driver:  # cuDriverGetVersion writes 1000 * major + 10 * minor through its pointer, as libcuda does
+        def cuDriverGetVersion(self, out):
+            out._obj.value = driver
+            return 0
+
+    def cdll(name):
+        if driver is None:
+            raise OSError(name)
+        return Driver()
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    with pytest.raises(InputError) as e:
+        interop.cudart()
+    assert expect in str(e.value) and "\n" not in str(e.value)
+    assert ("focalnet-edge[gpu]" in str(e.value)) is (machine == "x86_64")
