@@ -142,6 +142,9 @@ def test_onnxruntime_cuda_refuses_strided_memory_and_waits_for_the_producer(demo
             runner.run(FakeCudaArray(big[:, :, :64]))
         out = runner.run(FakeCudaArray(_frames(2), stream=0xF00D))
         assert waited == [0xF00D] and out["device"] == "cuda"
+        waited.clear()  # issue 24, item 5: the caller's stream too (a DLPack producer ordered its work before it)
+        runner.run(FakeCudaArray(_frames(2), stream=0xF00D), stream=types.SimpleNamespace(cuda_stream=0xBEEF))
+        assert waited == [0xF00D, 0xBEEF]
 
 
 # -- TensorRT, over the stub-generated fake and a recording cuda-python ------------------------------------
@@ -273,3 +276,43 @@ def test_missing_cuda_python_names_the_install_that_works_here(monkeypatch, mach
         interop.cudart()
     assert expect in str(e.value) and "\n" not in str(e.value)
     assert ("focalnet-edge[gpu]" in str(e.value)) is (machine == "x86_64")
+
+
+def test_tensorrt_concatenates_cupy_chunks_on_its_own_stream(trt_runner, monkeypatch):
+    """Issue 24, item 5: multi-chunk CuPy outputs are joined on the stream TensorRT wrote them on."""
+    runner, rt = trt_runner
+    runner.contract.name = "frames"
+    current = [0]  # CuPy's current stream
+    joined_on = []
+
+    class ExternalStream:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            self.previous, current[0] = current[0], self.handle
+
+        def __exit__(self, *exc):
+            current[0] = self.previous
+
+    class Memory:
+        def __init__(self, a):
+            self.ptr = a.ctypes.data
+
+    class Array(np.ndarray):
+        @property
+        def data(self):
+            return Memory(self)
+
+    def concatenate(parts):
+        joined_on.append(current[0])
+        return np.concatenate(parts)
+
+    cupy = types.ModuleType("cupy")
+    cupy.cuda = types.SimpleNamespace(ExternalStream=ExternalStream)
+    cupy.empty = lambda shape, dtype: np.empty(shape, dtype).view(Array)
+    cupy.concatenate = concatenate
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    CupyArray = type("ndarray", (FakeCudaArray,), {"__module__": "cupy._core.core"})  # what a CuPy array's type says
+    out = runner.run(CupyArray(_frames(10)), stream=0xC0FFEE)  # 8 + 2
+    assert joined_on == [0xC0FFEE] and out["logits"].shape == (10, 10) and current == [0]

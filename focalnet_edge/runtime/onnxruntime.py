@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ArtifactError, InputError
 from ..onnx_io import contract_from_metadata, decode_metadata, ort_session
 from .base import Runner, TensorSpec
-from .interop import DeviceBuffer, synchronize
+from .interop import DeviceBuffer, stream_handle, synchronize
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,8 @@ class OnnxRuntimeRunner(Runner):
         """CUDA memory bound as the input through I/O binding (no copy); outputs come back to the host.
 
         Needs the CUDA (or TensorRT) provider. ONNX Runtime runs on a stream of its own, so the
-        producer's stream (CUDA array interface v3) is synchronised first. The input must be one
+        producer's stream (CUDA array interface v3) and the caller's `stream` (which a DLPack
+        producer was told to order its work before) are synchronised first. The input must be one
         contiguous block: ONNX Runtime takes a pointer and a shape, no strides.
         """
         if self.providers[0] not in GPU_PROVIDERS:
@@ -111,7 +112,9 @@ class OnnxRuntimeRunner(Runner):
             raise InputError(f"a strided CUDA input (shape {buffer.shape}, strides {buffer.strides} bytes) cannot be bound to "
                              "ONNX Runtime, which takes no strides: make it contiguous on the device first "
                              "(cupy.ascontiguousarray(x), x.contiguous()), or run a TensorRT engine, which copies pitched frames itself")
-        synchronize(buffer.stream)
+        caller = stream_handle(stream) if stream is not None else None
+        for handle in dict.fromkeys(h for h in (buffer.stream, caller) if h):  # each once, the producer's first
+            synchronize(handle)
         options = self.session.get_provider_options().get(self.providers[0], {})
         device_id = int(options.get("device_id", 0))  # the CUDA array interface names no device: the session's
         return self._run_bound(dataclasses.replace(buffer, device_id=device_id), "cuda")

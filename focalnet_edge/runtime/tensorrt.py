@@ -385,7 +385,10 @@ class TensorRTRunner(Runner):
         if type(buffer.owner).__module__.startswith("cupy"):
             import cupy
 
-            return parts[0] if len(parts) == 1 else {k: cupy.concatenate([p[k] for p in parts]) for k in parts[0]}
+            if len(parts) == 1:
+                return parts[0]
+            with cupy.cuda.ExternalStream(handle):  # on the stream TensorRT wrote them on, not CuPy's current one
+                return {k: cupy.concatenate([p[k] for p in parts]) for k in parts[0]}
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _infer_buffer(self, x: DeviceBuffer, stream: int) -> dict[str, Any]:

@@ -80,3 +80,23 @@ def test_cupy_frames_through_onnxruntime_io_binding(fused):
         assert np.allclose(got, expected, atol=1e-4)
         with pytest.raises(Exception, match="cannot be bound to ONNX Runtime"):
             runner(cp.zeros((2, 64, 80, 3), cp.uint8)[:, :, :64])
+
+
+def test_a_dlpack_frame_on_the_callers_stream_through_onnxruntime(fused):
+    """Issue 24, item 5: the DLPack producer orders its work before the caller's stream; ONNX Runtime, on a
+    stream of its own, waits for that stream before reading."""
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu's CUDAExecutionProvider is not installed")
+    x = _frames(16)
+    with OnnxRuntimeRunner(fused / "model.onnx", providers=["CUDAExecutionProvider"]) as runner:
+        expected = runner(x)
+        stream = torch.cuda.Stream()
+        for _ in range(5):  # a race shows up as a wrong result now and then, not every time
+            with torch.cuda.stream(stream):
+                t = torch.from_numpy(x).pin_memory().cuda(non_blocking=True)
+                t.mul_(1)
+                got = runner(DLPackOnly(t), stream=stream)
+            assert np.allclose(got, expected, atol=1e-4)
