@@ -316,3 +316,46 @@ def test_tensorrt_concatenates_cupy_chunks_on_its_own_stream(trt_runner, monkeyp
     CupyArray = type("ndarray", (FakeCudaArray,), {"__module__": "cupy._core.core"})  # what a CuPy array's type says
     out = runner.run(CupyArray(_frames(10)), stream=0xC0FFEE)  # 8 + 2
     assert joined_on == [0xC0FFEE] and out["logits"].shape == (10, 10) and current == [0]
+
+
+def test_tensorrt_waits_for_the_last_stream_before_using_the_context_on_another(trt_runner):
+    """Issue 24, item 3: both contexts use the engine's one profile; never two streams on them at once."""
+    runner, rt = trt_runner
+    runner.contract.name = "frames"
+    runner.run(FakeCudaArray(_frames(2)), stream=1)
+    runner.run(FakeCudaArray(_frames(2)), stream=1)
+    assert ("synchronize", 1) not in rt.calls  # one stream: asynchronous
+    runner.run(FakeCudaArray(_frames(2)), stream=2)
+    executes = [i for i, (name, args, _) in enumerate(runner._context._calls) if name == "execute_async_v3"]
+    assert len(executes) == 3 and rt.calls.count(("synchronize", 1)) == 1
+    # the wait came before the enqueue on stream 2: it is the last "synchronize" before the last execute
+    waits = [i for i, c in enumerate(rt.calls) if c == ("synchronize", 1)]
+    mallocs_on_2 = [i for i, c in enumerate(rt.calls) if c[0] == "cudaMallocAsync" and c[-1] == 2]
+    assert waits[0] < mallocs_on_2[0]
+
+
+def test_tensorrt_calls_from_two_threads_do_not_interleave_on_the_context(trt_runner):
+    import threading
+    import time
+
+    runner, rt = trt_runner
+    runner.contract.name = "frames"
+    context = runner._engine.create_execution_context()
+    runner._context = context
+    trt = sys.modules["tensorrt"]
+
+    def slow_shape(self, name):
+        time.sleep(0.01)  # between this call's input and output addresses: another thread would step in here
+        return [2, 10]
+
+    trt._behaviour["IExecutionContext.get_tensor_shape"] = slow_shape
+    threads = [threading.Thread(target=runner.run, args=(FakeCudaArray(_frames(2)),), kwargs={"stream": s}) for s in (1, 2, 3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    names = [name for name, _, _ in context._calls]
+    assert names.count("execute_async_v3") == 4
+    for i, name in enumerate(names):  # each enqueue: shape, addresses, execute, with nothing of another call between
+        if name == "set_input_shape":
+            assert names[i + 1 : i + 5] == ["set_tensor_address", "get_tensor_shape", "set_tensor_address", "execute_async_v3"], names

@@ -22,9 +22,12 @@ checked against the TensorRT 10.13 stubs and exercised with fakes there, and run
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -290,6 +293,11 @@ class TensorRTRunner(Runner):
     CUDA memory of any other library (`__cuda_array_interface__`, `__dlpack__`: CuPy,
     PyNvVideoCodec, pyds) is bound by pointer as well, on the caller's stream (`_run_device`).
 
+    Execution contexts: Polygraphy's (numpy) and the thin path's share the engine's one
+    optimization profile, so calls are serialised, and a call on another stream than the last one
+    first waits for that stream (`_exclusive`); on one stream, calls stay asynchronous. Concurrent
+    streams would need one profile per context (not built).
+
     Batches larger than the engine's profile are split; an engine with one batch size (static
     or DLA) gets its last chunk padded, for numpy and torch input alike. Limits come from the
     engine's own optimization profile, not from the manifest.
@@ -391,8 +399,32 @@ class TensorRTRunner(Runner):
                 return {k: cupy.concatenate([p[k] for p in parts]) for k in parts[0]}
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
+    # -- one call at a time on the engine's one optimization profile -----------------------------------------
+    @contextlib.contextmanager
+    def _exclusive(self, stream: int | None, wait: Callable[[int], None] | None = None) -> Iterator[None]:
+        """Hold the runner for one enqueue on `stream` (None: Polygraphy's own, synchronised before it returns).
+
+        Both execution contexts (Polygraphy's and the thin path's) use the engine's one
+        optimization profile, and a context's activation memory is one block; NvInferRuntime.h
+        allows contexts on one profile only when they are not in concurrent use. So calls are
+        serialised (a lock), and a call on another stream first waits, with `wait`, for the work
+        the previous call left in flight on its stream. Calls on one stream stay asynchronous.
+        """
+        lock = self.__dict__.setdefault("_lock", threading.RLock())
+        with lock:
+            in_flight = self.__dict__.get("_in_flight")
+            if in_flight is not None and in_flight[0] != stream:
+                in_flight[1](in_flight[0])
+                self._in_flight = None
+            yield
+            self._in_flight = (stream, wait) if stream is not None and wait is not None else None
+
     def _infer_buffer(self, x: DeviceBuffer, stream: int) -> dict[str, Any]:
         """One chunk through `execute_async_v3` on `stream`; outputs as `_run_device` says."""
+        with self._exclusive(stream, synchronize):
+            return self._enqueue_buffer(x, stream)
+
+    def _enqueue_buffer(self, x: DeviceBuffer, stream: int) -> dict[str, Any]:
         if self._context is None:
             self._context = self._engine.create_execution_context()
         ctx = self._context
@@ -450,10 +482,16 @@ class TensorRTRunner(Runner):
         """One chunk through `execute_async_v3` on `torch.cuda.current_stream()`."""
         import torch
 
+        stream = torch.cuda.current_stream(x.device)
+        with self._exclusive(int(stream.cuda_stream), lambda handle: torch.cuda.ExternalStream(handle).synchronize()):
+            return self._enqueue_torch(x, stream)
+
+    def _enqueue_torch(self, x, stream) -> dict[str, Any]:
+        import torch
+
         if self._context is None:
             self._context = self._engine.create_execution_context()
         ctx = self._context
-        stream = torch.cuda.current_stream(x.device)
         ctx.set_input_shape(self.contract.name, tuple(x.shape))
         ctx.set_tensor_address(self.contract.name, x.data_ptr())
         outs = {}
@@ -468,8 +506,9 @@ class TensorRTRunner(Runner):
 
     # -- numpy ---------------------------------------------------------------------------------------------------
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outs = self._runner.infer({self.contract.name: batch})
-        return {k: np.array(v) for k, v in outs.items()}  # Polygraphy reuses its host buffers
+        with self._exclusive(None):  # Polygraphy synchronises its stream before returning
+            outs = self._runner.infer({self.contract.name: batch})
+            return {k: np.array(v) for k, v in outs.items()}  # Polygraphy reuses its host buffers
 
     def close(self) -> None:
         if getattr(self, "_runner", None) is not None and self._runner.is_active:

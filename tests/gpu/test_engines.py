@@ -312,3 +312,35 @@ def test_onnx_runtimes_tensorrt_provider_caches_its_engines_beside_the_file(buil
     assert any(n.endswith(".engine") for n in cached), cached
     with OnnxRuntimeRunner(folder / "model.fp16.onnx", providers=providers) as runner:
         assert np.array_equal(np.asarray(runner(x)).argmax(-1), first.argmax(-1))
+
+
+def test_calls_on_two_streams_and_numpy_calls_agree(built):
+    """Item 3: the thin path's context and Polygraphy's share profile 0; calls alternate between two caller
+    streams and numpy without a wrong result (the runner waits for the other stream first)."""
+    torch = pytest.importorskip("torch")
+    import threading
+
+    out, _ = built
+    with load(out / "model.fp16.engine") as engine:
+        xs = [engine.contract.sample_input(8, seed=i) for i in range(4)]
+        expected = [np.asarray(engine(x), np.float32).argmax(-1) for x in xs]
+        streams = [torch.cuda.Stream(), torch.cuda.Stream()]
+        results: dict[int, list] = {0: [], 1: []}
+
+        def work(k):
+            with torch.cuda.stream(streams[k]):
+                for x in xs:
+                    results[k].append(engine(torch.from_numpy(x).cuda()))
+            streams[k].synchronize()
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+        for t in threads:
+            t.start()
+        numpy_results = [np.asarray(engine(x), np.float32).argmax(-1) for x in xs]
+        for t in threads:
+            t.join()
+    for k in (0, 1):
+        for got, want in zip(results[k], expected):
+            assert (got.float().cpu().numpy().argmax(-1) == want).all()
+    for got, want in zip(numpy_results, expected):
+        assert (got == want).all()
