@@ -442,3 +442,15 @@ def test_the_runner_names_tensorrt_and_the_gpu_as_its_device(orin_without_dla, t
                                     contract=json.loads(InputContract().to_json()))
     assert runner.device == "TensorRT 10.3.0 on Orin"  # was None: bench showed null
     runner.close()
+
+
+def test_the_device_tests_collect_without_torch():
+    """Issue 24, item 11: on a stock JetPack (TensorRT, no torch) tests/gpu must collect and run, not fail on `import torch`."""
+    from helpers import ROOT, without_torch
+
+    script = ("import sys, pytest\n"
+              f"sys.exit(pytest.main(['--co', '-q', '-p', 'no:cacheprovider', {str(ROOT / 'tests' / 'gpu')!r}]))\n")
+    done = without_torch(script, ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "tests collected" in done.stdout and "error" not in done.stdout.lower()
+    assert "test_engines_pass_verification_against_the_references" in done.stdout  # the torch-free verification

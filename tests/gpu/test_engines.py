@@ -4,6 +4,9 @@ Agreement is judged on all 450 held-out demo images (at least 200: with 10 sampl
 threshold means "10 of 10"). Also: a copied folder built into engines in a process without
 torch, a plan built by trtexec and adopted, a DLA build (where the device has DLA), torch CUDA
 input on the caller's stream, and the per-call overhead of the two run paths.
+
+Without torch (a stock JetPack), `built` is the folder FOCALNET_EDGE_GPU_FOLDER names (see
+conftest.py): its engines are built here and verified against its stored references.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import pytest
 from focalnet_edge.artifacts import thresholds
 from focalnet_edge.engine import EngineOptions, engine_command
 from focalnet_edge.pipeline import BuildOptions, ExportOptions, build
-from focalnet_edge.runtime import OnnxRuntimeRunner, TorchRunner, load
+from focalnet_edge.runtime import OnnxRuntimeRunner, load
 from focalnet_edge.verify import load_image_set
+from gpu_folder import GPU_FOLDER, copy_without_engines, engines_on_the_stored_references, given_folder, needs_torch_or_folder
 
 ENGINES = {"model.fp32.engine": "model.onnx", "model.fp16.engine": "model.fp16.onnx", "model.int8.engine": "model.int8.onnx"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +35,11 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("trt")
+    given = given_folder()
+    if given is not None:  # built elsewhere: engines and verification here, without torch
+        folder = copy_without_engines(given, out / "given")
+        return folder, engines_on_the_stored_references(folder)
+    needs_torch_or_folder()
     result = build(BuildOptions(model="demo", output=out, precision="best", backend="tensorrt",
                                 export=ExportOptions(batch=(1, 8, 32)), engine=EngineOptions()))
     return out, result
@@ -57,7 +66,18 @@ def test_engines_are_built_raw_and_recorded(built):
 
 
 @pytest.mark.parametrize("name", list(ENGINES))
+def test_engines_pass_verification_against_the_references(built, name):
+    """Without torch too: the folder's stored references (references.npz) are PyTorch's outputs."""
+    _, result = built
+    report = {r.artifact: r for r in result.reports}[name]
+    assert report.passed, report.failures
+
+
+@pytest.mark.parametrize("name", list(ENGINES))
 def test_engines_agree_with_pytorch_on_the_demo_images(built, demo_images, name):
+    pytest.importorskip("torch", reason=f"comparing with PyTorch itself needs torch ({GPU_FOLDER} tests use the stored references)")
+    from focalnet_edge.runtime import TorchRunner
+
     out, result = built
     with load(out / name) as engine:
         frames = engine.contract.frames_from_images(demo_images.paths)  # the same uint8 frames for both sides
@@ -82,17 +102,7 @@ def test_load_prefers_the_int8_engine(built):
         assert runner.name == f"tensorrt:{expected}"
 
 
-def _copy_without_engines(out: Path, dest: Path) -> Path:
-    shutil.copytree(out, dest)
-    manifest = json.loads((dest / "manifest.json").read_text())
-    for name in list(manifest["artifacts"]):
-        if name.endswith(".engine"):
-            (dest / name).unlink()
-            del manifest["artifacts"][name]
-    manifest.pop("timing_cache", None)
-    (dest / "timing.cache").unlink(missing_ok=True)
-    (dest / "manifest.json").write_text(json.dumps(manifest))
-    return dest
+_copy_without_engines = copy_without_engines
 
 
 def test_a_copied_folder_is_built_into_engines_without_torch(built, tmp_path):
@@ -206,6 +216,7 @@ def test_per_call_overhead(built):
 def test_frame_size_any_engines_resize_like_onnx_runtime(tmp_path, mode, layout, order):
     """TensorRT's parser takes the in-graph resize (Shape with start/end, Resize/Pad/Slice with axes, a dynamic
     batch) and its engine resizes frames of several sizes like ONNX Runtime does."""
+    pytest.importorskip("torch", reason="exporting the graph needs torch")
     from dataclasses import replace
 
     from focalnet_edge.model import load_checkpoint

@@ -17,6 +17,7 @@ from focalnet_edge.runtime import OnnxRuntimeRunner, load
 
 @pytest.fixture(scope="module")
 def fused(tmp_path_factory):
+    pytest.importorskip("torch", reason="the fused demo folder is exported here, which needs torch")
     out = tmp_path_factory.mktemp("frames")
     build(BuildOptions(model="demo", output=out, precision="fp16", backend="tensorrt",
                        export=ExportOptions(fuse_preprocess=True, batch=(1, 8, 32)), engine=EngineOptions()))
