@@ -174,3 +174,29 @@ def test_the_tensorrt_execution_provider_is_used_only_when_asked_and_then_with_i
     with OnnxRuntimeRunner(folder / "model.onnx", providers=["TensorrtExecutionProvider", "CPUExecutionProvider"]) as runner:
         assert runner(runner.contract.sample_input(2)).shape[0] == 2
     assert seen == [asked]
+
+
+def test_a_cuda_provider_lost_to_two_onnxruntime_installs_is_named(exported, monkeypatch, caplog):
+    """Issue 24, item 7: onnxruntime and onnxruntime-gpu install one module; the CPU one over the GPU one hides CUDA."""
+    from importlib import metadata
+
+    from focalnet_edge.runtime import onnxruntime as ort_runner
+
+    versions = {"onnxruntime": "1.22.0", "onnxruntime-gpu": "1.22.0"}
+
+    def version(name):
+        if name not in versions:
+            raise metadata.PackageNotFoundError(name)
+        return versions[name]
+
+    monkeypatch.setattr(metadata, "version", version)
+    problem = ort_runner.missing_gpu_provider(["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"])
+    assert problem == ("CUDAExecutionProvider is not available: onnxruntime 1.22.0 and onnxruntime-gpu 1.22.0 are both installed and "
+                       "share the onnxruntime module; pip uninstall -y onnxruntime onnxruntime-gpu, then install only onnxruntime-gpu "
+                       "(on Jetson: NVIDIA's Jetson build)")
+    assert ort_runner.missing_gpu_provider(["CPUExecutionProvider"], ["CPUExecutionProvider"]) is None
+    with caplog.at_level("WARNING"), OnnxRuntimeRunner(exported / "model.onnx", providers=["CUDAExecutionProvider", "CPUExecutionProvider"]) as r:
+        assert r.providers == ["CPUExecutionProvider"]
+    assert any("share the onnxruntime module" in m for m in caplog.messages)
+    del versions["onnxruntime-gpu"]  # one CPU build alone: no GPU provider to lose, nothing to say
+    assert ort_runner.missing_gpu_provider(["CUDAExecutionProvider"], ["CPUExecutionProvider"]) is None

@@ -27,11 +27,37 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 ORT_TRT_CACHE = "ort-trt-cache"
 
 
+#: the distributions that install the one `onnxruntime` module: with two of them installed, the last
+#: one written wins, and a CPU build over onnxruntime-gpu takes the CUDA provider away
+ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu")
+
+
 def default_providers() -> list[str]:
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     return [p for p in PROVIDER_ORDER if p in available] or ["CPUExecutionProvider"]
+
+
+def missing_gpu_provider(requested: list[Any], available: list[str]) -> str | None:
+    """Why a GPU provider asked for is not available, where the install says why (two onnxruntime
+    distributions over one module), or None."""
+    from importlib import metadata
+
+    wanted = [p if isinstance(p, str) else p[0] for p in requested]
+    missing = [p for p in wanted if p in GPU_PROVIDERS and p not in available]
+    if not missing:
+        return None
+    installed = []
+    for name in ORT_DISTRIBUTIONS:
+        try:
+            installed.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    if len(installed) < 2:
+        return None
+    return (f"{missing[0]} is not available: {' and '.join(installed)} are both installed and share the onnxruntime module; "
+            "pip uninstall -y onnxruntime onnxruntime-gpu, then install only onnxruntime-gpu (on Jetson: NVIDIA's Jetson build)")
 
 
 def with_options(providers: list[Any], path: Path) -> list[Any]:
@@ -78,6 +104,12 @@ class OnnxRuntimeRunner(Runner):
             if "INVALID_PROTOBUF" in str(e):
                 raise ArtifactError(f"{self.path}: not a readable ONNX file (protobuf parsing failed)") from None
             raise
+        if providers:
+            import onnxruntime as ort
+
+            problem = missing_gpu_provider(providers, ort.get_available_providers())
+            if problem:
+                log.warning("%s", problem)
         meta = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.contract, meta = contract_from_metadata(meta, self.path)
         self.head = meta.get("head", "logits")
