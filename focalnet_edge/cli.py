@@ -47,7 +47,7 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hardware-compatibility", choices=tuple(HARDWARE_COMPATIBILITY), default="none",
                    help="engines that run on other GPUs (ampere_plus, same_compute_capability)")
     g.add_argument("--weakly-typed", action="store_true", help="TensorRT 10.x only: FP16/INT8 builder flags instead of typed ONNX")
-    g.add_argument("--profile-sizes", default=None, metavar="HxW:HxW:HxW", help="min:opt:max sizes with --dynamic-size, or frame sizes with --frame-size any (default 16x16:1080x1920:2160x3840)")
+    g.add_argument("--profile-sizes", default=None, metavar="HxW:HxW:HxW", help="min:opt:max sizes with --dynamic-size, or frame sizes with --frame-size any (default: max 2160x3840 down to 240x320, the largest whose float frames at the max batch take <= 1/16 of the GPU's memory)")
 
 
 def _engine_options(args: argparse.Namespace):
@@ -716,7 +716,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         max_queue_delay_us=args.max_queue_delay_us, version=args.version, force=args.force,
     ))
     print(f"wrote {result.model_dir} ({result.platform}, from {result.artifact}); "
-          f"serve it with: tritonserver --model-repository {Path(args.repo).resolve()}")
+          f"serve it with: tritonserver --model-repository {Path(args.repo).resolve()}{''.join(' ' + f for f in result.server_flags)}")
     return 0
 
 

@@ -36,6 +36,7 @@ and `tests/gpu/` builds real engines wherever `import tensorrt` works.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -126,8 +127,37 @@ def validate(options: EngineOptions, trt_version: str, precision: str) -> None:
             raise ConfigError(f"--dla-core: TensorRT {trt_version} has no DLA support (10.0-10.7 and 11.4+ build for DLA; Thor has no DLA)")
 
 
-#: default frame sizes (min, opt, max) of the profile of a --frame-size any graph: up to 4K, tuned for 1080p
-FRAME_SIZE_RANGE = ((16, 16), (1080, 1920), (2160, 3840))
+#: default frame sizes (min, opt, max) of the profile of a --frame-size any graph where the GPU's memory is
+#: not known: up to 1080p, tuned for 1080p (`frame_size_range` picks the max from the memory)
+FRAME_SIZE_RANGE = ((16, 16), (1080, 1920), (1080, 1920))
+#: the largest frame sizes a default profile may take, largest first
+FRAME_SIZE_MAXES = ((2160, 3840), (1080, 1920), (720, 1280), (480, 640), (240, 320))
+#: share of the GPU's memory one float copy of the largest batch of frames may take (the graph casts the
+#: frames to float before resizing them, and TensorRT keeps several tensors of that size alive)
+FRAME_MEMORY_SHARE = 1 / 16
+
+
+def frame_size_range(contract: InputContract, memory_mib: int | None) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """The default (min, opt, max) frame sizes of a --frame-size any profile on a GPU with `memory_mib`.
+
+    The max is the largest of `FRAME_SIZE_MAXES` whose float frames at the profile's max batch
+    (batch x H x W x channels x 4 bytes) fit in `FRAME_MEMORY_SHARE` of the memory: 1080p at batch
+    32 on a 32 GB Orin AGX, 720p on an 8 GB Orin Nano. Without the memory: `FRAME_SIZE_RANGE`.
+    """
+    if not memory_mib:
+        return FRAME_SIZE_RANGE
+    batch = contract.batch[2] if contract.dynamic_batch else contract.batch[1]
+    budget = memory_mib * (1 << 20) * FRAME_MEMORY_SHARE
+    hi = next((hw for hw in FRAME_SIZE_MAXES if batch * hw[0] * hw[1] * contract.channels * 4 <= budget), FRAME_SIZE_MAXES[-1])
+    lo, opt, _ = FRAME_SIZE_RANGE
+    return lo, (min(opt[0], hi[0]), min(opt[1], hi[1])), hi
+
+
+#: what TensorRT's builder logs when the GPU's memory runs out (IBuilder errors, TensorRT 10.x)
+OUT_OF_MEMORY = ("out of memory", "outofmemory", "could not be allocated", "cudaerrormemoryallocation", "insufficient memory")
+#: precisions whose verification thresholds allow TF32 in their float32 layers (10-bit mantissas, as
+#: fp16's own); the fp32 engine's (max abs 1e-4 against PyTorch) do not, so it keeps TF32 off
+TF32_PRECISIONS = frozenset({"fp16", "int8", "fp8"})
 
 
 def profile_shapes(contract: InputContract, options: EngineOptions) -> tuple[list[int], list[int], list[int]]:
@@ -192,6 +222,8 @@ def create_config(contract: InputContract, options: EngineOptions, precision: st
     if options.dla_core is not None:
         kwargs["use_dla"] = True
         kwargs["allow_gpu_fallback"] = options.gpu_fallback
+    elif precision in TF32_PRECISIONS:  # Polygraphy clears TF32 unless told (trtexec keeps it)
+        kwargs["tf32"] = True
     if timing_cache is not None:
         kwargs["load_timing_cache"] = timing_cache
     config = CreateConfig(**kwargs)
@@ -232,9 +264,14 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def timing_cache_key(trt_version: str, gpu: dict[str, str]) -> dict[str, str]:
+#: what a timing cache is keyed by besides the TensorRT version: the GPU's name alone is "Orin" on
+#: the AGX, NX and Nano alike, so its SM count and memory go in too (what CUDA reports of the device)
+TIMING_CACHE_GPU_KEYS = ("gpu", "compute_capability", "sm_count", "memory_mib", "platform")
+
+
+def timing_cache_key(trt_version: str, gpu: dict[str, Any]) -> dict[str, Any]:
     """What a timing cache was made with; it is reused only where all of it matches."""
-    return {"path": TIMING_CACHE, "tensorrt": trt_version, "gpu": gpu["gpu"], "compute_capability": gpu["compute_capability"]}
+    return {"path": TIMING_CACHE, "tensorrt": trt_version, **{k: gpu.get(k) for k in TIMING_CACHE_GPU_KEYS}}
 
 
 def _write_bytes(path: Path, data: bytes | memoryview) -> None:
@@ -253,7 +290,7 @@ def build_engine(onnx_path: Path, engine_path: Path, contract: InputContract, pr
     """
     from polygraphy.backend.trt import EngineBytesFromNetwork, NetworkFromOnnxPath
 
-    from .runtime.tensorrt import gpu_info, require_tensorrt
+    from .runtime.tensorrt import gpu_info, machine, require_tensorrt
 
     require_tensorrt()
     import tensorrt as trt
@@ -264,40 +301,93 @@ def build_engine(onnx_path: Path, engine_path: Path, contract: InputContract, pr
         new_cache = files.enter_context(tempfile.TemporaryFile("w+b"))  # Polygraphy saves into it without a lock file
         old = files.enter_context(open(timing_cache, "rb")) if timing_cache is not None and reuse_cache and timing_cache.is_file() else None
         config = create_config(contract, options, precision, old, placement)
-        plan = EngineBytesFromNetwork(network, config, save_timing_cache=new_cache if timing_cache is not None else None)()
+        with _builder_errors() as errors:
+            try:
+                plan = EngineBytesFromNetwork(network, config, save_timing_cache=new_cache if timing_cache is not None else None)()
+            except Exception as e:
+                if any(word in m.lower() for m in (*errors, str(e)) for word in OUT_OF_MEMORY):
+                    raise ArtifactError(out_of_memory_message(onnx_path, contract, options)) from None
+                raise
         _write_bytes(engine_path, plan)
         new_cache.seek(0)
         cache_bytes = new_cache.read()
         if timing_cache is not None and cache_bytes:
             _write_bytes(timing_cache, cache_bytes)
+    if options.inspect:
+        try:
+            layers = inspect_plan(plan, options.dla_core, options.version_compatible)
+        except ArtifactError as e:
+            engine_path.unlink(missing_ok=True)  # a plan that does not load here is not left behind
+            raise ArtifactError(f"{engine_path}: {e}") from None
     lo, opt, hi = profile_shapes(contract, options)
     facts: dict[str, Any] = {
         "tensorrt": trt.__version__,
         **gpu_info(),
+        "platform": machine(),
         "strongly_typed": not options.weakly_typed,
         "profile": {contract.name: [lo, opt, hi]},
         "version_compatible": options.version_compatible,
         "hardware_compatibility": options.hardware_compatibility,
         "dla_core": options.dla_core,
+        "tf32": options.dla_core is None and precision in TF32_PRECISIONS,
     }
     if placement:
         facts["dla"] = placement
     if options.inspect:
-        facts["layers"] = inspect_plan(plan, options.dla_core)
+        facts["layers"] = layers
     return facts
 
 
-def inspect_plan(plan: bytes | memoryview, dla_core: int | None = None) -> dict[str, Any]:
-    """Layer count per type, and per device where DLA is used, from TensorRT's engine inspector."""
+@contextlib.contextmanager
+def _builder_errors():
+    """The error messages TensorRT's builder logs meanwhile (through Polygraphy's logger), as a list."""
+    from polygraphy.logger import G_LOGGER
+
+    seen: list[str] = []
+    original = G_LOGGER.error
+
+    def error(message: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(str(message() if callable(message) else message))
+        return original(message, *args, **kwargs)
+
+    G_LOGGER.error = error  # an instance attribute over the method, for the duration of one build
+    try:
+        yield seen
+    finally:
+        vars(G_LOGGER).pop("error", None)
+
+
+def out_of_memory_message(onnx_path: Path, contract: InputContract, options: EngineOptions) -> str:
+    """One line for a build that ran out of GPU memory: the profile's max and what to change."""
+    _, _, hi = profile_shapes(contract, options)
+    fix = "export with a smaller --batch MAX"
+    if contract.frame_size == "any" or contract.dynamic_size:
+        fix = "pass a smaller max to --profile-sizes (e.g. 16x16:720x1280:720x1280), or " + fix
+    return (f"{onnx_path.name}: TensorRT ran out of GPU memory building the engine for inputs up to {'x'.join(map(str, hi))}; "
+            f"{fix} (--workspace limits only the builder's scratch memory)")
+
+
+def inspect_plan(plan: bytes | memoryview, dla_core: int | None = None, version_compatible: bool = False) -> dict[str, Any]:
+    """Layer count per type, and per device where DLA is used, from TensorRT's engine inspector.
+
+    A version-compatible plan carries its lean runtime and needs `engine_host_code_allowed` to
+    load. A plan that does not load here raises `ArtifactError` (one line); an inspector that
+    gives no readable JSON is recorded as "unavailable" with the reason.
+    """
     import tensorrt as trt
 
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    if dla_core is not None:
+        runtime.DLA_core = dla_core
+    if version_compatible:
+        runtime.engine_host_code_allowed = True
+    engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        raise ArtifactError(f"TensorRT {trt.__version__} cannot load the plan it just built")
     try:
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        if dla_core is not None:
-            runtime.DLA_core = dla_core
-        engine = runtime.deserialize_cuda_engine(plan)
         info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
-    except Exception as e:  # inspector details vary by version; the plan itself is written
+    except Exception as e:  # inspector details vary by version; the plan itself loads
+        log.warning("engine inspector: %s", e)
         return {"unavailable": str(e)[:200]}
     return summarize_layers(info)
 
@@ -365,22 +455,26 @@ def build_engines(output_dir: Path, manifest: dict[str, Any], options: EngineOpt
     when given, receives a failed build and the others go on (`--backend auto`); without it the
     first failure raises. Returns facts for `record()`.
     """
-    from .runtime.tensorrt import gpu_info, require_tensorrt
+    from .runtime.tensorrt import gpu_info, machine, require_tensorrt
 
     require_tensorrt()
     import tensorrt as trt
 
     options = options or EngineOptions()
     output_dir = Path(output_dir)
-    here = timing_cache_key(trt.__version__, gpu_info())
+    gpu = {**gpu_info(), "platform": machine()}
+    if options.hardware_compatibility != "none" and gpu.get("integrated"):
+        raise ConfigError(f"--hardware-compatibility {options.hardware_compatibility}: TensorRT does not support hardware compatibility "
+                          f"on JetPack ({gpu['gpu']} is a Jetson's integrated GPU); build without it")
+    here = timing_cache_key(trt.__version__, gpu)
     cache = output_dir / TIMING_CACHE if options.timing_cache else None
     result = EngineBuild(timing_cache=here if cache is not None else None)
     reuse = True
     if cache is not None and cache.is_file() and manifest.get("timing_cache") != here:
         old = manifest.get("timing_cache") or {}
         reuse = False
-        result.notes.append(f"{TIMING_CACHE}: made with TensorRT {old.get('tensorrt', '?')} on {old.get('gpu', 'an unknown GPU')}, "
-                            f"not reused here (TensorRT {here['tensorrt']} on {here['gpu']}); it is replaced")
+        differ = ", ".join(f"{k} {old.get(k, '?')} there, {here[k]} here" for k in here if k != "path" and old.get(k) != here[k])
+        result.notes.append(f"{TIMING_CACHE}: made on another machine ({differ}), not reused; it is replaced")
     for onnx_name, engine_name in ENGINE_SOURCES.items():
         entry = manifest["artifacts"].get(onnx_name)
         if entry is None:
@@ -402,7 +496,13 @@ def build_engines(output_dir: Path, manifest: dict[str, Any], options: EngineOpt
             continue
         try:
             contract = source_contract(output_dir / onnx_name)
-            facts = build_engine(output_dir / onnx_name, output_dir / engine_name, contract, precision, options, cache, reuse)
+            opts = options
+            if contract.frame_size == "any" and options.size_range is None:
+                sizes = frame_size_range(contract, gpu.get("memory_mib"))
+                opts = dataclasses.replace(options, size_range=sizes)
+                result.notes.append(f"{engine_name}: frames up to {'x'.join(map(str, sizes[2]))} "
+                                    f"(for {gpu.get('memory_mib') or 'an unknown amount of'} MiB of GPU memory; --profile-sizes changes it)")
+            facts = build_engine(output_dir / onnx_name, output_dir / engine_name, contract, precision, opts, cache, reuse)
         except (ConfigError, InputError):
             raise
         except Exception as e:
@@ -421,7 +521,7 @@ def build_engines(output_dir: Path, manifest: dict[str, Any], options: EngineOpt
 
 def requires_of(facts: dict[str, Any]) -> dict[str, Any]:
     """What running an engine needs, from its build facts (the manifest's `requires`)."""
-    keys = ("tensorrt", "gpu", "compute_capability", "version_compatible", "hardware_compatibility", "dla_core")
+    keys = ("tensorrt", "platform", "gpu", "compute_capability", "version_compatible", "hardware_compatibility", "dla_core")
     return {k: facts.get(k) for k in keys}
 
 
@@ -447,7 +547,8 @@ def adopt_plan(output_dir: Path, plan: Path, source: str, manifest: dict[str, An
     version and GPU are this machine's: a plain plan only loads on the TensorRT that built it.
     Returns facts for `record()`; verify it afterwards against the stored references.
     """
-    from .runtime.tensorrt import engine_io, gpu_info, require_tensorrt
+    from .deploy.triton import graph_io
+    from .runtime.tensorrt import engine_io, gpu_info, machine, require_tensorrt
 
     require_tensorrt()
     import tensorrt as trt
@@ -470,11 +571,9 @@ def adopt_plan(output_dir: Path, plan: Path, source: str, manifest: dict[str, An
                             f"{'or ' if version_compatible else 'version-compatible (pass --version-compatible), or '}not a plan)")
     contract = source_contract(output_dir / source)
     io = engine_io(engine)
-    if contract.name not in io["profile"]:
-        raise ArtifactError(f"{plan}: its input is {', '.join(io['profile']) or 'unnamed'}, {source}'s is {contract.name!r}: not built from {source}")
-    dtype = io["dtypes"][contract.name]
-    if dtype != contract.dtype:
-        raise ArtifactError(f"{plan}: takes {dtype} input, {source} takes {contract.dtype}: not built from {source}")
+    mismatch = io_mismatch(io, *graph_io(output_dir / source), source)
+    if mismatch:
+        raise ArtifactError(f"{plan}: {mismatch}: not built from {source}")
     name = ENGINE_SOURCES[source]
     target = output_dir / name
     if plan.resolve() != target.resolve():
@@ -482,12 +581,32 @@ def adopt_plan(output_dir: Path, plan: Path, source: str, manifest: dict[str, An
 
         with atomic_path(target) as tmp:
             shutil.copyfile(plan, tmp)
-    facts = {"tensorrt": trt.__version__, **gpu_info(), "strongly_typed": None, "profile": {contract.name: io["profile"][contract.name]},
+    facts = {"tensorrt": trt.__version__, **gpu_info(), "platform": machine(), "strongly_typed": None, "profile": {contract.name: io["profile"][contract.name]},
              "version_compatible": version_compatible, "hardware_compatibility": "none", "dla_core": None,
              "layers": summarize_layers(_inspect(engine))}
     return EngineBuild(engines=[{"path": name, "precision": entry["precision"], "built_from": source, "input": json.loads(contract.to_json()),
                                  "engine": facts, "adopted_from": str(plan)}],
                        notes=[f"adopted {plan} as {name} (from {source}, TensorRT {facts['tensorrt']} on {facts['gpu']}); verify it next"])
+
+
+def io_mismatch(io: dict[str, Any], inputs: list[Any], outputs: list[Any], source: str) -> str | None:
+    """How a plan's I/O (`runtime.tensorrt.engine_io`) differs from its source graph's (`graph_io`), or None.
+
+    Names, dtypes and ranks must match; a dimension must match where both give a number (-1, or
+    a named ONNX dimension, is dynamic). A plan nvinfer built from `model.fp16.deepstream.onnx`
+    outputs `probs`, not `model.fp16.onnx`'s `logits`: refused here, not at the first inference.
+    """
+    for kind, graph, names in (("input", inputs, list(io["profile"])), ("output", outputs, list(io["outputs"]))):
+        wanted = [t.name for t in graph]
+        if sorted(wanted) != sorted(names):
+            return f"its {kind}s are {', '.join(names) or 'none'}, {source}'s are {', '.join(wanted) or 'none'}"
+        for t in graph:
+            if io["dtypes"][t.name] != t.dtype:
+                return f"{kind} {t.name!r} is {io['dtypes'][t.name]}, {source}'s is {t.dtype}"
+            shape = io["shapes"][t.name]
+            if len(shape) != len(t.shape) or any(a > 0 and b > 0 and a != b for a, b in zip(shape, t.shape)):
+                return f"{kind} {t.name!r} has shape {shape}, {source}'s {t.shape}"
+    return None
 
 
 def _inspect(engine: trt.ICudaEngine) -> dict[str, Any]:

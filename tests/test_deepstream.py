@@ -498,3 +498,20 @@ def test_features_head_deploys_as_tensor_output(tmp_path, demo_ckpt):
         assert [o.name for o in onnx.load(str(onnx_file)).graph.output] == v["output-blob-names"]
     assert not (ds / "labels.txt").exists()
     assert json.loads((ds / "deepstream.json").read_text())["network_type"] == 100
+
+
+def test_the_chosen_onnx_is_checked_not_only_the_folders_contract(tmp_path, demo_ckpt):
+    """Issue 24, item 9: with --fp16-io the fp16 graph takes float16 while the manifest's contract says float32."""
+    out = tmp_path / "fp16io"
+    _, manifest = export_stage(demo_ckpt, out, ExportOptions(batch=(1, 4, 8)))
+    precision_stage(out, out / "model.onnx", "fp16", PrecisionOptions(keep_io_types=False), manifest)
+    write_manifest(out, manifest)
+    assert json.loads((out / "manifest.json").read_text())["input"]["dtype"] == "float32"
+    graph_input = onnx.load(str(out / "model.fp16.onnx"), load_external_data=False).graph.input[0]
+    assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16  # what the check reads, read here with onnx
+    with pytest.raises(ConfigError, match=r"model.fp16.onnx: input 'pixel_values' is float16 \(built with --fp16-io\), "
+                                          "but nvinfer feeds float32 tensors; deploy --precision fp32 or int8"):
+        deploy(out)
+    assert not (out / "deepstream").exists()
+    written = deploy(out, precision="fp32")  # the fp32 graph of the same folder deploys
+    onnx.checker.check_model(str(written / "model.deepstream.onnx"))

@@ -17,6 +17,7 @@ from focalnet_edge import engine as stage
 from focalnet_edge.contract import InputContract
 from focalnet_edge.engine import EngineOptions, create_config, profile_shapes
 from focalnet_edge.errors import ArtifactError, ConfigError
+from focalnet_edge.runtime.tensorrt import machine
 
 CONTRACT = InputContract(height=224, width=224, batch=(1, 8, 32))
 
@@ -185,8 +186,12 @@ def fake_build(fake_trt, monkeypatch):
         "EngineInspector.get_engine_information": lambda self, fmt: json.dumps(
             {"Layers": [{"Name": "conv", "LayerType": "CaskConvolution"}, {"Name": "{ForeignNode[dla]}", "LayerType": "DLA"}]}),
     })
-    monkeypatch.setattr("focalnet_edge.runtime.tensorrt.gpu_info", lambda: {"gpu": "Orin", "compute_capability": "8.7"})
+    monkeypatch.setattr("focalnet_edge.runtime.tensorrt.gpu_info", lambda: dict(AGX_ORIN))
     return trt
+
+
+#: what gpu_info() says on a Jetson AGX Orin 64 GB (an Orin Nano says "Orin" and 8.7 too, with 8 SMs and 7620 MiB)
+AGX_ORIN = {"gpu": "Orin", "compute_capability": "8.7", "sm_count": 16, "memory_mib": 62841, "integrated": True}
 
 
 def test_a_plan_is_written_from_the_serialized_network_atomically(fake_build, tmp_path):
@@ -232,12 +237,14 @@ def test_build_engines_returns_facts_and_refuses_files_the_check_refused(fake_bu
     manifest = _demo_folder(tmp_path, [("model.onnx", "fp32", 0), ("model.fp16.onnx", "fp16", 0)])
     built = stage.build_engines(tmp_path, manifest, EngineOptions())
     assert [e["path"] for e in built.engines] == ["model.fp32.engine", "model.fp16.engine"]
-    assert built.timing_cache == {"path": "timing.cache", "tensorrt": "10.3.0.26", "gpu": "Orin", "compute_capability": "8.7"}
+    assert built.timing_cache == {"path": "timing.cache", "tensorrt": "10.3.0.26", "gpu": "Orin", "compute_capability": "8.7",
+                                  "sm_count": 16, "memory_mib": 62841, "platform": machine()}
     assert "artifacts" in manifest and set(manifest["artifacts"]) == {"model.onnx", "model.fp16.onnx"}  # not written by the stage
     stage.record(manifest, tmp_path, built)
     entry = manifest["artifacts"]["model.fp16.engine"]
     assert entry["format"] == "tensorrt-plan" and entry["built_from"] == "model.fp16.onnx" and entry["input"]["name"] == "pixel_values"
     assert entry["requires"]["tensorrt"] == "10.3.0.26" and entry["requires"]["compute_capability"] == "8.7"
+    assert entry["requires"]["platform"] == machine() and entry["requires"]["dla_core"] is None  # issue 24, item 1
     bad = _demo_folder(tmp_path, [("model.fp16.onnx", "fp16", 2)])
     with pytest.raises(ArtifactError, match="model.fp16.onnx: TensorRT's parser would refuse it: error: n: bad"):
         stage.build_engines(tmp_path, bad, EngineOptions())
@@ -246,7 +253,8 @@ def test_build_engines_returns_facts_and_refuses_files_the_check_refused(fake_bu
 def test_a_timing_cache_from_another_machine_is_not_reused(fake_build, tmp_path, monkeypatch):
     manifest = _demo_folder(tmp_path, [("model.fp16.onnx", "fp16", 0)])
     (tmp_path / "timing.cache").write_bytes(b"from elsewhere")
-    manifest["timing_cache"] = {"path": "timing.cache", "tensorrt": "10.13.0.35", "gpu": "RTX 4090", "compute_capability": "8.9"}
+    # an Orin Nano's cache: same TensorRT, same name "Orin", same compute capability; other SM count and memory
+    manifest["timing_cache"] = {**stage.timing_cache_key("10.3.0.26", {**AGX_ORIN, "platform": machine()}), "sm_count": 8, "memory_mib": 7620}
     seen = []
     real = stage.build_engine
 
@@ -256,7 +264,8 @@ def test_a_timing_cache_from_another_machine_is_not_reused(fake_build, tmp_path,
 
     monkeypatch.setattr(stage, "build_engine", spy)
     built = stage.build_engines(tmp_path, manifest, EngineOptions())
-    assert seen == [False] and any("not reused here" in n for n in built.notes)
+    assert seen == [False]
+    assert any("made on another machine (sm_count 8 there, 16 here, memory_mib 7620 there, 62841 here), not reused" in n for n in built.notes)
     assert (tmp_path / "timing.cache").read_bytes() == b"CACHE"
     manifest["timing_cache"] = built.timing_cache
     seen.clear()
@@ -349,9 +358,12 @@ def test_engine_command_without_tensorrt_names_what_to_install(tmp_path, monkeyp
 def trtexec_plan(fake_trt, tmp_path, monkeypatch):
     trt = fake_trt("10.3.0.26")
     io = {"pixel_values": trt.TensorIOMode.INPUT, "logits": trt.TensorIOMode.OUTPUT}
+    shapes = {"pixel_values": [-1, 3, 224, 224], "logits": [-1, 10]}
+    trt._io, trt._shapes = io, shapes  # tests change them
     trt._behaviour.update({
         "ICudaEngine.num_io_tensors": 2, "ICudaEngine.get_tensor_name": lambda self, i: list(io)[i],
         "ICudaEngine.get_tensor_mode": lambda self, name: io[name],
+        "ICudaEngine.get_tensor_shape": lambda self, name: shapes[name],
         "ICudaEngine.get_tensor_dtype": lambda self, name: trt.DataType.FLOAT,
         "ICudaEngine.get_tensor_profile_shape": lambda self, name, index: [[1, 3, 224, 224], [4, 3, 224, 224], [8, 3, 224, 224]],
         "EngineInspector.get_engine_information": lambda self, fmt: json.dumps({"Layers": [{"LayerType": "Reduce"}]}),
@@ -386,7 +398,7 @@ def test_adopting_refuses_what_does_not_fit(trtexec_plan, tmp_path):
     with pytest.raises(InputError, match="--from model.int8.cpu.onnx: expected the ONNX file the plan was built from, one of model.onnx, model.fp16.onnx"):
         stage.engine_command(tmp_path, adopt=str(plan), source="model.int8.cpu.onnx")
     trt._behaviour["ICudaEngine.get_tensor_dtype"] = lambda self, name: trt.DataType.HALF
-    with pytest.raises(ArtifactError, match="takes float16 input, model.fp16.onnx takes float32"):
+    with pytest.raises(ArtifactError, match="input 'pixel_values' is float16, model.fp16.onnx's is float32: not built from model.fp16.onnx"):
         stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
     trt._behaviour["Runtime.deserialize_cuda_engine"] = None
     with pytest.raises(ArtifactError, match="TensorRT 10.3.0.26 cannot load this plan"):
@@ -419,3 +431,131 @@ def test_fp8_is_not_built_on_orin_and_is_on_ada(fake_build, tmp_path, monkeypatc
     monkeypatch.setattr("focalnet_edge.runtime.tensorrt.gpu_info", lambda: {"gpu": "RTX 4090", "compute_capability": "8.9"})
     built = stage.build_engines(tmp_path, manifest, EngineOptions())
     assert [e["path"] for e in built.engines] == ["model.fp16.engine", "model.fp8.engine"]
+
+
+# -- issue 24 --------------------------------------------------------------------------------------------------------
+def test_a_plan_with_the_deepstream_graphs_outputs_is_not_adopted_from_the_plain_graph(trtexec_plan, tmp_path, capsys):
+    """nvinfer's plan of model.fp16.deepstream.onnx outputs `probs`; model.fp16.onnx outputs `logits` (item 2)."""
+    from focalnet_edge.cli import main
+
+    trt, plan = trtexec_plan
+    trt._io.pop("logits")
+    trt._io["probs"] = trt.TensorIOMode.OUTPUT
+    trt._shapes["probs"] = [-1, 10]
+    assert main(["engine", str(tmp_path), "--adopt", str(plan), "--from", "model.fp16.onnx"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {plan}: its outputs are probs, model.fp16.onnx's are logits: not built from model.fp16.onnx"] or (
+        len(err) == 1 and err[0].endswith(f"{plan}: its outputs are probs, model.fp16.onnx's are logits: not built from model.fp16.onnx")), err
+    assert not (tmp_path / "model.fp16.engine").exists()
+    assert "model.fp16.engine" not in json.loads((tmp_path / "manifest.json").read_text())["artifacts"]
+
+
+@pytest.mark.parametrize("name,shape,message", [
+    ("logits", [-1, 1000], r"output 'logits' has shape \[-1, 1000\], model.fp16.onnx's \[-1, 10\]"),
+    ("pixel_values", [-1, 3, 256, 256], r"input 'pixel_values' has shape \[-1, 3, 256, 256\], model.fp16.onnx's \[-1, 3, 224, 224\]"),
+    ("logits", [-1, 10, 1], r"output 'logits' has shape \[-1, 10, 1\]"),
+])
+def test_adopting_checks_shapes_against_the_source_graph(trtexec_plan, tmp_path, name, shape, message):
+    trt, plan = trtexec_plan
+    trt._shapes[name] = shape
+    with pytest.raises(ArtifactError, match=message):
+        stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
+    trt._shapes.update({"pixel_values": [8, 3, 224, 224], "logits": [8, 10]})  # a static plan of a dynamic graph fits
+    assert stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx").engines
+
+
+def test_an_adopted_plan_records_the_platform(trtexec_plan, tmp_path):
+    _, plan = trtexec_plan
+    stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
+    entry = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]["model.fp16.engine"]
+    assert entry["requires"]["platform"] == machine() in ("x86_64", "aarch64")
+
+
+@pytest.mark.parametrize("precision,tf32", [("fp32", False), ("fp16", True), ("int8", True)])
+def test_tf32_is_allowed_where_the_precisions_thresholds_allow_it(fake_trt, precision, tf32):
+    """Polygraphy clears TF32 unless told; trtexec keeps it. The fp32 engine's max abs 1e-4 rules it out (item 12)."""
+    trt = fake_trt()
+    config, _, _ = _config(trt, EngineOptions(), precision)
+    assert ("TF32" in _flags(config)) is tf32 and ("TF32" in _flags(config, "clear_flag")) is not tf32
+
+
+def test_a_version_compatible_plan_is_inspected_with_host_code_allowed(fake_build, tmp_path, monkeypatch):
+    trt = fake_build
+    onnx_path = tmp_path / "model.fp16.onnx"
+    onnx_path.write_bytes(b"onnx")
+    made = []
+    init = trt.Runtime.__init__
+    monkeypatch.setattr(trt.Runtime, "__init__", lambda self, *a, **k: (init(self, *a, **k), made.append(self))[0])
+    facts = stage.build_engine(onnx_path, tmp_path / "model.fp16.engine", CONTRACT, "fp16", EngineOptions(version_compatible=True))
+    assert made[-1]._values["engine_host_code_allowed"] is True and facts["layers"]["count"] == 2
+    trt._behaviour["Runtime.deserialize_cuda_engine"] = None  # the inspector's plan does not load: one line, no plan left
+    with pytest.raises(ArtifactError, match=r"model.fp16.engine: TensorRT 10.3.0.26 cannot load the plan it just built$"):
+        stage.build_engine(onnx_path, tmp_path / "model.fp16.engine", CONTRACT, "fp16", EngineOptions(version_compatible=True))
+    assert not (tmp_path / "model.fp16.engine").exists()
+
+
+def test_an_out_of_memory_build_is_named_with_what_to_change(fake_build, tmp_path):
+    """TensorRT logs the allocation failure through its ILogger and returns no plan (item 4)."""
+    from polygraphy.backend.trt import util as trt_util
+
+    trt = fake_build
+
+    def out_of_memory(self, network, config):
+        trt_util.get_trt_logger().log(trt.Logger.ERROR, "[virtualMemoryBuffer.cpp::resizePhysical::140] Error Code 2: "
+                                                        "OutOfMemory (Requested size was 4246732800 bytes.)")
+        return None
+
+    trt._behaviour["Builder.build_serialized_network"] = out_of_memory
+    trt._behaviour["INetworkDefinition.get_input"](None, 0)._values["name"] = "frames"
+    frames = InputContract(name="frames", dtype="uint8", layout="NHWC", color_order="BGRx", fused_preprocess=True, frame_size="any",
+                           height=224, width=224, batch=(1, 8, 32))
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"onnx")
+    with pytest.raises(ArtifactError) as e:
+        stage.build_engine(onnx_path, tmp_path / "model.fp32.engine", frames, "fp32", EngineOptions(size_range=((16, 16), (1080, 1920), (2160, 3840))))
+    assert str(e.value) == ("model.onnx: TensorRT ran out of GPU memory building the engine for inputs up to 32x2160x3840x4; pass a smaller "
+                            "max to --profile-sizes (e.g. 16x16:720x1280:720x1280), or export with a smaller --batch MAX "
+                            "(--workspace limits only the builder's scratch memory)")
+    assert not (tmp_path / "model.fp32.engine").exists()
+    trt._behaviour["Builder.build_serialized_network"] = lambda self, network, config: None  # another failure: not called memory
+    with pytest.raises(Exception) as e:
+        stage.build_engine(onnx_path, tmp_path / "model.fp32.engine", frames, "fp32", EngineOptions())
+    assert "out of GPU memory" not in str(e.value)
+
+
+@pytest.mark.parametrize("memory_mib,batch,expect", [
+    (81559, 32, (2160, 3840)),  # H100 80 GB: 4K frames at batch 32 (4.2 GB as float) fit in 1/16
+    (62841, 32, (1080, 1920)),  # AGX Orin 64 GB
+    (30536, 32, (1080, 1920)),  # AGX Orin 32 GB
+    (7620, 32, (720, 1280)),  # Orin Nano 8 GB
+    (7620, 2, (2160, 3840)),
+    (3000, 64, (240, 320)),  # nothing fits: the smallest
+    (None, 32, (1080, 1920)),  # memory unknown: up to 1080p
+])
+def test_the_frame_profile_is_sized_from_the_gpus_memory(memory_mib, batch, expect):
+    c = InputContract(name="frames", dtype="uint8", layout="NHWC", color_order="BGRx", fused_preprocess=True, frame_size="any",
+                      height=224, width=224, batch=(1, 1, batch))
+    lo, opt, hi = stage.frame_size_range(c, memory_mib)
+    assert hi == expect and lo == (16, 16) and opt == (min(1080, hi[0]), min(1920, hi[1]))
+    if memory_mib:  # the rule itself: the largest float frame batch within 1/16 of the memory
+        assert batch * hi[0] * hi[1] * 4 * 4 <= memory_mib * 2**20 / 16 or hi == (240, 320)
+
+
+def test_build_engines_sizes_a_frame_size_any_profile_and_says_so(fake_build, tmp_path, monkeypatch):
+    manifest = _demo_folder(tmp_path, [("model.onnx", "fp32", 0)])
+    frames = InputContract(name="frames", dtype="uint8", layout="NHWC", color_order="BGRx", fused_preprocess=True, frame_size="any",
+                           height=224, width=224, batch=(1, 1, 32))
+    monkeypatch.setattr(stage, "source_contract", lambda path: frames)
+    fake_build._behaviour["INetworkDefinition.get_input"](None, 0)._values["name"] = "frames"
+    monkeypatch.setattr("focalnet_edge.runtime.tensorrt.gpu_info", lambda: {**AGX_ORIN, "memory_mib": 7620})  # an Orin Nano
+    built = stage.build_engines(tmp_path, manifest, EngineOptions())
+    assert built.engines[0]["engine"]["profile"]["frames"][2] == [32, 720, 1280, 4]
+    assert any("model.fp32.engine: frames up to 720x1280 (for 7620 MiB of GPU memory; --profile-sizes changes it)" in n for n in built.notes)
+    built = stage.build_engines(tmp_path, manifest, EngineOptions(size_range=((16, 16), (480, 640), (1080, 1920))))
+    assert built.engines[0]["engine"]["profile"]["frames"][2] == [32, 1080, 1920, 4]
+
+
+def test_hardware_compatibility_is_refused_on_a_jetson(fake_build, tmp_path):
+    manifest = _demo_folder(tmp_path, [("model.fp16.onnx", "fp16", 0)])
+    with pytest.raises(ConfigError, match="hardware compatibility on JetPack"):
+        stage.build_engines(tmp_path, manifest, EngineOptions(hardware_compatibility="ampere_plus"))

@@ -142,6 +142,9 @@ def test_onnxruntime_cuda_refuses_strided_memory_and_waits_for_the_producer(demo
             runner.run(FakeCudaArray(big[:, :, :64]))
         out = runner.run(FakeCudaArray(_frames(2), stream=0xF00D))
         assert waited == [0xF00D] and out["device"] == "cuda"
+        waited.clear()  # issue 24, item 5: the caller's stream too (a DLPack producer ordered its work before it)
+        runner.run(FakeCudaArray(_frames(2), stream=0xF00D), stream=types.SimpleNamespace(cuda_stream=0xBEEF))
+        assert waited == [0xF00D, 0xBEEF]
 
 
 # -- TensorRT, over the stub-generated fake and a recording cuda-python ------------------------------------
@@ -239,3 +242,120 @@ def test_tensorrt_refuses_what_it_cannot_bind(trt_runner):
         runner.run(FakeCudaArray(_frames(6)))
     with pytest.raises(InputError, match="stream 'x' not understood"):
         runner.run(FakeCudaArray(_frames(4)), stream="x")
+
+
+# -- issue 24, item 8: cuda-python on Jetson -------------------------------------------------------------------------
+@pytest.mark.parametrize("machine,driver,expect", [
+    ("x86_64", 12080, "need cuda-python: pip install 'focalnet-edge[gpu]'"),
+    ("aarch64", 12060, "pip install 'cuda-python==12.6.*' in the venv (this JetPack's CUDA is 12.6); the [gpu] extra installs nothing on aarch64"),
+    ("aarch64", 13000, "pip install 'cuda-python==13.0.*'"),
+    ("aarch64", None, "pip install 'cuda-python==MAJOR.MINOR.* (JetPack's CUDA: nvcc --version)'"),
+])
+def test_missing_cuda_python_names_the_install_that_works_here(monkeypatch, machine, driver, expect):
+    import ctypes
+
+    from focalnet_edge.errors import InputError
+    from focalnet_edge.runtime import tensorrt as trt_mod
+
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import` fails
+    monkeypatch.setattr(trt_mod, "machine", lambda: machine)
+
+    class Driver:  # cuDriverGetVersion writes 1000 * major + 10 * minor through its pointer, as libcuda does
+        def cuDriverGetVersion(self, out):
+            out._obj.value = driver
+            return 0
+
+    def cdll(name):
+        if driver is None:
+            raise OSError(name)
+        return Driver()
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    with pytest.raises(InputError) as e:
+        interop.cudart()
+    assert expect in str(e.value) and "\n" not in str(e.value)
+    assert ("focalnet-edge[gpu]" in str(e.value)) is (machine == "x86_64")
+
+
+def test_tensorrt_concatenates_cupy_chunks_on_its_own_stream(trt_runner, monkeypatch):
+    """Issue 24, item 5: multi-chunk CuPy outputs are joined on the stream TensorRT wrote them on."""
+    runner, rt = trt_runner
+    runner.contract.name = "frames"
+    current = [0]  # CuPy's current stream
+    joined_on = []
+
+    class ExternalStream:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            self.previous, current[0] = current[0], self.handle
+
+        def __exit__(self, *exc):
+            current[0] = self.previous
+
+    class Memory:
+        def __init__(self, a):
+            self.ptr = a.ctypes.data
+
+    class Array(np.ndarray):
+        @property
+        def data(self):
+            return Memory(self)
+
+    def concatenate(parts):
+        joined_on.append(current[0])
+        return np.concatenate(parts)
+
+    cupy = types.ModuleType("cupy")
+    cupy.cuda = types.SimpleNamespace(ExternalStream=ExternalStream)
+    cupy.empty = lambda shape, dtype: np.empty(shape, dtype).view(Array)
+    cupy.concatenate = concatenate
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    CupyArray = type("ndarray", (FakeCudaArray,), {"__module__": "cupy._core.core"})  # what a CuPy array's type says
+    out = runner.run(CupyArray(_frames(10)), stream=0xC0FFEE)  # 8 + 2
+    assert joined_on == [0xC0FFEE] and out["logits"].shape == (10, 10) and current == [0]
+
+
+def test_tensorrt_waits_for_the_last_stream_before_using_the_context_on_another(trt_runner):
+    """Issue 24, item 3: both contexts use the engine's one profile; never two streams on them at once."""
+    runner, rt = trt_runner
+    runner.contract.name = "frames"
+    runner.run(FakeCudaArray(_frames(2)), stream=1)
+    runner.run(FakeCudaArray(_frames(2)), stream=1)
+    assert ("synchronize", 1) not in rt.calls  # one stream: asynchronous
+    runner.run(FakeCudaArray(_frames(2)), stream=2)
+    executes = [i for i, (name, args, _) in enumerate(runner._context._calls) if name == "execute_async_v3"]
+    assert len(executes) == 3 and rt.calls.count(("synchronize", 1)) == 1
+    # the wait came before the enqueue on stream 2: it is the last "synchronize" before the last execute
+    waits = [i for i, c in enumerate(rt.calls) if c == ("synchronize", 1)]
+    mallocs_on_2 = [i for i, c in enumerate(rt.calls) if c[0] == "cudaMallocAsync" and c[-1] == 2]
+    assert waits[0] < mallocs_on_2[0]
+
+
+def test_tensorrt_calls_from_two_threads_do_not_interleave_on_the_context(trt_runner):
+    import threading
+    import time
+
+    runner, rt = trt_runner
+    runner.contract.name = "frames"
+    context = runner._engine.create_execution_context()
+    runner._context = context
+    trt = sys.modules["tensorrt"]
+
+    def slow_shape(self, name):
+        time.sleep(0.01)  # between this call's input and output addresses: another thread would step in here
+        return [2, 10]
+
+    trt._behaviour["IExecutionContext.get_tensor_shape"] = slow_shape
+    threads = [threading.Thread(target=runner.run, args=(FakeCudaArray(_frames(2)),), kwargs={"stream": s}) for s in (1, 2, 3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    names = [name for name, _, _ in context._calls]
+    assert names.count("execute_async_v3") == 4
+    for i, name in enumerate(names):  # each enqueue: shape, addresses, execute, with nothing of another call between
+        if name == "set_input_shape":
+            assert names[i + 1 : i + 5] == ["set_tensor_address", "get_tensor_shape", "set_tensor_address", "execute_async_v3"], names

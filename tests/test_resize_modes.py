@@ -300,7 +300,11 @@ def test_engine_profile_of_an_any_size_graph_is_in_frame_sizes():
     contract = any_contract("letterbox", "NHWC", "BGRx")
     contract.batch = (1, 2, 4)
     lo, opt, hi = profile_shapes(contract, EngineOptions())
-    assert (lo, opt, hi) == ([1, 16, 16, 4], [2, 1080, 1920, 4], [4, 2160, 3840, 4])
+    assert (lo, opt, hi) == ([1, 16, 16, 4], [2, 1080, 1920, 4], [4, 1080, 1920, 4])  # the GPU's memory unknown: up to 1080p
+    from focalnet_edge.engine import frame_size_range
+
+    big = EngineOptions(size_range=frame_size_range(contract, 81559))  # an 80 GB GPU: 4K frames at batch 4
+    assert profile_shapes(contract, big)[2] == [4, 2160, 3840, 4]
     assert profile_shapes(contract, EngineOptions(size_range=((480, 640),) * 3))[1] == [2, 480, 640, 4]
     static = contract_for_profile(contract, [[1, 480, 640, 4]] * 3)  # one frame size: the input stays the model's
     assert (static.height, static.width, static.frame_size) == (H, W, "any")

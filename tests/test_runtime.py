@@ -144,3 +144,59 @@ def test_public_api_reexports_the_entry_points():
     assert focalnet_edge.build is focalnet_edge.pipeline.build
     with pytest.raises(AttributeError):
         focalnet_edge.nothing_here  # noqa: B018
+
+
+# -- issue 24, item 6: ONNX Runtime's TensorRT execution provider ------------------------------------------------------
+def test_the_tensorrt_execution_provider_is_used_only_when_asked_and_then_with_its_caches(exported, tmp_path, monkeypatch):
+    import shutil
+
+    import onnxruntime as ort
+
+    from focalnet_edge.runtime import onnxruntime as ort_runner
+
+    everything = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: everything)  # an onnxruntime-gpu with TensorRT (a Jetson build)
+    assert ort_runner.default_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    folder = tmp_path / "copy"
+    shutil.copytree(exported, folder)
+    asked = ort_runner.with_options(["TensorrtExecutionProvider", "CPUExecutionProvider"], folder / "model.onnx")
+    cache = str(folder / "ort-trt-cache")
+    assert asked == [("TensorrtExecutionProvider", {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
+                                                    "trt_timing_cache_enable": True, "trt_timing_cache_path": cache}),
+                     "CPUExecutionProvider"]
+    assert (folder / "ort-trt-cache").is_dir()
+    mine = ("TensorrtExecutionProvider", {"trt_fp16_enable": True})
+    assert ort_runner.with_options([mine], folder / "model.onnx") == [mine]  # the caller's own options are kept
+    monkeypatch.undo()
+    seen = []
+    real = ort_runner.ort_session
+    monkeypatch.setattr(ort_runner, "ort_session", lambda path, providers, *a: seen.append(providers) or real(path, ["CPUExecutionProvider"], *a))
+    with OnnxRuntimeRunner(folder / "model.onnx", providers=["TensorrtExecutionProvider", "CPUExecutionProvider"]) as runner:
+        assert runner(runner.contract.sample_input(2)).shape[0] == 2
+    assert seen == [asked]
+
+
+def test_a_cuda_provider_lost_to_two_onnxruntime_installs_is_named(exported, monkeypatch, caplog):
+    """Issue 24, item 7: onnxruntime and onnxruntime-gpu install one module; the CPU one over the GPU one hides CUDA."""
+    from importlib import metadata
+
+    from focalnet_edge.runtime import onnxruntime as ort_runner
+
+    versions = {"onnxruntime": "1.22.0", "onnxruntime-gpu": "1.22.0"}
+
+    def version(name):
+        if name not in versions:
+            raise metadata.PackageNotFoundError(name)
+        return versions[name]
+
+    monkeypatch.setattr(metadata, "version", version)
+    problem = ort_runner.missing_gpu_provider(["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"])
+    assert problem == ("CUDAExecutionProvider is not available: onnxruntime 1.22.0 and onnxruntime-gpu 1.22.0 are both installed and "
+                       "share the onnxruntime module; pip uninstall -y onnxruntime onnxruntime-gpu, then install only onnxruntime-gpu "
+                       "(on Jetson: NVIDIA's Jetson build)")
+    assert ort_runner.missing_gpu_provider(["CPUExecutionProvider"], ["CPUExecutionProvider"]) is None
+    with caplog.at_level("WARNING"), OnnxRuntimeRunner(exported / "model.onnx", providers=["CUDAExecutionProvider", "CPUExecutionProvider"]) as r:
+        assert r.providers == ["CPUExecutionProvider"]
+    assert any("share the onnxruntime module" in m for m in caplog.messages)
+    del versions["onnxruntime-gpu"]  # one CPU build alone: no GPU provider to lose, nothing to say
+    assert ort_runner.missing_gpu_provider(["CUDAExecutionProvider"], ["CPUExecutionProvider"]) is None

@@ -321,11 +321,15 @@ def test_the_gpu_is_found_through_the_cuda_driver_without_torch_or_cuda_python(m
             return 0
 
         def cuDeviceGetAttribute(self, value, attribute, device):
-            value._obj.value = {75: 8, 76: 7}[attribute]
+            value._obj.value = {75: 8, 76: 7, 16: 8, 18: 1}[attribute]  # cc 8.7, 8 SMs, integrated (an Orin Nano)
+            return 0
+
+        def cuDeviceTotalMem_v2(self, size, device):
+            size._obj.value = 7620 << 20
             return 0
 
     monkeypatch.setattr(ctypes, "CDLL", lambda name: Driver())
-    assert trt_mod.gpu_info() == {"gpu": "Orin (nvgpu)", "compute_capability": "8.7"}
+    assert trt_mod.gpu_info() == {"gpu": "Orin (nvgpu)", "compute_capability": "8.7", "sm_count": 8, "memory_mib": 7620, "integrated": True}
     monkeypatch.setattr(Driver, "cuInit", lambda self, flags: 100)  # CUDA_ERROR_NO_DEVICE
     assert trt_mod.gpu_info() == {"gpu": "unknown", "compute_capability": "unknown"}
     assert calls == ["cuInit"]
@@ -350,3 +354,103 @@ def test_load_prefers_verified_over_unverified_over_failed(orin):
     notes.clear()
     assert choose_artifact(manifest, notes=notes)["path"] == "model.int8.engine"
     assert notes and "never verified" in notes[0]
+
+
+# -- issue 24: platform, JetPack, DLA cores, the runner's device ----------------------------------------------------
+ORIN_HERE = {**ORIN, "platform": "aarch64", "integrated": True, "dla_cores": 2}
+
+
+@pytest.mark.parametrize("requires,here,reason", [
+    # a --version-compatible --hardware-compatibility ampere_plus plan built on x86: not on an Orin
+    ({"tensorrt": "10.3.0", "platform": "x86_64", "compute_capability": "8.9", "version_compatible": True, "hardware_compatibility": "ampere_plus"},
+     ORIN_HERE, "built on x86_64, this machine is aarch64: TensorRT plans are not portable across platforms"),
+    # the same plan built on an aarch64 server (SBSA): right platform, but JetPack has no hardware compatibility
+    ({"tensorrt": "10.3.0", "platform": "aarch64", "compute_capability": "9.0", "hardware_compatibility": "ampere_plus"},
+     ORIN_HERE, "built with --hardware-compatibility ampere_plus, which TensorRT does not support on JetPack"),
+    ({"tensorrt": "10.3.0", "platform": "aarch64", "compute_capability": "8.7", "dla_core": 1}, {**ORIN_HERE, "dla_cores": 0},
+     "built for DLA core 1, this device has no DLA cores; rebuild it here without --dla-core$"),
+    ({"tensorrt": "10.3.0", "platform": "aarch64", "compute_capability": "8.7", "dla_core": 1}, {**ORIN_HERE, "dla_cores": 1},
+     "built for DLA core 1, this device has 1 DLA core; rebuild it here without --dla-core or with --dla-core 0"),
+])
+def test_plans_judged_runnable_before_that_cannot_run(requires, here, reason):
+    import re
+
+    found = trt_mod.incompatibility(requires, here)
+    assert found is not None and re.search(reason, found), found
+    older = {k: v for k, v in requires.items() if k not in ("platform", "dla_core")}
+    assert trt_mod.incompatibility({**older, "hardware_compatibility": "none", "compute_capability": "8.7"}, here) is None
+
+
+def test_a_dla_plan_runs_where_its_core_exists():
+    requires = {"tensorrt": "10.3.0", "platform": "aarch64", "compute_capability": "8.7", "dla_core": 1}
+    assert trt_mod.incompatibility(requires, ORIN_HERE) is None
+
+
+@pytest.fixture
+def orin_without_dla(monkeypatch):
+    trt = fake_tensorrt("10.3.0", behaviour={"Runtime.num_DLA_cores": 0})
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(trt_mod, "gpu_info", lambda: {"gpu": "Orin", "compute_capability": "8.7", "integrated": True})
+    monkeypatch.setattr(trt_mod, "machine", lambda: "aarch64")
+    return trt
+
+
+def test_load_skips_plans_of_another_platform_and_dla_plans_without_the_core(orin_without_dla):
+    from focalnet_edge.runtime.loader import choose_artifact
+
+    manifest = _manifest({"tensorrt": "10.3.0", "platform": "x86_64", "gpu": "RTX 4090", "compute_capability": "8.9",
+                          "version_compatible": True, "hardware_compatibility": "ampere_plus"})
+    notes: list[str] = []
+    assert choose_artifact(manifest, notes=notes)["format"] == "onnx"
+    skipped = [n for n in notes if n.startswith("skipped")]
+    assert len(skipped) == 3 and all("built on x86_64, this machine is aarch64" in n for n in skipped)
+    manifest = _manifest({"tensorrt": "10.3.0", "platform": "aarch64", "gpu": "Orin", "compute_capability": "8.7", "dla_core": 0})
+    notes.clear()
+    assert choose_artifact(manifest, notes=notes)["format"] == "onnx"
+    skipped = [n for n in notes if n.startswith("skipped")]
+    assert len(skipped) == 3 and all("built for DLA core 0, this device has no DLA cores" in n for n in skipped)
+    manifest = _manifest({"tensorrt": "10.3.0", "platform": "aarch64", "gpu": "Orin", "compute_capability": "8.7"})
+    assert choose_artifact(manifest)["path"] == "model.int8.engine"  # a plain Orin plan still runs
+
+
+def test_the_runner_names_tensorrt_and_the_gpu_as_its_device(orin_without_dla, tmp_path, monkeypatch):
+    """bench shows `device`; a CUDA-memory error says what runs it, not "the CPU" (item 12)."""
+    import json
+
+    trt = orin_without_dla
+    io = {"pixel_values": trt.TensorIOMode.INPUT, "logits": trt.TensorIOMode.OUTPUT}
+    trt._behaviour.update({
+        "ICudaEngine.num_io_tensors": 2, "ICudaEngine.get_tensor_name": lambda self, i: list(io)[i],
+        "ICudaEngine.get_tensor_mode": lambda self, name: io[name], "ICudaEngine.get_tensor_dtype": lambda self, name: trt.DataType.FLOAT,
+        "ICudaEngine.get_tensor_shape": lambda self, name: [-1, 3, 224, 224] if name == "pixel_values" else [-1, 10],
+        "ICudaEngine.get_tensor_profile_shape": lambda self, name, index: [[1, 3, 224, 224], [4, 3, 224, 224], [8, 3, 224, 224]],
+    })
+
+    class Activated:  # Polygraphy's TrtRunner allocates CUDA memory on activate: not here
+        def __init__(self, engine):
+            self.is_active = False
+
+        def activate(self):
+            self.is_active = True
+
+        def deactivate(self):
+            self.is_active = False
+
+    monkeypatch.setattr("polygraphy.backend.trt.TrtRunner", Activated)
+    (tmp_path / "model.fp16.engine").write_bytes(b"plan")
+    runner = trt_mod.TensorRTRunner(tmp_path / "model.fp16.engine", requires={"tensorrt": "10.3.0", "platform": "aarch64", "compute_capability": "8.7"},
+                                    contract=json.loads(InputContract().to_json()))
+    assert runner.device == "TensorRT 10.3.0 on Orin"  # was None: bench showed null
+    runner.close()
+
+
+def test_the_device_tests_collect_without_torch():
+    """Issue 24, item 11: on a stock JetPack (TensorRT, no torch) tests/gpu must collect and run, not fail on `import torch`."""
+    from helpers import ROOT, without_torch
+
+    script = ("import sys, pytest\n"
+              f"sys.exit(pytest.main(['--co', '-q', '-p', 'no:cacheprovider', {str(ROOT / 'tests' / 'gpu')!r}]))\n")
+    done = without_torch(script, ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "tests collected" in done.stdout and "error" not in done.stdout.lower()
+    assert "test_engines_pass_verification_against_the_references" in done.stdout  # the torch-free verification

@@ -193,3 +193,44 @@ def test_cli(plain, tmp_path, capsys):
     assert main(["deploy", str(plain), "--to", "triton", "--repo", str(repo), "--artifact", "int8"]) == 2
     capsys.readouterr()
 
+
+
+# -- issue 24, item 10 ---------------------------------------------------------------------------------------------------
+def _engine_folder(plain, tmp_path, **entry):
+    folder = tmp_path / "out"
+    shutil.copytree(plain, folder)
+    manifest = read_manifest(folder)
+    plan = folder / "model.fp16.engine"
+    plan.write_bytes(b"not really a plan, but bytes to copy")
+    add_artifact(manifest, plan, "fp16", "tensorrt-plan", built_from="model.fp16.onnx", **entry)
+    write_manifest(folder, manifest)
+    return folder
+
+
+@pytest.mark.parametrize("profile_batch,max_batch,first_dim", [
+    ((1, 2, 4), 4, None),  # an adopted plan built for at most 4, in a folder whose manifest says 8
+    ((8, 8, 8), 0, 8),  # a DLA engine: one batch size, the full shape with it
+])
+def test_an_engines_batch_limits_come_from_its_profile(plain, tmp_path, capsys, profile_batch, max_batch, first_dim):
+    profile = [[b, 3, 64, 64] for b in profile_batch]
+    folder = _engine_folder(plain, tmp_path, engine={"profile": {"pixel_values": profile}}, requires={"version_compatible": False})
+    assert read_manifest(folder)["input"]["batch"] == [1, 4, 8]
+    result = deploy(folder, tmp_path / "repo")
+    config = parse(tmp_path / "repo" / "demo")
+    assert result.artifact == "model.fp16.engine" and config.max_batch_size == max_batch
+    if first_dim:
+        assert list(config.input[0].dims) == [8, 3, 64, 64] and not config.HasField("dynamic_batching")
+    else:
+        assert list(config.dynamic_batching.preferred_batch_size) == [2, 4]
+    assert result.server_flags == [] and "version-compatible" not in result.config
+
+
+def test_a_version_compatible_plan_says_which_server_flag_it_needs(plain, tmp_path, capsys):
+    folder = _engine_folder(plain, tmp_path, engine={"profile": {"pixel_values": [[1, 3, 64, 64], [4, 3, 64, 64], [8, 3, 64, 64]]}},
+                            requires={"version_compatible": True})
+    assert main(["deploy", str(folder), "--to", "triton", "--repo", str(tmp_path / "repo")]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("--backend-config=tensorrt,version-compatible=true")
+    text = (tmp_path / "repo" / "demo" / "config.pbtxt").read_text()
+    assert text.startswith("# a version-compatible TensorRT plan: start tritonserver with --backend-config=tensorrt,version-compatible=true\n")
+    assert parse(tmp_path / "repo" / "demo").max_batch_size == 8  # the comment parses away

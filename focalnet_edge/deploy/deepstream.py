@@ -51,7 +51,8 @@ What nvinfer does, and how the configs are derived from the input contract (NVID
 - A folder built with ``--frame-size any`` (resize in the graph) is refused: nvinfer feeds the
   network size and does the resize itself.
 - nvinfer feeds float tensors, so a folder whose input is uint8 or float16 is refused with the
-  build options that make a suitable one.
+  build options that make a suitable one; so is a chosen ONNX whose own input is float16 (an fp16
+  graph built with ``--fp16-io``, in a folder whose contract says float32).
 
 Paths in the configs are relative to the config file (nvinfer resolves them so), so the output
 folder can be copied anywhere as a whole. GKeyFile has no inline comments: every comment is a
@@ -278,6 +279,7 @@ def make_plan(
     if NETWORK_TYPE[head] == 1 and len(outputs) != 1:
         raise ConfigError(f"{folder}: {len(outputs)} outputs {outputs}; a classifier config needs exactly one")
     source = _source_onnx(folder, manifest, precision)
+    _check_source_input(folder, source)
     precision = source["precision"].split("-")[0]
     labels = _labels(manifest, folder) if NETWORK_TYPE[head] == 1 else []
     norm = normalisation(contract, normalize)
@@ -446,6 +448,19 @@ def _source_onnx(folder: Path, manifest: dict[str, Any], precision: str | None) 
         raise ArtifactError(f"{folder}: no {precision} ONNX in the {MANIFEST} (has: {have}); build with --precision {precision}")
     check_artifact(folder, entry)
     return entry
+
+
+def _check_source_input(folder: Path, source: dict[str, Any]) -> None:
+    """The chosen ONNX's own input must be float32 too: an fp16 graph exported with --fp16-io takes
+    float16 although the folder's (fp32) contract says float32, and nvinfer feeds float32."""
+    from ..engine import source_contract
+
+    own = source_contract(folder / source["path"])
+    if own.dtype != "float32":
+        raise ConfigError(
+            f"{folder / source['path']}: input {own.name!r} is {own.dtype} (built with --fp16-io), but nvinfer feeds float32 tensors; "
+            "deploy --precision fp32 or int8, or rebuild the fp16 graph without --fp16-io"
+        )
 
 
 def _engine_entry(manifest: dict[str, Any], source: dict[str, Any]) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import artifacts
@@ -38,6 +38,9 @@ TRITON_TYPES = {
     "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL",
 }
 LABELS_FILE = "labels.txt"
+#: what Triton's TensorRT backend needs to load a version-compatible plan (it refuses the plan's lean runtime otherwise)
+VERSION_COMPATIBLE_FLAG = "--backend-config=tensorrt,version-compatible=true"
+VERSION_COMPATIBLE_NOTE = f"a version-compatible TensorRT plan: start tritonserver with {VERSION_COMPATIBLE_FLAG}"
 KINDS = ("gpu", "cpu")
 
 
@@ -125,9 +128,19 @@ def _labels_text(manifest: dict, classes: int) -> str:
 
 def config_text(name: str, entry: dict, manifest: dict, inputs: list[IOTensor], outputs: list[IOTensor],
                 options: TritonOptions, kind: str) -> tuple[str, str | None]:
-    """config.pbtxt for the artifact, and the labels file's text (None without a classification head)."""
+    """config.pbtxt for the artifact, and the labels file's text (None without a classification head).
+
+    An engine's batch limits are its optimization profile's (`entry["engine"]["profile"]`), not the
+    manifest's: a DLA engine or an adopted plan may take fewer. A version-compatible plan gets a
+    comment naming the server flag it needs (`VERSION_COMPATIBLE_FLAG`).
+    """
     contract = InputContract.from_dict(manifest["input"])
     engine = artifacts.is_engine(entry)
+    profile = (entry.get("engine") or {}).get("profile", {}).get(contract.name) if engine else None
+    if profile:
+        from ..runtime.tensorrt import contract_for_profile
+
+        contract = contract_for_profile(contract, profile)
     batched = contract.dynamic_batch
     if batched and contract.batch[0] > 1:
         raise ConfigError(
@@ -146,7 +159,8 @@ def config_text(name: str, entry: dict, manifest: dict, inputs: list[IOTensor], 
             raise ArtifactError(f"{entry['path']}: tensor {t.name!r} has type {t.dtype}, which Triton's config has no name for here")
         return TRITON_TYPES[t.dtype]
 
-    lines = [
+    lines = [f"# {VERSION_COMPATIBLE_NOTE}"] if engine and (entry.get("requires") or {}).get("version_compatible") else []
+    lines += [
         f'name: "{name}"',
         f'platform: "{"tensorrt_plan" if engine else "onnxruntime_onnx"}"',
         f"max_batch_size: {max_batch}",
@@ -190,6 +204,7 @@ class DeployResult:
     artifact: str
     platform: str
     config: str
+    server_flags: list[str] = field(default_factory=list)  #: what tritonserver must be started with for this model
 
 
 def deploy(folder: str | os.PathLike, repo: str | os.PathLike, options: TritonOptions | None = None) -> DeployResult:
@@ -250,4 +265,5 @@ def deploy(folder: str | os.PathLike, repo: str | os.PathLike, options: TritonOp
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    return DeployResult(final, entry["path"], "tensorrt_plan" if engine else "onnxruntime_onnx", text)
+    flags = [VERSION_COMPATIBLE_FLAG] if engine and (entry.get("requires") or {}).get("version_compatible") else []
+    return DeployResult(final, entry["path"], "tensorrt_plan" if engine else "onnxruntime_onnx", text, flags)

@@ -185,9 +185,36 @@ def cudart() -> Any:
         try:
             from cuda import cudart as runtime  # type: ignore[no-redef]
         except ImportError:
-            raise InputError("CUDA frames that need a copy or a stream synchronisation need cuda-python: "
-                             "pip install 'focalnet-edge[gpu]'") from None
+            raise InputError(f"CUDA frames that need a copy or a stream synchronisation need cuda-python: {cuda_python_install()}") from None
     return runtime
+
+
+def cuda_python_install() -> str:
+    """How to install cuda-python here. x86_64: the [gpu] extra. aarch64 (Jetson): the [gpu] extra
+    installs nothing there, so the cuda-python release of the CUDA that JetPack ships (12.2 or 12.6 on
+    JetPack 6, 13.x on JetPack 7), read from the driver (`cuDriverGetVersion`) where it answers."""
+    from .tensorrt import machine
+
+    if machine() != "aarch64":
+        return "pip install 'focalnet-edge[gpu]'"
+    version = driver_cuda_version()
+    spec = f"cuda-python=={version}.*" if version else "cuda-python==MAJOR.MINOR.* (JetPack's CUDA: nvcc --version)"
+    return (f"on Jetson, pip install '{spec}' in the venv" + (f" (this JetPack's CUDA is {version})" if version else "")
+            + "; the [gpu] extra installs nothing on aarch64")
+
+
+def driver_cuda_version() -> str | None:
+    """The CUDA version the driver supports ("12.6"), through libcuda's cuDriverGetVersion; None without a driver."""
+    import os
+
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1" if os.name != "nt" else "nvcuda.dll")
+    except OSError:
+        return None
+    version = ctypes.c_int()
+    if cuda.cuDriverGetVersion(ctypes.byref(version)) or not version.value:
+        return None
+    return f"{version.value // 1000}.{version.value % 1000 // 10}"
 
 
 def check(result: Any, what: str) -> Any:

@@ -4,13 +4,16 @@ Only loads and runs; engines are built by the engine stage (`focalnet_edge/engin
 
 Which plans run where (TensorRT's engine compatibility rules, checked here before TensorRT is
 asked, so the answer is one clear sentence instead of a deserialization failure):
+- no plan runs on another platform (x86_64 vs aarch64), whatever its compatibility flags;
 - a plain plan runs only on the TensorRT version that built it, and only on a GPU of the same
   compute capability;
 - a version-compatible plan (`--version-compatible`) runs on the same or a later TensorRT,
   and needs `IRuntime.engine_host_code_allowed` (set here);
 - `hardware_compatibility="ampere_plus"` runs on any GPU of compute capability >= 8.0;
-  `"same_compute_capability"` on any GPU of the very same compute capability;
-- a DLA plan is deserialized with the runtime's `DLA_core` set to the core it was built for.
+  `"same_compute_capability"` on any GPU of the very same compute capability; neither on JetPack
+  (TensorRT does not support hardware compatibility on Jetson's integrated GPUs);
+- a DLA plan runs only where that DLA core exists (`IRuntime.num_DLA_cores`), and is deserialized
+  with the runtime's `DLA_core` set to it.
 
 Nothing in this module has run in this project's CI (no TensorRT or GPU there): it is type
 checked against the TensorRT 10.13 stubs and exercised with fakes there, and run for real by
@@ -19,9 +22,12 @@ checked against the TensorRT 10.13 stubs and exercised with fakes there, and run
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,18 +73,31 @@ def require_tensorrt() -> Any:
     return trt
 
 
-def gpu_info() -> dict[str, str]:
-    """Name and compute capability of CUDA device 0; "unknown" without a GPU.
+def machine() -> str:
+    """This machine's platform as TensorRT's plans know it: "x86_64" or "aarch64" (plans are not
+    portable across platforms)."""
+    import platform
+
+    m = platform.machine()
+    return {"AMD64": "x86_64", "amd64": "x86_64", "arm64": "aarch64", "ARM64": "aarch64"}.get(m, m)
+
+
+def gpu_info() -> dict[str, Any]:
+    """CUDA device 0: name, compute capability, SM count, memory (MiB) and whether it is
+    integrated (a Jetson's GPU shares the host's memory); name and capability "unknown" without a GPU.
 
     Asks torch where it is imported with CUDA, else cuda-python, else the CUDA driver itself
-    (libcuda, through ctypes): a Jetson without torch or cuda-python still finds its GPU.
+    (libcuda, through ctypes): a Jetson without torch or cuda-python still finds its GPU. The
+    name alone does not tell GPUs apart ("Orin" is the AGX, NX and Nano alike); the SM count and
+    memory do.
     """
     try:
         import torch
 
         if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability(0)
-            return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}"}
+            p = torch.cuda.get_device_properties(0)
+            return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{p.major}.{p.minor}",
+                    "sm_count": int(p.multi_processor_count), "memory_mib": int(p.total_memory) >> 20, "integrated": bool(p.is_integrated)}
     except ImportError:
         pass
     try:
@@ -90,31 +109,40 @@ def gpu_info() -> dict[str, str]:
         if int(err) != 0:
             raise RuntimeError(err)
         name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-        return {"gpu": name.rstrip("\x00"), "compute_capability": f"{props.major}.{props.minor}"}
+        return {"gpu": name.rstrip("\x00"), "compute_capability": f"{props.major}.{props.minor}", "sm_count": int(props.multiProcessorCount),
+                "memory_mib": int(props.totalGlobalMem) >> 20, "integrated": bool(props.integrated)}
     except Exception:
         return _driver_gpu_info()
 
 
 #: CUdevice_attribute values of the CUDA driver API (cuda.h)
-_CC_MAJOR, _CC_MINOR = 75, 76
+_CC_MAJOR, _CC_MINOR, _SM_COUNT, _INTEGRATED = 75, 76, 16, 18
 
 
-def _driver_gpu_info() -> dict[str, str]:
-    """Device 0 through the CUDA driver API (cuInit, cuDeviceGet, cuDeviceGetName, cuDeviceGetAttribute)."""
+def _driver_gpu_info() -> dict[str, Any]:
+    """Device 0 through the CUDA driver API (cuInit, cuDeviceGet, cuDeviceGetName, cuDeviceGetAttribute, cuDeviceTotalMem_v2)."""
     import ctypes
 
-    unknown = {"gpu": "unknown", "compute_capability": "unknown"}
+    unknown: dict[str, Any] = {"gpu": "unknown", "compute_capability": "unknown"}
     try:
         cuda = ctypes.CDLL("libcuda.so.1" if os.name != "nt" else "nvcuda.dll")
     except OSError:
         return unknown
-    device, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+    device, major, minor, sms, integrated = (ctypes.c_int() for _ in range(5))
+    memory = ctypes.c_size_t()
     name = ctypes.create_string_buffer(256)
     if (cuda.cuInit(0) or cuda.cuDeviceGet(ctypes.byref(device), 0) or cuda.cuDeviceGetName(name, len(name), device)
             or cuda.cuDeviceGetAttribute(ctypes.byref(major), _CC_MAJOR, device)
             or cuda.cuDeviceGetAttribute(ctypes.byref(minor), _CC_MINOR, device)):
         return unknown
-    return {"gpu": name.value.decode(errors="replace"), "compute_capability": f"{major.value}.{minor.value}"}
+    info: dict[str, Any] = {"gpu": name.value.decode(errors="replace"), "compute_capability": f"{major.value}.{minor.value}"}
+    if not cuda.cuDeviceGetAttribute(ctypes.byref(sms), _SM_COUNT, device):
+        info["sm_count"] = sms.value
+    if not cuda.cuDeviceTotalMem_v2(ctypes.byref(memory), device):
+        info["memory_mib"] = memory.value >> 20
+    if not cuda.cuDeviceGetAttribute(ctypes.byref(integrated), _INTEGRATED, device):
+        info["integrated"] = bool(integrated.value)
+    return info
 
 
 def _version(v: str) -> tuple[int, ...]:
@@ -129,11 +157,20 @@ def _cc(v: Any) -> tuple[int, int] | None:
         return None
 
 
-def incompatibility(requires: dict[str, Any], here: dict[str, str]) -> str | None:
-    """Why a plan built with `requires` cannot run `here` ({tensorrt, gpu, compute_capability}), or None."""
+def incompatibility(requires: dict[str, Any], here: dict[str, Any]) -> str | None:
+    """Why a plan built with `requires` cannot run `here`, or None.
+
+    `here`: {tensorrt, gpu, compute_capability, platform, integrated, dla_cores} of this machine
+    (`here_facts`); a key missing from `requires` (a manifest written before it was recorded) is
+    not checked.
+    """
     built = requires.get("tensorrt")
     if here.get("gpu") in (None, "unknown"):
         return "no CUDA GPU found here"
+    platform = requires.get("platform")
+    if platform and here.get("platform") and platform != here["platform"]:
+        return (f"built on {platform}, this machine is {here['platform']}: TensorRT plans are not portable across platforms "
+                "(not even --version-compatible or --hardware-compatibility ones); rebuild it here (focalnet-edge engine OUT)")
     if requires.get("version_compatible"):
         if built and _version(here["tensorrt"]) < _version(built):
             return (f"built with TensorRT {built}, this machine has the older TensorRT {here['tensorrt']}; "
@@ -142,6 +179,9 @@ def incompatibility(requires: dict[str, Any], here: dict[str, str]) -> str | Non
         return (f"built with TensorRT {built}, this machine has TensorRT {here['tensorrt']}; rebuild the engine here "
                 "(focalnet-edge engine OUT) or build it --version-compatible")
     hw = requires.get("hardware_compatibility") or "none"
+    if hw != "none" and here.get("integrated"):
+        return (f"built with --hardware-compatibility {hw}, which TensorRT does not support on JetPack (Jetson's integrated GPU); "
+                "rebuild it here without --hardware-compatibility")
     cc_built, cc_here = _cc(requires.get("compute_capability")), _cc(here.get("compute_capability"))
     if hw == "ampere_plus":
         if cc_here is None or cc_here < (8, 0):
@@ -150,26 +190,47 @@ def incompatibility(requires: dict[str, Any], here: dict[str, str]) -> str | Non
         fix = "rebuild it here" + (", or build with --hardware-compatibility ampere_plus" if hw == "none" else "")
         return (f"built for {requires.get('gpu')} (compute capability {requires['compute_capability']}), this machine "
                 f"has {here['gpu']} ({here.get('compute_capability')}); {fix}")
+    core = requires.get("dla_core")
+    if core is not None and int(core) >= int(here.get("dla_cores") or 0):
+        cores = int(here.get("dla_cores") or 0)
+        return (f"built for DLA core {core}, this device has {cores or 'no'} DLA core{'s' if cores != 1 else ''}; "
+                "rebuild it here without --dla-core" + (f" or with --dla-core {cores - 1}" if cores else ""))
     return None
 
 
-def check_engine_compatibility(requires: dict[str, Any], path: Path) -> None:
-    """Refuse, before TensorRT does, a plan built for another TensorRT version or GPU."""
-    require_tensorrt()
+def here_facts(requires: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What `incompatibility` compares a plan's `requires` with, for this machine (TensorRT imported).
+
+    The DLA core count is asked of TensorRT (`IRuntime.num_DLA_cores`) only for a DLA plan.
+    """
     import tensorrt as trt
 
-    reason = incompatibility(requires, {"tensorrt": trt.__version__, **gpu_info()})
+    here: dict[str, Any] = {"tensorrt": trt.__version__, **gpu_info(), "platform": machine()}
+    if requires and requires.get("dla_core") is not None:
+        try:
+            here["dla_cores"] = int(trt.Runtime(trt.Logger(trt.Logger.WARNING)).num_DLA_cores)
+        except Exception:  # no runtime here: no DLA to speak of
+            here["dla_cores"] = 0
+    return here
+
+
+def check_engine_compatibility(requires: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Refuse, before TensorRT does, a plan built for another platform, TensorRT version, GPU or DLA
+    core; return this machine's facts (`here_facts`)."""
+    require_tensorrt()
+    here = here_facts(requires)
+    reason = incompatibility(requires, here)
     if reason:
         raise ArtifactError(f"{path}: {reason}")
+    return here
 
 
 def engine_runnable_here(entry: dict[str, Any]) -> str | None:
     """Why the manifest entry of a plan cannot run on this machine (for `load` to skip it with a note), or None."""
     if not tensorrt_available():
         return "TensorRT is not installed"
-    import tensorrt as trt
-
-    return incompatibility(entry.get("requires") or {}, {"tensorrt": trt.__version__, **gpu_info()})
+    requires = entry.get("requires") or {}
+    return incompatibility(requires, here_facts(requires))
 
 
 def dims(d: trt.Dims) -> list[int]:
@@ -178,20 +239,22 @@ def dims(d: trt.Dims) -> list[int]:
 
 
 def engine_io(engine: trt.ICudaEngine) -> dict[str, Any]:
-    """Inputs' profile-0 shapes (min, opt, max) and every I/O tensor's dtype, read from the engine itself."""
+    """Inputs' profile-0 shapes (min, opt, max), every I/O tensor's dtype and shape (-1: dynamic), read from the engine itself."""
     import tensorrt as trt
 
     profile: dict[str, list[list[int]]] = {}
     dtypes: dict[str, str] = {}
+    shapes: dict[str, list[int]] = {}
     outputs: list[str] = []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         dtypes[name] = DTYPES.get(engine.get_tensor_dtype(name).name, "unknown")
+        shapes[name] = dims(engine.get_tensor_shape(name))  # -1 where the profile decides
         if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
             profile[name] = [dims(s) for s in engine.get_tensor_profile_shape(name, 0)]
         else:
             outputs.append(name)
-    return {"profile": profile, "dtypes": dtypes, "outputs": outputs}
+    return {"profile": profile, "dtypes": dtypes, "shapes": shapes, "outputs": outputs}
 
 
 def contract_for_profile(contract: InputContract, profile: list[list[int]]) -> InputContract:
@@ -230,6 +293,11 @@ class TensorRTRunner(Runner):
     CUDA memory of any other library (`__cuda_array_interface__`, `__dlpack__`: CuPy,
     PyNvVideoCodec, pyds) is bound by pointer as well, on the caller's stream (`_run_device`).
 
+    Execution contexts: Polygraphy's (numpy) and the thin path's share the engine's one
+    optimization profile, so calls are serialised, and a call on another stream than the last one
+    first waits for that stream (`_exclusive`); on one stream, calls stay asynchronous. Concurrent
+    streams would need one profile per context (not built).
+
     Batches larger than the engine's profile are split; an engine with one batch size (static
     or DLA) gets its last chunk padded, for numpy and torch input alike. Limits come from the
     engine's own optimization profile, not from the manifest.
@@ -250,7 +318,9 @@ class TensorRTRunner(Runner):
             requires, contract, labels = facts["requires"], facts["input"], facts["labels"]
             head, outputs, precision = facts["head"], facts["outputs"], facts["precision"]
             dla_core = requires.get("dla_core") if dla_core is None else dla_core
-        check_engine_compatibility(requires, self.path)
+        here = check_engine_compatibility(requires, self.path)
+        #: what runs it, in words (bench and errors show it)
+        self.device = f"TensorRT {trt.__version__} on {here['gpu']}" + (f" (DLA core {dla_core})" if dla_core is not None else "")
         from polygraphy.backend.trt import TrtRunner
 
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -323,11 +393,38 @@ class TensorRTRunner(Runner):
         if type(buffer.owner).__module__.startswith("cupy"):
             import cupy
 
-            return parts[0] if len(parts) == 1 else {k: cupy.concatenate([p[k] for p in parts]) for k in parts[0]}
+            if len(parts) == 1:
+                return parts[0]
+            with cupy.cuda.ExternalStream(handle):  # on the stream TensorRT wrote them on, not CuPy's current one
+                return {k: cupy.concatenate([p[k] for p in parts]) for k in parts[0]}
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    # -- one call at a time on the engine's one optimization profile -----------------------------------------
+    @contextlib.contextmanager
+    def _exclusive(self, stream: int | None, wait: Callable[[int], None] | None = None) -> Iterator[None]:
+        """Hold the runner for one enqueue on `stream` (None: Polygraphy's own, synchronised before it returns).
+
+        Both execution contexts (Polygraphy's and the thin path's) use the engine's one
+        optimization profile, and a context's activation memory is one block; NvInferRuntime.h
+        allows contexts on one profile only when they are not in concurrent use. So calls are
+        serialised (a lock), and a call on another stream first waits, with `wait`, for the work
+        the previous call left in flight on its stream. Calls on one stream stay asynchronous.
+        """
+        lock = self.__dict__.setdefault("_lock", threading.RLock())
+        with lock:
+            in_flight = self.__dict__.get("_in_flight")
+            if in_flight is not None and in_flight[0] != stream:
+                in_flight[1](in_flight[0])
+                self._in_flight = None
+            yield
+            self._in_flight = (stream, wait) if stream is not None and wait is not None else None
 
     def _infer_buffer(self, x: DeviceBuffer, stream: int) -> dict[str, Any]:
         """One chunk through `execute_async_v3` on `stream`; outputs as `_run_device` says."""
+        with self._exclusive(stream, synchronize):
+            return self._enqueue_buffer(x, stream)
+
+    def _enqueue_buffer(self, x: DeviceBuffer, stream: int) -> dict[str, Any]:
         if self._context is None:
             self._context = self._engine.create_execution_context()
         ctx = self._context
@@ -385,10 +482,16 @@ class TensorRTRunner(Runner):
         """One chunk through `execute_async_v3` on `torch.cuda.current_stream()`."""
         import torch
 
+        stream = torch.cuda.current_stream(x.device)
+        with self._exclusive(int(stream.cuda_stream), lambda handle: torch.cuda.ExternalStream(handle).synchronize()):
+            return self._enqueue_torch(x, stream)
+
+    def _enqueue_torch(self, x, stream) -> dict[str, Any]:
+        import torch
+
         if self._context is None:
             self._context = self._engine.create_execution_context()
         ctx = self._context
-        stream = torch.cuda.current_stream(x.device)
         ctx.set_input_shape(self.contract.name, tuple(x.shape))
         ctx.set_tensor_address(self.contract.name, x.data_ptr())
         outs = {}
@@ -403,8 +506,9 @@ class TensorRTRunner(Runner):
 
     # -- numpy ---------------------------------------------------------------------------------------------------
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outs = self._runner.infer({self.contract.name: batch})
-        return {k: np.array(v) for k, v in outs.items()}  # Polygraphy reuses its host buffers
+        with self._exclusive(None):  # Polygraphy synchronises its stream before returning
+            outs = self._runner.infer({self.contract.name: batch})
+            return {k: np.array(v) for k, v in outs.items()}  # Polygraphy reuses its host buffers
 
     def close(self) -> None:
         if getattr(self, "_runner", None) is not None and self._runner.is_active:

@@ -1,4 +1,14 @@
-"""tests/gpu/: what needs TensorRT and a CUDA GPU. Skipped, with the reason, everywhere else."""
+"""tests/gpu/: what needs TensorRT and a CUDA GPU. Skipped, with the reason, everywhere else.
+
+PyTorch is not needed: the GPU is found through the CUDA driver (`runtime.tensorrt.gpu_info`), and
+on a stock JetPack (TensorRT, no CUDA torch) the engine tests run on a folder built elsewhere and
+copied, verified against its stored references (tests/gpu/gpu_folder.py):
+
+    focalnet-edge build --precision best --batch 1:8:32 --output demo-out     # on a desktop with torch
+    FOCALNET_EDGE_GPU_FOLDER=demo-out pytest tests/gpu                          # on the device
+
+Tests that compare with PyTorch itself, or export a graph, skip without torch, saying so.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +16,13 @@ import pytest
 
 
 def _missing() -> str | None:
-    from focalnet_edge.runtime.tensorrt import tensorrt_available
+    from focalnet_edge.runtime.tensorrt import gpu_info, tensorrt_available
 
     if not tensorrt_available():
         return ("TensorRT is not installed (x86_64: pip install 'focalnet-edge[gpu]'; Jetson: apt install python3-libnvinfer "
                 "in a venv made with --system-site-packages)")
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return "no CUDA GPU visible to torch"
-    except ImportError:
-        return "torch is needed to find the GPU and to build the reference"
+    if gpu_info()["gpu"] == "unknown":
+        return "no CUDA GPU found (asked torch, cuda-python and the CUDA driver)"
     return None
 
 

@@ -4,6 +4,9 @@ Agreement is judged on all 450 held-out demo images (at least 200: with 10 sampl
 threshold means "10 of 10"). Also: a copied folder built into engines in a process without
 torch, a plan built by trtexec and adopted, a DLA build (where the device has DLA), torch CUDA
 input on the caller's stream, and the per-call overhead of the two run paths.
+
+Without torch (a stock JetPack), `built` is the folder FOCALNET_EDGE_GPU_FOLDER names (see
+conftest.py): its engines are built here and verified against its stored references.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import pytest
 from focalnet_edge.artifacts import thresholds
 from focalnet_edge.engine import EngineOptions, engine_command
 from focalnet_edge.pipeline import BuildOptions, ExportOptions, build
-from focalnet_edge.runtime import OnnxRuntimeRunner, TorchRunner, load
+from focalnet_edge.runtime import OnnxRuntimeRunner, load
 from focalnet_edge.verify import load_image_set
+from gpu_folder import GPU_FOLDER, copy_without_engines, engines_on_the_stored_references, given_folder, needs_torch_or_folder
 
 ENGINES = {"model.fp32.engine": "model.onnx", "model.fp16.engine": "model.fp16.onnx", "model.int8.engine": "model.int8.onnx"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +35,11 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("trt")
+    given = given_folder()
+    if given is not None:  # built elsewhere: engines and verification here, without torch
+        folder = copy_without_engines(given, out / "given")
+        return folder, engines_on_the_stored_references(folder)
+    needs_torch_or_folder()
     result = build(BuildOptions(model="demo", output=out, precision="best", backend="tensorrt",
                                 export=ExportOptions(batch=(1, 8, 32)), engine=EngineOptions()))
     return out, result
@@ -57,7 +66,18 @@ def test_engines_are_built_raw_and_recorded(built):
 
 
 @pytest.mark.parametrize("name", list(ENGINES))
+def test_engines_pass_verification_against_the_references(built, name):
+    """Without torch too: the folder's stored references (references.npz) are PyTorch's outputs."""
+    _, result = built
+    report = {r.artifact: r for r in result.reports}[name]
+    assert report.passed, report.failures
+
+
+@pytest.mark.parametrize("name", list(ENGINES))
 def test_engines_agree_with_pytorch_on_the_demo_images(built, demo_images, name):
+    pytest.importorskip("torch", reason=f"comparing with PyTorch itself needs torch ({GPU_FOLDER} tests use the stored references)")
+    from focalnet_edge.runtime import TorchRunner
+
     out, result = built
     with load(out / name) as engine:
         frames = engine.contract.frames_from_images(demo_images.paths)  # the same uint8 frames for both sides
@@ -82,17 +102,7 @@ def test_load_prefers_the_int8_engine(built):
         assert runner.name == f"tensorrt:{expected}"
 
 
-def _copy_without_engines(out: Path, dest: Path) -> Path:
-    shutil.copytree(out, dest)
-    manifest = json.loads((dest / "manifest.json").read_text())
-    for name in list(manifest["artifacts"]):
-        if name.endswith(".engine"):
-            (dest / name).unlink()
-            del manifest["artifacts"][name]
-    manifest.pop("timing_cache", None)
-    (dest / "timing.cache").unlink(missing_ok=True)
-    (dest / "manifest.json").write_text(json.dumps(manifest))
-    return dest
+_copy_without_engines = copy_without_engines
 
 
 def test_a_copied_folder_is_built_into_engines_without_torch(built, tmp_path):
@@ -206,6 +216,7 @@ def test_per_call_overhead(built):
 def test_frame_size_any_engines_resize_like_onnx_runtime(tmp_path, mode, layout, order):
     """TensorRT's parser takes the in-graph resize (Shape with start/end, Resize/Pad/Slice with axes, a dynamic
     batch) and its engine resizes frames of several sizes like ONNX Runtime does."""
+    pytest.importorskip("torch", reason="exporting the graph needs torch")
     from dataclasses import replace
 
     from focalnet_edge.model import load_checkpoint
@@ -225,3 +236,122 @@ def test_frame_size_any_engines_resize_like_onnx_runtime(tmp_path, mode, layout,
         for h, w in ((480, 640), (135, 241), (1080, 1920)):
             frames = onnx_runner.contract.frames_in_layout(rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8))
             np.testing.assert_allclose(engine(frames), onnx_runner(frames), atol=2e-3)
+
+
+# -- issue 24 -----------------------------------------------------------------------------------------------------------
+def test_requirements_record_the_platform_and_the_cache_its_gpus_size(built):
+    """Item 1 and 12: the platform and DLA core are in `requires`; the timing cache is keyed by SM count and memory."""
+    from focalnet_edge.runtime.tensorrt import gpu_info, machine
+
+    out, _ = built
+    manifest = json.loads((out / "manifest.json").read_text())
+    here = gpu_info()
+    for name in ENGINES:
+        requires = manifest["artifacts"][name]["requires"]
+        assert requires["platform"] == machine() and requires["dla_core"] is None
+    assert manifest["timing_cache"]["sm_count"] == here["sm_count"] > 0 and manifest["timing_cache"]["memory_mib"] == here["memory_mib"] > 0
+    engine = manifest["artifacts"]
+    assert engine["model.fp32.engine"]["engine"]["tf32"] is False and engine["model.fp16.engine"]["engine"]["tf32"] is True
+
+
+def test_the_runner_names_its_device(built):
+    import tensorrt as trt
+
+    out, _ = built
+    with load(out / "model.fp16.engine") as engine:
+        assert engine.device.startswith(f"TensorRT {trt.__version__} on ") and "unknown" not in engine.device
+
+
+def test_a_plan_with_other_outputs_is_not_adopted(built, tmp_path):
+    """Item 2: a plan of a graph whose output is `probs` (as nvinfer's plan of the DeepStream graph) is refused
+    --from model.fp16.onnx, whose output is `logits`."""
+    import onnx
+
+    from focalnet_edge.contract import InputContract
+    from focalnet_edge.engine import build_engine
+    from focalnet_edge.errors import ArtifactError
+
+    out, _ = built
+    folder = _copy_without_engines(out, tmp_path / "adopt-probs")
+    model = onnx.load(str(folder / "model.fp16.onnx"))
+    old = model.graph.output[0].name
+    for node in model.graph.node:
+        node.output[:] = ["probs" if o == old else o for o in node.output]
+    model.graph.output[0].name = "probs"
+    other = tmp_path / "probs.onnx"
+    onnx.save(model, str(other))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    contract = InputContract.from_dict(manifest["input"])
+    build_engine(other, tmp_path / "probs.engine", contract, "fp16", EngineOptions(inspect=False))
+    with pytest.raises(ArtifactError, match=r"its outputs are probs, model.fp16.onnx's are logits: not built from model.fp16.onnx"):
+        engine_command(folder, adopt=str(tmp_path / "probs.engine"), source="model.fp16.onnx")
+
+
+def test_a_version_compatible_engine_is_inspected(built, tmp_path):
+    """Item 12: the inspector of a version-compatible plan needs host code allowed; the layer summary is not "unavailable"."""
+    out, _ = built
+    folder = _copy_without_engines(out, tmp_path / "vc")
+    built_vc = engine_command(folder, EngineOptions(version_compatible=True))
+    for e in built_vc.engines:
+        assert e["engine"]["layers"].get("count", 0) > 0, e["engine"]["layers"]
+    with load(folder / "model.fp16.engine") as engine:
+        assert np.asarray(engine(engine.contract.sample_input(2))).shape[0] == 2
+        max_batch = engine.profile[2][0]
+    # item 10: Triton's config takes the engine's profile and names the flag a version-compatible plan needs
+    from focalnet_edge.deploy.triton import TritonOptions, deploy
+
+    result = deploy(folder, tmp_path / "repo", TritonOptions(artifact="model.fp16.engine"))
+    assert result.server_flags == ["--backend-config=tensorrt,version-compatible=true"]
+    assert f"max_batch_size: {max_batch}" in result.config
+
+
+def test_onnx_runtimes_tensorrt_provider_caches_its_engines_beside_the_file(built, tmp_path):
+    """Item 6: asked for by name, ONNX Runtime's TensorRT EP writes its engine and timing caches to ort-trt-cache/."""
+    import onnxruntime as ort
+
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime has no TensorRT execution provider")
+    out, _ = built
+    folder = tmp_path / "ort"
+    shutil.copytree(out, folder)
+    providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    with OnnxRuntimeRunner(folder / "model.fp16.onnx", providers=providers) as runner:
+        assert runner.providers[0] == "TensorrtExecutionProvider"
+        x = runner.contract.sample_input(2)
+        first = np.asarray(runner(x))
+    cached = sorted(p.name for p in (folder / "ort-trt-cache").iterdir())
+    assert any(n.endswith(".engine") for n in cached), cached
+    with OnnxRuntimeRunner(folder / "model.fp16.onnx", providers=providers) as runner:
+        assert np.array_equal(np.asarray(runner(x)).argmax(-1), first.argmax(-1))
+
+
+def test_calls_on_two_streams_and_numpy_calls_agree(built):
+    """Item 3: the thin path's context and Polygraphy's share profile 0; calls alternate between two caller
+    streams and numpy without a wrong result (the runner waits for the other stream first)."""
+    torch = pytest.importorskip("torch")
+    import threading
+
+    out, _ = built
+    with load(out / "model.fp16.engine") as engine:
+        xs = [engine.contract.sample_input(8, seed=i) for i in range(4)]
+        expected = [np.asarray(engine(x), np.float32).argmax(-1) for x in xs]
+        streams = [torch.cuda.Stream(), torch.cuda.Stream()]
+        results: dict[int, list] = {0: [], 1: []}
+
+        def work(k):
+            with torch.cuda.stream(streams[k]):
+                for x in xs:
+                    results[k].append(engine(torch.from_numpy(x).cuda()))
+            streams[k].synchronize()
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+        for t in threads:
+            t.start()
+        numpy_results = [np.asarray(engine(x), np.float32).argmax(-1) for x in xs]
+        for t in threads:
+            t.join()
+    for k in (0, 1):
+        for got, want in zip(results[k], expected):
+            assert (got.float().cpu().numpy().argmax(-1) == want).all()
+    for got, want in zip(numpy_results, expected):
+        assert (got == want).all()

@@ -17,6 +17,7 @@ from focalnet_edge.runtime import OnnxRuntimeRunner, load
 
 @pytest.fixture(scope="module")
 def fused(tmp_path_factory):
+    pytest.importorskip("torch", reason="the fused demo folder is exported here, which needs torch")
     out = tmp_path_factory.mktemp("frames")
     build(BuildOptions(model="demo", output=out, precision="fp16", backend="tensorrt",
                        export=ExportOptions(fuse_preprocess=True, batch=(1, 8, 32)), engine=EngineOptions()))
@@ -80,3 +81,23 @@ def test_cupy_frames_through_onnxruntime_io_binding(fused):
         assert np.allclose(got, expected, atol=1e-4)
         with pytest.raises(Exception, match="cannot be bound to ONNX Runtime"):
             runner(cp.zeros((2, 64, 80, 3), cp.uint8)[:, :, :64])
+
+
+def test_a_dlpack_frame_on_the_callers_stream_through_onnxruntime(fused):
+    """Issue 24, item 5: the DLPack producer orders its work before the caller's stream; ONNX Runtime, on a
+    stream of its own, waits for that stream before reading."""
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu's CUDAExecutionProvider is not installed")
+    x = _frames(16)
+    with OnnxRuntimeRunner(fused / "model.onnx", providers=["CUDAExecutionProvider"]) as runner:
+        expected = runner(x)
+        stream = torch.cuda.Stream()
+        for _ in range(5):  # a race shows up as a wrong result now and then, not every time
+            with torch.cuda.stream(stream):
+                t = torch.from_numpy(x).pin_memory().cuda(non_blocking=True)
+                t.mul_(1)
+                got = runner(DLPackOnly(t), stream=stream)
+            assert np.allclose(got, expected, atol=1e-4)
