@@ -62,8 +62,17 @@ def model_class(name: str) -> type[FocalNetPreTrainedModel]:
 class FocalNetPreTrainedModel(nn.Module):
     """Base class: config, weight initialisation, input checks, `from_pretrained`/`save_pretrained`."""
 
+    config_class = FocalNetConfig
     base_model_prefix = "focalnet"
     main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["FocalNetStage"]
+    # transformers' loading hooks, all empty for FocalNet (nothing kept in fp32, no tied or ignored keys)
+    _keep_in_fp32_modules: list[str] = []
+    _keep_in_fp32_modules_strict: list[str] = []
+    _keys_to_ignore_on_load_missing = None
+    _keys_to_ignore_on_load_unexpected = None
+    _keys_to_ignore_on_save = None
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -81,6 +90,8 @@ class FocalNetPreTrainedModel(nn.Module):
         """
         if not _SKIP_INIT.get():
             self.init_weights()
+        if getattr(self.config, "gradient_checkpointing", False):  # transformers' older config switch
+            self.gradient_checkpointing_enable()
 
     @torch.no_grad()
     def init_weights(self) -> None:
@@ -141,8 +152,22 @@ class FocalNetPreTrainedModel(nn.Module):
     def get_output_embeddings(self) -> None:
         return None
 
-    def can_generate(self) -> bool:
+    @classmethod
+    def can_generate(cls) -> bool:
         return False
+
+    def enable_input_require_grads(self) -> None:
+        """Make the patch embedding's output require grad (for frozen stems with checkpointing, as in transformers)."""
+        def hook(module, inputs, output):
+            output.requires_grad_(True)
+
+        self._require_grads_hook = self.get_input_embeddings().register_forward_hook(hook)
+
+    def disable_input_require_grads(self) -> None:
+        hook = getattr(self, "_require_grads_hook", None)
+        if hook is not None:
+            hook.remove()
+            del self._require_grads_hook
 
     @property
     def device(self) -> torch.device:
@@ -156,37 +181,50 @@ class FocalNetPreTrainedModel(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
 
     # -- gradient (activation) checkpointing, transformers' switches -----------------------------
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, every_n_layers: int = 1) -> None:
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict | None = None, every_n_layers: int = 1) -> None:
         """Recompute each stage's activations in the backward pass (training mode only).
 
-        `gradient_checkpointing_kwargs` go to `torch.utils.checkpoint.checkpoint` (default
+        `activation_checkpointing_kwargs` go to `torch.utils.checkpoint.checkpoint` (default
         ``use_reentrant=False``, transformers' default); `every_n_layers` checkpoints every n-th stage.
         """
         import functools
 
         from torch.utils.checkpoint import checkpoint
 
-        func = functools.partial(checkpoint, **(gradient_checkpointing_kwargs or {"use_reentrant": False}))
+        func = functools.partial(checkpoint, **(activation_checkpointing_kwargs or {"use_reentrant": False}))
         for i, stage in enumerate(self._checkpointed_stages()):
             stage._gradient_checkpointing_func = func
             stage.gradient_checkpointing = i % every_n_layers == 0
 
-    def gradient_checkpointing_disable(self) -> None:
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, every_n_layers: int = 1) -> None:
+        """transformers' older name of `activation_checkpointing_enable`."""
+        self.activation_checkpointing_enable(gradient_checkpointing_kwargs, every_n_layers)
+
+    def activation_checkpointing_disable(self) -> None:
         for stage in self._checkpointed_stages():
             stage.gradient_checkpointing = False
 
-    activation_checkpointing_enable = gradient_checkpointing_enable
-    activation_checkpointing_disable = gradient_checkpointing_disable
+    gradient_checkpointing_disable = activation_checkpointing_disable
 
     @property
-    def is_gradient_checkpointing(self) -> bool:
+    def is_activation_checkpointing(self) -> bool:
         return any(stage.gradient_checkpointing for stage in self._checkpointed_stages())
+
+    is_gradient_checkpointing = is_activation_checkpointing
 
     def _checkpointed_stages(self) -> list[nn.Module]:
         return [m for m in self.modules() if hasattr(m, "gradient_checkpointing")]
 
     @classmethod
-    def from_pretrained(cls, source, *model_args, **kwargs):
+    def _from_config(cls, config: FocalNetConfig, **kwargs):
+        """transformers' `_from_config`: a model with new weights; `dtype`/`torch_dtype` set its dtype."""
+        dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
+        kwargs.pop("attn_implementation", None)  # no attention in FocalNet
+        model = cls(config, **kwargs)
+        return model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype) if dtype is not None else model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path=None, *model_args, **kwargs):
         """Load from a checkpoint folder, a hub id, an original or timm file, with transformers' keywords.
 
         As `transformers.PreTrainedModel.from_pretrained`: `config=`, `num_labels=` and other config
@@ -197,7 +235,7 @@ class FocalNetPreTrainedModel(nn.Module):
         """
         from .pretrained import from_pretrained
 
-        return from_pretrained(cls, source, *model_args, **kwargs)
+        return from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs)
 
     def save_pretrained(self, folder, **kwargs) -> None:
         """Write `config.json` and `model.safetensors` in the Hugging Face layout."""

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingConfigError
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ class FocalNetConfig:
     """
 
     model_type = "focalnet"
+    sub_configs: dict[str, type] = {}  # FocalNet has no nested configs
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs = dict(kwargs)
@@ -183,7 +184,7 @@ class FocalNetConfig:
     def _set_labels(self, id2label, label2id, num_labels) -> None:
         """transformers' rules: id2label wins; a `num_labels` that disagrees is logged, then applied."""
         self.id2label = None if id2label is None else {int(k): str(v) for k, v in id2label.items()}
-        self.label2id = None if label2id is None else {str(k): int(v) for k, v in label2id.items()}
+        self.label2id = None if label2id is None else dict(label2id)  # kept as given, as transformers does
         if self.id2label is None:
             self.num_labels = 2 if num_labels is None else num_labels
         elif num_labels is not None and num_labels != len(self.id2label):
@@ -217,6 +218,10 @@ class FocalNetConfig:
     @torch_dtype.setter
     def torch_dtype(self, value) -> None:
         self.dtype = _as_dtype(value)
+
+    def get_text_config(self, decoder=None, encoder=None) -> FocalNetConfig:
+        """transformers' accessor for composite configs: a FocalNet config is its own."""
+        return self
 
     @property
     def use_return_dict(self) -> bool:
@@ -370,8 +375,8 @@ class FocalNetConfig:
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise MissingConfigError(f"{path}: no such config file") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: not a JSON config file ({e})") from None
         if not isinstance(data, dict):
@@ -381,7 +386,7 @@ class FocalNetConfig:
         except TypeError as e:
             raise ConfigError(f"{path}: {e}") from None
         except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from None
+            raise type(e)(f"{path}: {e}") from None
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike, **kwargs: Any) -> FocalNetConfig:

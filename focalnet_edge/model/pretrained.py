@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, LoadError
 from .base import init_module, no_init_weights
 from .config import FocalNetConfig
 from .preprocessing import image_spec_for
@@ -55,6 +55,9 @@ def from_pretrained(cls, source, *model_args, config: FocalNetConfig | None = No
 
     for name in IGNORED:
         kwargs.pop(name, None)
+    if torch.get_default_device().type == "meta":
+        raise LoadError("You are using `from_pretrained` with a meta device context manager: the weights would not be "
+                        "loaded; build the model on the meta device with `cls(config)` instead")
     ckpt = _checkpoint(source, subfolder, state_dict, config, variant, revision, cache_dir, local_files_only)
     config = copy.deepcopy(config if config is not None else ckpt.config)
     model_kwargs = {}
@@ -71,7 +74,7 @@ def from_pretrained(cls, source, *model_args, config: FocalNetConfig | None = No
     info = _load(model, ckpt.state_dict)
     _report(model, ckpt.source, info)
     if info["mismatched_keys"] and not ignore_mismatched_sizes:
-        raise CheckpointError(
+        raise LoadError(
             f"{ckpt.source}: tensors of another shape than {cls.__name__}'s: "
             + ", ".join(f"{k} {tuple(a)} (model: {tuple(b)})" for k, a, b in sorted(info["mismatched_keys"]))
             + ". You set `ignore_mismatched_sizes` to `False`, thus raising an error; pass "
