@@ -328,15 +328,16 @@ class FocalNetConfig:
 
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Every field, transformers' keys and layout (id2label keys as strings, dtype as its name)."""
+        """Every field, with transformers' keys (dtype as its name; JSON makes id2label's keys strings)."""
         out: dict[str, Any] = {}
         for name in COMMON_FIELDS:
             out[name] = getattr(self, name)
-        out["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        out["id2label"] = dict(self.id2label)
         out["label2id"] = dict(self.label2id)
         for name in FIELDS:
             out[name] = copy.deepcopy(getattr(self, name))
         out["stage_names"] = list(self.stage_names)
+        out["_name_or_path"] = self._name_or_path
         for name, value in vars(self).items():
             if not name.startswith("_") and name not in out and name not in ("id2label", "label2id"):
                 out[name] = copy.deepcopy(value)
@@ -346,10 +347,10 @@ class FocalNetConfig:
         return out
 
     def to_diff_dict(self) -> dict[str, Any]:
-        """The values that differ from a default config's (what transformers writes by default)."""
-        default = FocalNetConfig().to_dict()
-        keep = ("model_type", "transformers_version", "out_features", "out_indices", "stage_names")
-        return {k: v for k, v in self.to_dict().items() if k in keep or k not in default or default[k] != v}
+        """What transformers writes by default: FocalNet's fields, and the common ones that are not at their defaults."""
+        two = {i: f"LABEL_{i}" for i in range(2)}
+        defaults = {**COMMON_FIELDS, "id2label": two, "label2id": {v: k for k, v in two.items()}, "_name_or_path": ""}
+        return {k: v for k, v in self.to_dict().items() if k not in defaults or defaults[k] != v}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> FocalNetConfig:
