@@ -409,6 +409,7 @@ class FocalNetConfig:
 
     def to_json_string(self, use_diff: bool = False) -> str:
         data = self.to_diff_dict() if use_diff else self.to_dict()
+        data.pop("_name_or_path", None)  # where it was read from is not part of the file, as in transformers
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     def to_json_file(self, json_file_path: str | os.PathLike, use_diff: bool = True) -> None:
