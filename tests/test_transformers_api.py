@@ -344,3 +344,16 @@ def test_from_pretrained_logs_nothing_for_a_perfect_fit(saved, caplog):
         FocalNetForImageClassification.from_pretrained(saved / "cls")
     assert "LOAD REPORT" not in caplog.text
     assert FocalNetBackbone.from_pretrained(saved / "base").out_features == ["stage4"]
+
+
+def test_gradients_reach_hidden_states_as_in_transformers():
+    hf, ours = hf_twin("FocalNetModel", drop_path_rate=0.0)
+    x = torch.randn(2, 3, 64, 64)
+    grads = []
+    for model in (hf, ours):
+        out = model(x, output_hidden_states=True)
+        for h in out.hidden_states:
+            h.retain_grad()
+        out.pooler_output.square().sum().backward()
+        grads.append([h.grad for h in out.hidden_states])
+    assert all(b is not None and maxdiff(a, b) <= 1e-4 for a, b in zip(*grads))

@@ -403,9 +403,7 @@ class FocalNetConfig:
             path = path / CONFIG_NAME
         elif not path.is_file() and "/" in str(source) and not str(source).startswith((".", "/", "~")):
             path = _hub_config(str(source), subfolder, hub)
-        result = cls.from_json_file(path, **kwargs)
-        (result[0] if isinstance(result, tuple) else result).name_or_path = source
-        return result
+        return cls.from_json_file(path, **kwargs)
 
     def to_json_string(self, use_diff: bool = False) -> str:
         data = self.to_diff_dict() if use_diff else self.to_dict()

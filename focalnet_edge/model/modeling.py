@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import _REGISTRY, FocalNetPreTrainedModel, no_init_weights
+from .base import _REGISTRY, FocalNetPreTrainedModel, _is_tracing, no_init_weights
 from .config import FocalNetConfig
 from .outputs import (
     BackboneOutput,
@@ -267,12 +267,28 @@ class FocalNetEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, output_hidden_states: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Return the last feature map and, if asked, the stem's and each stage's (all B, H, W, C)."""
-        hidden = [x] if output_hidden_states else []
-        for stage in self.stages:
-            x = stage(x)
+        hidden = _Hidden()
+        # With autograd on (training, attribution), the model goes on from the token view it
+        # returns as hidden_states, so gradients reach them as in transformers. Not while tracing
+        # or without grad (exports): the view's sizes would be shape arithmetic in the graph.
+        through_tokens = output_hidden_states and torch.is_grad_enabled() and not _is_tracing()
+        for stage in (None, *self.stages):
+            x = x if stage is None else stage(x)
+            if through_tokens:
+                tokens = _tokens(x)
+                x = tokens.view(x.shape)
+                hidden.tokens.append(tokens)
             if output_hidden_states:
                 hidden.append(x)
         return x, hidden
+
+
+class _Hidden(list):
+    """The per-stage maps (B, H, W, C); `tokens`: their (B, H*W, C) views, when the model went on from them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens: list[torch.Tensor] = []
 
 
 def _tokens(x: torch.Tensor) -> torch.Tensor:
@@ -288,7 +304,8 @@ def _hidden_outputs(hidden: list[torch.Tensor], wanted: bool | None) -> tuple:
     """(hidden_states as tokens, reshaped_hidden_states as B, C, H, W), or (None, None)."""
     if not wanted:
         return None, None
-    return tuple(_tokens(h) for h in hidden), tuple(_channels_first(h) for h in hidden)
+    tokens = getattr(hidden, "tokens", None) or [_tokens(h) for h in hidden]
+    return tuple(tokens), tuple(_channels_first(h) for h in hidden)
 
 
 def _as_tuple(loss, main: torch.Tensor, hidden: list[torch.Tensor], wanted: bool | None) -> tuple:
