@@ -223,7 +223,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         "switches": [k for k in ("use_conv_embed", "use_layerscale", "use_post_layernorm",
                                  "use_post_layernorm_in_modulation", "normalize_modulator") if getattr(cfg, k)],
         "labels": cfg.num_labels,
-        "input": f"float32 (batch, {cfg.num_channels}, {pre.height}, {pre.width}); height and width multiples of {cfg.total_stride}",
+        "input": f"float32 (batch, {cfg.num_channels}, {pre.height}, {pre.width}); any height and width (padded); "
+                 f"multiples of {cfg.total_stride} for a --dynamic-size graph",
         "preprocessing": pre.to_dict(),
     }
     _print_facts(facts, args.json)

@@ -15,8 +15,16 @@ class ConfigError(FocalNetEdgeError, ValueError):
     """A configuration value that is missing, inconsistent or out of range."""
 
 
+class MissingConfigError(ConfigError, FileNotFoundError):
+    """A config file or folder that does not exist (an OSError too, as transformers raises there)."""
+
+
 class CheckpointError(FocalNetEdgeError):
     """A checkpoint that cannot be read, or whose tensors do not fit the model."""
+
+
+class LoadError(CheckpointError, RuntimeError):
+    """A checkpoint that cannot be loaded as asked (mismatched shapes...; transformers raises RuntimeError there)."""
 
 
 class InputError(FocalNetEdgeError, ValueError):

@@ -68,7 +68,7 @@ def test_verify_fails_with_exit_1_when_thresholds_fail(capsys, tmp_path):
     "argv,needles",
     [
         (["info", "--model", "/no/such/ckpt"], ["/no/such/ckpt", "no such file or folder"]),
-        (["export", "--model", "demo", "--image-size", "100"], ["height 100 and width 100 not accepted", "multiples of 32"]),
+        (["export", "--model", "demo", "--image-size", "100", "--dynamic-size"], ["height 100 and width 100 not accepted", "multiples of 32"]),
         (["export", "--model", "demo", "--batch", "8:1:2"], ["batch 8:1:2 not accepted"]),
         (["export", "--model", "demo", "--image-size", "big"], ["image size 'big' not understood"]),
         (["export", "--model", "demo", "--opset", "11"], ["opset 11 not supported"]),

@@ -57,21 +57,23 @@ def test_writes_a_config_json_that_transformers_reads(tmp_path):
 
 def test_unknown_keys_survive_the_round_trip(tmp_path):
     path = tmp_path / "config.json"
-    data = FocalNetConfig().to_dict() | {"architectures": ["FocalNetForImageClassification"], "torch_dtype": "float32"}
+    data = FocalNetConfig().to_dict() | {"architectures": ["FocalNetForImageClassification"], "torch_dtype": "float32",
+                                         "my_field": {"a": 1}}
     path.write_text(json.dumps(data))
     again = FocalNetConfig.from_json_file(path).to_dict()
-    assert again["architectures"] == ["FocalNetForImageClassification"] and again["torch_dtype"] == "float32"
+    hf = transformers.FocalNetConfig.from_json_file(path).to_dict()
+    assert again["architectures"] == hf["architectures"] == ["FocalNetForImageClassification"]
+    assert again["dtype"] == hf["dtype"] == "float32" and again["my_field"] == hf["my_field"] == {"a": 1}
 
 
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        ({"depths": [2, 2], "focal_levels": [2, 2, 2]}, r"focal_levels has 3 entries but depths has 2"),
+        ({"depths": [2, 2, 2], "focal_levels": [2, 2]}, r"focal_levels has 2 entries but depths has 3"),
         ({"focal_windows": [3, 4, 3, 3]}, r"focal_windows must be odd"),
         ({"hidden_act": "mish2"}, r"hidden_act 'mish2' is not supported"),
-        ({"out_features": ["stage9"]}, r"out_features \['stage9'\] are not stages"),
-        ({"out_features": ["stage1"], "out_indices": [2]}, r"name different stages"),
-        ({"num_labels": 3, "id2label": {0: "a"}}, r"num_labels is 3 but id2label has 1"),
+        ({"out_features": ["stage9"]}, r"out_features must be a subset of stage_names: .* got \['stage9'\]"),
+        ({"out_features": ["stage1"], "out_indices": [2]}, r"should correspond to the same stages"),
         ({"depths": []}, r"at least one stage"),
     ],
 )

@@ -118,8 +118,7 @@ def build_head(ckpt: Checkpoint, head: str, out_features: list[str] | None = Non
     config = ckpt.config
     if out_features:
         config = copy.deepcopy(config)
-        config.out_features, config.out_indices = list(out_features), None
-        config.__post_init__()
+        config.out_features = list(out_features)
     state = {k: v for k, v in ckpt.state_dict.items() if not k.startswith(("classifier.", "decoder."))}
     if not any(k.startswith("focalnet.layernorm.") for k in state):
         raise CheckpointError(f"{ckpt.source}: not a FocalNet checkpoint with a final layernorm")

@@ -212,7 +212,8 @@ def export_onnx(
         check_spec(contract.image_spec)
     traced = body_contract(contract) if in_graph else contract
     module = build_head(ckpt, head, out_features)
-    module.model.check_input_size(contract.height, contract.width)
+    if traced.dynamic_size:  # a graph of one size pads (constant amounts); one of any size has no padding in it
+        module.model.check_input_size(contract.height, contract.width)
     if fuse_preprocess:
         spec = contract.image_spec
         module = FusedPreprocess(module, spec.mean, spec.std, spec.rescale_factor, traced.layout, traced.color_order)

@@ -62,8 +62,17 @@ def model_class(name: str) -> type[FocalNetPreTrainedModel]:
 class FocalNetPreTrainedModel(nn.Module):
     """Base class: config, weight initialisation, input checks, `from_pretrained`/`save_pretrained`."""
 
+    config_class = FocalNetConfig
     base_model_prefix = "focalnet"
     main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["FocalNetStage"]
+    # transformers' loading hooks, all empty for FocalNet (nothing kept in fp32, no tied or ignored keys)
+    _keep_in_fp32_modules: list[str] = []
+    _keep_in_fp32_modules_strict: list[str] = []
+    _keys_to_ignore_on_load_missing = None
+    _keys_to_ignore_on_load_unexpected = None
+    _keys_to_ignore_on_save = None
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -81,22 +90,22 @@ class FocalNetPreTrainedModel(nn.Module):
         """
         if not _SKIP_INIT.get():
             self.init_weights()
+        if getattr(self.config, "gradient_checkpointing", False):  # transformers' older config switch
+            self.gradient_checkpointing_enable()
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """transformers' initialisation: normal(0, initializer_range) weights, zero biases, unit norms."""
-        std = self.config.initializer_range
+        """transformers' initialisation of every module (see `init_module`)."""
         for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                nn.init.normal_(m.weight, std=std)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+            init_module(m, self.config)
 
     def check_input_size(self, height: int, width: int) -> None:
-        """Raise `InputError` unless the model can take an image of this height and width."""
+        """Raise `InputError` unless a graph of any size (dynamic height and width) can take this size.
+
+        Eager models and graphs traced at one size pad any size, as transformers does; a graph
+        exported for any size has no padding in it (no shape arithmetic), so it takes heights and
+        widths that are multiples of the total stride, which need none.
+        """
         s = self.config.total_stride
         bad = [f"{name} {v}" for name, v in (("height", height), ("width", width)) if v < s or v % s]
         if bad:
@@ -106,29 +115,155 @@ class FocalNetPreTrainedModel(nn.Module):
                 f"are multiples of {s} (e.g. {examples})"
             )
 
-    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+    def _check_pixel_values(self, pixel_values: torch.Tensor | None) -> None:
+        if pixel_values is None:
+            raise InputError("You have to specify pixel_values")
         if _is_tracing():
             return
         if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.num_channels:
             raise InputError(
-                f"pixel_values of shape {tuple(pixel_values.shape)} not accepted: expected "
+                "Make sure that the channel dimension of the pixel values match with the one set in the "
+                f"configuration: pixel_values of shape {tuple(pixel_values.shape)} not accepted, expected "
                 f"(batch, {self.config.num_channels}, height, width)"
             )
-        self.check_input_size(pixel_values.shape[2], pixel_values.shape[3])
+        if pixel_values.shape[2] < 1 or pixel_values.shape[3] < 1:
+            raise InputError(f"pixel_values of shape {tuple(pixel_values.shape)} not accepted: the image is empty")
+
+    def _output_switches(self, output_hidden_states: bool | None, return_dict: bool | None) -> tuple[bool, bool]:
+        """The call's `output_hidden_states` and `return_dict`, the config's where not given (transformers' rule)."""
+        if output_hidden_states is None:
+            output_hidden_states = getattr(self.config, "output_hidden_states", False)
+        if return_dict is None:
+            return_dict = getattr(self.config, "return_dict", True)
+        return bool(output_hidden_states), bool(return_dict)
+
+    # -- transformers' PreTrainedModel conveniences ----------------------------------------------
+    @property
+    def base_model(self) -> nn.Module:
+        return getattr(self, self.base_model_prefix, self)
+
+    def get_input_embeddings(self) -> nn.Module:
+        """The patch embedding (the stem convolution), as in transformers."""
+        base = self.base_model
+        if base is self:
+            raise NotImplementedError(f"{type(self).__name__} has no input embeddings")
+        return base.get_input_embeddings()
+
+    def get_output_embeddings(self) -> None:
+        return None
 
     @classmethod
-    def from_pretrained(cls, source, **kwargs):
-        """Load from a checkpoint folder, a hub id, an original or timm file (see `load_model`)."""
-        return load_model(source, cls, **kwargs)
+    def can_generate(cls) -> bool:
+        return False
+
+    def enable_input_require_grads(self) -> None:
+        """Make the patch embedding's output require grad (for frozen stems with checkpointing, as in transformers)."""
+        def hook(module, inputs, output):
+            output.requires_grad_(True)
+
+        self._require_grads_hook = self.get_input_embeddings().register_forward_hook(hook)
+
+    def disable_input_require_grads(self) -> None:
+        hook = getattr(self, "_require_grads_hook", None)
+        if hook is not None:
+            hook.remove()
+            del self._require_grads_hook
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(p.dtype for p in self.parameters() if p.is_floating_point())
+
+    def num_parameters(self, only_trainable: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
+
+    # -- gradient (activation) checkpointing, transformers' switches -----------------------------
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict | None = None, every_n_layers: int = 1) -> None:
+        """Recompute each stage's activations in the backward pass (training mode only).
+
+        `activation_checkpointing_kwargs` go to `torch.utils.checkpoint.checkpoint` (default
+        ``use_reentrant=False``, transformers' default); `every_n_layers` checkpoints every n-th stage.
+        """
+        import functools
+
+        from torch.utils.checkpoint import checkpoint
+
+        func = functools.partial(checkpoint, **(activation_checkpointing_kwargs or {"use_reentrant": False}))
+        for i, stage in enumerate(self._checkpointed_stages()):
+            stage._gradient_checkpointing_func = func
+            stage.gradient_checkpointing = i % every_n_layers == 0
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, every_n_layers: int = 1) -> None:
+        """transformers' older name of `activation_checkpointing_enable`."""
+        self.activation_checkpointing_enable(gradient_checkpointing_kwargs, every_n_layers)
+
+    def activation_checkpointing_disable(self) -> None:
+        for stage in self._checkpointed_stages():
+            stage.gradient_checkpointing = False
+
+    gradient_checkpointing_disable = activation_checkpointing_disable
+
+    @property
+    def is_activation_checkpointing(self) -> bool:
+        return any(stage.gradient_checkpointing for stage in self._checkpointed_stages())
+
+    is_gradient_checkpointing = is_activation_checkpointing
+
+    def _checkpointed_stages(self) -> list[nn.Module]:
+        return [m for m in self.modules() if hasattr(m, "gradient_checkpointing")]
+
+    @classmethod
+    def _from_config(cls, config: FocalNetConfig, **kwargs):
+        """transformers' `_from_config`: a model with new weights; `dtype`/`torch_dtype` set its dtype."""
+        dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
+        kwargs.pop("attn_implementation", None)  # no attention in FocalNet
+        model = cls(config, **kwargs)
+        return model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype) if dtype is not None else model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path=None, *model_args, **kwargs):
+        """Load from a checkpoint folder, a hub id, an original or timm file, with transformers' keywords.
+
+        As `transformers.PreTrainedModel.from_pretrained`: `config=`, `num_labels=` and other config
+        fields, `ignore_mismatched_sizes=`, `torch_dtype=`/`dtype=`, `output_loading_info=`,
+        `state_dict=`, `revision=`, `cache_dir=`, `local_files_only=`, `subfolder=`. Tensors the
+        model has and the checkpoint lacks (a new head) are initialised and reported, as are tensors
+        the model does not use; see `pretrained.py`.
+        """
+        from .pretrained import from_pretrained
+
+        return from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs)
 
     def save_pretrained(self, folder, **kwargs) -> None:
         """Write `config.json` and `model.safetensors` in the Hugging Face layout."""
         save_pretrained(self, folder, **kwargs)
 
 
+@torch.no_grad()
+def init_module(m: nn.Module, config: FocalNetConfig) -> None:
+    """transformers' initialisation of one module's own parameters: normal(0, initializer_range)
+    weights and zero biases for Linear and Conv2d, unit LayerNorms, a zero mask token, layer
+    scales at `layerscale_value`."""
+    if isinstance(m, (nn.Linear, nn.Conv2d)):
+        nn.init.normal_(m.weight, std=config.initializer_range)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+    for name, p in m.named_parameters(recurse=False):
+        if name == "mask_token":
+            nn.init.zeros_(p)
+        elif name in ("gamma_1", "gamma_2"):
+            nn.init.constant_(p, config.layerscale_value)
+
+
 # -- state dicts into models ----------------------------------------------------------------------
 def _architecture(config: FocalNetConfig, state: dict[str, torch.Tensor]) -> str:
-    for arch in config.extra.get("architectures") or []:
+    for arch in getattr(config, "architectures", None) or []:
         if arch in ("FocalNetModel", "FocalNetForImageClassification", "FocalNetForMaskedImageModeling", "FocalNetBackbone"):
             return arch
     if any(k.startswith("classifier.") for k in state):
@@ -199,15 +334,22 @@ def load_model(source, cls=None, variant: str | None = None, **kwargs) -> nn.Mod
     return model.eval()
 
 
-def save_pretrained(model: nn.Module, folder: str | os.PathLike, preprocessing: ImageSpec | None = None) -> None:
-    """Write `config.json`, `model.safetensors` and `preprocessor_config.json` (HF layout, atomically)."""
+def save_pretrained(model: nn.Module, folder: str | os.PathLike, preprocessing: ImageSpec | None = None, **kwargs) -> None:
+    """Write `config.json`, `model.safetensors` and `preprocessor_config.json` (HF layout, atomically).
+
+    transformers' `save_pretrained` keywords about sharding and safe serialisation are accepted
+    and need nothing (one safetensors file); `push_to_hub` is left out (use huggingface_hub).
+    """
     from safetensors.torch import save_file
 
     from ..io import atomic_path, atomic_write_text
 
+    if kwargs.get("push_to_hub"):
+        raise CheckpointError("push_to_hub is not supported by focalnet-edge; upload the folder with huggingface_hub")
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     config = model.config
-    config.extra["architectures"] = [type(model).__name__]
+    config.architectures = [type(model).__name__]
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(folder / "model.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})

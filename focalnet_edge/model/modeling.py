@@ -12,11 +12,13 @@ initialisation and `from_pretrained`/`save_pretrained` are in `base.py`.
 
 from __future__ import annotations
 
+import enum
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import _REGISTRY, FocalNetPreTrainedModel, no_init_weights
+from .base import _REGISTRY, FocalNetPreTrainedModel, _is_tracing, no_init_weights
 from .config import FocalNetConfig
 from .outputs import (
     BackboneOutput,
@@ -60,23 +62,51 @@ class DropPath(nn.Module):
 
 
 class FocalNetPatchEmbeddings(nn.Module):
-    """Patchify with a strided convolution: (B, C, H, W) -> (B, H/s, W/s, D), optional LayerNorm."""
+    """Patchify with a strided convolution: (B, C, H, W) -> (B, H/s, W/s, D), optional LayerNorm.
+
+    An input whose height or width is not a multiple of the patch size is first padded with
+    zeros on the bottom and right, as transformers' `maybe_pad` does (the stem pads to the
+    config's patch size, each downsampling to 2). The pad amounts are Python ints read off the
+    input, constants in a traced graph (see `_pad_amounts`).
+    """
 
     def __init__(self, config: FocalNetConfig, in_dim: int, out_dim: int, is_stem: bool, add_norm: bool) -> None:
         super().__init__()
+        self.patch_size = config.patch_hw if is_stem else (2, 2)
         if config.use_conv_embed:
-            kernel, stride, padding = (7, 4, 2) if is_stem else (3, 2, 1)
+            kernel, stride, padding = ((7, 7), 4, 2) if is_stem else ((3, 3), 2, 1)
         else:
-            kernel = stride = config.stem_stride if is_stem else 2
+            kernel = stride = self.patch_size
             padding = 0
         self.projection = nn.Conv2d(in_dim, out_dim, kernel_size=kernel, stride=stride, padding=padding)
         self.norm = nn.LayerNorm(out_dim, eps=config.layer_norm_eps) if add_norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad_h, pad_w = _pad_amounts(x, self.patch_size)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
         x = self.projection(x).permute(0, 2, 3, 1)
         if self.norm is not None:
             x = self.norm(x)
         return x
+
+
+def _pad_amounts(x: torch.Tensor, multiple: tuple[int, int]) -> tuple[int, int]:
+    """Rows and columns that bring x's (B, C, H, W) height and width up to multiples of `multiple`.
+
+    While torch.jit.trace records, sizes read from a tensor are graph values; here they are read
+    with the tracer paused, so they are Python ints and the pad (if any) is a constant of the
+    traced size: no Shape/Gather nodes. Under torch.export the sizes are ints (or symbols).
+    """
+    state = torch._C._get_tracing_state()
+    if state is not None:
+        torch._C._set_tracing_state(None)
+    try:
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+    finally:
+        if state is not None:
+            torch._C._set_tracing_state(state)
+    return -height % multiple[0], -width % multiple[1]
 
 
 class FocalNetEmbeddings(nn.Module):
@@ -193,6 +223,14 @@ class FocalNetLayer(nn.Module):
 
 
 class FocalNetStage(nn.Module):
+    """A stage's blocks, then its downsampling; recomputed in the backward pass when checkpointed.
+
+    `gradient_checkpointing` and `_gradient_checkpointing_func` are set by the model's
+    `gradient_checkpointing_enable()` (transformers' names); they act only in training mode.
+    """
+
+    gradient_checkpointing = False
+
     def __init__(self, config: FocalNetConfig, index: int, drop_paths: list[float]) -> None:
         super().__init__()
         dim = config.stage_dims[index]
@@ -203,6 +241,11 @@ class FocalNetStage(nn.Module):
             if last
             else FocalNetPatchEmbeddings(config, dim, config.stage_dims[index + 1], is_stem=False, add_norm=True)
         )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gradient_checkpointing and self.training:
+            return self._gradient_checkpointing_func(super().__call__, x)
+        return super().__call__(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -224,12 +267,28 @@ class FocalNetEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, output_hidden_states: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Return the last feature map and, if asked, the stem's and each stage's (all B, H, W, C)."""
-        hidden = [x] if output_hidden_states else []
-        for stage in self.stages:
-            x = stage(x)
+        hidden = _Hidden()
+        # With autograd on (training, attribution), the model goes on from the token view it
+        # returns as hidden_states, so gradients reach them as in transformers. Not while tracing
+        # or without grad (exports): the view's sizes would be shape arithmetic in the graph.
+        through_tokens = output_hidden_states and torch.is_grad_enabled() and not _is_tracing()
+        for stage in (None, *self.stages):
+            x = x if stage is None else stage(x)
+            if through_tokens:
+                tokens = _tokens(x)
+                x = tokens.view(x.shape)
+                hidden.tokens.append(tokens)
             if output_hidden_states:
                 hidden.append(x)
         return x, hidden
+
+
+class _Hidden(list):
+    """The per-stage maps (B, H, W, C); `tokens`: their (B, H*W, C) views, when the model went on from them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens: list[torch.Tensor] = []
 
 
 def _tokens(x: torch.Tensor) -> torch.Tensor:
@@ -245,7 +304,8 @@ def _hidden_outputs(hidden: list[torch.Tensor], wanted: bool | None) -> tuple:
     """(hidden_states as tokens, reshaped_hidden_states as B, C, H, W), or (None, None)."""
     if not wanted:
         return None, None
-    return tuple(_tokens(h) for h in hidden), tuple(_channels_first(h) for h in hidden)
+    tokens = getattr(hidden, "tokens", None) or [_tokens(h) for h in hidden]
+    return tuple(tokens), tuple(_channels_first(h) for h in hidden)
 
 
 def _as_tuple(loss, main: torch.Tensor, hidden: list[torch.Tensor], wanted: bool | None) -> tuple:
@@ -261,11 +321,15 @@ class FocalNetModel(FocalNetPreTrainedModel):
         self.encoder = FocalNetEncoder(config)
         self.layernorm = nn.LayerNorm(config.num_features, eps=config.layer_norm_eps)
         self.add_pooling_layer = add_pooling_layer
+        self.num_stages = config.num_stages
         self.post_init()
 
     @property
     def num_features(self) -> int:
         return self.config.num_features
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.patch_embeddings
 
     def forward_features(
         self,
@@ -286,15 +350,17 @@ class FocalNetModel(FocalNetPreTrainedModel):
 
     def forward(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
         bool_masked_pos: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        **kwargs,
     ):
-        features, hidden = self.forward_features(pixel_values, bool_masked_pos, bool(output_hidden_states))
+        output_hidden_states, return_dict = self._output_switches(output_hidden_states, return_dict)
+        features, hidden = self.forward_features(pixel_values, bool_masked_pos, output_hidden_states)
         pooled = self.pool(features) if self.add_pooling_layer else None
         out = FocalNetModelOutput(_tokens(features), pooled, *_hidden_outputs(hidden, output_hidden_states))
-        if return_dict is False:
+        if not return_dict:
             extra = (out.hidden_states,) if output_hidden_states else ()
             return (out.last_hidden_state, pooled) + extra
         return out
@@ -311,15 +377,17 @@ class FocalNetForImageClassification(FocalNetPreTrainedModel):
 
     def forward(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        **kwargs,
     ):
-        features, hidden = self.focalnet.forward_features(pixel_values, output_hidden_states=bool(output_hidden_states))
+        output_hidden_states, return_dict = self._output_switches(output_hidden_states, return_dict)
+        features, hidden = self.focalnet.forward_features(pixel_values, output_hidden_states=output_hidden_states)
         logits = self.classifier(FocalNetModel.pool(features))
         loss = self._loss(logits, labels) if labels is not None else None
-        if return_dict is False:
+        if not return_dict:
             return _as_tuple(loss, logits, hidden, output_hidden_states)
         return FocalNetImageClassifierOutput(loss, logits, *_hidden_outputs(hidden, output_hidden_states))
 
@@ -348,6 +416,7 @@ class FocalNetForMaskedImageModeling(FocalNetPreTrainedModel):
         with no_init_weights():
             self.focalnet = FocalNetModel(config, add_pooling_layer=False, use_mask_token=True)
         stride = config.encoder_stride
+        self.num_stages = config.num_stages
         self.decoder = nn.Sequential(
             nn.Conv2d(config.num_features, stride**2 * config.num_channels, kernel_size=1),
             nn.PixelShuffle(stride),
@@ -356,26 +425,35 @@ class FocalNetForMaskedImageModeling(FocalNetPreTrainedModel):
 
     def forward(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
         bool_masked_pos: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        **kwargs,
     ):
-        features, hidden = self.focalnet.forward_features(pixel_values, bool_masked_pos, bool(output_hidden_states))
+        output_hidden_states, return_dict = self._output_switches(output_hidden_states, return_dict)
+        features, hidden = self.focalnet.forward_features(pixel_values, bool_masked_pos, output_hidden_states)
         reconstruction = self.decoder(_channels_first(features))
 
         loss = None
         if bool_masked_pos is not None:
-            p = self.config.patch_size if isinstance(self.config.patch_size, int) else self.config.patch_size[0]
+            p = self.config.patch_hw[0]
             b, _, h, w = pixel_values.shape
             grid = bool_masked_pos.reshape(b, h // p, w // p)
             mask = grid.repeat_interleave(p, 1).repeat_interleave(p, 2).unsqueeze(1).contiguous()
             l1 = F.l1_loss(pixel_values, reconstruction, reduction="none")
             loss = (l1 * mask).sum() / (mask.sum() + 1e-5) / self.config.num_channels
 
-        if return_dict is False:
+        if not return_dict:
             return _as_tuple(loss, reconstruction, hidden, output_hidden_states)
         return FocalNetMaskedImageModelingOutput(loss, reconstruction, *_hidden_outputs(hidden, output_hidden_states))
+
+
+class BackboneType(enum.Enum):
+    """transformers' `BackboneType`: where a backbone's stages come from (ours: always transformers')."""
+
+    TIMM = "timm"
+    TRANSFORMERS = "transformers"
 
 
 class FocalNetBackbone(FocalNetPreTrainedModel):
@@ -383,33 +461,60 @@ class FocalNetBackbone(FocalNetPreTrainedModel):
 
     Stage semantics are transformers': "stem" is the embedding output, "stageN" the output of
     stage N *after* its downsampling (so it has the width and stride of stage N+1), and the last
-    stage's map is taken before the final LayerNorm.
+    stage's map is taken before the final LayerNorm. `out_features`/`out_indices` are the
+    config's, read at each call, so setting them on the config (or here) after creation counts.
+    `num_features` and `channels` report `[embed_dim] + hidden_sizes`, as transformers does.
     """
+
+    backbone_type = BackboneType.TRANSFORMERS
+    has_attentions = False
 
     def __init__(self, config: FocalNetConfig) -> None:
         super().__init__(config)
         with no_init_weights():
             self.focalnet = FocalNetModel(config)
-        self.out_features = list(config.out_features)
-        self.out_indices = list(config.out_indices)
         self.stage_names = config.stage_names
+        self.num_features = [config.embed_dim] + list(config.hidden_sizes)
         self.post_init()
 
     @property
+    def out_features(self) -> list[str]:
+        return self.config.out_features
+
+    @out_features.setter
+    def out_features(self, value: list[str] | None) -> None:
+        self.config.out_features = value
+
+    @property
+    def out_indices(self) -> list[int]:
+        return self.config.out_indices
+
+    @out_indices.setter
+    def out_indices(self, value) -> None:
+        self.config.out_indices = value
+
+    @property
+    def out_feature_channels(self) -> dict[str, int]:
+        """Channels of every stage's map, by stage name (also of stages not in out_features)."""
+        return {stage: self.num_features[i] for i, stage in enumerate(self.stage_names)}
+
+    @property
     def channels(self) -> list[int]:
-        widths = [self.config.embed_dim] + list(self.config.hidden_sizes)
-        return [widths[i] for i in self.out_indices]
+        return [self.out_feature_channels[name] for name in self.out_features]
 
     def forward(
         self,
         pixel_values: torch.Tensor,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        **kwargs,
     ):
+        output_hidden_states, return_dict = self._output_switches(output_hidden_states, return_dict)
         _, hidden = self.focalnet.forward_features(pixel_values, output_hidden_states=True)
-        feature_maps = tuple(_channels_first(hidden[i]) for i in self.out_indices)
+        wanted = set(self.out_features)
+        feature_maps = tuple(_channels_first(h) for name, h in zip(self.stage_names, hidden) if name in wanted)
         hs = _hidden_outputs(hidden, output_hidden_states)[0]
-        if return_dict is False:
+        if not return_dict:
             return (feature_maps,) + ((hs,) if output_hidden_states else ())
         return BackboneOutput(feature_maps=feature_maps, hidden_states=hs, attentions=None)
 
