@@ -25,6 +25,7 @@ from . import artifacts
 from .artifacts import CALIBRATION, FP32_ONNX, REPORT
 from .calibration.smoothing import ALPHA as SMOOTH_ALPHA
 from .errors import ArtifactError, InputError
+from .labels import CHECKPOINT_FIX, check_labels
 from .demo import uses_bundled_demo
 from .extras import require_torch
 from .io import atomic_write_json
@@ -496,6 +497,7 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
 
     stages: list[dict[str, Any]] = []  #: time and peak RSS per stage, into the manifest
     labels = ckpt.config.id2label if options.export.head in ("logits", "probs") else {}
+    check_labels(labels, ckpt.source, CHECKPOINT_FIX)  # before any work (export checks it too, for `export` alone)
     with claim(final, force, weights_sha256(ckpt), ckpt.source) as out:
         log.info("export: %s -> %s", options.model, final / FP32_ONNX)
         with timed_stage("export", stages):
@@ -593,9 +595,9 @@ def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None 
     that then lies), or a folder not ours holding files of the names this tool writes.
     """
     from .contract import InputContract
-    from .io import atomic_path, sha256_file
+    from .io import sha256_file
     from .model.preprocessing import ImageSpec, resize_edge_for
-    from .onnx_io import read_metadata, set_metadata
+    from .onnx_io import read_metadata, save_onnx, set_metadata
     from .outputs import check_adoption
 
     model = load_onnx(path)
@@ -618,6 +620,5 @@ def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None 
         set_metadata(model, {"input": json.loads(contract.to_json()), "head": "logits" if len(outs) == 1 and rank == 2 else "features",
                              "outputs": [o.name for o in outs], "labels": {}, "precision": "fp32", "source": str(path)})
     if adopting:
-        with atomic_path(target) as tmp:
-            onnx.save(model, str(tmp))
+        save_onnx(model, target, base_dir=Path(path).parent)  # sorted, atomic, large weights beside it
     return target

@@ -17,6 +17,7 @@ import torch
 
 from .. import __version__
 from ..errors import ArtifactError, ConfigError
+from ..labels import CHECKPOINT_FIX, check_labels
 from ..onnx_io import data_path, ort_session, save_onnx, set_metadata
 from ..model.weights import Checkpoint
 from ..contract import InputContract
@@ -206,6 +207,8 @@ def export_onnx(
         raise ConfigError(f"opset {opset} not supported: focalnet-edge exports opset >= {MIN_OPSET} (one LayerNormalization node per norm)")
     if in_graph and opset < RESIZE_OPSET:
         raise ConfigError(f"opset {opset} not supported with --frame-size any: the resize in the graph needs opset >= {RESIZE_OPSET}")
+    labels = dict(ckpt.config.id2label) if head in ("logits", "probs") else {}
+    check_labels(labels, ckpt.source, CHECKPOINT_FIX)
     contract = make_contract(ckpt, image_size, batch, dynamic_batch, dynamic_size, fuse_preprocess, frames_dtype, layout, color_order,
                              resize_mode, frame_size)
     if in_graph:
@@ -222,7 +225,6 @@ def export_onnx(
     feed = {traced.name: x}  # the traced body's input (frames of the input size with --frame-size any)
     with torch.no_grad():
         reference = [t.numpy() for t in module(torch.from_numpy(x))]
-    labels = dict(ckpt.config.id2label) if head in ("logits", "probs") else {}
     outputs = module.output_names
     # Memory: the graph goes through files, never two copies of the weights at once in this
     # process beyond the model's own (torch's export, the raw file, the simplified file).
