@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -869,6 +870,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: exit status when the reader of our output went away (`predict ... | head -1`): what a shell reports for a
+#: tool that SIGPIPE ended (128 + 13), as `yes | head -1` gives for yes; quiet, like such tools
+EXIT_PIPE_CLOSED = 141
+
+
+def _reader_gone() -> int:
+    """Stop quietly: point stdout at /dev/null so the buffered rest is not written (nor a second error raised) at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing is flushed to a pipe at exit
+        pass
+    return EXIT_PIPE_CLOSED
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (exit code 2), like every other error."""
 
@@ -885,7 +902,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # here, so a reader that went away is caught below, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except FocalNetEdgeError as e:
         if args.verbose:
             raise
