@@ -93,7 +93,7 @@ class InputContract:
         shape = self.shape(batch, self.height, self.width)
         if self.fused_preprocess:
             return rng.integers(0, 256, shape, dtype=np.uint8).astype(self.dtype)
-        return rng.standard_normal(shape).astype(self.dtype)
+        return rng.standard_normal(shape, dtype=np.float32).astype(self.dtype, copy=False)
 
     # -- images -> inputs (the one conversion every runner, calibration and verification use) ----
     def frames_from_images(self, images: list[ImageLike] | ImageLike) -> np.ndarray:

@@ -216,12 +216,16 @@ def export_onnx(
     traced = body_contract(contract) if in_graph else contract
     module = build_head(ckpt, head, out_features)
     module.model.check_input_size(contract.height, contract.width)
+    batch_traced = 2 if contract.dynamic_batch else contract.batch[1]
+    ckpt.config.check_input_memory(traced.height, traced.width, batch_traced,
+                                   f"exporting at input size {traced.height}x{traced.width} (batch {batch_traced})",
+                                   "choose a smaller --image-size (default: the checkpoint's image_size)")
     if fuse_preprocess:
         spec = contract.image_spec
         module = FusedPreprocess(module, spec.mean, spec.std, spec.rescale_factor, traced.layout, traced.color_order)
     module.eval()
     output = Path(output)
-    x = traced.sample_input(2 if contract.dynamic_batch else contract.batch[1])
+    x = traced.sample_input(batch_traced)
     feed = {traced.name: x}  # the traced body's input (frames of the input size with --frame-size any)
     with torch.no_grad():
         reference = [t.numpy() for t in module(torch.from_numpy(x))]
