@@ -433,6 +433,28 @@ def test_python_api_errors(good):
         load(good / "nope")
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float64", "int64"])
+def test_a_torch_tensor_of_another_dtype_is_one_input_error(good, dtype):
+    """A bfloat16 tensor (numpy has no such type: a bare TypeError before) is refused like any other dtype, naming it,
+    by the runners and by the PyTorch model alike; the same values as float32 run."""
+    import torch
+
+    from focalnet_edge.model import load_model
+    from focalnet_edge.runtime import load
+
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)).to(getattr(torch, dtype))
+    with load(good) as runner:
+        with pytest.raises(InputError, match=f"dtype {dtype}, expected float32") as e:
+            runner(x)
+        assert "\n" not in str(e.value)
+        assert runner(x.float()).shape == (2, 10)
+    model = load_model("demo")
+    with pytest.raises(InputError, match=f"pixel_values are {dtype} but the model's weights are float32"):
+        model(x)
+    if dtype == "bfloat16":  # what the message offers works
+        assert model.to(torch.bfloat16)(x).logits.dtype == torch.bfloat16
+
+
 def test_finite_helper_handles_numpy_scalars():
     from focalnet_edge.io import dumps_json
 

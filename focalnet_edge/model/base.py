@@ -115,6 +115,11 @@ class FocalNetPreTrainedModel(nn.Module):
                 f"(batch, {self.config.num_channels}, height, width)"
             )
         self.check_input_size(pixel_values.shape[2], pixel_values.shape[3])
+        weight = next(self.parameters(), None)
+        if weight is not None and pixel_values.dtype != weight.dtype:
+            have, want = (str(t).removeprefix("torch.") for t in (pixel_values.dtype, weight.dtype))
+            raise InputError(f"pixel_values are {have} but the model's weights are {want}: pass pixel_values.to(torch.{want}), "
+                             f"or convert the model with model.to(torch.{have})")
 
     @classmethod
     def from_pretrained(cls, source, **kwargs):
