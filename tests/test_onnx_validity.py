@@ -143,3 +143,21 @@ def test_polygraphy_lint_catches_an_unsorted_file(tmp_path):
     onnx.save(model, str(tmp_path / "unsorted.onnx"))
     assert problems(tmp_path / "unsorted.onnx")
     assert lint(tmp_path / "unsorted.onnx", tmp_path)
+
+
+def test_a_foreign_unsorted_file_is_adopted_sorted(tmp_path, demo_ckpt, monkeypatch):
+    """`calibrate FILE` on another tool's fp32 file whose nodes are out of order: every file in the folder is valid."""
+    from focalnet_edge.cli import main
+
+    folder = _build(tmp_path / "src", demo_ckpt, "static_batch", monkeypatch)
+    model = onnx.load(str(folder / "model.onnx"))
+    del model.metadata_props[:]  # another exporter's file: no focalnet-edge metadata
+    first = model.graph.node[0]
+    model.graph.node.remove(first)
+    model.graph.node.append(first)
+    onnx.save(model, str(tmp_path / "foreign.onnx"))
+    assert problems(tmp_path / "foreign.onnx")
+    assert main(["-q", "calibrate", str(tmp_path / "foreign.onnx"), "--precision", "fp16", "--output", str(tmp_path / "out")]) == 0
+    files = sorted((tmp_path / "out").glob("*.onnx"))
+    assert [f.name for f in files] == ["model.fp16.onnx", "model.onnx"]
+    assert {f.name: problems(f) for f in files} == {f.name: [] for f in files}
