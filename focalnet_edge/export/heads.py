@@ -121,7 +121,7 @@ def build_head(ckpt: Checkpoint, head: str, out_features: list[str] | None = Non
         config.out_features, config.out_indices = list(out_features), None
         config.__post_init__()
     state = {k: v for k, v in ckpt.state_dict.items() if not k.startswith(("classifier.", "decoder."))}
-    if not any(k.startswith("focalnet.layernorm.") for k in state):
+    if not any(k.removeprefix("focalnet.").startswith("layernorm.") for k in state):  # a head's checkpoint or a bare FocalNetModel's
         raise CheckpointError(f"{ckpt.source}: not a FocalNet checkpoint with a final layernorm")
     backbone_ckpt = Checkpoint(config, state, ckpt.preprocessing, ckpt.source, ckpt.files)
     return FeaturesHead(load_model(backbone_ckpt, FocalNetBackbone))
