@@ -36,6 +36,7 @@ from typing import Any
 
 from . import artifacts
 from .errors import ArtifactError
+from .io import named_as
 from .manifest import MANIFEST, is_ours, load_manifest_json
 
 try:  # POSIX; elsewhere the folder is not locked
@@ -195,7 +196,8 @@ def claim(folder: str | os.PathLike, force: bool = False, weights: dict[str, str
                     shutil.copy2(path / artifacts.TIMING_CACHE, staging / artifacts.TIMING_CACHE)
             else:
                 os.chmod(staging, 0o777 & ~_umask())
-            yield staging
+            with named_as(path, staging):  # a full disk names --output, not the staging folder
+                yield staging
             commit(staging, path, ours=manifest is not None)
         finally:
             _STAGING.discard(staging.resolve())

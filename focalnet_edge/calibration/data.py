@@ -77,7 +77,9 @@ def load_calibration_data(
     if path.is_dir():
         return _from_folder(path, contract, size, seed, progress)
     if not path.is_file():
-        raise InputError(f"{path}: no such calibration folder or file")
+        from ..io import not_a_file
+
+        raise InputError(not_a_file(path, "calibration folder or file"))
     if path.suffix.lower() == ".npz":
         return _from_npz(path, contract, size, seed)
     if is_video(path):

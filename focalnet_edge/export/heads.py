@@ -107,6 +107,8 @@ def build_head(ckpt: Checkpoint, head: str, out_features: list[str] | None = Non
     """The model of `ckpt` wrapped for export with the named head."""
     if head not in HEADS:
         raise ConfigError(f"head {head!r} not supported; expected one of {', '.join(HEADS)}")
+    if out_features and head != "features":  # refused, never ignored
+        raise ConfigError(f"--out-features {','.join(out_features)}: applies to --head features (here --head {head})")
     if head in ("logits", "probs"):
         if not any(k.startswith("classifier.") for k in ckpt.state_dict):
             raise CheckpointError(f"{ckpt.source}: has no classifier weights, so no {head} head; try --head features")

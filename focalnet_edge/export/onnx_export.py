@@ -55,6 +55,10 @@ def _max_abs(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return max(float(np.abs(x.astype(np.float64) - y.astype(np.float64)).max()) for x, y in zip(a, b))
 
 
+#: the options of raw frames (`--fuse-preprocess`) and their values when not given
+FRAME_OPTIONS = {"layout": None, "color_order": "RGB", "frames_dtype": "uint8", "frame_size": "input"}
+
+
 def make_contract(
     ckpt: Checkpoint,
     image_size: tuple[int, int] | None,
@@ -71,8 +75,13 @@ def make_contract(
     """The input contract of the graph to export (checked before anything is traced)."""
     if fuse_preprocess and frames_dtype not in ("uint8", "float32"):
         raise ConfigError(f"frames dtype {frames_dtype!r} not supported; expected uint8 or float32")
-    if not fuse_preprocess and (layout not in (None, "NCHW") or color_order != "RGB" or frames_dtype != "uint8" or frame_size != "input"):
-        raise ConfigError("--layout, --color-order, --frames-dtype and --frame-size apply to raw frames: add --fuse-preprocess")
+    if not fuse_preprocess:  # an option of raw frames given without them is refused, never ignored
+        given = [f"--{k.replace('_', '-')} {v}" for k, v in
+                 (("layout", layout), ("color_order", color_order), ("frames_dtype", frames_dtype), ("frame_size", frame_size))
+                 if v != FRAME_OPTIONS[k]]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: {'these apply' if len(given) > 1 else 'applies'} to raw frames, "
+                              "and this graph takes pixel values; add --fuse-preprocess (or leave them out)")
     height, width = image_size or (ckpt.preprocessing.height, ckpt.preprocessing.width)
     return InputContract(
         name="frames" if fuse_preprocess else "pixel_values",
