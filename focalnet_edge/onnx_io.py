@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import onnx
 
 from .contract import InputContract
@@ -424,3 +426,36 @@ def ort_session(
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
         what = source if isinstance(source, str) else "the ONNX graph"
         raise ArtifactError(f"{what}: ONNX Runtime cannot load it ({str(e).splitlines()[0][:200]})") from None
+
+
+def static_batch(session_or_model: Any) -> int | None:
+    """The fixed batch of the first input of an ONNX Runtime session or a ModelProto (None: dynamic)."""
+    if isinstance(session_or_model, onnx.ModelProto):
+        dims = session_or_model.graph.input[0].type.tensor_type.shape.dim
+        first = dims[0].dim_value if len(dims) and dims[0].HasField("dim_value") else None
+    else:
+        first = session_or_model.get_inputs()[0].shape[0]
+    return first if isinstance(first, int) and first > 0 else None
+
+
+def input_batches(inputs: np.ndarray, batch: int, fixed: int | None = None) -> Iterator[tuple[np.ndarray, int]]:
+    """`inputs` in chunks a graph takes, with how many rows of each are real: `batch` rows, or with a
+    static batch `fixed` (`static_batch`) exactly that many, the last chunk padded by repeating its
+    last row (a maximum over rows is unchanged by the repeats; row-wise outputs drop them)."""
+    step = fixed or batch
+    for i in range(0, len(inputs), step):
+        chunk = inputs[i : i + step]
+        rows = len(chunk)
+        if fixed and rows < fixed:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - rows, axis=0)])
+        yield chunk, rows
+
+
+def run_rows(session: onnxruntime.InferenceSession, inputs: np.ndarray, batch: int = 32,
+             feed: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+    """Every output of `session` over `inputs` (first input), `batch` rows at a time or in its static
+    batch, concatenated along the batch with any padding dropped (outputs must be batch-major)."""
+    name = session.get_inputs()[0].name
+    parts = [[o[:rows] for o in session.run(None, {name: chunk, **(feed or {})})]
+             for chunk, rows in input_batches(inputs, batch, static_batch(session))]
+    return [np.concatenate(column) for column in zip(*parts)]

@@ -12,7 +12,10 @@ from focalnet_edge.demo import demo_images
 
 
 def run_cli(capsys, *argv):
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse's usage errors (an option's value out of range, named by argparse)
+        code = e.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -69,8 +72,8 @@ def test_verify_fails_with_exit_1_when_thresholds_fail(capsys, tmp_path):
     [
         (["info", "--model", "/no/such/ckpt"], ["/no/such/ckpt", "no such file or folder"]),
         (["export", "--model", "demo", "--image-size", "100"], ["height 100 and width 100 not accepted", "multiples of 32"]),
-        (["export", "--model", "demo", "--batch", "8:1:2"], ["batch 8:1:2 not accepted"]),
-        (["export", "--model", "demo", "--image-size", "big"], ["image size 'big' not understood"]),
+        (["export", "--model", "demo", "--batch", "8:1:2"], ["argument --batch: batch '8:1:2' not accepted"]),
+        (["export", "--model", "demo", "--image-size", "big"], ["argument --image-size: image size 'big' not understood"]),
         (["export", "--model", "demo", "--opset", "11"], ["opset 11 not supported"]),
         (["verify", "/no/such/out"], ["/no/such/out", "no such artifact or output folder"]),
         (["verify", "/tmp"], ["/tmp", "no manifest.json"]),
