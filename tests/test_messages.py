@@ -132,3 +132,19 @@ def test_a_static_batch_is_printed_as_it_is(capsys, tmp_path):
     assert "input pixel_values float32 [4, 3, 64, 64]" in out
     code, out, _ = run(capsys, "-q", "export", "--batch", "1:4:8", "--output", tmp_path / "dyn")
     assert code == 0 and "input pixel_values float32 ['batch', 3, 64, 64]" in out
+
+
+def test_a_calibration_size_beyond_memory_is_refused_up_front(capsys, folder, tmp_path):
+    """`--calib-size` from a video (its frames are kept): checked like `--image-size`, before any frame is decoded."""
+    cv2 = pytest.importorskip("cv2", reason="OpenCV is the optional 'video' extra")
+    import numpy as np
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (48, 40))
+    for i in range(5):
+        writer.write(np.full((40, 48, 3), i * 8, np.uint8))
+    writer.release()
+    code, _, err = run(capsys, "-q", "calibrate", folder / "model.onnx", "--precision", "int8", "--calib-data", clip,
+                       "--calib-size", "1000000000", "--output", tmp_path / "c")
+    line = one_line(err)
+    assert code == 2 and "--calib-size 1000000000 (64x64 images) needs about" in line and "choose a smaller --calib-size" in line
