@@ -30,11 +30,11 @@ BUILDS = {
     "any_size_frames": (ExportOptions(fuse_preprocess=True, frame_size="any"), ("best",), {}),
     "dynamic_size": (ExportOptions(dynamic_size=True), ("fp16",), {}),
     # every stage that runs the graph (fp16 probe, int8 calibration, gate) feeds a static batch exactly its size
-    "static_batch": (ExportOptions(dynamic_batch=False, batch=(1, 4, 4)), ("best", "fp8"), {}),
+    "static_batch": (ExportOptions(dynamic_batch=False, batch=(1, 4, 4)), ("best",), {}),
     "fp16_io": (ExportOptions(head="probs"), ("fp16",), {"keep_io_types": False}),
     "int8_float_fp32": (ExportOptions(), ("int8",), {"int8_float": "fp32"}),
     "features_head": (ExportOptions(head="features", out_features=["stage2", "stage4"]), ("fp16",), {}),
-    "external_data": (ExportOptions(), ("best", "fp8"), {"external": True}),
+    "external_data": (ExportOptions(), ("best",), {"external": True}),
 }
 
 
