@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__, signals, versions
 from .artifacts import REPORT
@@ -34,14 +35,49 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", default=None, help="official variant of an original .pth (e.g. large_fl4), when its name doesn't say")
 
 
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= `low`. argparse names the option in its one-line error
+    ("argument --batch-size/--batch: 0 not accepted: expected an integer >= 1"), so every count
+    option of every command says which one is wrong, in one place."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} not accepted: expected an integer >= {low}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} not accepted: expected an integer >= {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+COUNT, NONNEGATIVE = at_least(1), at_least(0)
+
+
+def parsed_by(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from one of our parsers (`contract.parse_batch`...): its one-sentence error becomes
+    argparse's, which names the option it was given to."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except FocalNetEdgeError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
 def _engine_args(p: argparse.ArgumentParser) -> None:
     from .engine import HARDWARE_COMPATIBILITY
 
     g = p.add_argument_group("TensorRT engines (where TensorRT and a GPU are present)")
-    g.add_argument("--workspace", type=int, default=None, metavar="MiB", help="workspace memory pool limit")
+    g.add_argument("--workspace", type=COUNT, default=None, metavar="MiB", help="workspace memory pool limit")
     g.add_argument("--opt-level", type=int, default=None, metavar="0-5", help="builder optimization level (TensorRT's default 3)")
     g.add_argument("--no-timing-cache", dest="timing_cache", action="store_false", help="don't load or save timing.cache")
-    g.add_argument("--dla-core", type=int, default=None, metavar="N", help="build for DLA core N (static shapes, GPU fallback)")
+    g.add_argument("--dla-core", type=NONNEGATIVE, default=None, metavar="N", help="build for DLA core N (static shapes, GPU fallback)")
     g.add_argument("--no-gpu-fallback", dest="gpu_fallback", action="store_false", help="with --dla-core: fail instead of falling back")
     g.add_argument("--version-compatible", action="store_true", help="engines that later TensorRT versions can load (lean runtime)")
     g.add_argument("--hardware-compatibility", choices=tuple(HARDWARE_COMPATIBILITY), default="none",
@@ -62,8 +98,6 @@ def _engine_options(args: argparse.Namespace):
         sizes = tuple(parse_image_size(x) for x in parts)
     if args.opt_level is not None and not 0 <= args.opt_level <= 5:
         raise ConfigError(f"--opt-level {args.opt_level} not accepted: expected 0 to 5")
-    if args.workspace is not None and args.workspace < 1:
-        raise ConfigError(f"--workspace {args.workspace} not accepted: expected a size in MiB >= 1")
     return EngineOptions(
         workspace_mib=args.workspace, optimization_level=args.opt_level, timing_cache=args.timing_cache,
         dla_core=args.dla_core, gpu_fallback=args.gpu_fallback, version_compatible=args.version_compatible,
@@ -253,13 +287,13 @@ EPILOG_PREDICT = """examples:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    from .contract import COLOR_ORDERS, HEADS
+    from .contract import COLOR_ORDERS, HEADS, parse_batch, parse_image_size
     from .model.preprocessing import RESIZE_MODES
     from .export.simplify import SIMPLIFIERS
 
     g = p.add_argument_group("export")
-    g.add_argument("--image-size", default=None, metavar="H[xW]", help="input size (default: the checkpoint's)")
-    g.add_argument("--batch", default="1:1:32", metavar="MIN:OPT:MAX", help="batch range (default 1:1:32); N means 1:N:N")
+    g.add_argument("--image-size", type=parsed_by(parse_image_size), default=None, metavar="H[xW]", help="input size (default: the checkpoint's)")
+    g.add_argument("--batch", type=parsed_by(parse_batch), default="1:1:32", metavar="MIN:OPT:MAX", help="batch range (default 1:1:32); N means 1:N:N")
     g.add_argument("--static-batch", dest="dynamic_batch", action="store_false", help="fixed batch OPT (default: a dynamic batch axis)")
     g.add_argument("--dynamic-size", action="store_true", help="dynamic height and width (multiples of the model's stride)")
     g.add_argument("--opset", type=int, default=None, help="ONNX opset, >= 17 (default 17; 18 with --frame-size any)")
@@ -280,13 +314,12 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 
 def _export_options(args: argparse.Namespace):
-    from .contract import parse_batch, parse_image_size
     from .pipeline import ExportOptions
 
     return ExportOptions(
         head=args.head,
-        image_size=parse_image_size(args.image_size),
-        batch=parse_batch(args.batch),
+        image_size=args.image_size,
+        batch=args.batch,
         dynamic_batch=args.dynamic_batch,
         dynamic_size=args.dynamic_size,
         opset=args.opset,
@@ -376,8 +409,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.exists():
         raise ArtifactError(f"{path}: no such artifact or output folder")
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit {args.limit} not accepted: expected a positive number of images")
     folder, names = (path, None) if path.is_dir() else (path.parent, [path.name])
     if args.artifact:
         names = [args.artifact]
@@ -404,6 +435,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def _expand_images(items: list[str]) -> list[Path]:
     from .errors import InputError
     from .images import IMAGE_SUFFIXES
+    from .io import not_a_file
 
     out: list[Path] = []
     for item in items:
@@ -413,7 +445,7 @@ def _expand_images(items: list[str]) -> list[Path]:
         elif p.is_file():
             out.append(p)
         else:
-            raise InputError(f"{p}: no such image file or folder")
+            raise InputError(not_a_file(p, "image file or folder"))
     if not out:
         raise InputError(f"no images in {', '.join(items)}")
     return out
@@ -443,10 +475,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .stream import StreamStats, predict_stream
     from .video import is_stream_source
 
-    if args.top_k < 1 or (args.batch_size is not None and args.batch_size < 1) or args.every < 1:
-        raise ConfigError("--top-k, --batch-size and --every must be >= 1")
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit {args.limit} not accepted: expected a positive number of frames")
     streams = [p for p in args.images if is_stream_source(p)] + list(args.source or [])
     if not args.images and not streams:
         raise InputError("nothing to classify: give image files or folders, videos, stream URLs or --source CAMERA_INDEX")
@@ -496,14 +524,14 @@ def _precision_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("precision and calibration")
     g.add_argument("--calib-data", default=None, metavar="SRC", help="image folder, video file or .npz (the demo brings its own)")
-    g.add_argument("--calib-size", type=int, default=256, metavar="N", help="calibration images to sample (default 256)")
+    g.add_argument("--calib-size", type=COUNT, default=256, metavar="N", help="calibration images to sample (default 256)")
     g.add_argument("--calib-seed", type=int, default=0, help="seed of the sample (default 0)")
     g.add_argument("--calib-method", choices=METHODS, default="max", help="INT8 range method (default max)")
     g.add_argument("--calib-percentile", type=float, default=99.99, help="percentile for --calib-method percentile")
     g.add_argument("--calib-cache", default=None, metavar="JSON", help="reuse (or write) calibration ranges")
     g.add_argument("--min-agreement", type=float, default=INT8_MIN_AGREEMENT,
                    help=f"INT8 gate: top-1 agreement on held-back images (default {INT8_MIN_AGREEMENT})")
-    g.add_argument("--max-fallback", type=int, default=8, help="INT8 gate: GEMM/Conv nodes it may return to float (default 8)")
+    g.add_argument("--max-fallback", type=NONNEGATIVE, default=8, help="INT8 gate: GEMM/Conv nodes it may return to float (default 8)")
     g.add_argument("--fp16-io", dest="keep_io_types", action="store_false",
                    help="FP16 graph with fp16 inputs/outputs (default: fp32 inputs/outputs)")
     g.add_argument("--no-cpu-int8", dest="cpu_int8", action="store_false", help="skip the ONNX Runtime CPU form of INT8")
@@ -517,8 +545,6 @@ def _precision_args(p: argparse.ArgumentParser) -> None:
 def _precision_options(args: argparse.Namespace):
     from .pipeline import PrecisionOptions
 
-    if args.calib_size < 1:
-        raise ConfigError(f"--calib-size {args.calib_size} not accepted: expected a positive number")
     if not 0 < args.min_agreement <= 1:
         raise ConfigError(f"--min-agreement {args.min_agreement} not accepted: expected a value in (0, 1]")
     if not 0 <= args.int8_smoothing <= 1:
@@ -596,7 +622,6 @@ def cmd_engine(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .contract import parse_image_size
     from .manifest import read_manifest
     from .outputs import lock, remove_partials
     from .pipeline import adopt_onnx, precision_stage
@@ -605,7 +630,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else src.parent
     options = _precision_options(args)
     with lock(out, special=args.output is not None):  # one run at a time per folder; --output / or ~ refused
-        fp32 = adopt_onnx(src, out, parse_image_size(args.image_size), force=args.force)
+        fp32 = adopt_onnx(src, out, args.image_size, force=args.force)
         remove_partials(out)  # what a killed calibrate left here: its work folder and files (not inside other runs' folders)
         try:
             manifest = read_manifest(out)
@@ -662,8 +687,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_folder
 
     batches = _parse_int_list(args.batch, "--batch")
-    if args.iterations < 1 or args.warmup < 0:
-        raise ConfigError("--iterations must be >= 1 and --warmup >= 0")
     results = bench_folder(Path(args.path), args.artifact, batches, args.warmup, args.iterations, progress=not args.quiet)
     rows = [("artifact", "precision", "batch", "p50 ms", "p90 ms", "p99 ms", "images/s")]
     for r in results:
@@ -752,22 +775,22 @@ def _deploy_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
     g.add_argument("--repo", default=None, metavar="DIR", help="the model repository to write <model>/ into")
     g.add_argument("--name", default=None, help="model name (default: from the model source)")
     g.add_argument("--artifact", default=None, help="file name or precision (default: the one `load` prefers on a --kind machine, engines first on a GPU)")
-    g.add_argument("--instances", type=int, default=1, metavar="N", help="instance_group count (default 1)")
+    g.add_argument("--instances", type=COUNT, default=1, metavar="N", help="instance_group count (default 1)")
     g.add_argument("--kind", choices=("gpu", "cpu"), default=None, help="instance kind (default gpu; engines need gpu)")
-    g.add_argument("--max-queue-delay-us", type=int, default=100, metavar="N", help="dynamic batcher queue delay (default 100)")
-    g.add_argument("--version", type=int, default=1, metavar="N", help="model version folder (default 1)")
+    g.add_argument("--max-queue-delay-us", type=NONNEGATIVE, default=100, metavar="N", help="dynamic batcher queue delay (default 100)")
+    g.add_argument("--version", type=COUNT, default=1, metavar="N", help="model version folder (default 1)")
     g = p.add_argument_group("--to deepstream")
     g.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None, help="nvinfer network-mode (default fp16 if built, else fp32)")
-    g.add_argument("--batch-size", type=int, default=None, metavar="N", help="primary batch-size (default: the folder's opt batch)")
-    g.add_argument("--secondary-batch-size", type=int, default=None, metavar="N", help="secondary batch-size (default min(16, max batch))")
+    g.add_argument("--batch-size", type=COUNT, default=None, metavar="N", help="primary batch-size (default: the folder's opt batch)")
+    g.add_argument("--secondary-batch-size", type=COUNT, default=None, metavar="N", help="secondary batch-size (default min(16, max batch))")
     g.add_argument("--classifier-threshold", type=float, default=None, metavar="P", help="classifier-threshold (default 0.0)")
-    g.add_argument("--gie-id", type=int, default=None, metavar="N", help="gie-unique-id of the primary classifier (default 1)")
-    g.add_argument("--secondary-gie-id", type=int, default=None, metavar="N", help="gie-unique-id of the secondary classifier (default 2)")
-    g.add_argument("--operate-on-gie-id", type=int, default=None, metavar="N", help="the detector's gie-unique-id (default 1)")
+    g.add_argument("--gie-id", type=COUNT, default=None, metavar="N", help="gie-unique-id of the primary classifier (default 1)")
+    g.add_argument("--secondary-gie-id", type=COUNT, default=None, metavar="N", help="gie-unique-id of the secondary classifier (default 2)")
+    g.add_argument("--operate-on-gie-id", type=COUNT, default=None, metavar="N", help="the detector's gie-unique-id (default 1)")
     g.add_argument("--operate-on-class-ids", default=None, metavar="0,2", help="the detector's classes to classify (default all)")
     g.add_argument("--normalize", choices=("auto", "graph", "nvinfer"), default=None,
                    help="per-channel std: in the DeepStream ONNX (graph, auto) or one approximate nvinfer scale")
-    g.add_argument("--gpu-id", type=int, default=None, metavar="N", help="gpu-id (default 0)")
+    g.add_argument("--gpu-id", type=NONNEGATIVE, default=None, metavar="N", help="gpu-id (default 0)")
     g.add_argument("--object-min-width", type=int, default=None, metavar="PX", help="secondary: smallest object width classified (default 32)")
     g.add_argument("--object-min-height", type=int, default=None, metavar="PX", help="secondary: smallest object height classified (default 32)")
     g.add_argument("--classifier-async-mode", action="store_true", default=None,
@@ -788,16 +811,17 @@ def _deploy_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
     p.add_argument("--metrics-port", type=int, default=8002, help="metrics port (default 8002)")
-    p.add_argument("--max-batch", type=int, default=None, metavar="N", help="largest server-side batch (default: the artifact's)")
-    p.add_argument("--instances", type=int, default=1, metavar="N", help="model instances (default 1)")
+    p.add_argument("--max-batch", type=COUNT, default=None, metavar="N", help="largest server-side batch (default: the artifact's)")
+    p.add_argument("--instances", type=COUNT, default=1, metavar="N", help="model instances (default 1)")
     p.add_argument("--artifact", default=None, help="artifact of the folder to serve (default: the best this machine runs)")
-    p.add_argument("--max-queue-delay-us", type=int, default=1000, metavar="N", help="dynamic batcher queue delay (default 1000)")
+    p.add_argument("--max-queue-delay-us", type=NONNEGATIVE, default=1000, metavar="N", help="dynamic batcher queue delay (default 1000)")
     p.add_argument("--name", default=None, help="model name (default: from the model source)")
     p.set_defaults(func=cmd_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .artifacts import BUILD_PRECISIONS
+    from .contract import parse_image_size
 
     # -v/-q are accepted before and after the command; SUPPRESS keeps the command's parser from
     # resetting what was given before it
@@ -855,7 +879,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default=None, metavar="DIR", help="output folder (default: the file's folder)")
     p.add_argument("--force", action="store_true",
                    help="write into a folder that is not empty and not ours, or holds a build of another model")
-    p.add_argument("--image-size", default=None, metavar="H[xW]", help="input size of a foreign file with dynamic height/width")
+    p.add_argument("--image-size", type=parsed_by(parse_image_size), default=None, metavar="H[xW]", help="input size of a foreign file with dynamic height/width")
     _precision_args(p)
     p.set_defaults(func=cmd_calibrate)
 
@@ -865,7 +889,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", default=None, help="image folder (folder per class gives accuracy); default: the demo model's test images; "
                         "other models: 64 images, no accuracy; or the stored ones")
     p.add_argument("--labels", default=None, help="CSV of relative/path,label rows")
-    p.add_argument("--limit", type=int, default=None, help="use the first N images")
+    p.add_argument("--limit", type=COUNT, default=None, help="use the first N images")
     p.add_argument("--artifact", default=None, help="only this artifact (file name or precision)")
     p.add_argument("--reference", default=None, metavar="SRC",
                    help="auto (default): PyTorch with the manifest's checkpoint where both are here, else the stored "
@@ -879,14 +903,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="*", help="image files or folders, video files, stream URLs (rtsp://, http(s)://) "
                         "or camera indices (0, 1, ...)")
     p.add_argument("--source", action="append", metavar="SRC", help="a video file, stream URL or camera index (repeatable)")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--batch-size", "--batch", type=int, default=None,
+    p.add_argument("--top-k", type=COUNT, default=5)
+    p.add_argument("--batch-size", "--batch", type=COUNT, default=None,
                    help="images or frames per inference (default: 16 images; for frames the artifact's optimal batch, "
                         "1 unless exported with --batch MIN:OPT:MAX)")
     p.add_argument("--artifact", default=None, help="artifact of the folder to use (default: the best this machine runs)")
     p.add_argument("--jsonl", action="store_true", help="one JSON line per image")
-    p.add_argument("--every", type=int, default=1, metavar="N", help="for videos and streams: every Nth frame (default 1)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="for videos and streams: stop after N frames (cameras never end)")
+    p.add_argument("--every", type=COUNT, default=1, metavar="N", help="for videos and streams: every Nth frame (default 1)")
+    p.add_argument("--limit", type=COUNT, default=None, metavar="N", help="for videos and streams: stop after N frames (cameras never end)")
     p.add_argument("--resize", choices=("opencv", "pil"), default="opencv",
                    help="for videos and streams: resize frames with OpenCV (default, fast) or Pillow (the reference's exact pixels)")
     p.set_defaults(func=cmd_predict)
@@ -902,8 +926,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="an output folder or an artifact")
     p.add_argument("--artifact", default=None, help="only this artifact (default: all this machine runs)")
     p.add_argument("--batch", default="1,8", help="batch sizes, e.g. 1,8 (default)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--iterations", type=int, default=20)
+    p.add_argument("--warmup", type=NONNEGATIVE, default=3)
+    p.add_argument("--iterations", type=COUNT, default=20)
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=cmd_bench)
 
@@ -917,6 +941,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     _deploy_parsers(command)
     return parser
+
+
+#: exit status when the reader of our output went away (`predict ... | head -1`): what a shell reports for a
+#: tool that SIGPIPE ended (128 + 13), as `yes | head -1` gives for yes; quiet, like such tools
+EXIT_PIPE_CLOSED = 141
+
+
+def _reader_gone() -> int:
+    """Stop quietly: point stdout at /dev/null so the buffered rest is not written (nor a second error raised) at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing is flushed to a pipe at exit
+        pass
+    return EXIT_PIPE_CLOSED
 
 
 class _Parser(argparse.ArgumentParser):
@@ -937,7 +977,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         versions.check()
         with signals.handled():  # SIGINT, SIGTERM, SIGHUP: cleaned up like Ctrl-C, later ones ignored
-            return func(args)
+            code = func(args)
+            sys.stdout.flush()  # here, so a reader that went away is caught below, not at interpreter exit
+            return code
+    except BrokenPipeError:
+        return _reader_gone()
     except FocalNetEdgeError as e:
         if args.verbose:
             raise

@@ -74,8 +74,9 @@ class InputContract:
     def max_batch(self) -> int | None:
         return self.batch[2] if self.dynamic_batch else self.batch[1]
 
-    def shape(self, batch: int | str = "batch", height: int | str | None = None, width: int | str | None = None) -> list[int | str]:
-        """The input's shape in its layout; symbolic height/width where dynamic unless given."""
+    def shape(self, batch: int | str | None = None, height: int | str | None = None, width: int | str | None = None) -> list[int | str]:
+        """The input's shape in its layout; symbolic batch, height and width where dynamic, unless given."""
+        batch = batch if batch is not None else "batch" if self.dynamic_batch else self.batch[1]
         any_size = self.frame_size == "any"
         h = height if height is not None else "frame_height" if any_size else "height" if self.dynamic_size else self.height
         w = width if width is not None else "frame_width" if any_size else "width" if self.dynamic_size else self.width
@@ -93,7 +94,7 @@ class InputContract:
         shape = self.shape(batch, self.height, self.width)
         if self.fused_preprocess:
             return rng.integers(0, 256, shape, dtype=np.uint8).astype(self.dtype)
-        return rng.standard_normal(shape).astype(self.dtype)
+        return rng.standard_normal(shape, dtype=np.float32).astype(self.dtype, copy=False)
 
     # -- images -> inputs (the one conversion every runner, calibration and verification use) ----
     def frames_from_images(self, images: list[ImageLike] | ImageLike) -> np.ndarray:
@@ -223,7 +224,9 @@ def parse_batch(text: str) -> tuple[int, int, int]:
         parts = [1, parts[0], parts[0]]
     if len(parts) != 3:
         raise ConfigError(f"batch {text!r} not understood: expected N or MIN:OPT:MAX, e.g. 1:8:32")
-    return InputContract(batch=tuple(parts)).batch  # validates
+    if not 1 <= parts[0] <= parts[1] <= parts[2]:
+        raise ConfigError(f"batch {text!r} not accepted: expected N >= 1, or MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX")
+    return InputContract(batch=tuple(parts)).batch  # validates the rest
 
 
 def parse_image_size(text: str | int | None) -> tuple[int, int] | None:

@@ -91,6 +91,10 @@ def _open(source: Path | io.BytesIO, path: Path | str) -> _PILImage.Image:
     """Decode `source` (a file or bytes); errors name `path`."""
     from PIL import Image, UnidentifiedImageError
 
+    from .io import not_a_file, special_file
+
+    if isinstance(source, Path) and special_file(source) not in (None, "a folder"):
+        raise InputError(not_a_file(source, "image file"))  # a FIFO would block the open
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtifactError
+from .errors import ArtifactError, FocalNetEdgeError
 
 
 @contextlib.contextmanager
@@ -94,9 +96,63 @@ def atomic_write_json(path: str | os.PathLike, value: Any, indent: int | None = 
     atomic_write_text(path, dumps_json(value, indent=indent) + "\n")
 
 
+#: what a path that is not a regular file is, in words (`special_file`)
+_SPECIAL_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                  (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def special_file(path: str | os.PathLike) -> str | None:
+    """What `path` is when it exists but is not a regular file ("a FIFO (named pipe)", "a folder"...), else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _SPECIAL_KINDS if test(mode)), "not a regular file")
+
+
+def not_a_file(path: str | os.PathLike, what: str) -> str:
+    """The sentence for a `what` (e.g. "image file") at `path` that cannot be read as one: missing, or what it is instead.
+
+    One wording everywhere a path names a file to read: a FIFO is never "no such file", and is
+    never opened (reading it would block until something writes to it).
+    """
+    kind = special_file(path)
+    if kind is None:
+        return f"{path}: no such {what}"
+    return f"{path}: is {kind}, not a regular file; expected {'an' if what[0] in 'aeiou' else 'a'} {what}"
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+#: OSError numbers that mean "the destination cannot take the data" rather than a bad input
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+@contextlib.contextmanager
+def named_as(final: str | os.PathLike, work: str | os.PathLike) -> Iterator[None]:
+    """Errors of the block that writes `final` through the work folder `work` name `final`, never `work`.
+
+    The user named `final` (--output); `work` (a staging folder) is ours and gone by the time
+    they read the message. A FocalNetEdgeError keeps its type and sentence with the path
+    replaced; an OSError of a full or read-only disk (`WRITE_ERRNOS`), from any library that
+    wrote into `work`, becomes one `ArtifactError` naming `final`.
+    """
+    final, work = str(final), str(work)
+    try:
+        yield
+    except FocalNetEdgeError as e:
+        if work not in str(e):
+            raise
+        raise type(e)(str(e).replace(work, final)) from None
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        raise ArtifactError(f"{final}: could not be written ({e.strerror or e})") from None

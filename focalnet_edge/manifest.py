@@ -20,6 +20,7 @@ from . import __version__
 from .artifacts import MANIFEST, ONNX, TENSORRT_PLAN, external_data_name
 from .errors import ArtifactError, FocalNetEdgeError
 from .io import atomic_write_text, dumps_json, sha256_file
+from .labels import REBUILD_FIX, check_labels
 
 TOOL = "focalnet-edge"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -200,6 +201,7 @@ def check_manifest(data: dict[str, Any], path: Path) -> None:
     if not isinstance(labels, dict) or not all(isinstance(k, str) and k.lstrip("-").isdigit() and isinstance(v, str)
                                                for k, v in labels.items()):
         raise _bad(path, "labels", labels, "an object of class index -> label")
+    check_labels(labels, str(path), REBUILD_FIX)
     if not isinstance(data.get("input"), dict):
         raise _bad(path, "input", data.get("input"), "an input contract object")
     problem = contract_problem(data["input"])

@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import onnx
 from google.protobuf.message import Message
 
@@ -174,9 +176,78 @@ def _copy_field(target, name: str, value) -> None:
         getattr(target, name).extend(value)
 
 
+def _subgraphs(node: onnx.NodeProto):
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.GRAPH:
+            yield a.g
+        elif a.type == onnx.AttributeProto.GRAPHS:
+            yield from a.graphs
+
+
+def _names_read(node: onnx.NodeProto) -> set[str]:
+    """The tensors `node` reads: its inputs and whatever its subgraphs (If, Loop, Scan) take from outer scopes."""
+    names = set(node.input)
+    for g in _subgraphs(node):
+        for inner in g.node:
+            names |= _names_read(inner)
+    return names
+
+
+def sort_nodes(graph: onnx.GraphProto) -> int:
+    """Put the nodes of `graph` (and of its subgraphs) in topological order, in place; returns how many moved.
+
+    ONNX requires it (onnx.checker, strict shape inference, Polygraphy and TensorRT's parser read
+    the nodes in file order), while tools that edit graphs append what they add at the end
+    (float16 conversion its input Casts, the quantizers their Q/DQ pairs). Kahn's algorithm,
+    taking among the ready nodes the one that came first, so a sorted graph keeps its order and
+    an unsorted one moves as little as it must. Nodes that cannot be ordered (a cycle, or an
+    input nothing produces) keep their order at the end, for the checker to name.
+    """
+    import heapq
+
+    for node in graph.node:
+        for g in _subgraphs(node):
+            sort_nodes(g)
+    nodes = list(graph.node)
+    producer = {out: k for k, n in enumerate(nodes) for out in n.output if out}
+    users: list[list[int]] = [[] for _ in nodes]
+    waiting = [0] * len(nodes)
+    for k, n in enumerate(nodes):
+        deps = {producer[name] for name in _names_read(n) if name in producer} - {k}
+        waiting[k] = len(deps)
+        for d in deps:
+            users[d].append(k)
+    ready = [k for k, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        k = heapq.heappop(ready)
+        order.append(k)
+        for u in users[k]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    placed = set(order)
+    order += [k for k in range(len(nodes)) if k not in placed]
+    moved = sum(k != i for i, k in enumerate(order))
+    if moved:
+        copies = []
+        for k in order:
+            c = onnx.NodeProto()
+            c.CopyFrom(nodes[k])
+            copies.append(c)
+        del graph.node[:]
+        graph.node.extend(copies)
+    return moved
+
+
 def save_onnx(model: onnx.ModelProto, path: str | os.PathLike, external: bool | None = None,
               base_dir: str | os.PathLike | None = None) -> Path | None:
     """Write `model` to `path` atomically; with its weights in `<path>.data` when `external`.
+
+    Every graph leaves here with its nodes in topological order (`sort_nodes`), whichever tool
+    edited it, so every ONNX file focalnet-edge writes is valid for consumers stricter than
+    ONNX Runtime.
 
     `external` None: when `wants_external_data`. Both files are written to temporary names and
     renamed when complete, the data file first, so no half-written file is ever at a final
@@ -195,6 +266,7 @@ def save_onnx(model: onnx.ModelProto, path: str | os.PathLike, external: bool | 
     data = data_path(path)
     if external is None:
         external = wants_external_data(model)
+    sort_nodes(model.graph)
     _settle(model)
     base = Path(base_dir) if base_dir is not None else None
     if not external:
@@ -306,6 +378,9 @@ def contract_from_metadata(meta: dict[str, Any], path: str | os.PathLike) -> tup
     labels = meta.get("labels", {})
     if not isinstance(labels, dict) or not all(str(k).lstrip("-").isdigit() and isinstance(v, str) for k, v in labels.items()):
         raise ArtifactError(f"{path}: its focalnet_edge.labels metadata is not an object of class index -> label")
+    from .labels import REBUILD_FIX, check_labels
+
+    check_labels(labels, f"{path} (focalnet_edge.labels)", REBUILD_FIX)
     for key, kind in (("head", str), ("precision", str), ("outputs", list)):
         if key in meta and not isinstance(meta[key], kind):
             raise ArtifactError(f"{path}: its focalnet_edge.{key} metadata is {meta[key]!r:.40}, expected a {kind.__name__}")
@@ -358,3 +433,36 @@ def ort_session(
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
         what = source if isinstance(source, str) else "the ONNX graph"
         raise ArtifactError(f"{what}: ONNX Runtime cannot load it ({str(e).splitlines()[0][:200]})") from None
+
+
+def static_batch(session_or_model: Any) -> int | None:
+    """The fixed batch of the first input of an ONNX Runtime session or a ModelProto (None: dynamic)."""
+    if isinstance(session_or_model, onnx.ModelProto):
+        dims = session_or_model.graph.input[0].type.tensor_type.shape.dim
+        first = dims[0].dim_value if len(dims) and dims[0].HasField("dim_value") else None
+    else:
+        first = session_or_model.get_inputs()[0].shape[0]
+    return first if isinstance(first, int) and first > 0 else None
+
+
+def input_batches(inputs: np.ndarray, batch: int, fixed: int | None = None) -> Iterator[tuple[np.ndarray, int]]:
+    """`inputs` in chunks a graph takes, with how many rows of each are real: `batch` rows, or with a
+    static batch `fixed` (`static_batch`) exactly that many, the last chunk padded by repeating its
+    last row (a maximum over rows is unchanged by the repeats; row-wise outputs drop them)."""
+    step = fixed or batch
+    for i in range(0, len(inputs), step):
+        chunk = inputs[i : i + step]
+        rows = len(chunk)
+        if fixed and rows < fixed:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - rows, axis=0)])
+        yield chunk, rows
+
+
+def run_rows(session: onnxruntime.InferenceSession, inputs: np.ndarray, batch: int = 32,
+             feed: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+    """Every output of `session` over `inputs` (first input), `batch` rows at a time or in its static
+    batch, concatenated along the batch with any padding dropped (outputs must be batch-major)."""
+    name = session.get_inputs()[0].name
+    parts = [[o[:rows] for o in session.run(None, {name: chunk, **(feed or {})})]
+             for chunk, rows in input_batches(inputs, batch, static_batch(session))]
+    return [np.concatenate(column) for column in zip(*parts)]

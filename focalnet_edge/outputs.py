@@ -46,6 +46,7 @@ from typing import Any
 
 from . import artifacts, signals
 from .errors import ArtifactError
+from .io import named_as
 from .manifest import MANIFEST, is_ours, load_manifest_json
 
 try:  # POSIX; elsewhere the folder is not locked
@@ -239,7 +240,8 @@ def claim(folder: str | os.PathLike, force: bool = False, weights: dict[str, str
                     shutil.copy2(path / artifacts.TIMING_CACHE, staging / artifacts.TIMING_CACHE)
             else:
                 os.chmod(staging, 0o777 & ~_umask())
-            yield stage
+            with named_as(path, staging):  # a full disk names --output, not the staging folder
+                yield stage
             with signals.deferred():  # the renames are not cut by a signal; it is raised after them
                 if stage.failed is not None:
                     stage.kept = keep_failed(staging, path, inside)

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import json
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from . import artifacts
 from .artifacts import CALIBRATION, FP32_ONNX, REPORT
 from .calibration.smoothing import ALPHA as SMOOTH_ALPHA
 from .errors import ArtifactError, InputError
+from .labels import CHECKPOINT_FIX, check_labels
 from .demo import uses_bundled_demo
 from .extras import require_torch
 from .io import atomic_write_json
@@ -520,6 +522,7 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
 
     stages: list[dict[str, Any]] = []  #: time and peak RSS per stage, into the manifest
     labels = ckpt.config.id2label if options.export.head in ("logits", "probs") else {}
+    check_labels(labels, ckpt.source, CHECKPOINT_FIX)  # before any work (export checks it too, for `export` alone)
     with claim(final, force, weights_sha256(ckpt), ckpt.source) as stage:
         out = stage.path
         log.info("export: %s -> %s", options.model, final / FP32_ONNX)
@@ -623,7 +626,7 @@ def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None 
     from .contract import InputContract
     from .io import atomic_path, sha256_file
     from .model.preprocessing import ImageSpec, resize_edge_for
-    from .onnx_io import read_metadata, set_metadata
+    from .onnx_io import has_external_data, read_metadata, save_onnx, set_metadata, sort_nodes
     from .outputs import check_adoption
 
     model = load_onnx(path)
@@ -631,7 +634,8 @@ def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None 
     adopting = Path(path).resolve() != target.resolve()
     if adopting:
         check_adoption(Path(output_dir), force, sha256_file(path))
-    if "input" not in read_metadata(model):
+    changed = "input" not in read_metadata(model)
+    if changed:
         inp = model.graph.input[0]
         dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
         if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT or len(dims) != 4 or dims[1] != 3:
@@ -646,6 +650,10 @@ def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None 
         set_metadata(model, {"input": json.loads(contract.to_json()), "head": "logits" if len(outs) == 1 and rank == 2 else "features",
                              "outputs": [o.name for o in outs], "labels": {}, "precision": "fp32", "source": str(path)})
     if adopting:
-        with atomic_path(target) as tmp:
-            onnx.save(model, str(tmp))
+        changed = sort_nodes(model.graph) > 0 or changed
+        if changed or has_external_data(load_onnx(path, external_data=False)):
+            save_onnx(model, target)  # sorted, atomic, large weights beside it
+        else:  # a valid file of ours (or already complete): the same bytes, so the same sha256
+            with atomic_path(target) as tmp:
+                shutil.copyfile(path, tmp)
     return target

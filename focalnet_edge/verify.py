@@ -31,6 +31,7 @@ class ImageSet:
     labels: list[int] | None = None  #: class index per image, when known
     skipped: int = 0  #: files that were not readable images
     frames: np.ndarray | None = None  #: uint8 RGB frames instead of paths (e.g. held-back calibration images)
+    source: str | None = None  #: where the images came from (the --images folder), for messages
 
     def __len__(self) -> int:
         return len(self.frames) if self.frames is not None else len(self.paths)
@@ -74,7 +75,7 @@ def load_image_set(source: str | Path, label_names: dict[int, str] | None = None
                     labels = None
                     break
                 labels.append(idx)
-    return ImageSet(images, labels, skipped)
+    return ImageSet(images, labels, skipped, source=str(root))
 
 
 #: images verified on when the user names none and the model is not the demo: a numeric check, not a benchmark
@@ -305,7 +306,8 @@ def reference_outputs(
         frame_parts.append(frames)
         kept.extend(idx)
     if not kept:
-        raise InputError("no readable image to verify with")
+        where = f"{images.source}: none of its {len(images)} images" if images.source else f"none of the {len(images)} images"
+        raise InputError(f"{where} could be read (each was skipped above); nothing to verify with")
     if skipped:
         log.warning("%d unreadable images skipped", skipped)
     outputs = {k: np.concatenate([p[k] for p in ref_parts]) for k in ref_parts[0]}

@@ -252,3 +252,33 @@ def test_demo_means_the_bundled_model_unless_a_local_demo_exists(tmp_path, monke
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert maxdiff(hf(x).logits, load_model("demo")(x).logits) <= TOL
+
+
+def test_a_bare_focalnet_model_checkpoint_builds_with_the_features_head(tmp_path, capsys):
+    """transformers' `FocalNetModel.save_pretrained` (keys `layernorm.*`, no `focalnet.` prefix, no head): the default
+    logits head says why not in one line; `--head features` builds, and its maps equal transformers' FocalNetBackbone's
+    on the same checkpoint."""
+    import numpy as np
+    import onnxruntime as ort
+    import transformers
+
+    from focalnet_edge.cli import main
+    from helpers import perturb_, small_config_dict
+
+    ckpt = tmp_path / "bare"
+    perturb_(transformers.FocalNetModel(transformers.FocalNetConfig(**small_config_dict()))).save_pretrained(ckpt)
+    assert main(["-q", "build", "--model", str(ckpt), "--precision", "fp32", "--output", str(tmp_path / "no")]) == 2
+    assert "has no classifier weights, so no logits head; try --head features" in capsys.readouterr().err
+    out = tmp_path / "out"
+    code = main(["-q", "build", "--model", str(ckpt), "--head", "features", "--out-features", "stage1,stage2,stage4",
+                 "--precision", "fp16", "--output", str(out)])
+    assert code == 0, capsys.readouterr().err
+    reference = transformers.FocalNetBackbone.from_pretrained(ckpt, out_features=["stage1", "stage2", "stage4"]).eval()
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        expect = [t.numpy() for t in reference(torch.from_numpy(x)).feature_maps]
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["stage1", "stage2", "stage4"]
+    for got, want in zip(sess.run(None, {"pixel_values": x}), expect):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert json.loads((out / "manifest.json").read_text())["head"] == "features"

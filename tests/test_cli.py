@@ -12,7 +12,10 @@ from focalnet_edge.demo import demo_images
 
 
 def run_cli(capsys, *argv):
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse's usage errors (an option's value out of range, named by argparse)
+        code = e.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -69,8 +72,8 @@ def test_verify_fails_with_exit_1_when_thresholds_fail(capsys, tmp_path):
     [
         (["info", "--model", "/no/such/ckpt"], ["/no/such/ckpt", "no such file or folder"]),
         (["export", "--model", "demo", "--image-size", "100", "--dynamic-size"], ["height 100 and width 100 not accepted", "multiples of 32"]),
-        (["export", "--model", "demo", "--batch", "8:1:2"], ["batch 8:1:2 not accepted"]),
-        (["export", "--model", "demo", "--image-size", "big"], ["image size 'big' not understood"]),
+        (["export", "--model", "demo", "--batch", "8:1:2"], ["argument --batch: batch '8:1:2' not accepted"]),
+        (["export", "--model", "demo", "--image-size", "big"], ["argument --image-size: image size 'big' not understood"]),
         (["export", "--model", "demo", "--opset", "11"], ["opset 11 not supported"]),
         (["verify", "/no/such/out"], ["/no/such/out", "no such artifact or output folder"]),
         (["verify", "/tmp"], ["/tmp", "no manifest.json"]),
@@ -180,3 +183,27 @@ def test_predict_skips_an_unreadable_image_in_a_folder_and_names_it(capsys, tmp_
     assert f"skipped {folder / 'b.png'}: not a readable image" in caplog.text + err
     code, _, err = run_cli(capsys, "predict", str(out_dir), str(folder / "b.png"))  # named explicitly: an error
     assert code == 2 and "b.png: not a readable image" in err
+
+
+def test_predict_into_head_stops_quietly_like_a_unix_tool(tmp_path):
+    """`predict OUT many/ | head -1` through a real shell pipe: one line out, no traceback, exit status 141 (SIGPIPE's)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    out_dir = tmp_path / "out"
+    assert main(["-q", "export", "--model", "demo", "--output", str(out_dir)]) == 0
+    many = tmp_path / "many"
+    many.mkdir()
+    image, _ = demo_images()[0]
+    for i in range(600):  # ~200 bytes a line: far more than a pipe holds once head has gone
+        shutil.copy(image, many / f"{i:04d}-{'x' * 120}.png")
+    script = f'"{sys.executable}" -m focalnet_edge.cli -q predict "{out_dir}" "{many}" --top-k 5 | head -1; echo "status ${{PIPESTATUS[0]}}" >&2'
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.stdout.count("\n") == 1 and r.stdout.startswith(str(many / "0000-"))
+    *before, status = r.stderr.strip().splitlines()
+    assert status == "status 141", r.stderr
+    assert before == ["using model.onnx: never verified; run `focalnet-edge verify` on the folder"], r.stderr  # no BrokenPipeError, no "Exception ignored"

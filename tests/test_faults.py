@@ -386,6 +386,30 @@ def test_absurd_config_refused_before_allocation(tmp_path, capsys, field, value)
     assert code == 2 and field in one_line(err)
 
 
+@pytest.mark.parametrize("where", ["--image-size", "config.json"])
+@pytest.mark.parametrize("command", ["export", "build"])
+def test_image_size_beyond_memory_is_refused_up_front(tmp_path, capsys, where, command):
+    """`--image-size 32768` (or a config with it): one line naming the size, exit 2, nothing written (was numpy's MemoryError)."""
+    from focalnet_edge.limits import available_memory
+    from focalnet_edge.model import FocalNetConfig
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(SWITCHES, ckpt)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    if 0.5 * (available_memory() or 0) > FocalNetConfig.from_dict(cfg).forward_bytes(32768, 32768, 2):
+        pytest.skip("this machine has the memory to export at 32768x32768")
+    extra = ["--image-size", "32768"]
+    if where == "config.json":
+        cfg["image_size"], extra = 32768, []
+        (ckpt / "config.json").write_text(json.dumps(cfg))
+        (ckpt / "preprocessor_config.json").unlink()  # else its size wins
+    code, err = run(capsys, "-q", command, "--model", ckpt, "--output", tmp_path / "out", *extra, "--precision" if command == "build" else "--opset",
+                    "fp32" if command == "build" else "17")
+    line = one_line(err)
+    assert code == 2 and "32768x32768" in line and "GiB of memory" in line and "--image-size" in line, line
+    assert not (tmp_path / "out").exists()
+
+
 # -- the Python API -------------------------------------------------------------------------------------
 def test_python_api_errors(good):
     from focalnet_edge.runtime import load
@@ -407,6 +431,28 @@ def test_python_api_errors(good):
             call()
     with pytest.raises(FocalNetEdgeError):
         load(good / "nope")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float64", "int64"])
+def test_a_torch_tensor_of_another_dtype_is_one_input_error(good, dtype):
+    """A bfloat16 tensor (numpy has no such type: a bare TypeError before) is refused like any other dtype, naming it,
+    by the runners and by the PyTorch model alike; the same values as float32 run."""
+    import torch
+
+    from focalnet_edge.model import load_model
+    from focalnet_edge.runtime import load
+
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)).to(getattr(torch, dtype))
+    with load(good) as runner:
+        with pytest.raises(InputError, match=f"dtype {dtype}, expected float32") as e:
+            runner(x)
+        assert "\n" not in str(e.value)
+        assert runner(x.float()).shape == (2, 10)
+    model = load_model("demo")
+    with pytest.raises(InputError, match=f"pixel_values are {dtype} but the model's weights are float32"):
+        model(x)
+    if dtype == "bfloat16":  # what the message offers works
+        assert model.to(torch.bfloat16)(x).logits.dtype == torch.bfloat16
 
 
 def test_finite_helper_handles_numpy_scalars():

@@ -61,6 +61,15 @@ def _sample(items: list, size: int | None, seed: int) -> list:
     return [items[i] for i in idx]
 
 
+def _check_memory(contract: InputContract, images: int) -> None:
+    """Refuse up front a calibration set that would not fit in memory (its uint8 frames and model inputs are kept)."""
+    from ..limits import require_memory
+
+    per_image = contract.height * contract.width * 3 * (1 + np.dtype(contract.dtype).itemsize)
+    require_memory(images * per_image, f"--calib-size {images} ({contract.height}x{contract.width} images)",
+                   "choose a smaller --calib-size")
+
+
 def load_calibration_data(
     source: str | Path,
     contract: InputContract,
@@ -79,7 +88,9 @@ def load_calibration_data(
     if path.is_dir():
         return _from_folder(path, contract, size, seed, progress)
     if not path.is_file():
-        raise InputError(f"{path}: no such calibration folder or file")
+        from ..io import not_a_file
+
+        raise InputError(not_a_file(path, "calibration folder or file"))
     if path.suffix.lower() == ".npz":
         return _from_npz(path, contract, size, seed)
     if is_video(path):
@@ -100,6 +111,7 @@ def _from_folder(folder: Path, contract: InputContract, size: int | None, seed: 
     # a deterministic order; unreadable files are skipped and the next ones taken instead
     order = images if size is None or len(images) <= size else [images[i] for i in np.random.default_rng(seed).permutation(len(images))]
     target = len(images) if size is None else min(size, len(images))
+    _check_memory(contract, target)
     frames, picked = [], []
     with tqdm(total=target, desc="calibration images", disable=None if progress else True, unit="img") as bar:
         for p in order:
@@ -127,6 +139,7 @@ def _from_video(path: Path, contract: InputContract, size: int, progress: bool) 
 
     from ..video import sample_frames
 
+    _check_memory(contract, size)
     spec = contract.image_spec
     frames = [np.asarray(spec.resize_and_crop(Image.fromarray(rgb)))
               for rgb in tqdm(sample_frames(path, size), total=size, desc="video frames", disable=None if progress else True)]

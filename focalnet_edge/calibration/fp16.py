@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import onnx.version_converter
 
-from ..onnx_io import load_onnx, ort_session, read_metadata, save_onnx, set_metadata
+from ..onnx_io import input_batches, load_onnx, ort_session, read_metadata, save_onnx, set_metadata, static_batch
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,8 @@ def probe_maxima(model: str | Path, inputs: np.ndarray, tensors: list[str] | Non
         sess = ort_session(tmp, optimize=optimize, priority_order=True)  # each tensor freed once reduced
         back = {v: k for k, v in names.items()}
         outs = [back[o.name] for o in sess.get_outputs()]
-        for i in range(0, len(inputs), batch):
-            for name, value in zip(outs, sess.run(None, {input_name: inputs[i : i + batch]})):
+        for chunk, _ in input_batches(inputs, batch, static_batch(sess)):  # maxima: padding rows repeat real ones
+            for name, value in zip(outs, sess.run(None, {input_name: chunk})):
                 value = value.astype(np.float64) if value.ndim else float(value)
                 peak[name] = value if name not in peak else np.maximum(peak[name], value)
         del sess

@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 
 from ..metrics import cosine, sqnr_db, topk_agreement
-from ..onnx_io import ort_session
+from ..onnx_io import ort_session, run_rows
 from .placement import QDQ_OPS
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,7 @@ class GateTarget:
 
 def outputs(model: onnx.ModelProto | str, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
     """The first output of `model` (ONNX Runtime CPU) on `inputs`, float32."""
-    sess = ort_session(model)
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: inputs[i : i + batch]})[0] for i in range(0, len(inputs), batch)]).astype(np.float32)
+    return run_rows(ort_session(model), inputs, batch)[0].astype(np.float32)
 
 
 def holdout_note(images: int, held_out: bool = True) -> str | None:
@@ -200,7 +198,7 @@ def local_noise(qmodel: onnx.ModelProto, fp32: onnx.ModelProto, candidates: list
             probe.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
     sess = ort_session(probe, optimize=False)
     names = [o.name for o in sess.get_outputs()]
-    values = dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: inputs})))
+    values = dict(zip(names, run_rows(sess, inputs, len(inputs))))
     noise = {}
     for name in candidates:
         total = weight_noise.get(name, 0.0)
@@ -261,8 +259,7 @@ class Switchboard:
         """The first output with the nodes `names` in float (the others quantized) on `inputs`."""
         names = set(names)
         feed = {v: np.array(k in names) for k, v in self.switch.items()}
-        return np.concatenate([self.session.run(None, {self.input: inputs[i : i + batch], **feed})[0]
-                               for i in range(0, len(inputs), batch)]).astype(np.float32)
+        return run_rows(self.session, inputs, batch, feed)[0].astype(np.float32)
 
 
 def risky_images(ref: np.ndarray, out: np.ndarray, count: int, classify: bool) -> np.ndarray:

@@ -33,7 +33,7 @@ import onnx
 from ..artifacts import INT8_MIN_AGREEMENT, INT8_MIN_COSINE, INT8_MIN_SQNR_DB
 from ..errors import ConfigError, InputError
 from ..io import atomic_write_text
-from ..onnx_io import read_metadata, save_onnx, set_metadata
+from ..onnx_io import input_batches, read_metadata, save_onnx, set_metadata, static_batch
 from . import gate
 from .placement import (
     WEIGHTED_OPS,
@@ -92,18 +92,15 @@ def quantizable_nodes(model: onnx.ModelProto, form: str) -> list[str]:
 class _Reader:
     """onnxruntime.quantization.CalibrationDataReader over an array of inputs."""
 
-    def __init__(self, name: str, inputs: np.ndarray, batch: int = 16) -> None:
-        self.name, self.inputs, self.batch, self.i = name, inputs, batch, 0
+    def __init__(self, name: str, inputs: np.ndarray, batch: int = 16, fixed: int | None = None) -> None:
+        self.name = name
+        self.chunks = [chunk for chunk, _ in input_batches(inputs, batch, fixed)]  # a static batch: padded by repeats
 
     def get_next(self):
-        if self.i >= len(self.inputs):
-            return None
-        chunk = self.inputs[self.i : self.i + self.batch]
-        self.i += self.batch
-        return {self.name: chunk}
+        return {self.name: self.chunks.pop(0)} if self.chunks else None
 
     def __len__(self) -> int:
-        return (len(self.inputs) + self.batch - 1) // self.batch
+        return len(self.chunks)
 
     def __iter__(self):
         while (item := self.get_next()) is not None:
@@ -137,7 +134,7 @@ def compute_ranges(fp32_path: str | Path, inputs: np.ndarray, method: str = DEFA
     if not 0 < percentile <= 100:
         raise ConfigError(f"calibration percentile {percentile} not accepted: expected a value in (0, 100]")
     model = onnx.load(str(fp32_path))
-    name = model.graph.input[0].name
+    name, fixed = model.graph.input[0].name, static_batch(model)
     consts = {i.name for i in model.graph.initializer} | {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
     wanted = {i for n in model.graph.node if n.op_type in QUANTIZED_OPS for i in n.input if i and i not in consts}
     if residual:
@@ -149,7 +146,7 @@ def compute_ranges(fp32_path: str | Path, inputs: np.ndarray, method: str = DEFA
         starts = range(0, len(inputs), batch)
         for i in tqdm(starts, desc=f"int8 calibration ({method})", unit="batch", disable=None if progress else True):
             with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints a line per call
-                calibrator.collect_data(_Reader(name, inputs[i : i + batch], batch))
+                calibrator.collect_data(_Reader(name, inputs[i : i + batch], batch, fixed))
         with contextlib.redirect_stdout(io.StringIO()):
             data = calibrator.compute_data()
     out = {}

@@ -482,14 +482,11 @@ def _engine_entry(manifest: dict[str, Any], source: dict[str, Any]) -> dict[str,
 
 
 def _labels(manifest: dict[str, Any], folder: Path) -> list[str]:
+    from ..labels import REBUILD_FIX, ordered_labels
+
     labels = manifest.get("labels") or {}
     n = int(manifest.get("model", {}).get("config", {}).get("num_labels") or len(labels))
-    out = []
-    for i in range(n):
-        label = str(labels.get(str(i), i))
-        if "\n" in label or "\r" in label:
-            raise ConfigError(f"{folder}: label {i} ({label!r}) contains a line break; nvinfer's labels file can't hold it")
-        out.append(label.replace(";", ","))  # ';' separates the labels in nvinfer's file
+    out = ordered_labels(labels, n, f"{folder / MANIFEST}", REBUILD_FIX)  # ';' and line breaks refused
     if not out:
         raise ConfigError(f"{folder}: the {MANIFEST} lists no labels and no num_labels")
     return out
@@ -552,36 +549,11 @@ def _write_onnx(source: Path, path: Path, plan: Plan) -> None:
             "normalisation_in_graph": plan.normalisation.prepend is not None,
         },
     })
-    _sort_nodes(graph)
-    save_onnx(model, path)  # a large graph keeps its weights beside it (path.data), which nvinfer's parser reads
+    save_onnx(model, path)  # sorted there; a large graph keeps its weights beside it (path.data), which nvinfer's parser reads
     try:
         onnx.checker.check_model(str(path))  # the file: any size, no second copy in memory
     except onnx.checker.ValidationError as e:
         raise ArtifactError(f"{source}: the DeepStream graph derived from it is not valid ONNX ({e})") from None
-
-
-def _sort_nodes(graph) -> None:
-    """Order the nodes topologically (float16 conversion leaves its input Casts at the end)."""
-    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
-    pending, ordered = list(range(len(graph.node))), []
-    while pending:
-        ready = [k for k in pending if all(i in known for i in graph.node[k].input)]
-        if not ready:  # a cycle or a dangling input: keep the rest as it is, the checker reports it
-            ordered += pending
-            break
-        for k in ready:
-            known.update(graph.node[k].output)
-        ordered += ready
-        done = set(ready)
-        pending = [k for k in pending if k not in done]
-    nodes = [graph.node[k] for k in ordered]
-    copies = []
-    for n in nodes:
-        c = type(n)()
-        c.CopyFrom(n)
-        copies.append(c)
-    del graph.node[:]
-    graph.node.extend(copies)
 
 
 def render_config(

@@ -122,8 +122,11 @@ def _dims(values: list[int]) -> str:
 
 
 def _labels_text(manifest: dict, classes: int) -> str:
-    labels = {int(k): v for k, v in (manifest.get("labels") or {}).items()}
-    return "".join(f"{labels.get(i, str(i))}\n".replace("\r", " ") for i in range(classes))
+    """labels.txt: line n is the label of class n (`labels.ordered_labels` refuses what would shift the lines)."""
+    from ..labels import REBUILD_FIX, ordered_labels
+
+    labels = ordered_labels(manifest.get("labels") or {}, classes, "the folder's manifest.json", REBUILD_FIX)
+    return "".join(f"{label}\n" for label in labels)
 
 
 def config_text(name: str, entry: dict, manifest: dict, inputs: list[IOTensor], outputs: list[IOTensor],

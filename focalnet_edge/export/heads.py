@@ -107,6 +107,8 @@ def build_head(ckpt: Checkpoint, head: str, out_features: list[str] | None = Non
     """The model of `ckpt` wrapped for export with the named head."""
     if head not in HEADS:
         raise ConfigError(f"head {head!r} not supported; expected one of {', '.join(HEADS)}")
+    if out_features and head != "features":  # refused, never ignored
+        raise ConfigError(f"--out-features {','.join(out_features)}: applies to --head features (here --head {head})")
     if head in ("logits", "probs"):
         if not any(k.startswith("classifier.") for k in ckpt.state_dict):
             raise CheckpointError(f"{ckpt.source}: has no classifier weights, so no {head} head; try --head features")
@@ -120,7 +122,7 @@ def build_head(ckpt: Checkpoint, head: str, out_features: list[str] | None = Non
         config = copy.deepcopy(config)
         config.out_features = list(out_features)
     state = {k: v for k, v in ckpt.state_dict.items() if not k.startswith(("classifier.", "decoder."))}
-    if not any(k.startswith("focalnet.layernorm.") for k in state):
+    if not any(k.removeprefix("focalnet.").startswith("layernorm.") for k in state):  # a head's checkpoint or a bare FocalNetModel's
         raise CheckpointError(f"{ckpt.source}: not a FocalNet checkpoint with a final layernorm")
     backbone_ckpt = Checkpoint(config, state, ckpt.preprocessing, ckpt.source, ckpt.files)
     return FeaturesHead(load_model(backbone_ckpt, FocalNetBackbone))

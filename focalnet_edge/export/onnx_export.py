@@ -17,6 +17,7 @@ import torch
 
 from .. import __version__
 from ..errors import ArtifactError, ConfigError
+from ..labels import CHECKPOINT_FIX, check_labels
 from ..onnx_io import data_path, ort_session, save_onnx, set_metadata
 from ..model.weights import Checkpoint
 from ..contract import InputContract
@@ -54,6 +55,10 @@ def _max_abs(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return max(float(np.abs(x.astype(np.float64) - y.astype(np.float64)).max()) for x, y in zip(a, b))
 
 
+#: the options of raw frames (`--fuse-preprocess`) and their values when not given
+FRAME_OPTIONS = {"layout": None, "color_order": "RGB", "frames_dtype": "uint8", "frame_size": "input"}
+
+
 def make_contract(
     ckpt: Checkpoint,
     image_size: tuple[int, int] | None,
@@ -70,8 +75,13 @@ def make_contract(
     """The input contract of the graph to export (checked before anything is traced)."""
     if fuse_preprocess and frames_dtype not in ("uint8", "float32"):
         raise ConfigError(f"frames dtype {frames_dtype!r} not supported; expected uint8 or float32")
-    if not fuse_preprocess and (layout not in (None, "NCHW") or color_order != "RGB" or frames_dtype != "uint8" or frame_size != "input"):
-        raise ConfigError("--layout, --color-order, --frames-dtype and --frame-size apply to raw frames: add --fuse-preprocess")
+    if not fuse_preprocess:  # an option of raw frames given without them is refused, never ignored
+        given = [f"--{k.replace('_', '-')} {v}" for k, v in
+                 (("layout", layout), ("color_order", color_order), ("frames_dtype", frames_dtype), ("frame_size", frame_size))
+                 if v != FRAME_OPTIONS[k]]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: {'these apply' if len(given) > 1 else 'applies'} to raw frames, "
+                              "and this graph takes pixel values; add --fuse-preprocess (or leave them out)")
     height, width = image_size or (ckpt.preprocessing.height, ckpt.preprocessing.width)
     return InputContract(
         name="frames" if fuse_preprocess else "pixel_values",
@@ -206,6 +216,8 @@ def export_onnx(
         raise ConfigError(f"opset {opset} not supported: focalnet-edge exports opset >= {MIN_OPSET} (one LayerNormalization node per norm)")
     if in_graph and opset < RESIZE_OPSET:
         raise ConfigError(f"opset {opset} not supported with --frame-size any: the resize in the graph needs opset >= {RESIZE_OPSET}")
+    labels = dict(ckpt.config.id2label) if head in ("logits", "probs") else {}
+    check_labels(labels, ckpt.source, CHECKPOINT_FIX)
     contract = make_contract(ckpt, image_size, batch, dynamic_batch, dynamic_size, fuse_preprocess, frames_dtype, layout, color_order,
                              resize_mode, frame_size)
     if in_graph:
@@ -214,16 +226,19 @@ def export_onnx(
     module = build_head(ckpt, head, out_features)
     if traced.dynamic_size:  # a graph of one size pads (constant amounts); one of any size has no padding in it
         module.model.check_input_size(contract.height, contract.width)
+    batch_traced = 2 if contract.dynamic_batch else contract.batch[1]
+    ckpt.config.check_input_memory(traced.height, traced.width, batch_traced,
+                                   f"exporting at input size {traced.height}x{traced.width} (batch {batch_traced})",
+                                   "choose a smaller --image-size (default: the checkpoint's image_size)")
     if fuse_preprocess:
         spec = contract.image_spec
         module = FusedPreprocess(module, spec.mean, spec.std, spec.rescale_factor, traced.layout, traced.color_order)
     module.eval()
     output = Path(output)
-    x = traced.sample_input(2 if contract.dynamic_batch else contract.batch[1])
+    x = traced.sample_input(batch_traced)
     feed = {traced.name: x}  # the traced body's input (frames of the input size with --frame-size any)
     with torch.no_grad():
         reference = [t.numpy() for t in module(torch.from_numpy(x))]
-    labels = dict(ckpt.config.id2label) if head in ("logits", "probs") else {}
     outputs = module.output_names
     # Memory: the graph goes through files, never two copies of the weights at once in this
     # process beyond the model's own (torch's export, the raw file, the simplified file).

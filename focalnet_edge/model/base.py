@@ -128,6 +128,11 @@ class FocalNetPreTrainedModel(nn.Module):
             )
         if pixel_values.shape[2] < 1 or pixel_values.shape[3] < 1:
             raise InputError(f"pixel_values of shape {tuple(pixel_values.shape)} not accepted: the image is empty")
+        weight = next(self.parameters(), None)
+        if weight is not None and pixel_values.dtype != weight.dtype:
+            have, want = (str(t).removeprefix("torch.") for t in (pixel_values.dtype, weight.dtype))
+            raise InputError(f"pixel_values are {have} but the model's weights are {want}: pass pixel_values.to(torch.{want}), "
+                             f"or convert the model with model.to(torch.{have})")
 
     def _output_switches(self, output_hidden_states: bool | None, return_dict: bool | None) -> tuple[bool, bool]:
         """The call's `output_hidden_states` and `return_dict`, the config's where not given (transformers' rule)."""

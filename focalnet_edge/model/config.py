@@ -322,6 +322,21 @@ class FocalNetConfig:
         """Heights and widths that are multiples of this need no padding anywhere in the model."""
         return self.stem_stride * 2 ** (self.num_stages - 1)
 
+    def forward_bytes(self, height: int, width: int, batch: int = 1) -> int:
+        """Memory a forward pass over a (batch, 3, height, width) input takes, roughly: the input and the
+        first stage's live activations (the MLP's mlp_ratio * C channels and the block's others at
+        stride `stem_stride`), which dominate; later stages are 4x smaller each. Measured: the demo
+        (C=16) at 2048x2048, batch 2, peaks at 400 MB over its weights in PyTorch; this gives 450 MB.
+        """
+        pixels = batch * height * width
+        return int(4 * pixels * (3 + self.embed_dim * 2 * (self.mlp_ratio + 2) / self.stem_stride**2))
+
+    def check_input_memory(self, height: int, width: int, batch: int, what: str, fix: str) -> None:
+        """`ConfigError` when a forward pass at this size would not fit in the memory available (`forward_bytes`)."""
+        from ..limits import require_memory
+
+        require_memory(self.forward_bytes(height, width, batch), what, fix, share=0.5)
+
     @property
     def image_hw(self) -> tuple[int, int]:
         return _pair(self.image_size, "image_size")

@@ -93,6 +93,8 @@ class Runner(abc.ABC):
         self._check_open()
         as_torch = _is_torch(batch)
         device = batch.device if as_torch else None
+        if as_torch:  # its dtype first: before a copy, and numpy has no type for some (bfloat16: a bare TypeError)
+            self.contract.check_shape(tuple(batch.shape), str(batch.dtype).removeprefix("torch."))
         array = batch.detach().cpu().numpy() if as_torch else host_array(batch)
         if array is None:
             buffer = device_buffer(batch, stream_handle(stream if stream is not None else self.stream) or None)

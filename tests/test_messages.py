@@ -1,0 +1,150 @@
+"""Messages that name what is wrong (issue 27 item 15), each through the real command line.
+
+- every count option of every command names itself when out of range (one argparse type);
+- `verify --images DIR` whose files are all unreadable names DIR;
+- a FIFO given as an image or as calibration data is "a FIFO (named pipe), not a regular file" (and is never opened);
+- a full disk (a real tmpfs) names --output, not the staging folder;
+- options that would be ignored (--layout without --fuse-preprocess, --out-features with another head) are refused;
+- `--static-batch --batch 4` prints the input's real shape.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from focalnet_edge.cli import main
+from focalnet_edge.demo import demo_images
+from focalnet_edge.errors import InputError
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("msg") / "out"
+    assert main(["-q", "export", "--model", "demo", "--output", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("argv,named", [
+    (["predict", "{out}", "{image}", "--batch", "0"], "argument --batch-size/--batch: 0 not accepted: expected an integer >= 1"),
+    (["predict", "{out}", "{image}", "--top-k", "0"], "argument --top-k: 0 not accepted"),
+    (["predict", "{out}", "{image}", "--every", "-2"], "argument --every: -2 not accepted"),
+    (["predict", "{out}", "{image}", "--limit", "zero"], "argument --limit: 'zero' not accepted: expected an integer >= 1"),
+    (["verify", "{out}", "--limit", "0"], "argument --limit: 0 not accepted"),
+    (["bench", "{out}", "--iterations", "0"], "argument --iterations: 0 not accepted"),
+    (["bench", "{out}", "--warmup", "-1"], "argument --warmup: -1 not accepted: expected an integer >= 0"),
+    (["calibrate", "{out}/model.onnx", "--calib-size", "0"], "argument --calib-size: 0 not accepted"),
+    (["deploy", "{out}", "--to", "triton", "--repo", "{out}/r", "--instances", "0"], "argument --instances: 0 not accepted"),
+    (["export", "--batch", "0", "--output", "{out}/x"], "argument --batch: batch '0' not accepted: expected N >= 1"),
+    (["export", "--batch", "4:2:8", "--output", "{out}/x"], "argument --batch: batch '4:2:8' not accepted"),
+    (["export", "--image-size", "abc", "--output", "{out}/x"], "argument --image-size: image size 'abc' not understood"),
+])
+def test_an_out_of_range_option_names_itself(capsys, folder, argv, named):
+    image, _ = demo_images()[0]
+    code, _, err = run(capsys, *(a.format(out=folder, image=image) for a in argv))
+    assert code == 2 and named in one_line(err)
+
+
+def test_verify_on_a_folder_of_unreadable_files_names_the_folder(capsys, folder, tmp_path):
+    images = tmp_path / "broken"
+    images.mkdir()
+    for name in ("a.png", "b.jpg", "c.jpeg"):
+        (images / name).write_bytes(b"not an image")
+    code, _, err = run(capsys, "-q", "verify", folder, "--images", images)
+    assert code == 2
+    assert f"{images}: none of its 3 images could be read" in err.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    path = tmp_path / "frame.png"
+    os.mkfifo(path)
+    return path
+
+
+def test_a_fifo_is_not_a_regular_file_wherever_an_image_is_read(capsys, folder, fifo):
+    """Nothing writes to the FIFO: opening it would block, so a hang is the failure this test would show."""
+    code, _, err = run(capsys, "predict", folder, fifo)
+    assert code == 2 and one_line(err).endswith(f"{fifo}: is a FIFO (named pipe), not a regular file; expected an image file or folder")
+    from focalnet_edge.runtime import load
+
+    with load(folder) as runner, pytest.raises(InputError, match="is a FIFO \\(named pipe\\), not a regular file; expected an image file"):
+        runner.predict(fifo)
+    code, _, err = run(capsys, "calibrate", folder / "model.onnx", "--precision", "int8", "--calib-data", fifo, "--output", fifo.parent / "c")
+    assert code == 2 and "is a FIFO (named pipe), not a regular file; expected a calibration folder or file" in one_line(err)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="mounting a tmpfs needs root")
+@pytest.mark.parametrize("size", ["300k", "1200k", "2500k"])
+def test_a_full_disk_names_the_output_folder(capsys, tmp_path, size):
+    """A real tmpfs too small for the build: one line naming --output (not the staging folder), nothing left at --output."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], check=True)
+    try:
+        out = disk / "out"
+        code, _, err = run(capsys, "-q", "build", "--precision", "best", "--output", out)
+        line = one_line(err)
+        assert code == 2 and "No space left on device" in line, line
+        assert line.startswith(f"focalnet-edge build: error: {out}") and "staging" not in line, line
+        assert not out.exists()
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--layout", "NCHW"], "--layout NCHW: applies to raw frames, and this graph takes pixel values; add --fuse-preprocess"),
+    (["--frames-dtype", "float32", "--color-order", "BGR"], "--color-order BGR, --frames-dtype float32: these apply to raw frames"),
+    (["--head", "logits", "--out-features", "stage1"], "--out-features stage1: applies to --head features (here --head logits)"),
+    (["--head", "probs", "--out-features", "stage1,stage2"], "--out-features stage1,stage2: applies to --head features (here --head probs)"),
+])
+@pytest.mark.parametrize("command", ["export", "build"])
+def test_an_option_that_would_be_ignored_is_refused(capsys, tmp_path, command, argv, message):
+    code, _, err = run(capsys, "-q", command, "--output", tmp_path / "out", *argv)
+    assert code == 2 and message in one_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_static_batch_is_printed_as_it_is(capsys, tmp_path):
+    import onnx
+
+    code, out, _ = run(capsys, "-q", "export", "--static-batch", "--batch", "4", "--output", tmp_path / "out")
+    dims = [d.dim_value or d.dim_param for d in onnx.load(str(tmp_path / "out" / "model.onnx")).graph.input[0].type.tensor_type.shape.dim]
+    assert code == 0 and dims == [4, 3, 64, 64]
+    assert "input pixel_values float32 [4, 3, 64, 64]" in out
+    code, out, _ = run(capsys, "-q", "export", "--batch", "1:4:8", "--output", tmp_path / "dyn")
+    assert code == 0 and "input pixel_values float32 ['batch', 3, 64, 64]" in out
+
+
+def test_a_calibration_size_beyond_memory_is_refused_up_front(capsys, folder, tmp_path):
+    """`--calib-size` from a video (its frames are kept): checked like `--image-size`, before any frame is decoded."""
+    cv2 = pytest.importorskip("cv2", reason="OpenCV is the optional 'video' extra")
+    import numpy as np
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (48, 40))
+    for i in range(5):
+        writer.write(np.full((40, 48, 3), i * 8, np.uint8))
+    writer.release()
+    code, _, err = run(capsys, "-q", "calibrate", folder / "model.onnx", "--precision", "int8", "--calib-data", clip,
+                       "--calib-size", "1000000000", "--output", tmp_path / "c")
+    line = one_line(err)
+    assert code == 2 and "--calib-size 1000000000 (64x64 images) needs about" in line and "choose a smaller --calib-size" in line
