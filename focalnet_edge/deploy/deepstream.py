@@ -453,7 +453,7 @@ def _source_onnx(folder: Path, manifest: dict[str, Any], precision: str | None) 
 def _check_source_input(folder: Path, source: dict[str, Any]) -> None:
     """The chosen ONNX's own input must be float32 too: an fp16 graph exported with --fp16-io takes
     float16 although the folder's (fp32) contract says float32, and nvinfer feeds float32."""
-    from ..engine import source_contract
+    from ..engine.build import source_contract
 
     own = source_contract(folder / source["path"])
     if own.dtype != "float32":

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine import gpu
 from ..errors import InputError
 
 #: DLDeviceType values of dlpack.h
@@ -193,9 +194,7 @@ def cuda_python_install() -> str:
     """How to install cuda-python here. x86_64: the [gpu] extra. aarch64 (Jetson): the [gpu] extra
     installs nothing there, so the cuda-python release of the CUDA that JetPack ships (12.2 or 12.6 on
     JetPack 6, 13.x on JetPack 7), read from the driver (`cuDriverGetVersion`) where it answers."""
-    from .tensorrt import machine
-
-    if machine() != "aarch64":
+    if gpu.machine() != "aarch64":
         return "pip install 'focalnet-edge[gpu]'"
     version = driver_cuda_version()
     spec = f"cuda-python=={version}.*" if version else "cuda-python==MAJOR.MINOR.* (JetPack's CUDA: nvcc --version)"

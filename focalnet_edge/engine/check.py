@@ -28,6 +28,8 @@ from typing import Any
 
 import onnx
 
+from .gpu import version_tuple
+
 TABLE = Path(__file__).with_name("trt_operators.json")
 
 #: the document's type names -> ONNX TensorProto names
@@ -61,8 +63,8 @@ def _tables() -> dict[str, Any]:
 
 
 def _release_key(release: str) -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", release)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    """'10.1-GA' -> (10, 1): a release compared with a TensorRT version by major and minor."""
+    return version_tuple(release)[:2]
 
 
 def table_for(tensorrt_version: str | None = None) -> tuple[str, dict[str, Any]]:
