@@ -75,7 +75,7 @@ import numpy as np
 from .. import __version__
 from ..errors import ArtifactError, ConfigError
 from ..contract import InputContract
-from ..io import sha256_file
+from ..io import sha256_file, umask
 from ..manifest import MANIFEST, check_artifact, read_manifest
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ def deploy(
         )
         facts = _facts(folder, tmp, plan, batches)
         (tmp / FACTS).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~umask())
         _replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -752,9 +752,3 @@ def _replace_dir(tmp: Path, target: Path) -> None:
         raise ArtifactError(f"{target}: could not be written ({e.strerror or e})") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -9,32 +9,21 @@ import os
 import re
 from typing import Any
 
-from ..errors import InputError
+from ..extras import optional, require
 
 
 def tensorrt_available() -> bool:
-    """Whether the real TensorRT imports here (no GPU check).
-
-    A stubs-only install (`tensorrt-stubs` without TensorRT) leaves an importable `tensorrt`
-    namespace without `__version__`; that is not TensorRT.
-    """
-    try:
-        import tensorrt
-    except ImportError:
-        return False
-    return isinstance(getattr(tensorrt, "__version__", None), str)
+    """Whether the real TensorRT imports here (no GPU check; a stubs-only `tensorrt` is not TensorRT)."""
+    return optional("tensorrt") is not None
 
 
 def require_tensorrt() -> Any:
     """The tensorrt module, or one clear `InputError` saying how to install it on each platform."""
-    if not tensorrt_available():
-        raise InputError(
-            "TensorRT is not installed: on an x86_64 desktop or server, pip install 'focalnet-edge[gpu]'; on Jetson "
-            "(JetPack 6 or 7) it comes with JetPack: sudo apt install python3-libnvinfer and use a venv made with --system-site-packages"
-        )
-    import tensorrt as trt
+    return require("tensorrt")
 
-    return trt
+
+#: cuda-python's runtime API: `cuda.bindings.runtime` (>= 12.6), else `cuda.cudart`
+CUDA_RUNTIME = ("cuda.bindings.runtime", "cuda.cudart")
 
 
 def machine() -> str:
@@ -55,20 +44,15 @@ def gpu_info() -> dict[str, Any]:
     name alone does not tell GPUs apart ("Orin" is the AGX, NX and Nano alike); the SM count and
     memory do.
     """
+    torch = optional("torch")
+    if torch is not None and torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{p.major}.{p.minor}",
+                "sm_count": int(p.multi_processor_count), "memory_mib": int(p.total_memory) >> 20, "integrated": bool(p.is_integrated)}
+    cudart = optional(*CUDA_RUNTIME)
+    if cudart is None:
+        return _driver_gpu_info()
     try:
-        import torch
-
-        if torch.cuda.is_available():
-            p = torch.cuda.get_device_properties(0)
-            return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{p.major}.{p.minor}",
-                    "sm_count": int(p.multi_processor_count), "memory_mib": int(p.total_memory) >> 20, "integrated": bool(p.is_integrated)}
-    except ImportError:
-        pass
-    try:
-        try:
-            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-        except ImportError:
-            from cuda import cudart  # type: ignore[no-redef]
         err, props = cudart.cudaGetDeviceProperties(0)
         if int(err) != 0:
             raise RuntimeError(err)

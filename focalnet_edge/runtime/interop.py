@@ -24,6 +24,7 @@ import numpy as np
 
 from ..engine import gpu
 from ..errors import InputError
+from ..extras import optional
 
 #: DLDeviceType values of dlpack.h
 KDL_CPU, KDL_CUDA, KDL_CUDA_HOST, KDL_CUDA_MANAGED = 1, 2, 3, 13
@@ -180,13 +181,9 @@ def stream_handle(stream: Any) -> int:
 
 def cudart() -> Any:
     """cuda-python's runtime API (`cuda.bindings.runtime`, or `cuda.cudart` before 12.6), or one clear error."""
-    try:
-        from cuda.bindings import runtime
-    except ImportError:
-        try:
-            from cuda import cudart as runtime  # type: ignore[no-redef]
-        except ImportError:
-            raise InputError(f"CUDA frames that need a copy or a stream synchronisation need cuda-python: {cuda_python_install()}") from None
+    runtime = optional(*gpu.CUDA_RUNTIME)
+    if runtime is None:
+        raise InputError(f"CUDA frames that need a copy or a stream synchronisation need cuda-python: {cuda_python_install()}")
     return runtime
 
 
