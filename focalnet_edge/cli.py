@@ -436,7 +436,7 @@ def _predict_skipping(runner, paths: list[Path], named: set[Path], top_k: int) -
         return done
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def cmd_predict(args: argparse.Namespace) -> int:  # noqa: C901 - images, video files and streams in one command; moves to its own CLI module (issue 28)
     from .errors import InputError
     from .runtime import load
     from .stream import StreamStats, predict_stream

@@ -141,7 +141,7 @@ class Plan:
         return self.softmax or self.normalisation.prepend is not None
 
 
-def deploy(
+def deploy(  # noqa: PLR0913 - keyword options mirroring the CLI flags; a DeepStream options object like Triton's comes with the deploy table (issue 28)
     folder: str | os.PathLike,
     force: bool = False,
     *,
@@ -584,7 +584,7 @@ def _sort_nodes(graph) -> None:
     graph.node.extend(copies)
 
 
-def render_config(
+def render_config(  # noqa: PLR0913 - keyword-only, one parameter per nvinfer key it renders
     plan: Plan,
     *,
     batch: int,

@@ -93,7 +93,7 @@ def _type_name(elem_type: int) -> str:
     return onnx.TensorProto.DataType.Name(elem_type)
 
 
-def check_model(model: onnx.ModelProto, tensorrt_version: str | None = None) -> list[Finding]:
+def check_model(model: onnx.ModelProto, tensorrt_version: str | None = None) -> list[Finding]:  # noqa: C901 - one branch per restriction onnx-tensorrt's operators.md states, in the document's order
     """Findings for every node TensorRT's ONNX parser would refuse or treat specially."""
     release, table = table_for(tensorrt_version)
     ops = table["operators"]

@@ -151,7 +151,7 @@ def profile_shapes(contract: InputContract, options: EngineOptions) -> tuple[lis
     return tuple([int(d) for d in s] for s in shapes)  # type: ignore[return-value]
 
 
-def create_config(contract: InputContract, options: EngineOptions, precision: str,
+def create_config(contract: InputContract, options: EngineOptions, precision: str,  # noqa: C901 - one CreateConfig keyword per builder option, each set only when the option is
                   timing_cache: Any = None, placement: dict[str, Any] | None = None) -> Any:
     """Polygraphy's builder configuration for one engine: `CreateConfig` kwargs built directly.
 

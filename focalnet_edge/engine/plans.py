@@ -41,7 +41,7 @@ def requires_of(facts: dict[str, Any]) -> dict[str, Any]:
     return {k: facts.get(k) for k in keys}
 
 
-def incompatibility(requires: dict[str, Any], here: dict[str, Any]) -> str | None:
+def incompatibility(requires: dict[str, Any], here: dict[str, Any]) -> str | None:  # noqa: C901 - TensorRT's plan compatibility rules in their documented order; the first that fails is the one sentence
     """Why a plan built with `requires` cannot run `here`, or None.
 
     `here`: {tensorrt, gpu, compute_capability, platform, integrated, dla_cores} of this machine

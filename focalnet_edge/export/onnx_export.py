@@ -54,7 +54,7 @@ def _max_abs(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return max(float(np.abs(x.astype(np.float64) - y.astype(np.float64)).max()) for x, y in zip(a, b))
 
 
-def make_contract(
+def make_contract(  # noqa: PLR0913 - the export flags that make the input contract; an options argument comes with the CLI's argument groups (issue 28)
     ckpt: Checkpoint,
     image_size: tuple[int, int] | None,
     batch: tuple[int, int, int],
@@ -168,7 +168,7 @@ def _remove(output: Path) -> None:
     data_path(output).unlink(missing_ok=True)
 
 
-def export_onnx(
+def export_onnx(  # noqa: PLR0913 - keyword-only export flags of the public Python API (README); an options object would change that API
     ckpt: Checkpoint,
     output: str | Path,
     *,

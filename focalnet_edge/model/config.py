@@ -86,7 +86,7 @@ class FocalNetConfig:
                     f"give one value per stage ({name}={getattr(self, name)}, depths={self.depths})"
                 )
 
-    def _check_values(self) -> None:
+    def _check_values(self) -> None:  # noqa: C901 - one check per config field, as transformers' FocalNetConfig takes them
         _pair(self.image_size, "image_size")
         _pair(self.patch_size, "patch_size")
         for name in ("num_channels", "embed_dim", "encoder_stride"):
