@@ -6,11 +6,10 @@ onnx; they load when a model, the exporter or a runner is first touched.
 
 from __future__ import annotations
 
-import importlib
-
 __version__ = "0.1.0"
 
 from .errors import ArtifactError, CheckpointError, ConfigError, FocalNetEdgeError, InputError
+from .extras import lazy_exports
 
 _LAZY = {
     "FocalNetBackbone": "focalnet_edge.model",
@@ -27,18 +26,8 @@ _LAZY = {
     "verify": "focalnet_edge.verify",
 }
 
-
-def __getattr__(name: str):
-    """The models and the pipeline's entry points, imported on first use."""
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'focalnet_edge' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+#: the models and the pipeline's entry points, imported on first use
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -71,7 +71,7 @@ def parsed_by(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
-    from .engine import HARDWARE_COMPATIBILITY
+    from .engine.config import HARDWARE_COMPATIBILITY
 
     g = p.add_argument_group("TensorRT engines (where TensorRT and a GPU are present)")
     g.add_argument("--workspace", type=COUNT, default=None, metavar="MiB", help="workspace memory pool limit")
@@ -88,7 +88,7 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
 
 def _engine_options(args: argparse.Namespace):
     from .contract import parse_image_size
-    from .engine import EngineOptions
+    from .engine.config import EngineOptions
 
     sizes = None
     if args.profile_sizes:
@@ -602,7 +602,7 @@ EPILOG_ENGINE = """examples:
 
 
 def cmd_engine(args: argparse.Namespace) -> int:
-    from .engine import engine_command
+    from .engine.command import engine_command
     from .manifest import read_manifest
     from .pipeline import verify_stage
     from .references import load_references
@@ -659,7 +659,7 @@ EPILOG_BENCH = """examples:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .runtime.trt_check import check_onnx
+    from .engine.check import check_onnx
 
     findings = check_onnx(args.onnx)
     if args.json:

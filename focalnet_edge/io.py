@@ -34,7 +34,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual mode
+        os.chmod(tmp_path, 0o666 & ~umask())  # mkstemp makes 0600; artifacts get the usual mode
         os.replace(tmp_path, final)
     except OSError as e:
         tmp_path.unlink(missing_ok=True)
@@ -60,7 +60,8 @@ def temporary_path(beside: str | os.PathLike, what: str = "tmp") -> Iterator[Pat
         Path(tmp).unlink(missing_ok=True)
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (read by setting and restoring it: the only way POSIX gives)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -180,7 +180,7 @@ def contract_problem(data: Any) -> str | None:
     return None
 
 
-def check_manifest(data: dict[str, Any], path: Path) -> None:
+def check_manifest(data: dict[str, Any], path: Path) -> None:  # noqa: C901 - a hand validator of the manifest's fields; replaced by the typed manifest (issue 28)
     """Raise `ArtifactError` naming the first field of `data` whose type or value the tool cannot use."""
     from .contract import InputContract
 

@@ -46,7 +46,7 @@ from typing import Any
 
 from . import artifacts, signals
 from .errors import ArtifactError
-from .io import named_as
+from .io import named_as, umask
 from .manifest import MANIFEST, is_ours, load_manifest_json
 
 try:  # POSIX; elsewhere the folder is not locked
@@ -239,7 +239,7 @@ def claim(folder: str | os.PathLike, force: bool = False, weights: dict[str, str
                 if (path / artifacts.TIMING_CACHE).is_file():
                     shutil.copy2(path / artifacts.TIMING_CACHE, staging / artifacts.TIMING_CACHE)
             else:
-                os.chmod(staging, 0o777 & ~_umask())
+                os.chmod(staging, 0o777 & ~umask())
             with named_as(path, staging):  # a full disk names --output, not the staging folder
                 yield stage
             with signals.deferred():  # the renames are not cut by a signal; it is raised after them
@@ -421,9 +421,3 @@ def _link_copy(src: Path, dst: Path) -> None:
         shutil.copytree(src, dst, symlinks=True, copy_function=link)
     else:
         link(str(src), str(dst))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -505,7 +505,7 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
     from .verify import verification_images
 
     if options.backend == "tensorrt":
-        from .runtime.tensorrt import require_tensorrt
+        from .engine.gpu import require_tensorrt
 
         require_tensorrt()
     final = Path(options.output) if options.output else default_output_dir(options.model)
@@ -569,7 +569,7 @@ def tensorrt_check_stage(output_dir: Path, manifest: dict[str, Any]) -> list[str
 
     The result goes into each file's manifest entry (`tensorrt_check`), which the engine stage reads.
     """
-    from .runtime.trt_check import record_checks
+    from .engine.check import record_checks
 
     notes = record_checks(Path(output_dir), manifest)
     write_manifest(Path(output_dir), manifest)
@@ -577,7 +577,7 @@ def tensorrt_check_stage(output_dir: Path, manifest: dict[str, Any]) -> list[str
 
 
 def engine_stage(output_dir: Path, manifest: dict[str, Any], options: BuildOptions) -> list[str]:
-    """TensorRT engines of the ONNX artifacts, where TensorRT and a GPU are present (see focalnet_edge.engine).
+    """TensorRT engines of the ONNX artifacts, where TensorRT and a GPU are present (see focalnet_edge/engine/build.py).
 
     `--backend tensorrt`: a missing TensorRT or a failed build is an error. `--backend auto`:
     either becomes a note, since the ONNX files are complete and verified without engines.
@@ -587,12 +587,13 @@ def engine_stage(output_dir: Path, manifest: dict[str, Any], options: BuildOptio
     notes = tensorrt_check_stage(output_dir, manifest)
     if options.backend == "onnxruntime":
         return notes
-    from .engine import EngineOptions, build_engines, record, unavailable_reason
+    from .engine.build import build_engines, record, unavailable_reason
+    from .engine.config import EngineOptions
 
     reason = unavailable_reason()
     if reason is not None:
         if options.backend == "tensorrt":
-            from .runtime.tensorrt import require_tensorrt
+            from .engine.gpu import require_tensorrt
 
             require_tensorrt()
             raise InputError(f"--backend tensorrt: {reason}")

@@ -77,7 +77,7 @@ class StreamStats:
                 f"(their own threads), infer {self.infer_s:.2f} s")
 
 
-def frame_transform(contract: InputContract, resize: str = "opencv") -> Callable[[np.ndarray], np.ndarray]:
+def frame_transform(contract: InputContract, resize: str = "opencv") -> Callable[[np.ndarray], np.ndarray]:  # noqa: C901 - one closure per resize mode and layout the contract allows; moves with the one resize geometry (issue 28)
     """A function from one decoded uint8 BGR (H, W, 3) frame to one row of the artifact's input.
 
     `resize="opencv"` (module docstring) where OpenCV is installed and the preprocessing is one
@@ -321,7 +321,7 @@ class VideoStream:
         self.close()
 
 
-def predict_stream(runner: Any, source: Source, top_k: int = 5, every: int = 1, batch: int | None = None, resize: str = "opencv",
+def predict_stream(runner: Any, source: Source, top_k: int = 5, every: int = 1, batch: int | None = None, resize: str = "opencv",  # noqa: PLR0913 - keyword options of the public streaming API (README)
                    limit: int | None = None, stats: StreamStats | None = None,
                    overlap: bool | None = None, queue_size: int = 32) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     """(frame index, top-k labels) for every `every`-th frame of `source`, as `runner.predict` gives them.

@@ -210,7 +210,7 @@ def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def compare_outputs(
+def compare_outputs(  # noqa: C901 - one report over the metrics and thresholds each output and precision take
     ref: dict[str, np.ndarray],
     out: dict[str, np.ndarray],
     precision: str,

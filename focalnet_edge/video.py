@@ -17,6 +17,7 @@ from typing import Any, Union
 import numpy as np
 
 from .errors import InputError
+from .extras import optional
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
@@ -85,15 +86,8 @@ class _PyAVCapture:
 
 
 def _cv2():
-    """OpenCV, or None. Before its first import, OpenCV's and FFmpeg's own log lines are turned off
-    (unless the environment sets them): a source that cannot be opened is one line of ours."""
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-    try:
-        import cv2
-    except ImportError:
-        return None
-    return cv2
+    """OpenCV, or None (its own log lines off: `extras.BEFORE_IMPORT`)."""
+    return optional("cv2")
 
 
 def _capture(source: str | int | Path) -> Any:
@@ -106,9 +100,7 @@ def _capture(source: str | int | Path) -> Any:
             raise InputError(f"{source}: no such video file")
     cv2 = _cv2()
     if cv2 is None:
-        try:
-            import av  # noqa: F401
-        except ImportError:
+        if optional("av") is None:
             raise InputError(f"{what}: reading video needs OpenCV (pip install 'focalnet-edge[video]') or PyAV") from None
         try:
             return _PyAVCapture(source)

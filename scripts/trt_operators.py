@@ -1,4 +1,4 @@
-"""Regenerate focalnet_edge/runtime/trt_operators.json from onnx-tensorrt's docs/operators.md.
+"""Regenerate focalnet_edge/engine/trt_operators.json from onnx-tensorrt's docs/operators.md.
 
     git -C onnx-tensorrt show release/10.1-GA:docs/operators.md > operators.md
     python scripts/trt_operators.py operators.md 10.1-GA [COMMIT]
@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from focalnet_edge.runtime.trt_check import TABLE, parse_operators_md
+from focalnet_edge.engine.check import TABLE, parse_operators_md
 
 
 def main(argv: list[str]) -> int:

@@ -42,7 +42,7 @@ def _graph(path):
     return m, inits, producers
 
 
-def test_int8_tensorrt_form_rules_on_the_graph(demo_build):
+def test_int8_tensorrt_form_rules_on_the_graph(demo_build):  # noqa: C901 - one test walking every Q/DQ form rule over one graph
     out, _ = demo_build
     m, inits, producers = _graph(out / "model.int8.onnx")
     assert m.opset_import[0].version >= 19  # float16 QuantizeLinear inputs

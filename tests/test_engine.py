@@ -13,11 +13,14 @@ import sys
 import pytest
 from trt_fake import fake_tensorrt, forget_polygraphy_tensorrt
 
-from focalnet_edge import engine as stage
 from focalnet_edge.contract import InputContract
-from focalnet_edge.engine import EngineOptions, create_config, profile_shapes
+from focalnet_edge.engine import build as stage
+from focalnet_edge.engine import check as trt_check
+from focalnet_edge.engine.cache import timing_cache_key
+from focalnet_edge.engine.command import engine_command
+from focalnet_edge.engine.config import TENSORRT_11_REMOVED, EngineOptions, create_config, frame_size_range, profile_shapes, validate
+from focalnet_edge.engine.gpu import machine
 from focalnet_edge.errors import ArtifactError, ConfigError
-from focalnet_edge.runtime.tensorrt import machine
 
 CONTRACT = InputContract(height=224, width=224, batch=(1, 8, 32))
 
@@ -85,7 +88,7 @@ def test_dla_takes_static_shapes():
 @pytest.mark.parametrize("version", ["10.3.0.26", "10.13.0.35", "11.1.0"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_strongly_typed_builds_set_no_precision_flag(fake_trt, version, precision):
-    trt = fake_trt(version, removed=stage.TENSORRT_11_REMOVED if version.startswith("11") else frozenset())
+    trt = fake_trt(version, removed=TENSORRT_11_REMOVED if version.startswith("11") else frozenset())
     config, _, _ = _config(trt, EngineOptions(), precision)
     assert not _flags(config) & {"FP16", "INT8", "BF16", "FP8"}
     profile = next(args[0] for name, args, _ in config._calls if name == "add_optimization_profile")
@@ -96,7 +99,7 @@ def test_weakly_typed_on_10x_sets_the_flags_and_is_refused_on_11(fake_trt):
     trt = fake_trt("10.3.0.26")
     assert _flags(_config(trt, EngineOptions(weakly_typed=True), "fp16")[0]) >= {"FP16"}
     assert _flags(_config(trt, EngineOptions(weakly_typed=True), "int8")[0]) >= {"FP16", "INT8"}
-    trt = fake_trt("11.0.1", removed=stage.TENSORRT_11_REMOVED)
+    trt = fake_trt("11.0.1", removed=TENSORRT_11_REMOVED)
     with pytest.raises(ConfigError, match="--weakly-typed needs TensorRT 10.x; TensorRT 11.0.1"):
         _config(trt, EngineOptions(weakly_typed=True), "fp16")
 
@@ -126,7 +129,7 @@ def test_builder_settings_reach_the_config(fake_trt):
 )
 def test_bad_engine_options(options, message):
     with pytest.raises(ConfigError, match=message):
-        stage.validate(options, "10.3.0", "fp16")
+        validate(options, "10.3.0", "fp16")
 
 
 # -- DLA (issue 9, item 12) ----------------------------------------------------------------------------------
@@ -155,9 +158,9 @@ def test_dla_build_picks_the_core_checks_the_cores_and_records_placement(fake_tr
 ])
 def test_dla_is_refused_where_it_cannot_run(version, precision, message):
     with pytest.raises(ConfigError, match=message):
-        stage.validate(EngineOptions(dla_core=0), version, precision)
-    stage.validate(EngineOptions(dla_core=0), "10.3.0", "int8")
-    stage.validate(EngineOptions(dla_core=0), "11.4.1", "fp16")  # DLA again on Orin with JetPack 7.2.2+
+        validate(EngineOptions(dla_core=0), version, precision)
+    validate(EngineOptions(dla_core=0), "10.3.0", "int8")
+    validate(EngineOptions(dla_core=0), "11.4.1", "fp16")  # DLA again on Orin with JetPack 7.2.2+
 
 
 # -- timing cache without lock files (item 14) --------------------------------------------------------------
@@ -186,7 +189,7 @@ def fake_build(fake_trt, monkeypatch):
         "EngineInspector.get_engine_information": lambda self, fmt: json.dumps(
             {"Layers": [{"Name": "conv", "LayerType": "CaskConvolution"}, {"Name": "{ForeignNode[dla]}", "LayerType": "DLA"}]}),
     })
-    monkeypatch.setattr("focalnet_edge.runtime.tensorrt.gpu_info", lambda: dict(AGX_ORIN))
+    monkeypatch.setattr("focalnet_edge.engine.gpu.gpu_info", lambda: dict(AGX_ORIN))
     return trt
 
 
@@ -254,7 +257,7 @@ def test_a_timing_cache_from_another_machine_is_not_reused(fake_build, tmp_path,
     manifest = _demo_folder(tmp_path, [("model.fp16.onnx", "fp16", 0)])
     (tmp_path / "timing.cache").write_bytes(b"from elsewhere")
     # an Orin Nano's cache: same TensorRT, same name "Orin", same compute capability; other SM count and memory
-    manifest["timing_cache"] = {**stage.timing_cache_key("10.3.0.26", {**AGX_ORIN, "platform": machine()}), "sm_count": 8, "memory_mib": 7620}
+    manifest["timing_cache"] = {**timing_cache_key("10.3.0.26", {**AGX_ORIN, "platform": machine()}), "sm_count": 8, "memory_mib": 7620}
     seen = []
     real = stage.build_engine
 
@@ -277,7 +280,7 @@ def test_auto_turns_a_failed_engine_build_into_a_note(fake_build, tmp_path, monk
     from focalnet_edge.pipeline import BuildOptions, engine_stage
 
     manifest = _demo_folder(tmp_path, [("model.onnx", "fp32", 0), ("model.fp16.onnx", "fp16", 0)])
-    monkeypatch.setattr("focalnet_edge.runtime.trt_check.record_checks", lambda folder, m: [])
+    monkeypatch.setattr("focalnet_edge.engine.check.record_checks", lambda folder, m: [])
     real = stage.build_engine
 
     def fp16_fails(onnx_path, *args, **kwargs):
@@ -329,8 +332,6 @@ def test_gpu_extra_per_platform(machine, expect):
 
 # -- engines on the target: the `engine` command and adopted plans -----------------------------------------------
 def test_engine_command_checks_each_file_once_builds_and_records(fake_build, tmp_path, monkeypatch):
-    from focalnet_edge.runtime import trt_check
-
     manifest = _demo_folder(tmp_path, [("model.onnx", "fp32", 0), ("model.fp16.onnx", "fp16", 0)])
     for entry in manifest["artifacts"].values():
         del entry["tensorrt_check"]
@@ -338,7 +339,7 @@ def test_engine_command_checks_each_file_once_builds_and_records(fake_build, tmp
     checked = []
     real = trt_check.check_onnx
     monkeypatch.setattr(trt_check, "check_onnx", lambda path, *a: checked.append(path.name) or real(path, *a))
-    notes = stage.engine_command(tmp_path, EngineOptions()).notes
+    notes = engine_command(tmp_path, EngineOptions()).notes
     assert checked == ["model.onnx", "model.fp16.onnx"]  # once each, not again inside the build
     written = json.loads((tmp_path / "manifest.json").read_text())
     assert {"model.fp32.engine", "model.fp16.engine"} <= set(written["artifacts"])
@@ -351,7 +352,7 @@ def test_engine_command_without_tensorrt_names_what_to_install(tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` fails
     (tmp_path / "manifest.json").write_text(json.dumps(_demo_folder(tmp_path, [("model.onnx", "fp32", 0)])))
     with pytest.raises(InputError, match="TensorRT is not installed.*python3-libnvinfer"):
-        stage.engine_command(tmp_path, EngineOptions())
+        engine_command(tmp_path, EngineOptions())
 
 
 @pytest.fixture
@@ -368,7 +369,7 @@ def trtexec_plan(fake_trt, tmp_path, monkeypatch):
         "ICudaEngine.get_tensor_profile_shape": lambda self, name, index: [[1, 3, 224, 224], [4, 3, 224, 224], [8, 3, 224, 224]],
         "EngineInspector.get_engine_information": lambda self, fmt: json.dumps({"Layers": [{"LayerType": "Reduce"}]}),
     })
-    monkeypatch.setattr("focalnet_edge.runtime.tensorrt.gpu_info", lambda: {"gpu": "Orin", "compute_capability": "8.7"})
+    monkeypatch.setattr("focalnet_edge.engine.gpu.gpu_info", lambda: {"gpu": "Orin", "compute_capability": "8.7"})
     manifest = _demo_folder(tmp_path, [("model.onnx", "fp32", 0), ("model.fp16.onnx", "fp16", 0)])
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     plan = tmp_path / "model.fp16.onnx_b1_gpu0_fp16.engine"  # as DeepStream's nvinfer names it
@@ -380,7 +381,7 @@ def test_an_adopted_plan_is_registered_with_this_machines_facts(trtexec_plan, tm
     from focalnet_edge.runtime.tensorrt import _facts_from_manifest
 
     _, plan = trtexec_plan
-    notes = stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx").notes
+    notes = engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx").notes
     assert "adopted" in notes[0] and (tmp_path / "model.fp16.engine").read_bytes() == b"PLAN FROM TRTEXEC"
     entry = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]["model.fp16.engine"]
     assert entry["format"] == "tensorrt-plan" and entry["built_from"] == "model.fp16.onnx" and entry["adopted_from"] == str(plan)
@@ -394,15 +395,15 @@ def test_adopting_refuses_what_does_not_fit(trtexec_plan, tmp_path):
 
     trt, plan = trtexec_plan
     with pytest.raises(InputError, match="--adopt needs --from"):
-        stage.engine_command(tmp_path, adopt=str(plan))
+        engine_command(tmp_path, adopt=str(plan))
     with pytest.raises(InputError, match="--from model.int8.cpu.onnx: expected the ONNX file the plan was built from, one of model.onnx, model.fp16.onnx"):
-        stage.engine_command(tmp_path, adopt=str(plan), source="model.int8.cpu.onnx")
+        engine_command(tmp_path, adopt=str(plan), source="model.int8.cpu.onnx")
     trt._behaviour["ICudaEngine.get_tensor_dtype"] = lambda self, name: trt.DataType.HALF
     with pytest.raises(ArtifactError, match="input 'pixel_values' is float16, model.fp16.onnx's is float32: not built from model.fp16.onnx"):
-        stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
+        engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
     trt._behaviour["Runtime.deserialize_cuda_engine"] = None
     with pytest.raises(ArtifactError, match="TensorRT 10.3.0.26 cannot load this plan"):
-        stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
+        engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
 
 
 def test_host_code_is_allowed_only_for_a_plan_adopted_as_version_compatible(trtexec_plan, tmp_path, monkeypatch):
@@ -415,9 +416,9 @@ def test_host_code_is_allowed_only_for_a_plan_adopted_as_version_compatible(trte
         made.append(self)
 
     monkeypatch.setattr(trt.Runtime, "__init__", spy)
-    stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
+    engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
     assert "engine_host_code_allowed" not in made[-1]._values
-    stage.engine_command(tmp_path, EngineOptions(version_compatible=True), adopt=str(plan), source="model.fp16.onnx")
+    engine_command(tmp_path, EngineOptions(version_compatible=True), adopt=str(plan), source="model.fp16.onnx")
     assert made[-1]._values["engine_host_code_allowed"] is True
     entry = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]["model.fp16.engine"]
     assert entry["requires"]["version_compatible"] is True
@@ -428,7 +429,7 @@ def test_fp8_is_not_built_on_orin_and_is_on_ada(fake_build, tmp_path, monkeypatc
     built = stage.build_engines(tmp_path, manifest, EngineOptions())  # Orin: sm 8.7
     assert [e["path"] for e in built.engines] == ["model.fp16.engine"]
     assert any("model.fp8.engine: not built: fp8 needs compute capability >= 8.9" in n and "8.7" in n for n in built.notes)
-    monkeypatch.setattr("focalnet_edge.runtime.tensorrt.gpu_info", lambda: {"gpu": "RTX 4090", "compute_capability": "8.9"})
+    monkeypatch.setattr("focalnet_edge.engine.gpu.gpu_info", lambda: {"gpu": "RTX 4090", "compute_capability": "8.9"})
     built = stage.build_engines(tmp_path, manifest, EngineOptions())
     assert [e["path"] for e in built.engines] == ["model.fp16.engine", "model.fp8.engine"]
 
@@ -459,14 +460,14 @@ def test_adopting_checks_shapes_against_the_source_graph(trtexec_plan, tmp_path,
     trt, plan = trtexec_plan
     trt._shapes[name] = shape
     with pytest.raises(ArtifactError, match=message):
-        stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
+        engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
     trt._shapes.update({"pixel_values": [8, 3, 224, 224], "logits": [8, 10]})  # a static plan of a dynamic graph fits
-    assert stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx").engines
+    assert engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx").engines
 
 
 def test_an_adopted_plan_records_the_platform(trtexec_plan, tmp_path):
     _, plan = trtexec_plan
-    stage.engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
+    engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx")
     entry = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]["model.fp16.engine"]
     assert entry["requires"]["platform"] == machine() in ("x86_64", "aarch64")
 
@@ -535,7 +536,7 @@ def test_an_out_of_memory_build_is_named_with_what_to_change(fake_build, tmp_pat
 def test_the_frame_profile_is_sized_from_the_gpus_memory(memory_mib, batch, expect):
     c = InputContract(name="frames", dtype="uint8", layout="NHWC", color_order="BGRx", fused_preprocess=True, frame_size="any",
                       height=224, width=224, batch=(1, 1, batch))
-    lo, opt, hi = stage.frame_size_range(c, memory_mib)
+    lo, opt, hi = frame_size_range(c, memory_mib)
     assert hi == expect and lo == (16, 16) and opt == (min(1080, hi[0]), min(1920, hi[1]))
     if memory_mib:  # the rule itself: the largest float frame batch within 1/16 of the memory
         assert batch * hi[0] * hi[1] * 4 * 4 <= memory_mib * 2**20 / 16 or hi == (240, 320)
@@ -547,7 +548,7 @@ def test_build_engines_sizes_a_frame_size_any_profile_and_says_so(fake_build, tm
                            height=224, width=224, batch=(1, 1, 32))
     monkeypatch.setattr(stage, "source_contract", lambda path: frames)
     fake_build._behaviour["INetworkDefinition.get_input"](None, 0)._values["name"] = "frames"
-    monkeypatch.setattr("focalnet_edge.runtime.tensorrt.gpu_info", lambda: {**AGX_ORIN, "memory_mib": 7620})  # an Orin Nano
+    monkeypatch.setattr("focalnet_edge.engine.gpu.gpu_info", lambda: {**AGX_ORIN, "memory_mib": 7620})  # an Orin Nano
     built = stage.build_engines(tmp_path, manifest, EngineOptions())
     assert built.engines[0]["engine"]["profile"]["frames"][2] == [32, 720, 1280, 4]
     assert any("model.fp32.engine: frames up to 720x1280 (for 7620 MiB of GPU memory; --profile-sizes changes it)" in n for n in built.notes)

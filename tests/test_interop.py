@@ -254,12 +254,12 @@ def test_tensorrt_refuses_what_it_cannot_bind(trt_runner):
 def test_missing_cuda_python_names_the_install_that_works_here(monkeypatch, machine, driver, expect):
     import ctypes
 
+    from focalnet_edge.engine import gpu
     from focalnet_edge.errors import InputError
-    from focalnet_edge.runtime import tensorrt as trt_mod
 
     for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart"):
         monkeypatch.setitem(sys.modules, name, None)  # `import` fails
-    monkeypatch.setattr(trt_mod, "machine", lambda: machine)
+    monkeypatch.setattr(gpu, "machine", lambda: machine)
 
     class Driver:  # cuDriverGetVersion writes 1000 * major + 10 * minor through its pointer, as libcuda does
         def cuDriverGetVersion(self, out):

@@ -189,7 +189,7 @@ def test_failed_build_on_a_mount_point(capsys, tmpfs, builds, few_images):
 
 
 @pytest.mark.parametrize("ours", [True, False])
-def test_in_place_commit_cut_at_every_step(tmpfs, builds, monkeypatch, ours):
+def test_in_place_commit_cut_at_every_step(tmpfs, builds, monkeypatch, ours):  # noqa: C901 - a kill injected at each step of the commit, with its check, in one loop
     """A kill at any moment of an in-place commit: the previous build, or after the next run's
     cleanup the new one; never a mix, never the manifest gone for good."""
     old, new = builds["fp16"], builds["fp32"]

@@ -182,7 +182,7 @@ def test_fp8_graph_is_e4m3_rounding_as_numpy_simulates_it(tmp_path):
 
 
 def test_fp8_build_of_the_demo_passes_tensorrts_checks(demo, tmp_path):
-    from focalnet_edge.runtime.trt_check import check_model
+    from focalnet_edge.engine.check import check_model
 
     path, cal, hold, ranges = demo
     r = build_fp8(path, tmp_path / "model.fp8.onnx", ranges, hold.inputs, float_type="fp16", calibration_inputs=cal.inputs)

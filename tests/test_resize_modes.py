@@ -23,7 +23,7 @@ from focalnet_edge.export import export_onnx
 from focalnet_edge.export.resize import node_types, resize_nodes
 from focalnet_edge.model.preprocessing import ImageSpec, letterbox_geometry
 from focalnet_edge.onnx_io import ort_session, read_contract
-from focalnet_edge.runtime.trt_check import check_model
+from focalnet_edge.engine.check import check_model
 
 H = W = 64
 #: a FocalNet-like recipe at the test size: shortest edge 73, centre crop 64 (bilinear: the exact reference is bilinear)
@@ -294,14 +294,14 @@ def test_cli_export_frame_size_any(capsys, tmp_path):
 
 
 def test_engine_profile_of_an_any_size_graph_is_in_frame_sizes():
-    from focalnet_edge.engine import EngineOptions, profile_shapes
+    from focalnet_edge.engine.config import EngineOptions, profile_shapes
     from focalnet_edge.runtime.tensorrt import contract_for_profile
 
     contract = any_contract("letterbox", "NHWC", "BGRx")
     contract.batch = (1, 2, 4)
     lo, opt, hi = profile_shapes(contract, EngineOptions())
     assert (lo, opt, hi) == ([1, 16, 16, 4], [2, 1080, 1920, 4], [4, 1080, 1920, 4])  # the GPU's memory unknown: up to 1080p
-    from focalnet_edge.engine import frame_size_range
+    from focalnet_edge.engine.config import frame_size_range
 
     big = EngineOptions(size_range=frame_size_range(contract, 81559))  # an 80 GB GPU: 4K frames at batch 4
     assert profile_shapes(contract, big)[2] == [4, 2160, 3840, 4]

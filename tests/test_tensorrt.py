@@ -19,10 +19,11 @@ from focalnet_edge.cli import main
 from focalnet_edge.contract import InputContract
 from focalnet_edge.errors import InputError
 from focalnet_edge.pipeline import BuildOptions, ExportOptions, build
+from focalnet_edge.engine import gpu, plans
+from focalnet_edge.engine.check import check_model, check_onnx
 from focalnet_edge.runtime import tensorrt as trt_mod
-from focalnet_edge.runtime.trt_check import check_model, check_onnx
 
-TRT_INSTALLED = trt_mod.tensorrt_available()
+TRT_INSTALLED = gpu.tensorrt_available()
 CONTRACT = InputContract(height=224, width=224, batch=(1, 8, 32))
 
 
@@ -45,7 +46,7 @@ ORIN = {"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}
 def test_plans_that_cannot_run_here_are_named_with_the_reason(requires, here, reason):
     import re
 
-    found = trt_mod.incompatibility(requires, here)
+    found = plans.incompatibility(requires, here)
     assert found is not None and re.search(reason, found), found
 
 
@@ -56,14 +57,14 @@ def test_plans_that_cannot_run_here_are_named_with_the_reason(requires, here, re
     {"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"},
 ])
 def test_plans_that_can_run_here(requires):
-    assert trt_mod.incompatibility(requires, ORIN) is None
+    assert plans.incompatibility(requires, ORIN) is None
 
 
 def test_a_stubs_only_tensorrt_is_not_tensorrt(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))  # what tensorrt-stubs alone leaves
-    assert trt_mod.tensorrt_available() is False
+    assert gpu.tensorrt_available() is False
     with pytest.raises(InputError, match="TensorRT is not installed"):
-        trt_mod.require_tensorrt()
+        gpu.require_tensorrt()
 
 
 def _manifest(engine_requires):
@@ -78,7 +79,7 @@ def _manifest(engine_requires):
 @pytest.fixture
 def orin(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("10.3.0"))
-    monkeypatch.setattr(trt_mod, "gpu_info", lambda: {"gpu": "Orin", "compute_capability": "8.7"})
+    monkeypatch.setattr(gpu, "gpu_info", lambda: {"gpu": "Orin", "compute_capability": "8.7"})
 
 
 def test_load_ranks_engines_by_precision(orin):
@@ -111,7 +112,7 @@ def test_an_engine_keeps_the_contract_of_its_own_onnx_file(tmp_path):
 
     from onnx import TensorProto, helper
 
-    from focalnet_edge.engine import source_contract
+    from focalnet_edge.engine.build import source_contract
     from focalnet_edge.onnx_io import set_metadata
 
     x = helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT16, ["batch", 3, 224, 224])
@@ -329,9 +330,9 @@ def test_the_gpu_is_found_through_the_cuda_driver_without_torch_or_cuda_python(m
             return 0
 
     monkeypatch.setattr(ctypes, "CDLL", lambda name: Driver())
-    assert trt_mod.gpu_info() == {"gpu": "Orin (nvgpu)", "compute_capability": "8.7", "sm_count": 8, "memory_mib": 7620, "integrated": True}
+    assert gpu.gpu_info() == {"gpu": "Orin (nvgpu)", "compute_capability": "8.7", "sm_count": 8, "memory_mib": 7620, "integrated": True}
     monkeypatch.setattr(Driver, "cuInit", lambda self, flags: 100)  # CUDA_ERROR_NO_DEVICE
-    assert trt_mod.gpu_info() == {"gpu": "unknown", "compute_capability": "unknown"}
+    assert gpu.gpu_info() == {"gpu": "unknown", "compute_capability": "unknown"}
     assert calls == ["cuInit"]
 
 
@@ -375,23 +376,23 @@ ORIN_HERE = {**ORIN, "platform": "aarch64", "integrated": True, "dla_cores": 2}
 def test_plans_judged_runnable_before_that_cannot_run(requires, here, reason):
     import re
 
-    found = trt_mod.incompatibility(requires, here)
+    found = plans.incompatibility(requires, here)
     assert found is not None and re.search(reason, found), found
     older = {k: v for k, v in requires.items() if k not in ("platform", "dla_core")}
-    assert trt_mod.incompatibility({**older, "hardware_compatibility": "none", "compute_capability": "8.7"}, here) is None
+    assert plans.incompatibility({**older, "hardware_compatibility": "none", "compute_capability": "8.7"}, here) is None
 
 
 def test_a_dla_plan_runs_where_its_core_exists():
     requires = {"tensorrt": "10.3.0", "platform": "aarch64", "compute_capability": "8.7", "dla_core": 1}
-    assert trt_mod.incompatibility(requires, ORIN_HERE) is None
+    assert plans.incompatibility(requires, ORIN_HERE) is None
 
 
 @pytest.fixture
 def orin_without_dla(monkeypatch):
     trt = fake_tensorrt("10.3.0", behaviour={"Runtime.num_DLA_cores": 0})
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setattr(trt_mod, "gpu_info", lambda: {"gpu": "Orin", "compute_capability": "8.7", "integrated": True})
-    monkeypatch.setattr(trt_mod, "machine", lambda: "aarch64")
+    monkeypatch.setattr(gpu, "gpu_info", lambda: {"gpu": "Orin", "compute_capability": "8.7", "integrated": True})
+    monkeypatch.setattr(gpu, "machine", lambda: "aarch64")
     return trt
 
 

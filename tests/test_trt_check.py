@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from onnx import TensorProto, helper
 
-from focalnet_edge.runtime.trt_check import check_model, table_for
+from focalnet_edge.engine.check import check_model, table_for
 
 DOC = Path(__file__).parent / "data" / "onnx-tensorrt-10.1-GA-operators.md"
 NAMES = {"FP32": "FLOAT", "FP16": "FLOAT16", "BF16": "BFLOAT16", "FP8": "FLOAT8E4M3FN"}

@@ -1,6 +1,6 @@
 """The TensorRT code type-checked against TensorRT's own API, and kept clear of what TensorRT 11 removed.
 
-TensorRT cannot run here, so mypy reads `focalnet_edge/engine.py` and `runtime/tensorrt.py`
+TensorRT cannot run here, so mypy reads the `focalnet_edge/engine/` package and `runtime/tensorrt.py`
 against the TensorRT 10.13 type stubs (tests/data/tensorrt-stubs-10.13, see its SOURCE): a
 TensorRT name or argument that does not exist fails this test. A deliberately broken copy
 proves the check can fail.
@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from trt_fake import STUBS, all_names
 
-from focalnet_edge.engine import TENSORRT_11_REMOVED
+from focalnet_edge.engine.config import TENSORRT_11_REMOVED
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = [ROOT / "focalnet_edge" / "engine.py", ROOT / "focalnet_edge" / "runtime" / "tensorrt.py"]
+RUNNER = ROOT / "focalnet_edge" / "runtime" / "tensorrt.py"
+MODULES = [*sorted((ROOT / "focalnet_edge" / "engine").glob("*.py")), RUNNER]
 CONFIG = """
 [mypy]
 python_version = 3.10
@@ -57,14 +58,14 @@ def test_the_tensorrt_modules_type_check_against_the_tensorrt_stubs(tmp_path):
 
 @needs_mypy
 def test_a_wrong_tensorrt_name_fails_the_type_check(tmp_path):
-    source = MODULES[1].read_text()
+    source = RUNNER.read_text()
     assert "self._runtime.engine_host_code_allowed = True" in source
     broken = tmp_path / "focalnet_edge" / "runtime"
     broken.mkdir(parents=True)
     (broken.parent / "__init__.py").write_text("")
     (broken / "__init__.py").write_text("")
     for name in ("base.py",):
-        (broken / name).write_text((MODULES[1].parent / name).read_text())
+        (broken / name).write_text((RUNNER.parent / name).read_text())
     (broken / "tensorrt.py").write_text(source.replace("engine_host_code_allowed = True", "engine_host_code_allow = True")
                                         .replace("ctx.execute_async_v3(stream.cuda_stream)", "ctx.execute_async_v3(stream.cuda_stream, 0)"))
     result = _mypy(tmp_path, [broken / "tensorrt.py"])

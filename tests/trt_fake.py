@@ -142,7 +142,7 @@ def _members(specs: dict[str, _Spec], spec: _Spec) -> _Spec:
     return merged
 
 
-def fake_tensorrt(version: str = "10.13.0.35", removed: frozenset[str] | set[str] = frozenset(),
+def fake_tensorrt(version: str = "10.13.0.35", removed: frozenset[str] | set[str] = frozenset(),  # noqa: C901 - generates a tensorrt module from the stubs: one branch per stub construct
                   behaviour: dict[str, Any] | None = None) -> types.ModuleType:
     """A `tensorrt` module generated from the stubs, without the names in `removed`."""
     specs = stub_specs()
@@ -196,7 +196,7 @@ def fake_tensorrt(version: str = "10.13.0.35", removed: frozenset[str] | set[str
         cls.__members__ = members  # type: ignore[attr-defined]
         return cls
 
-    def make_class(qual: str, raw: _Spec) -> type:
+    def make_class(qual: str, raw: _Spec) -> type:  # noqa: C901 - generates a class from the stubs: one branch per stub construct
         spec = _members(specs, raw)
         prefix = qual
 

@@ -279,7 +279,7 @@ def risky_images(ref: np.ndarray, out: np.ndarray, count: int, classify: bool) -
     return np.sort(np.argsort(-risk, kind="stable")[: max(1, count)])
 
 
-def sensitivity_pass(
+def sensitivity_pass(  # noqa: PLR0913 - the gate's graphs, candidates, FLOPs, data and budgets; an options object comes with the calibration redesign (issue 28)
     qmodel: onnx.ModelProto,
     fp32: onnx.ModelProto,
     candidates: list[str],

@@ -438,7 +438,7 @@ def fp16_overflow_nodes(fp32_path: str | Path, qmodel: onnx.ModelProto, inputs: 
     return nodes_to_keep_fp32(qmodel, activation_ranges(fp32_path, inputs))
 
 
-def build_int8(
+def build_int8(  # noqa: C901, PLR0913 - the two quantization forms as an if/else and the calibration flags as parameters; issue 28 makes them form rows and options
     fp32_path: str | Path,
     output: str | Path,
     ranges: dict[str, tuple[float, float]],

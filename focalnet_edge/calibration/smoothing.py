@@ -117,7 +117,7 @@ def smoothing_scales(model: onnx.ModelProto, absmax: dict[str, np.ndarray], alph
     return scales
 
 
-def apply_smoothing(model: onnx.ModelProto, scales: dict[str, np.ndarray]) -> onnx.ModelProto:
+def apply_smoothing(model: onnx.ModelProto, scales: dict[str, np.ndarray]) -> onnx.ModelProto:  # noqa: C901 - one walk over the consumers of each smoothed tensor, a branch per way a weight is reached
     """A copy of `model` with `scales` folded in (see the module docstring); outputs unchanged."""
     out = onnx.ModelProto()
     out.CopyFrom(model)

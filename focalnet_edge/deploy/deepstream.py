@@ -75,7 +75,7 @@ import numpy as np
 from .. import __version__
 from ..errors import ArtifactError, ConfigError
 from ..contract import InputContract
-from ..io import sha256_file
+from ..io import sha256_file, umask
 from ..manifest import MANIFEST, check_artifact, read_manifest
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class Plan:
         return self.softmax or self.normalisation.prepend is not None
 
 
-def deploy(
+def deploy(  # noqa: PLR0913 - keyword options mirroring the CLI flags; a DeepStream options object like Triton's comes with the deploy table (issue 28)
     folder: str | os.PathLike,
     force: bool = False,
     *,
@@ -239,7 +239,7 @@ def deploy(
         )
         facts = _facts(folder, tmp, plan, batches)
         (tmp / FACTS).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~umask())
         _replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -453,7 +453,7 @@ def _source_onnx(folder: Path, manifest: dict[str, Any], precision: str | None) 
 def _check_source_input(folder: Path, source: dict[str, Any]) -> None:
     """The chosen ONNX's own input must be float32 too: an fp16 graph exported with --fp16-io takes
     float16 although the folder's (fp32) contract says float32, and nvinfer feeds float32."""
-    from ..engine import source_contract
+    from ..engine.build import source_contract
 
     own = source_contract(folder / source["path"])
     if own.dtype != "float32":
@@ -556,7 +556,7 @@ def _write_onnx(source: Path, path: Path, plan: Plan) -> None:
         raise ArtifactError(f"{source}: the DeepStream graph derived from it is not valid ONNX ({e})") from None
 
 
-def render_config(
+def render_config(  # noqa: PLR0913 - keyword-only, one parameter per nvinfer key it renders
     plan: Plan,
     *,
     batch: int,
@@ -724,9 +724,3 @@ def _replace_dir(tmp: Path, target: Path) -> None:
         raise ArtifactError(f"{target}: could not be written ({e.strerror or e})") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

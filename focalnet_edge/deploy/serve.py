@@ -135,7 +135,7 @@ def _image_infer(runner):
     return infer
 
 
-def serve(folder: str | os.PathLike, options: ServeOptions | None = None, ready: Callable[[str], None] | None = None,
+def serve(folder: str | os.PathLike, options: ServeOptions | None = None, ready: Callable[[str], None] | None = None,  # noqa: C901 - PyTriton's setup, signals and shutdown in one lifetime (one try/finally)
           stop: threading.Event | None = None) -> None:
     """Serve `folder`'s runner until SIGINT/SIGTERM (or `stop` is set); `ready(url)` once it answers."""
     from ..runtime import load

@@ -129,7 +129,7 @@ def _labels_text(manifest: dict, classes: int) -> str:
     return "".join(f"{label}\n" for label in labels)
 
 
-def config_text(name: str, entry: dict, manifest: dict, inputs: list[IOTensor], outputs: list[IOTensor],
+def config_text(name: str, entry: dict, manifest: dict, inputs: list[IOTensor], outputs: list[IOTensor],  # noqa: C901 - one config.pbtxt: a branch per Triton field the artifact's kind and options decide
                 options: TritonOptions, kind: str) -> tuple[str, str | None]:
     """config.pbtxt for the artifact, and the labels file's text (None without a classification head).
 
@@ -210,7 +210,7 @@ class DeployResult:
     server_flags: list[str] = field(default_factory=list)  #: what tritonserver must be started with for this model
 
 
-def deploy(folder: str | os.PathLike, repo: str | os.PathLike, options: TritonOptions | None = None) -> DeployResult:
+def deploy(folder: str | os.PathLike, repo: str | os.PathLike, options: TritonOptions | None = None) -> DeployResult:  # noqa: C901 - option checks, the artifact choice and the staged write of one model folder; the choice moves to one choose_artifact (issue 28)
     """Write the Triton model folder for one artifact of `folder` into the repository `repo`."""
     options = options or TritonOptions()
     folder, repo = Path(folder), Path(repo)

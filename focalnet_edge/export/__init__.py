@@ -6,7 +6,7 @@ Names are imported on first use, so `from focalnet_edge.export.simplify import S
 
 from __future__ import annotations
 
-import importlib
+from ..extras import lazy_exports
 
 _LAZY = {
     "ExportResult": ".onnx_export",
@@ -16,9 +16,4 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

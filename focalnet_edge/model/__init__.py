@@ -10,7 +10,7 @@ Modules, bottom up: `config` (FocalNetConfig), `preprocessing` (ImageSpec), `ori
 
 from __future__ import annotations
 
-import importlib
+from ..extras import lazy_exports
 
 _NAMES = {
     "FocalNetConfig": "config",
@@ -27,17 +27,5 @@ _NAMES = {
     "FocalNetModel": "modeling",
 }
 
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
-        globals()[name] = value  # looked up once
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
-
 __all__ = sorted(_NAMES)
+__getattr__, __dir__ = lazy_exports(__name__, {name: f".{module}" for name, module in _NAMES.items()})

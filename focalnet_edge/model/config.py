@@ -146,7 +146,7 @@ class FocalNetConfig:
                     f"give one value per stage ({name}={getattr(self, name)}, depths={self.depths})"
                 )
 
-    def _check_values(self) -> None:
+    def _check_values(self) -> None:  # noqa: C901 - one check per config field, as transformers' FocalNetConfig takes them
         _pair(self.image_size, "image_size")
         _pair(self.patch_size, "patch_size")
         for name in ("num_channels", "embed_dim", "encoder_stride"):
@@ -267,7 +267,7 @@ class FocalNetConfig:
         self._verify_out(feats, idx)
         self._out_features, self._out_indices = feats, idx
 
-    def _verify_out(self, feats: list | None, idx: list | None) -> None:
+    def _verify_out(self, feats: list | None, idx: list | None) -> None:  # noqa: C901 - transformers' alignment rules, one message each
         names = self.stage_names
         if feats is not None:
             if not isinstance(feats, list):

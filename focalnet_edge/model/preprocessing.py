@@ -387,7 +387,7 @@ def _size_dict(value: Any, default_to_square: bool, name: str) -> dict[str, int]
     return {k: int(v) for k, v in size.items()}
 
 
-def _spec_from_processor(data: dict[str, Any], proc: _Processor, name: str) -> ImageSpec:
+def _spec_from_processor(data: dict[str, Any], proc: _Processor, name: str) -> ImageSpec:  # noqa: C901 - one branch per key of transformers' image processors, each with its default
     def get(key: str, default: Any) -> Any:  # a key present with null stays None, as in transformers
         return data[key] if key in data else default
 

@@ -40,7 +40,7 @@ NOTES = {
 }
 
 
-def from_pretrained(cls, source, *model_args, config: FocalNetConfig | None = None,
+def from_pretrained(cls, source, *model_args, config: FocalNetConfig | None = None,  # noqa: PLR0913 - transformers' keywords
                     state_dict: dict[str, torch.Tensor] | None = None, ignore_mismatched_sizes: bool = False,
                     output_loading_info: bool = False, torch_dtype=None, dtype=None, subfolder: str = "",
                     revision: str | None = None, cache_dir: str | None = None, local_files_only: bool = False,

@@ -6,8 +6,7 @@ first use, so the runtime works on a device without PyTorch.
 
 from __future__ import annotations
 
-import importlib
-
+from ..extras import lazy_exports
 from .base import Runner, TensorSpec
 from .loader import choose_artifact, load
 
@@ -15,8 +14,4 @@ _LAZY = {"OnnxRuntimeRunner": ".onnxruntime", "TensorRTRunner": ".tensorrt", "To
 
 __all__ = ["OnnxRuntimeRunner", "Runner", "TensorRTRunner", "TensorSpec", "TorchRunner", "choose_artifact", "load"]
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

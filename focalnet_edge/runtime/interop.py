@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from ..engine import gpu
 from ..errors import InputError
+from ..extras import optional
 
 #: DLDeviceType values of dlpack.h
 KDL_CPU, KDL_CUDA, KDL_CUDA_HOST, KDL_CUDA_MANAGED = 1, 2, 3, 13
@@ -179,13 +181,9 @@ def stream_handle(stream: Any) -> int:
 
 def cudart() -> Any:
     """cuda-python's runtime API (`cuda.bindings.runtime`, or `cuda.cudart` before 12.6), or one clear error."""
-    try:
-        from cuda.bindings import runtime
-    except ImportError:
-        try:
-            from cuda import cudart as runtime  # type: ignore[no-redef]
-        except ImportError:
-            raise InputError(f"CUDA frames that need a copy or a stream synchronisation need cuda-python: {cuda_python_install()}") from None
+    runtime = optional(*gpu.CUDA_RUNTIME)
+    if runtime is None:
+        raise InputError(f"CUDA frames that need a copy or a stream synchronisation need cuda-python: {cuda_python_install()}")
     return runtime
 
 
@@ -193,9 +191,7 @@ def cuda_python_install() -> str:
     """How to install cuda-python here. x86_64: the [gpu] extra. aarch64 (Jetson): the [gpu] extra
     installs nothing there, so the cuda-python release of the CUDA that JetPack ships (12.2 or 12.6 on
     JetPack 6, 13.x on JetPack 7), read from the driver (`cuDriverGetVersion`) where it answers."""
-    from .tensorrt import machine
-
-    if machine() != "aarch64":
+    if gpu.machine() != "aarch64":
         return "pip install 'focalnet-edge[gpu]'"
     version = driver_cuda_version()
     spec = f"cuda-python=={version}.*" if version else "cuda-python==MAJOR.MINOR.* (JetPack's CUDA: nvcc --version)"

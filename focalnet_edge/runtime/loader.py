@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import is_engine, rank, select, trust
+from ..engine.plans import engine_runnable_here
 from ..errors import ArtifactError
 from ..manifest import MANIFEST, check_artifact, read_manifest
 from .base import Runner
@@ -27,8 +28,6 @@ def why_not_runnable(entry: dict) -> str | None:
     """Why this machine cannot run the entry (engines: no TensorRT, other version or GPU), or None."""
     if not is_engine(entry):
         return None  # ONNX files run everywhere (ONNX Runtime)
-    from .tensorrt import engine_runnable_here
-
     return engine_runnable_here(entry)
 
 

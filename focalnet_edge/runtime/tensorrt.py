@@ -1,19 +1,7 @@
-"""Running TensorRT plans: `TensorRTRunner`, and the checks that a plan can run on this machine.
+"""Running TensorRT plans: `TensorRTRunner`, and fitting a contract to an engine's profile.
 
-Only loads and runs; engines are built by the engine stage (`focalnet_edge/engine.py`).
-
-Which plans run where (TensorRT's engine compatibility rules, checked here before TensorRT is
-asked, so the answer is one clear sentence instead of a deserialization failure):
-- no plan runs on another platform (x86_64 vs aarch64), whatever its compatibility flags;
-- a plain plan runs only on the TensorRT version that built it, and only on a GPU of the same
-  compute capability;
-- a version-compatible plan (`--version-compatible`) runs on the same or a later TensorRT,
-  and needs `IRuntime.engine_host_code_allowed` (set here);
-- `hardware_compatibility="ampere_plus"` runs on any GPU of compute capability >= 8.0;
-  `"same_compute_capability"` on any GPU of the very same compute capability; neither on JetPack
-  (TensorRT does not support hardware compatibility on Jetson's integrated GPUs);
-- a DLA plan runs only where that DLA core exists (`IRuntime.num_DLA_cores`), and is deserialized
-  with the runtime's `DLA_core` set to it.
+Only loads and runs; engines are built, and a plan's requirements checked against this machine,
+by the engine package (`focalnet_edge/engine/`: `build.py`, `plans.py`).
 
 Nothing in this module has run in this project's CI (no TensorRT or GPU there): it is type
 checked against the TensorRT 10.13 stubs and exercised with fakes there, and run for real by
@@ -24,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -34,227 +21,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..contract import InputContract
+from ..engine.gpu import require_tensorrt
+from ..engine.plans import DTYPES, check_engine_compatibility, dims, engine_io
 from ..errors import ArtifactError, InputError
 from .base import Runner, _is_torch
 from .interop import DeviceBuffer, c_strides, check, cudart, stream_handle, synchronize
 
 if TYPE_CHECKING:  # type-checked against the TensorRT stubs (tests/test_typecheck.py)
     import tensorrt as trt
-
-log = logging.getLogger(__name__)
-
-#: TensorRT DataType member names -> numpy / torch dtype names
-DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8",
-          "INT32": "int32", "INT64": "int64", "BOOL": "bool"}
-
-
-def tensorrt_available() -> bool:
-    """Whether the real TensorRT imports here (no GPU check).
-
-    A stubs-only install (`tensorrt-stubs` without TensorRT) leaves an importable `tensorrt`
-    namespace without `__version__`; that is not TensorRT.
-    """
-    try:
-        import tensorrt
-    except ImportError:
-        return False
-    return isinstance(getattr(tensorrt, "__version__", None), str)
-
-
-def require_tensorrt() -> Any:
-    """The tensorrt module, or one clear `InputError` saying how to install it on each platform."""
-    if not tensorrt_available():
-        raise InputError(
-            "TensorRT is not installed: on an x86_64 desktop or server, pip install 'focalnet-edge[gpu]'; on Jetson "
-            "(JetPack 6 or 7) it comes with JetPack: sudo apt install python3-libnvinfer and use a venv made with --system-site-packages"
-        )
-    import tensorrt as trt
-
-    return trt
-
-
-def machine() -> str:
-    """This machine's platform as TensorRT's plans know it: "x86_64" or "aarch64" (plans are not
-    portable across platforms)."""
-    import platform
-
-    m = platform.machine()
-    return {"AMD64": "x86_64", "amd64": "x86_64", "arm64": "aarch64", "ARM64": "aarch64"}.get(m, m)
-
-
-def gpu_info() -> dict[str, Any]:
-    """CUDA device 0: name, compute capability, SM count, memory (MiB) and whether it is
-    integrated (a Jetson's GPU shares the host's memory); name and capability "unknown" without a GPU.
-
-    Asks torch where it is imported with CUDA, else cuda-python, else the CUDA driver itself
-    (libcuda, through ctypes): a Jetson without torch or cuda-python still finds its GPU. The
-    name alone does not tell GPUs apart ("Orin" is the AGX, NX and Nano alike); the SM count and
-    memory do.
-    """
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            p = torch.cuda.get_device_properties(0)
-            return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{p.major}.{p.minor}",
-                    "sm_count": int(p.multi_processor_count), "memory_mib": int(p.total_memory) >> 20, "integrated": bool(p.is_integrated)}
-    except ImportError:
-        pass
-    try:
-        try:
-            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-        except ImportError:
-            from cuda import cudart  # type: ignore[no-redef]
-        err, props = cudart.cudaGetDeviceProperties(0)
-        if int(err) != 0:
-            raise RuntimeError(err)
-        name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-        return {"gpu": name.rstrip("\x00"), "compute_capability": f"{props.major}.{props.minor}", "sm_count": int(props.multiProcessorCount),
-                "memory_mib": int(props.totalGlobalMem) >> 20, "integrated": bool(props.integrated)}
-    except Exception:
-        return _driver_gpu_info()
-
-
-#: CUdevice_attribute values of the CUDA driver API (cuda.h)
-_CC_MAJOR, _CC_MINOR, _SM_COUNT, _INTEGRATED = 75, 76, 16, 18
-
-
-def _driver_gpu_info() -> dict[str, Any]:
-    """Device 0 through the CUDA driver API (cuInit, cuDeviceGet, cuDeviceGetName, cuDeviceGetAttribute, cuDeviceTotalMem_v2)."""
-    import ctypes
-
-    unknown: dict[str, Any] = {"gpu": "unknown", "compute_capability": "unknown"}
-    try:
-        cuda = ctypes.CDLL("libcuda.so.1" if os.name != "nt" else "nvcuda.dll")
-    except OSError:
-        return unknown
-    device, major, minor, sms, integrated = (ctypes.c_int() for _ in range(5))
-    memory = ctypes.c_size_t()
-    name = ctypes.create_string_buffer(256)
-    if (cuda.cuInit(0) or cuda.cuDeviceGet(ctypes.byref(device), 0) or cuda.cuDeviceGetName(name, len(name), device)
-            or cuda.cuDeviceGetAttribute(ctypes.byref(major), _CC_MAJOR, device)
-            or cuda.cuDeviceGetAttribute(ctypes.byref(minor), _CC_MINOR, device)):
-        return unknown
-    info: dict[str, Any] = {"gpu": name.value.decode(errors="replace"), "compute_capability": f"{major.value}.{minor.value}"}
-    if not cuda.cuDeviceGetAttribute(ctypes.byref(sms), _SM_COUNT, device):
-        info["sm_count"] = sms.value
-    if not cuda.cuDeviceTotalMem_v2(ctypes.byref(memory), device):
-        info["memory_mib"] = memory.value >> 20
-    if not cuda.cuDeviceGetAttribute(ctypes.byref(integrated), _INTEGRATED, device):
-        info["integrated"] = bool(integrated.value)
-    return info
-
-
-def _version(v: str) -> tuple[int, ...]:
-    return tuple(int("".join(c for c in p if c.isdigit()) or 0) for p in str(v).split(".")[:3])
-
-
-def _cc(v: Any) -> tuple[int, int] | None:
-    try:
-        major, minor = str(v).split(".")[:2]
-        return int(major), int(minor)
-    except ValueError:
-        return None
-
-
-def incompatibility(requires: dict[str, Any], here: dict[str, Any]) -> str | None:
-    """Why a plan built with `requires` cannot run `here`, or None.
-
-    `here`: {tensorrt, gpu, compute_capability, platform, integrated, dla_cores} of this machine
-    (`here_facts`); a key missing from `requires` (a manifest written before it was recorded) is
-    not checked.
-    """
-    built = requires.get("tensorrt")
-    if here.get("gpu") in (None, "unknown"):
-        return "no CUDA GPU found here"
-    platform = requires.get("platform")
-    if platform and here.get("platform") and platform != here["platform"]:
-        return (f"built on {platform}, this machine is {here['platform']}: TensorRT plans are not portable across platforms "
-                "(not even --version-compatible or --hardware-compatibility ones); rebuild it here (focalnet-edge engine OUT)")
-    if requires.get("version_compatible"):
-        if built and _version(here["tensorrt"]) < _version(built):
-            return (f"built with TensorRT {built}, this machine has the older TensorRT {here['tensorrt']}; "
-                    "version-compatible engines run only on the same or a later TensorRT")
-    elif built and built != here["tensorrt"]:
-        return (f"built with TensorRT {built}, this machine has TensorRT {here['tensorrt']}; rebuild the engine here "
-                "(focalnet-edge engine OUT) or build it --version-compatible")
-    hw = requires.get("hardware_compatibility") or "none"
-    if hw != "none" and here.get("integrated"):
-        return (f"built with --hardware-compatibility {hw}, which TensorRT does not support on JetPack (Jetson's integrated GPU); "
-                "rebuild it here without --hardware-compatibility")
-    cc_built, cc_here = _cc(requires.get("compute_capability")), _cc(here.get("compute_capability"))
-    if hw == "ampere_plus":
-        if cc_here is None or cc_here < (8, 0):
-            return f"built for Ampere or later (compute capability >= 8.0), this machine has {here['gpu']} ({here.get('compute_capability')})"
-    elif cc_built is not None and cc_here != cc_built:
-        fix = "rebuild it here" + (", or build with --hardware-compatibility ampere_plus" if hw == "none" else "")
-        return (f"built for {requires.get('gpu')} (compute capability {requires['compute_capability']}), this machine "
-                f"has {here['gpu']} ({here.get('compute_capability')}); {fix}")
-    core = requires.get("dla_core")
-    if core is not None and int(core) >= int(here.get("dla_cores") or 0):
-        cores = int(here.get("dla_cores") or 0)
-        return (f"built for DLA core {core}, this device has {cores or 'no'} DLA core{'s' if cores != 1 else ''}; "
-                "rebuild it here without --dla-core" + (f" or with --dla-core {cores - 1}" if cores else ""))
-    return None
-
-
-def here_facts(requires: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What `incompatibility` compares a plan's `requires` with, for this machine (TensorRT imported).
-
-    The DLA core count is asked of TensorRT (`IRuntime.num_DLA_cores`) only for a DLA plan.
-    """
-    import tensorrt as trt
-
-    here: dict[str, Any] = {"tensorrt": trt.__version__, **gpu_info(), "platform": machine()}
-    if requires and requires.get("dla_core") is not None:
-        try:
-            here["dla_cores"] = int(trt.Runtime(trt.Logger(trt.Logger.WARNING)).num_DLA_cores)
-        except Exception:  # no runtime here: no DLA to speak of
-            here["dla_cores"] = 0
-    return here
-
-
-def check_engine_compatibility(requires: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Refuse, before TensorRT does, a plan built for another platform, TensorRT version, GPU or DLA
-    core; return this machine's facts (`here_facts`)."""
-    require_tensorrt()
-    here = here_facts(requires)
-    reason = incompatibility(requires, here)
-    if reason:
-        raise ArtifactError(f"{path}: {reason}")
-    return here
-
-
-def engine_runnable_here(entry: dict[str, Any]) -> str | None:
-    """Why the manifest entry of a plan cannot run on this machine (for `load` to skip it with a note), or None."""
-    if not tensorrt_available():
-        return "TensorRT is not installed"
-    requires = entry.get("requires") or {}
-    return incompatibility(requires, here_facts(requires))
-
-
-def dims(d: trt.Dims) -> list[int]:
-    """A TensorRT `Dims` as a list (the stubs declare `__len__`/`__getitem__`, not `__iter__`)."""
-    return [int(d[i]) for i in range(len(d))]
-
-
-def engine_io(engine: trt.ICudaEngine) -> dict[str, Any]:
-    """Inputs' profile-0 shapes (min, opt, max), every I/O tensor's dtype and shape (-1: dynamic), read from the engine itself."""
-    import tensorrt as trt
-
-    profile: dict[str, list[list[int]]] = {}
-    dtypes: dict[str, str] = {}
-    shapes: dict[str, list[int]] = {}
-    outputs: list[str] = []
-    for i in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(i)
-        dtypes[name] = DTYPES.get(engine.get_tensor_dtype(name).name, "unknown")
-        shapes[name] = dims(engine.get_tensor_shape(name))  # -1 where the profile decides
-        if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-            profile[name] = [dims(s) for s in engine.get_tensor_profile_shape(name, 0)]
-        else:
-            outputs.append(name)
-    return {"profile": profile, "dtypes": dtypes, "shapes": shapes, "outputs": outputs}
 
 
 def contract_for_profile(contract: InputContract, profile: list[list[int]]) -> InputContract:

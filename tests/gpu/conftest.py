@@ -1,6 +1,6 @@
 """tests/gpu/: what needs TensorRT and a CUDA GPU. Skipped, with the reason, everywhere else.
 
-PyTorch is not needed: the GPU is found through the CUDA driver (`runtime.tensorrt.gpu_info`), and
+PyTorch is not needed: the GPU is found through the CUDA driver (`engine.gpu.gpu_info`), and
 on a stock JetPack (TensorRT, no CUDA torch) the engine tests run on a folder built elsewhere and
 copied, verified against its stored references (tests/gpu/gpu_folder.py):
 
@@ -16,7 +16,7 @@ import pytest
 
 
 def _missing() -> str | None:
-    from focalnet_edge.runtime.tensorrt import gpu_info, tensorrt_available
+    from focalnet_edge.engine.gpu import gpu_info, tensorrt_available
 
     if not tensorrt_available():
         return ("TensorRT is not installed (x86_64: pip install 'focalnet-edge[gpu]'; Jetson: apt install python3-libnvinfer "

@@ -41,7 +41,8 @@ def given_folder() -> Path | None:
 
 def engines_on_the_stored_references(folder: Path):
     """Engines built into `folder` on this device and verified against its references.npz: no torch."""
-    from focalnet_edge.engine import EngineOptions, engine_command
+    from focalnet_edge.engine.command import engine_command
+    from focalnet_edge.engine.config import EngineOptions
     from focalnet_edge.manifest import read_manifest
     from focalnet_edge.pipeline import verify_stage
     from focalnet_edge.references import load_references

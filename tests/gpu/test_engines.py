@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from focalnet_edge.artifacts import thresholds
-from focalnet_edge.engine import EngineOptions, engine_command
+from focalnet_edge.engine.command import engine_command
+from focalnet_edge.engine.config import EngineOptions
 from focalnet_edge.pipeline import BuildOptions, ExportOptions, build
 from focalnet_edge.runtime import OnnxRuntimeRunner, load
 from focalnet_edge.verify import load_image_set
@@ -110,7 +111,7 @@ def test_a_copied_folder_is_built_into_engines_without_torch(built, tmp_path):
     folder = _copy_without_engines(out, tmp_path / "copied")
     script = (
         "import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
-        "from focalnet_edge.engine import engine_command\n"
+        "from focalnet_edge.engine.command import engine_command\n"
         f"print('\\n'.join(engine_command({str(folder)!r}).notes))\n"
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=1800)
@@ -241,7 +242,7 @@ def test_frame_size_any_engines_resize_like_onnx_runtime(tmp_path, mode, layout,
 # -- issue 24 -----------------------------------------------------------------------------------------------------------
 def test_requirements_record_the_platform_and_the_cache_its_gpus_size(built):
     """Item 1 and 12: the platform and DLA core are in `requires`; the timing cache is keyed by SM count and memory."""
-    from focalnet_edge.runtime.tensorrt import gpu_info, machine
+    from focalnet_edge.engine.gpu import gpu_info, machine
 
     out, _ = built
     manifest = json.loads((out / "manifest.json").read_text())
@@ -268,7 +269,7 @@ def test_a_plan_with_other_outputs_is_not_adopted(built, tmp_path):
     import onnx
 
     from focalnet_edge.contract import InputContract
-    from focalnet_edge.engine import build_engine
+    from focalnet_edge.engine.build import build_engine
     from focalnet_edge.errors import ArtifactError
 
     out, _ = built

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from focalnet_edge.engine import EngineOptions
+from focalnet_edge.engine.config import EngineOptions
 from focalnet_edge.pipeline import BuildOptions, ExportOptions, build
 from focalnet_edge.runtime import OnnxRuntimeRunner, load
 

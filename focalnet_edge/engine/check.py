@@ -28,6 +28,8 @@ from typing import Any
 
 import onnx
 
+from .gpu import version_tuple
+
 TABLE = Path(__file__).with_name("trt_operators.json")
 
 #: the document's type names -> ONNX TensorProto names
@@ -61,8 +63,8 @@ def _tables() -> dict[str, Any]:
 
 
 def _release_key(release: str) -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", release)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    """'10.1-GA' -> (10, 1): a release compared with a TensorRT version by major and minor."""
+    return version_tuple(release)[:2]
 
 
 def table_for(tensorrt_version: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -91,7 +93,7 @@ def _type_name(elem_type: int) -> str:
     return onnx.TensorProto.DataType.Name(elem_type)
 
 
-def check_model(model: onnx.ModelProto, tensorrt_version: str | None = None) -> list[Finding]:
+def check_model(model: onnx.ModelProto, tensorrt_version: str | None = None) -> list[Finding]:  # noqa: C901 - one branch per restriction onnx-tensorrt's operators.md states, in the document's order
     """Findings for every node TensorRT's ONNX parser would refuse or treat specially."""
     release, table = table_for(tensorrt_version)
     ops = table["operators"]
