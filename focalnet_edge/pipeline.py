@@ -252,6 +252,8 @@ class PrecisionOptions:
     int8_float: str = "fp16"  #: float parts of the TensorRT-form INT8 graph: fp16 (fast on GPUs) or fp32
     keep_stem_and_head: bool = True  #: stem, head and downsampling Convs in float (`placement.float_by_default`)
     smooth_alpha: float = SMOOTH_ALPHA  #: LayerNorm outputs smoothed into their GEMMs before INT8/FP8 (0: off)
+    gate: bool = True  #: False (--no-gate): the quantized graphs are written as quantized, nothing returned to float
+    keep_float: list[str] = field(default_factory=list)  #: --keep-float patterns: nodes kept in float (int8) / fp32 (fp16)
 
 
 @dataclass
@@ -304,12 +306,18 @@ def fp16_stage(output_dir: Path, fp32_path: Path, calib, options: PrecisionOptio
 
     if calib is None:
         log.warning("fp16: no calibration data, so no overflow measurement; pass --calib-data to measure")
+    from .calibration.placement import match_nodes
+
     row = artifacts.PRECISIONS["fp16"]
-    fp16 = convert_fp16(fp32_path, output_dir / row.onnx, calib.inputs if calib is not None else None, options.keep_io_types)
+    matched = match_nodes(load_onnx(fp32_path, external_data=False), options.keep_float) if options.keep_float else {}
+    user = list(dict.fromkeys(n for nodes in matched.values() for n in nodes))
+    fp16 = convert_fp16(fp32_path, output_dir / row.onnx, calib.inputs if calib is not None else None, options.keep_io_types,
+                        user or None)
     if manifest is not None:
         add_artifact(manifest, fp16.path, row.name, artifacts.ONNX,
                      requires={"opset": load_onnx(fp16.path, external_data=False).opset_import[0].version, "runtime": row.runs_on},
-                     kept_fp32=fp16.kept_fp32, io_dtype="float32" if options.keep_io_types else "float16")
+                     kept_fp32=fp16.kept_fp32, io_dtype="float32" if options.keep_io_types else "float16",
+                     keep_float={"patterns": list(options.keep_float), "nodes": user})
     return fp16
 
 
@@ -399,13 +407,17 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
         reference = outputs(str(fp32_path), held.inputs)
         shared = {"calibration": round(t_ranges, 2), "reference": round(time.perf_counter() - t0, 2)}
         log.info("int8: calibration ranges %.1f s, fp32 outputs on %d held-back images %.1f s", t_ranges, len(held), shared["reference"])
+        from .calibration.placement import WEIGHTED_OPS, match_nodes
+
+        matched = match_nodes(load_onnx(source, external_data=False), options.keep_float, WEIGHTED_OPS) if options.keep_float else {}
+        user = list(dict.fromkeys(n for nodes in matched.values() for n in nodes))
         results = []
         for name in wanted:
             row = artifacts.PRECISIONS[name]
             form = "cpu" if name == "int8-cpu" else "tensorrt"
             float_type = options.int8_float if form == "tensorrt" else "fp32"  # ORT's CPU kernels want fp32
             common = dict(float_type=float_type, calibration_inputs=part.inputs if part is not None else None,
-                          reference=reference, progress=progress)
+                          reference=reference, progress=progress, run_gate=options.gate, keep_float=user)
             if name == "fp8":
                 r = build_fp8(source, output_dir / row.onnx, ranges, held.inputs, min_agreement=options.min_agreement,
                               max_fallback=options.max_fallback, keep_stem_and_head=options.keep_stem_and_head, **common)
@@ -414,14 +426,14 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
                                options.max_fallback, options.keep_stem_and_head, **common)
             r.timings = {**shared, **{k: v for k, v in r.timings.items() if k != "reference"}}
             r.timings["total"] = round(sum(v for k, v in r.timings.items() if k != "total"), 2)
-            if not r.gate_passed:
+            if r.gate_passed is False:
                 log.warning("%s: the accuracy gate is not met (%s) after returning %d nodes to float (tried: %s)", row.onnx,
                             "; ".join(r.shortfall) or f"agreement {r.agreement:.4f}", len(r.kept_float), ", ".join(r.tried) or "none")
             results.append(r)
             if manifest is not None:
                 add_artifact(manifest, r.path, row.name, artifacts.ONNX, requires={"runtime": row.runs_on},
                              int8={**r.to_manifest(), "float": float_type, "method": made["method"], "calibration": CALIBRATION,
-                                   "smoothing": made["smoothing"]})
+                                   "smoothing": made["smoothing"], "keep_float": {"patterns": list(options.keep_float), "nodes": user}})
         return results
 
 
@@ -448,10 +460,13 @@ class BuildResult:
     latency_ms: dict[str, float]
     images_used: str
     notes: list[str] = field(default_factory=list)
+    ungated: list[str] = field(default_factory=list)  #: quantized artifacts written with --no-gate: reported, not judged
 
     @property
     def passed(self) -> bool:
-        return bool(self.reports) and all(r.passed for r in self.reports)
+        """Every verified artifact passed (those written with --no-gate are reported, not judged)."""
+        judged = [r for r in self.reports if r.artifact not in self.ungated]
+        return bool(self.reports) and all(r.passed for r in judged)
 
 
 def measure_latency(runner, batch: int = 1, repeats: int = 5) -> float:
@@ -530,7 +545,8 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
         manifest["verification_images"] = used
         manifest["stages"] = stages
         write_manifest(out, manifest)
-    return BuildResult(final, manifest, verified.reports, latency, used, notes)
+    ungated = [] if cal.gate else [e["path"] for e in manifest["artifacts"].values() if isinstance(e.get("int8"), dict)]
+    return BuildResult(final, manifest, verified.reports, latency, used, notes, ungated)
 
 
 def tensorrt_check_stage(output_dir: Path, manifest: dict[str, Any]) -> list[str]:
