@@ -1,7 +1,8 @@
 """`focalnet-edge diagnose`: where an artifact's error comes from, block by block, against PyTorch fp32.
 
 For each FocalNet block (its checkpoint module path: `embeddings`, `encoder.stages.S.layers.L`,
-`encoder.stages.S.downsample`, `layernorm`, `classifier`) the block's output in the artifact is
+`encoder.stages.S.downsample`, and the head, `classifier`, with the final LayerNorm and pooling
+before it) the block's output in the artifact is
 compared with the same module's output in the PyTorch fp32 model on the same images: SQNR and
 cosine, and the error the block adds beyond its input's (the noise-to-signal ratio of its
 output less that of the block before it, in dB: what the block itself contributes, the
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 #: the artifact diagnosed when none is named: the quantized forms first, then fp16
 DEFAULT_ORDER = ("int8", "fp8", "int8-cpu", "fp16")
 BATCH = 8  #: images per run: memory is one batch of block outputs, not the image count
+#: modules diagnosed as part of the block after them: the final LayerNorm belongs to the head (its
+#: normalisation rescales the relative error of the residual stream, which is no error of its own)
+MERGED_INTO_NEXT = ("layernorm",)
 #: ops whose outputs are never a block's output (shape arithmetic, constants)
 _NOT_ACTIVATIONS = ("Constant", "Shape", "Gather", "Unsqueeze", "Concat", "ConstantOfShape", "Range", "Cast")
 
@@ -83,7 +87,7 @@ def block_outputs(model: onnx.ModelProto) -> dict[str, str]:
     out: dict[str, str] = {}
     for n in model.graph.node:
         block = module_block(n.name)
-        if block is None or n.op_type in _NOT_ACTIVATIONS:
+        if block is None or block in MERGED_INTO_NEXT or n.op_type in _NOT_ACTIVATIONS:
             continue
         for t in n.output:
             if t in floats and (t in graph_outputs or readers.get(t, set()) - {block}):
@@ -92,11 +96,14 @@ def block_outputs(model: onnx.ModelProto) -> dict[str, str]:
     return out
 
 
+AXES_AS_INPUT = {"ReduceSum": 13}  #: the opset from which a reduction takes its axes as an input (the others: 18)
+
+
 def _reduce(nodes: list, opset: int, name: str, op: str, x: str) -> str:
     """Append a per-image reduction (over every axis but the first) of `x` (a (B, -1) tensor)."""
     from onnx import TensorProto, helper
 
-    if opset >= 18:
+    if opset >= AXES_AS_INPUT.get(op, 18):
         axes = f"{name}__axes"
         nodes += [helper.make_node("Constant", [], [axes], value=helper.make_tensor(axes, TensorProto.INT64, [1], [1])),
                   helper.make_node(op, [x, axes], [name], name=name, keepdims=0)]
