@@ -619,6 +619,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .outputs import lock, remove_partials
     from .pipeline import adopt_onnx, precision_stage
 
+    from .calibration.gate import blocks_of
+
     src = Path(args.onnx)
     out = Path(args.output) if args.output else src.parent
     options = _precision_options(args)
@@ -632,7 +634,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         result = precision_stage(out, fp32, args.precision, options, manifest, progress=not args.quiet)
     for r in result.int8:
         print(f"wrote {r.path} ({r.form} form): top-1 agreement {r.agreement:.4f} with fp32 on {r.holdout_images} held-back images"
-              + (f"; kept in float: {', '.join(r.kept_float)}" if r.kept_float else "") + {True: "", False: " (gate FAILED)", None: " (no gate)"}[r.gate_passed])
+              + (f"; returned to float: {', '.join(f'{b} ({len(n)})' for b, n in blocks_of(r.kept_float).items())}" if r.kept_float else "") + {True: "", False: " (gate FAILED)", None: " (no gate)"}[r.gate_passed])
     if result.fp16 is not None:
         kept = result.fp16.kept_fp32
         print(f"wrote {result.fp16.path}" + (f"; kept in fp32: {len(kept)} nodes" if kept else ""))

@@ -392,6 +392,7 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
     has the seconds of both ("calibration", "reference") and of its own gate's phases.
     """
     from .calibration import build_fp8, build_int8
+    from .calibration.gate import blocks_of as gate_blocks
     from .calibration.gate import outputs
 
     if held is None:  # before anything is written
@@ -429,6 +430,9 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
             if r.gate_passed is False:
                 log.warning("%s: the accuracy gate is not met (%s) after returning %d nodes to float (tried: %s)", row.onnx,
                             "; ".join(r.shortfall) or f"agreement {r.agreement:.4f}", len(r.kept_float), ", ".join(r.tried) or "none")
+            if r.kept_float:
+                log.info("%s: returned to float by the gate, by block: %s", row.onnx,
+                         "; ".join(f"{b}: {', '.join(n)}" for b, n in gate_blocks(r.kept_float).items()))
             results.append(r)
             if manifest is not None:
                 add_artifact(manifest, r.path, row.name, artifacts.ONNX, requires={"runtime": row.runs_on},

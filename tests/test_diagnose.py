@@ -136,3 +136,19 @@ def test_keep_float_by_module_path_and_the_gate_on_the_hostile_block(hostile_ckp
                  "--keep-float", "encoder.stages.9", "--output", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "--keep-float encoder.stages.9: no" in err and err.count("\n") == 1 and not bad.exists()
+
+
+def test_pick_artifact_prefers_quantized_onnx_and_refuses_engines():
+    from focalnet_edge.diagnose import pick_artifact
+    from focalnet_edge.errors import ArtifactError, ConfigError
+
+    entries = {n: {"path": n, "precision": p, "format": f} for n, p, f in [
+        ("model.onnx", "fp32", "onnx"), ("model.fp16.onnx", "fp16", "onnx"), ("model.int8.cpu.onnx", "int8-cpu", "onnx"),
+        ("model.int8.onnx", "int8", "onnx"), ("model.int8.engine", "int8", "tensorrt-plan")]}
+    assert pick_artifact({"artifacts": entries}, None)["path"] == "model.int8.onnx"
+    assert pick_artifact({"artifacts": entries}, "int8")["path"] == "model.int8.onnx"  # the precision: its ONNX file
+    assert pick_artifact({"artifacts": entries}, "fp16")["path"] == "model.fp16.onnx"
+    with pytest.raises(ConfigError, match="cannot be tapped"):
+        pick_artifact({"artifacts": entries}, "model.int8.engine")
+    with pytest.raises(ArtifactError, match="no fp16, int8 or fp8 artifact"):
+        pick_artifact({"artifacts": {"model.onnx": entries["model.onnx"]}}, None)
