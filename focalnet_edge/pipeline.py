@@ -550,6 +550,9 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
         manifest["stages"] = stages
         write_manifest(out, manifest)
     ungated = [] if cal.gate else [e["path"] for e in manifest["artifacts"].values() if isinstance(e.get("int8"), dict)]
+    if ungated:
+        notes.append(f"--no-gate: {', '.join(ungated)} written as quantized, nothing returned to float; their verification is "
+                     "reported, not judged (the exit status does not depend on it)")
     return BuildResult(final, manifest, verified.reports, latency, used, notes, ungated)
 
 

@@ -117,7 +117,7 @@ def test_keep_float_by_module_path_and_the_gate_on_the_hostile_block(hostile_ckp
     """--keep-float with a module path keeps exactly that GEMM in float (int8) and its nodes in fp32 (fp16),
     recorded in the manifest; a pattern naming nothing is one line and exit 2, before anything is written."""
     out = tmp_path / "out"
-    code = main(["-q", "build", "--model", str(hostile_ckpt), "--precision", "best", "--calib-data", "demo", "--no-cpu-int8",
+    code = main(["-q", "build", "--model", str(hostile_ckpt), "--precision", "best", "--calib-data", "demo",
                  "--keep-float", f"{HOSTILE}.mlp.fc2", "--output", str(out)])
     assert code == 0
     manifest = json.loads((out / "manifest.json").read_text())
@@ -131,6 +131,11 @@ def test_keep_float_by_module_path_and_the_gate_on_the_hostile_block(hostile_ckp
     capsys.readouterr()
     assert main(["-q", "info", str(out)]) == 0
     assert f"{HOSTILE} (1)" in capsys.readouterr().out
+    for artifact in ("fp16", "int8-cpu"):  # the other forms through ONNX Runtime: every block tapped
+        assert main(["-q", "diagnose", str(out), "--artifact", artifact, "--limit", "8", "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["precision"] == artifact and len(doc["blocks"]) == 10 and not doc["skipped"]
+        assert all(b["sqnr_db"] > 20 for b in doc["blocks"])  # --keep-float holds the hostile fc2 out of every form
     bad = tmp_path / "bad"
     assert main(["-q", "build", "--model", str(hostile_ckpt), "--precision", "int8", "--calib-data", "demo",
                  "--keep-float", "encoder.stages.9", "--output", str(bad)]) == 2

@@ -151,6 +151,11 @@ def test_gate_target_and_holdout_note():
     assert t.met(GateScore(31.0, 0.999, None, None, 100))  # features: no top-1
     assert not t.met(GateScore(float("nan"), 0.999, 1.0, 1.0, 100))
     assert holdout_note(100) is None and "only 26 held-back images" in holdout_note(26)
+    # top-1 is judged on the decided images: near-tie flips (raw top-1 0.896) do not count
+    assert t.met(GateScore(39.4, 0.9999, 0.896, 1.0, 48, top1_decided=1.0, decided=37, flip_margin=0.242))
+    assert t.met(GateScore(39.4, 0.9999, 0.896, 1.0, 48, top1_decided=None, decided=0, flip_margin=9.0))  # none decided
+    miss = t.shortfalls(GateScore(39.4, 0.9999, 0.896, 1.0, 48, top1_decided=36 / 37, decided=37, flip_margin=0.242))
+    assert miss == ["top-1 agreement 0.9730 on the 37 decided images (fp32 margin > 0.242) is 0.0170 under 0.99"]
 
 
 def test_split_holds_back_at_least_100_images_when_there_are_enough():

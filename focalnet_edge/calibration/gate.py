@@ -133,8 +133,9 @@ def holdout_note(images: int) -> str | None:
     """A warning when too few images are held back for the gate's top-1 figure to mean much."""
     if images >= MIN_HOLDOUT:
         return None
-    return (f"only {images} held-back images (fewer than {MIN_HOLDOUT}): one disagreement moves top-1 by "
-            f"{100 / max(images, 1):.1f}%; give more calibration images for a finer gate")
+    return (f"only {images} held-back images (fewer than {MIN_HOLDOUT}): the SQNR and cosine rest on fewer images, and top-1 "
+            f"is judged on the decided ones only (one flip there is over {100 / max(images, 1):.1f}%); give more calibration "
+            "images for a finer gate")
 
 
 def blocks_of(names: list[str]) -> dict[str, list[str]]:

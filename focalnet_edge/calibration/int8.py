@@ -14,8 +14,9 @@ Forms from the same calibration ranges:
   depth-wise convolutions stay fp32, where quantizing them measured slower.
 
 `build_int8` quantizes, then runs the accuracy gate (`gate.py`) on images held back from the
-calibration source: logit SQNR, cosine, top-1/top-5 agreement against the fp32 graph; where
-the target is missed, single GEMM/Conv nodes go back to float, the best SQNR gain per FLOP first.
+calibration source: logit SQNR and cosine against the fp32 graph, top-1 agreement on the images
+whose fp32 prediction is decided; where the target is missed, single GEMM/Conv nodes go back to
+float, the largest measured SQNR gain first, and a fallback is kept only when it measurably helps.
 """
 
 from __future__ import annotations
@@ -479,11 +480,14 @@ def build_int8(
 
     The gate (`gate.py`): the graph as written is judged on every held-back image; when it
     misses the target, the `sensitivity_images` held-back images most at risk are picked, the
-    `sensitivity_nodes` nodes with the most local quantization noise (None: all) are measured
-    one by one on them in a `gate.Switchboard` (fp32 float parts, one session), the nodes go back
-    to float in batches by SQNR gain per FLOP (`gate.fallback_search`, at most `max_fallback`),
-    and the written form of the chosen graph is judged once more on every held-back image; when
-    that misses, the search runs once more judging every held-back image.
+    candidates (the `sensitivity_nodes` with the most local quantization noise; None, the default:
+    all) are measured one by one on them in a `gate.Switchboard` (fp32 float parts, one session),
+    the nodes go back to float in batches by measured SQNR gain (`gate.rank`,
+    `gate.fallback_search`, at most `max_fallback`), and the written form of the chosen graph is
+    judged once more on every held-back image and kept only when it measurably beats the graph
+    so far (`gate.improves`); when the target is then missed, the search runs once more judging
+    every held-back image. `run_gate=False` (--no-gate): judged and reported, nothing returned to
+    float, `gate_passed` None. `keep_float`: GEMM/Conv nodes the user keeps in float (--keep-float).
     Seconds per phase are in the result's `timings`.
     """
     if float_type not in ("fp32", "fp16"):
