@@ -1,9 +1,9 @@
 """The INT8 gate's outcome by the number of held-back images (issue 22), as `build --precision int8` runs it.
 
-    python benchmarks/int8_gate_holdout.py [--holdout 48,100,200] [--hostile] [--cpu-form]
+    python benchmarks/int8_gate_holdout.py [--holdout 48,100,200] [--hostile tiny|small] [--cpu-form]
 
 Subjects (`benchmarks/int8_tiny.py`): focalnet-tiny with trained-like statistics (default), or
-the small FocalNet with one block hostile to int8 (`--hostile`). For each N, 2N photo crops are
+focalnet-tiny (or a small FocalNet) with one block hostile to int8 (`--hostile tiny|small`). For each N, 2N photo crops are
 sampled as the build samples them and split as the build splits them with N held back (so N
 calibrate), then the build's own INT8 stage runs (`pipeline.int8_stage`: smoothing, max ranges,
 `build_int8` with the default gate, `model.int8.onnx` with fp16 float parts, and with
@@ -35,11 +35,12 @@ from focalnet_edge.verify import compare_outputs
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--holdout", default="48,100,200", help="held-back image counts")
-    ap.add_argument("--hostile", action="store_true", help="the small FocalNet with one hostile block")
+    ap.add_argument("--hostile", choices=("tiny", "small"), default=None, help="the subject with one hostile block")
     ap.add_argument("--cpu-form", action="store_true", help="also model.int8.cpu.onnx")
     args = ap.parse_args()
     sizes = [int(n) for n in args.holdout.split(",")]
-    fp32_path, _ = prepare(DEFAULT_OUT_HOSTILE, hostile=True) if args.hostile else prepare(DEFAULT_OUT)
+    hostile_out = DEFAULT_OUT_HOSTILE.with_name(DEFAULT_OUT_HOSTILE.name + "-small") if args.hostile == "small" else DEFAULT_OUT_HOSTILE
+    fp32_path, _ = prepare(hostile_out, hostile=args.hostile) if args.hostile else prepare(DEFAULT_OUT)
     images = fp32_path.parent / f"images{2 * max(sizes)}"
     if not images.is_dir():
         photo_crops(images, count=2 * max(sizes))

@@ -389,3 +389,18 @@ def test_fallback_search_keeps_the_best_prefix_not_the_longest():
 
     kept, s, lengths = fallback_search(order, lambda names: GateScore(sqnr[len(names)], 0.999, 1, 1, 10), GateTarget(30.0, 0.99, 0.98), 8)
     assert lengths == [1, 2, 4, 8] and kept == order[:1] and s.sqnr_db == 23.0  # within 0.5 dB of the best (23.2): the shorter
+
+
+def test_a_hostile_node_goes_back_even_when_the_target_is_met(demo, hostile, tmp_path):
+    """The CPU form of the hostile graph meets the 25 dB target at once; the hostile check (its
+    output-referred local noise: under 20 dB and 10x the median) still finds fc2 and returns it alone."""
+    from focalnet_edge.calibration.gate import HOSTILE_GAIN_DB
+
+    path, fc2, ranges = hostile
+    _, _, hold, demo_ranges = demo
+    r = build_int8(path, tmp_path / "cpu.onnx", ranges, hold.inputs, "cpu")
+    assert GateTarget(25.0, 0.99, 0.98).met(r.first_score) and r.gate_passed
+    assert r.kept_float == [fc2] and r.sensitivity[fc2] >= HOSTILE_GAIN_DB and r.score.sqnr_db >= r.first_score.sqnr_db + 5
+    assert "hostile_check" in r.timings and "sensitivity" not in r.timings  # no search: the target was met
+    clean = build_int8(demo[0], tmp_path / "clean.onnx", demo_ranges, hold.inputs, "cpu")  # nothing hostile: nothing back
+    assert clean.gate_passed and clean.kept_float == [] and clean.tried == []

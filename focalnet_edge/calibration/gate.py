@@ -48,6 +48,14 @@ MIN_HOLDOUT = 100  #: held-back images below which one disagreement is more than
 #: with the images drawn, so smaller gains are not told apart from noise
 MIN_GAIN_DB = 0.5
 MIN_NODE_GAIN_DB = 0.05  #: a node whose float return gains less than this (dB) is not a candidate
+#: a node is suspected hostile to int8 when its own Q/DQ leave its output under 20 dB (`local_noise`
+#: >= 1e-2) and 10x noisier than the median candidate's: one per-tensor scale crushing most of its
+#: input (outlier channels), which a target met elsewhere would hide. Checked on every gated graph
+#: (one run of the graph with float twins); a suspect goes back to float when that gains
+#: `HOSTILE_GAIN_DB` end to end and the written graph measurably improves.
+HOSTILE_NSR = 1e-2
+HOSTILE_RATIO = 10.0
+HOSTILE_GAIN_DB = 3.0
 
 
 @dataclass
@@ -206,6 +214,14 @@ def prune_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 # -- sensitivity and fallback ----------------------------------------------------------------------
+def suspects(noise: dict[str, float]) -> list[str]:
+    """The nodes whose `local_noise` marks them hostile to int8 (`HOSTILE_NSR`, `HOSTILE_RATIO`), noisiest first."""
+    if not noise:
+        return []
+    median = float(np.median(list(noise.values())))
+    return sorted((n for n, v in noise.items() if v >= HOSTILE_NSR and v >= HOSTILE_RATIO * median), key=noise.get, reverse=True)
+
+
 def float_sources(model: onnx.ModelProto, fp32: onnx.ModelProto, candidates: list[str]):
     """(node, input index, the float tensor it reads instead) for every dequantized input of the
     `candidates` of Q/DQ graph `model`: activations the tensor before their Q, weights the fp32

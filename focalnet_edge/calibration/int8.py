@@ -524,6 +524,27 @@ def build_int8(
     kept: list[str] = []
     tried: list[str] = []
     rejected: list[str] = []
+    if run_gate and target.met(score) and max_fallback > 0:  # met: still look for a node hostile to int8
+        t0 = time.perf_counter()
+        candidates = [n for n in quantizable_nodes(fp32, form) if n not in exclude]
+        risky = gate.risky_images(ref, first_out, sensitivity_images, classify)
+        suspects = gate.suspects(gate.local_noise(first, fp32, candidates, holdout[risky]))[:max_fallback]
+        if suspects:
+            probe, _ = _finalize(first, fp32, qtype, "fp32", None, None)
+            sensitivity, _ = gate.sensitivity_pass(probe, fp32, suspects, gemm_flops(fp32), ref[risky], holdout[risky],
+                                                   board=gate.Switchboard(probe, fp32, suspects))
+            hostile = [n for n in suspects if sensitivity[n] >= gate.HOSTILE_GAIN_DB]
+            tried = hostile
+            if hostile:
+                candidate, _ = _finalize(gate.to_float(first, fp32, hostile), fp32, qtype, float_type, None, keep_fp32)
+                s = gate.score(ref, gate.outputs(candidate, holdout), classify)
+                log.info("%s gate: %s hostile to int8 (target met, but %s back to float): %s", qtype, ", ".join(hostile),
+                         "they gain" if len(hostile) > 1 else "it gains", s)
+                if gate.improves(s, score, target):
+                    model, score, kept = candidate, s, hostile
+                else:
+                    rejected = hostile
+        timings["hostile_check"] = time.perf_counter() - t0
     if run_gate and not target.met(score) and max_fallback > 0:
         t0 = time.perf_counter()
         flops = gemm_flops(fp32)
