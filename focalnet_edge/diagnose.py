@@ -115,7 +115,7 @@ def _reduce(nodes: list, opset: int, name: str, op: str, x: str) -> str:
 def error_probe(model: onnx.ModelProto, tapped: dict[str, str]) -> tuple[onnx.ModelProto, dict[str, tuple[str, str]]]:
     """A copy of `model` that takes each tapped tensor's reference, flattened to (B, -1), as an input
     and outputs, per block, (B, 4) sums per image: error^2, reference^2, output^2, output x
-    reference, reduced right after the tensor is made. The model's own outputs are dropped.
+    reference (float64), reduced right after the tensor is made. The model's own outputs are dropped.
     Returns the probe and block -> (its reference input, its statistics output)."""
     from onnx import TensorProto, helper
 
@@ -135,9 +135,11 @@ def error_probe(model: onnx.ModelProto, tapped: dict[str, str]) -> tuple[onnx.Mo
             ref, stats = f"{base}_ref", f"{base}_stats"
             io[by_tensor[t]] = (ref, stats)
             y, r, e = f"{base}_y", f"{base}_r", f"{base}_e"
-            nodes += [helper.make_node("Cast", [t], [f"{base}_f"], name=f"{base}_f", to=TensorProto.FLOAT),
+            # float64 sums: float32 over a block's ~1e5 values per image drifts by ~1e-4 (a cosine over 1)
+            nodes += [helper.make_node("Cast", [t], [f"{base}_f"], name=f"{base}_f", to=TensorProto.DOUBLE),
                       helper.make_node("Reshape", [f"{base}_f", shape], [y], name=y),
-                      helper.make_node("Reshape", [ref, shape], [r], name=r),
+                      helper.make_node("Cast", [ref], [f"{base}_rd"], name=f"{base}_rd", to=TensorProto.DOUBLE),
+                      helper.make_node("Reshape", [f"{base}_rd", shape], [r], name=r),
                       helper.make_node("Sub", [y, r], [e], name=e),
                       helper.make_node("Mul", [y, r], [f"{base}_yr"], name=f"{base}_yr")]
             sums = [_reduce(nodes, opset, f"{base}_ee", "ReduceSumSquare", e), _reduce(nodes, opset, f"{base}_rr", "ReduceSumSquare", r),
@@ -150,7 +152,7 @@ def error_probe(model: onnx.ModelProto, tapped: dict[str, str]) -> tuple[onnx.Mo
     probe.graph.node.extend(nodes)
     probe.graph.input.extend(helper.make_tensor_value_info(ref, TensorProto.FLOAT, None) for ref, _ in io.values())
     del probe.graph.output[:]
-    probe.graph.output.extend(helper.make_tensor_value_info(stats, TensorProto.FLOAT, ["batch", 4]) for _, stats in io.values())
+    probe.graph.output.extend(helper.make_tensor_value_info(stats, TensorProto.DOUBLE, ["batch", 4]) for _, stats in io.values())
     return probe, io
 
 

@@ -75,6 +75,7 @@ def test_diagnose_ranks_the_planted_block_first(ungated, capsys):
     assert blocks[0]["block"] == HOSTILE and doc["artifact"] == "model.int8.onnx" and doc["images"] == 24
     names = {b["block"] for b in blocks}
     assert {"embeddings", "encoder.stages.0.layers.0", "encoder.stages.0.downsample", "classifier"} <= names
+    assert all(0.9 < b["cosine"] <= 1.0 for b in blocks)
     added = [b["added_db"] if b["added_db"] is not None else np.inf for b in blocks]
     assert added == sorted(added)  # worst first
     # the figures against an independent computation: the PyTorch block output vs the int8 graph's tensor
