@@ -178,6 +178,10 @@ def quantization_facts(int8: dict) -> dict:
         "float_nodes": count(placement.get("float_nodes")), "kept_float_by_gate": count(int8.get("kept_float")),
         "smoothed_layernorms": smoothing.get("layernorms", 0), "smoothing_alpha": smoothing.get("alpha"),
         "shortfall": gate.get("shortfall") or [],
+        "gate_enabled": int8.get("gate_enabled", True), "kept_by_user": count(int8.get("user_float")),
+        "float_blocks": {str(k): len(v) for k, v in part("float_blocks").items() if isinstance(v, list)},
+        "kept_float_blocks": {str(k): len(v) for k, v in part("kept_float_blocks").items() if isinstance(v, list)},
+        "top1_decided": gate.get("top1_decided"), "decided": gate.get("decided"),
     }
 
 
@@ -195,7 +199,7 @@ def format_quantization(q: dict) -> str:
         types = f.get("quantized_by_type")
         by_type = ", ".join(f"{k} {v}" for k, v in sorted(types.items())) if isinstance(types, dict) and types else "?"
         share = f.get("int8_flop_share")
-        passed = {True: "passed", False: "FAILED"}.get(f.get("gate_passed"), "?")
+        passed = {True: "passed", False: "FAILED"}.get(f.get("gate_passed"), "?") if f.get("gate_enabled", True) else "off (--no-gate)"
         line = (f"{name}: {f.get('qtype') or '?'} ({f.get('form') or '?'} form), gate {passed}: SQNR {num(f.get('sqnr_db'), '.1f')} dB, "
                 f"cosine {num(f.get('cosine'), '.5f')}" + (f", top-1 {num(f.get('top1'), '.2f')}" if f.get("top1") is not None else "")
                 + f" on {num(f.get('images'), 'd')} " + ("held-back images; " if f.get("held_out", True) is not False
@@ -206,6 +210,12 @@ def format_quantization(q: dict) -> str:
                 f"{num(f.get('smoothed_layernorms'), 'd')} LayerNorms smoothed")
         if f.get("smoothed_layernorms"):
             line += f" (alpha {num(f.get('smoothing_alpha'), 'g')})"
+        if f.get("kept_by_user"):
+            line += f"; {num(f.get('kept_by_user'), 'd')} kept in float by --keep-float"
+        for key, what in (("kept_float_blocks", "returned to float by the gate in"), ("float_blocks", "float nodes by block")):
+            blocks = f.get(key)
+            if isinstance(blocks, dict) and blocks:
+                line += f"; {what}: " + ", ".join(f"{b} ({n})" for b, n in blocks.items())
         short = f.get("shortfall")
         return line + (f"; short of the target: {'; '.join(map(str, short))}" if isinstance(short, list) and short else "")
 
@@ -510,6 +520,28 @@ EPILOG_BUILD = """examples:
   focalnet-edge build --model ./focalnet-tiny --precision best --calib-data clip.mp4 --fuse-preprocess --color-order BGR
 """
 
+EPILOG_DIAGNOSE = """examples:
+  focalnet-edge diagnose out/                              # model.int8.onnx, on the build's verification images
+  focalnet-edge diagnose out/ --artifact fp16 --images val/ --json
+"""
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from .diagnose import diagnose, format_diagnosis
+    from .extras import require_torch
+
+    require_torch("diagnose (the PyTorch fp32 reference)")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit {args.limit} not accepted: expected a positive number of images")
+    if args.images is not None and not Path(args.images).is_dir():
+        raise ConfigError(f"--images {args.images}: no such image folder")
+    if not Path(args.folder).is_dir():
+        raise ArtifactError(f"{args.folder}: no such output folder")
+    d = diagnose(args.folder, args.artifact, args.images, args.reference, limit=args.limit, progress=not args.quiet)
+    print(json.dumps(d.to_dict(), indent=2) if args.json else format_diagnosis(d))
+    return 0
+
+
 EPILOG_CALIBRATE = """examples:
   focalnet-edge calibrate out/model.onnx --precision int8 --calib-data calib/
   focalnet-edge calibrate other_exporter.onnx --precision fp16 --output out16/
@@ -532,6 +564,11 @@ def _precision_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-agreement", type=float, default=INT8_MIN_AGREEMENT,
                    help=f"INT8 gate: top-1 agreement on held-back images (default {INT8_MIN_AGREEMENT})")
     g.add_argument("--max-fallback", type=NONNEGATIVE, default=8, help="INT8 gate: GEMM/Conv nodes it may return to float (default 8)")
+    g.add_argument("--no-gate", dest="gate", action="store_false",
+                   help="INT8/FP8: write the quantized graphs as quantized, no accuracy gate and no fallback (figures still reported)")
+    g.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
+                   help="keep these nodes in float (INT8/FP8) or fp32 (FP16): a node name, a module path such as "
+                        "encoder.stages.2.layers.1.mlp.fc2 (and everything below it), or a pattern with *; repeatable")
     g.add_argument("--fp16-io", dest="keep_io_types", action="store_false",
                    help="FP16 graph with fp16 inputs/outputs (default: fp32 inputs/outputs)")
     g.add_argument("--no-cpu-int8", dest="cpu_int8", action="store_false", help="skip the ONNX Runtime CPU form of INT8")
@@ -553,7 +590,7 @@ def _precision_options(args: argparse.Namespace):
         calib_data=args.calib_data, calib_size=args.calib_size, seed=args.calib_seed, method=args.calib_method,
         percentile=args.calib_percentile, calib_cache=args.calib_cache, min_agreement=args.min_agreement,
         max_fallback=args.max_fallback, keep_io_types=args.keep_io_types, cpu_int8=args.cpu_int8, int8_float=args.int8_float,
-        smooth_alpha=args.int8_smoothing,
+        smooth_alpha=args.int8_smoothing, gate=args.gate, keep_float=list(args.keep_float),
     )
 
 
@@ -626,6 +663,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .outputs import lock, remove_partials
     from .pipeline import adopt_onnx, precision_stage
 
+    from .calibration.gate import blocks_of
+
     src = Path(args.onnx)
     out = Path(args.output) if args.output else src.parent
     options = _precision_options(args)
@@ -640,11 +679,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for r in result.int8:
         judged = "held-back images" if r.held_out else "calibration images (none held back: pass at least 2 to --calib-data)"
         print(f"wrote {r.path} ({r.form} form): top-1 agreement {r.agreement:.4f} with fp32 on {r.holdout_images} {judged}"
-              + (f"; kept in float: {', '.join(r.kept_float)}" if r.kept_float else "") + ("" if r.gate_passed else " (gate FAILED)"))
+              + (f"; returned to float: {', '.join(f'{b} ({len(n)})' for b, n in blocks_of(r.kept_float).items())}" if r.kept_float else "")
+              + {True: "", False: " (gate FAILED)", None: " (no gate)"}[r.gate_passed])
     if result.fp16 is not None:
         kept = result.fp16.kept_fp32
         print(f"wrote {result.fp16.path}" + (f"; kept in fp32: {len(kept)} nodes" if kept else ""))
-    return 0 if all(r.gate_passed for r in result.int8) else 1
+    return 0 if all(r.gate_passed is not False for r in result.int8) else 1
 
 
 EPILOG_CHECK = """examples:
@@ -882,6 +922,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=parsed_by(parse_image_size), default=None, metavar="H[xW]", help="input size of a foreign file with dynamic height/width")
     _precision_args(p)
     p.set_defaults(func=cmd_calibrate)
+
+    p = command("diagnose", help="per FocalNet block: the error an artifact adds against PyTorch fp32, worst first",
+                epilog=EPILOG_DIAGNOSE)
+    p.add_argument("folder", help="an output folder")
+    p.add_argument("--artifact", default=None, metavar="NAME",
+                   help="file name or precision (default: int8, else fp8, int8-cpu, fp16); engines: diagnose their ONNX source")
+    p.add_argument("--images", default=None, metavar="DIR", help="images (default: the build's stored verification images)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N images")
+    p.add_argument("--reference", default=None, metavar="SRC", help="the PyTorch checkpoint (default: the manifest's source)")
+    p.add_argument("--json", action="store_true", help='print {"blocks": [{"block": ..., "sqnr_db": ...}, ...]}, worst first')
+    p.set_defaults(func=cmd_diagnose)
 
     p = command("verify", help="compare artifacts with the PyTorch reference on images",
                        epilog=EPILOG_VERIFY)

@@ -64,3 +64,36 @@ def topk_agreement(ref: np.ndarray, out: np.ndarray, k: int = 1) -> float:
     top_out = np.argsort(-np.where(np.isfinite(out), out, -np.inf), axis=-1, kind="stable")[:, :k]
     hits = (top_out == top_ref[:, None]).any(1) & finite
     return float(hits.mean())
+
+
+#: an fp32 prediction is "decided" when its top-1/top-2 margin exceeds this many standard deviations
+#: of the difference of two logits' errors (sqrt(2) x the measured per-logit RMS error): with
+#: Gaussian errors a decided image flips with probability under 1e-4, so a flip there is real
+FLIP_SIGMAS = 4.0
+
+
+def top1_judgement(ref: np.ndarray, out: np.ndarray, sigmas: float = FLIP_SIGMAS) -> dict | None:
+    """Top-1 agreement counted where the fp32 prediction is decided, and every flip with its fp32 margin.
+
+    The noise is measured, not assumed: sigma is the RMS error of the logits over every image
+    (finite rows), and an image is decided when its fp32 top-1/top-2 margin exceeds
+    `sigmas` x sqrt(2) x sigma (the spread of the difference of two logits' errors). Near-ties
+    below that flip by chance whatever the quantization's quality; a flip on a decided image
+    means the error there is far beyond the measured noise. Returns {"decided": images decided,
+    "agreement": top-1 agreement on them (None when none is decided), "flip_margin": the
+    threshold, "flips": [{"image", "fp32_margin", "decided"}]}; None for outputs of one class.
+    """
+    a, b = _rows(ref), _rows(out)
+    if a.shape[1] < 2 or not len(a):
+        return None
+    finite = np.isfinite(b).all(1)
+    err = (b - a)[finite]
+    sigma = float(np.sqrt(np.mean(err**2))) if err.size else float("inf")
+    threshold = sigmas * np.sqrt(2.0) * sigma
+    top2 = np.sort(a, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    decided = margin > threshold
+    agree = (a.argmax(1) == np.where(np.isfinite(b), b, -np.inf).argmax(1)) & finite
+    flips = [{"image": int(i), "fp32_margin": round(float(margin[i]), 6), "decided": bool(decided[i])} for i in np.flatnonzero(~agree)]
+    return {"decided": int(decided.sum()), "agreement": float(agree[decided].mean()) if decided.any() else None,
+            "flip_margin": round(float(threshold), 6), "flips": flips}

@@ -264,6 +264,8 @@ class PrecisionOptions:
     int8_float: str = "fp16"  #: float parts of the TensorRT-form INT8 graph: fp16 (fast on GPUs) or fp32
     keep_stem_and_head: bool = True  #: stem, head and downsampling Convs in float (`placement.float_by_default`)
     smooth_alpha: float = SMOOTH_ALPHA  #: LayerNorm outputs smoothed into their GEMMs before INT8/FP8 (0: off)
+    gate: bool = True  #: False (--no-gate): the quantized graphs are written as quantized, nothing returned to float
+    keep_float: list[str] = field(default_factory=list)  #: --keep-float patterns: nodes kept in float (int8) / fp32 (fp16)
 
 
 @dataclass
@@ -316,12 +318,18 @@ def fp16_stage(output_dir: Path, fp32_path: Path, calib, options: PrecisionOptio
 
     if calib is None:
         log.warning("fp16: no calibration data, so no overflow measurement; pass --calib-data to measure")
+    from .calibration.placement import match_nodes
+
     row = artifacts.PRECISIONS["fp16"]
-    fp16 = convert_fp16(fp32_path, output_dir / row.onnx, calib.inputs if calib is not None else None, options.keep_io_types)
+    matched = match_nodes(load_onnx(fp32_path, external_data=False), options.keep_float) if options.keep_float else {}
+    user = list(dict.fromkeys(n for nodes in matched.values() for n in nodes))
+    fp16 = convert_fp16(fp32_path, output_dir / row.onnx, calib.inputs if calib is not None else None, options.keep_io_types,
+                        user or None)
     if manifest is not None:
         add_artifact(manifest, fp16.path, row.name, artifacts.ONNX,
                      requires={"opset": load_onnx(fp16.path, external_data=False).opset_import[0].version, "runtime": row.runs_on},
-                     kept_fp32=fp16.kept_fp32, io_dtype="float32" if options.keep_io_types else "float16")
+                     kept_fp32=fp16.kept_fp32, io_dtype="float32" if options.keep_io_types else "float16",
+                     keep_float={"patterns": list(options.keep_float), "nodes": user})
     return fp16
 
 
@@ -396,6 +404,7 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
     has the seconds of both ("calibration", "reference") and of its own gate's phases.
     """
     from .calibration import build_fp8, build_int8
+    from .calibration.gate import blocks_of as gate_blocks
     from .calibration.gate import outputs
 
     if held is None:  # before anything is written
@@ -412,13 +421,18 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
         shared = {"calibration": round(t_ranges, 2), "reference": round(time.perf_counter() - t0, 2)}
         log.info("int8: calibration ranges %.1f s, fp32 outputs on %d %s images %.1f s", t_ranges, len(held),
                  "held-back" if held.held_out else "calibration (none held back)", shared["reference"])
+        from .calibration.placement import WEIGHTED_OPS, match_nodes
+
+        matched = match_nodes(load_onnx(source, external_data=False), options.keep_float, WEIGHTED_OPS) if options.keep_float else {}
+        user = list(dict.fromkeys(n for nodes in matched.values() for n in nodes))
         results = []
         for name in wanted:
             row = artifacts.PRECISIONS[name]
             form = "cpu" if name == "int8-cpu" else "tensorrt"
             float_type = options.int8_float if form == "tensorrt" else "fp32"  # ORT's CPU kernels want fp32
             common = dict(float_type=float_type, calibration_inputs=part.inputs if part is not None else None,
-                          reference=reference, progress=progress, held_out=held.held_out)
+                          reference=reference, progress=progress, held_out=held.held_out,
+                          run_gate=options.gate, keep_float=user)
             if name == "fp8":
                 r = build_fp8(source, output_dir / row.onnx, ranges, held.inputs, min_agreement=options.min_agreement,
                               max_fallback=options.max_fallback, keep_stem_and_head=options.keep_stem_and_head, **common)
@@ -427,14 +441,17 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
                                options.max_fallback, options.keep_stem_and_head, **common)
             r.timings = {**shared, **{k: v for k, v in r.timings.items() if k != "reference"}}
             r.timings["total"] = round(sum(v for k, v in r.timings.items() if k != "total"), 2)
-            if not r.gate_passed:
+            if r.gate_passed is False:
                 log.warning("%s: the accuracy gate is not met (%s) after returning %d nodes to float (tried: %s)", row.onnx,
                             "; ".join(r.shortfall) or f"agreement {r.agreement:.4f}", len(r.kept_float), ", ".join(r.tried) or "none")
+            if r.kept_float:
+                log.info("%s: returned to float by the gate, by block: %s", row.onnx,
+                         "; ".join(f"{b}: {', '.join(n)}" for b, n in gate_blocks(r.kept_float).items()))
             results.append(r)
             if manifest is not None:
                 add_artifact(manifest, r.path, row.name, artifacts.ONNX, requires={"runtime": row.runs_on},
                              int8={**r.to_manifest(), "float": float_type, "method": made["method"], "calibration": CALIBRATION,
-                                   "smoothing": made["smoothing"]})
+                                   "smoothing": made["smoothing"], "keep_float": {"patterns": list(options.keep_float), "nodes": user}})
         return results
 
 
@@ -463,16 +480,22 @@ class BuildResult:
     notes: list[str] = field(default_factory=list)
     failed: str | None = None  #: why the build was not committed (a gate or a verification failed)
     kept: Path | None = None  #: where the failed build was kept for diagnosis (`output_dir` is unchanged)
+    ungated: list[str] = field(default_factory=list)  #: quantized artifacts written with --no-gate: reported, not judged
 
     @property
     def passed(self) -> bool:
-        return self.failed is None and bool(self.reports) and all(r.passed for r in self.reports)
+        """Every verified artifact passed (those written with --no-gate are reported, not judged)."""
+        judged = [r for r in self.reports if r.artifact not in self.ungated]
+        return self.failed is None and bool(self.reports) and all(r.passed for r in judged)
 
 
-def build_failures(reports: list[Any], gates: list[Any]) -> str | None:
-    """Why a build must not replace the output folder: failed verifications and INT8/FP8 gates (None: none failed)."""
-    verification = [r.artifact for r in reports if not r.passed]
-    gate = [Path(g.path).name for g in gates if not g.gate_passed]
+def build_failures(reports: list[Any], gates: list[Any], ungated: list[str] = ()) -> str | None:
+    """Why a build must not replace the output folder: failed verifications and INT8/FP8 gates (None: none failed).
+
+    Artifacts written with --no-gate (`ungated`) are reported, not judged: they fail nothing.
+    """
+    verification = [r.artifact for r in reports if not r.passed and r.artifact not in ungated]
+    gate = [Path(g.path).name for g in gates if g.gate_passed is False]
     failed = ([f"verification failed: {', '.join(verification)}"] if verification else []) \
         + ([f"accuracy gate not met: {', '.join(gate)}"] if gate else []) + ([] if reports else ["nothing was verified"])
     return "; ".join(failed) or None
@@ -558,10 +581,14 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
         manifest["verification_images"] = used
         manifest["stages"] = stages
         write_manifest(out, manifest)
-        failed = build_failures(verified.reports, prec.int8)
+        ungated = [] if cal.gate else [e["path"] for e in manifest["artifacts"].values() if isinstance(e.get("int8"), dict)]
+        if ungated:
+            notes.append(f"--no-gate: {', '.join(ungated)} written as quantized, nothing returned to float; their verification is "
+                         "reported, not judged (the exit status does not depend on it)")
+        failed = build_failures(verified.reports, prec.int8, ungated)
         if failed:
             stage.reject(failed)
-    return BuildResult(final, manifest, verified.reports, latency, used, notes, failed, stage.kept)
+    return BuildResult(final, manifest, verified.reports, latency, used, notes, failed, stage.kept, ungated)
 
 
 def tensorrt_check_stage(output_dir: Path, manifest: dict[str, Any]) -> list[str]:

@@ -79,3 +79,26 @@ def without_torch(script: str, cwd: Path) -> subprocess.CompletedProcess:
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-c", blocker + script], cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def with_hostile_mlp(model, block: str = "encoder/stages.3/layers.0", channels: int = 3, value: float = 300.0, seed: int = 0):
+    """A copy of ONNX graph `model` with one block hostile to int8: `channels` hidden channels of its
+    MLP sit near `value` (fc1's bias), their fc2 rows scaled by 1/`value` so the fp32 outputs keep
+    their scale, and fc2's per-tensor input scale (`value`/127) leaves the other channels a level or two."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    inits = {i.name: i for i in out.graph.initializer}
+    nodes = {n.name: n for n in out.graph.node}
+    add, fc2 = nodes[f"/model/{block}/mlp/fc1/Add"], nodes[f"/model/{block}/mlp/fc2/MatMul"]
+    bias, weight = next(i for i in add.input if i in inits), fc2.input[1]
+    b, w = numpy_helper.to_array(inits[bias]).copy(), numpy_helper.to_array(inits[weight]).copy()
+    picked = np.random.default_rng(seed).choice(len(b), channels, replace=False)
+    b[picked] = value
+    w[picked] /= value
+    inits[bias].CopyFrom(numpy_helper.from_array(b, bias))
+    inits[weight].CopyFrom(numpy_helper.from_array(w, weight))
+    return out

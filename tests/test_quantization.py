@@ -112,18 +112,22 @@ def test_to_float_of_every_node_is_the_fp32_graph(demo):
     assert len(placement_report(one).float_nodes) == len(stem_and_head(fp32)) + 1
 
 
-def test_gate_returns_single_nodes_to_float_best_gain_per_flop_first(demo, tmp_path):
+def test_gate_returns_single_nodes_to_float_largest_gain_first(demo, tmp_path):
+    from focalnet_edge.calibration.gate import MIN_GAIN_DB, rank
+
     path, _, hold, ranges = demo
     ruined = {k: (lo / 30, hi / 30) for k, (lo, hi) in ranges.items()}  # heavy clipping everywhere
     gated = build_int8(path, tmp_path / "gated.onnx", ruined, hold.inputs, max_fallback=4, min_sqnr_db=60.0, sensitivity_images=4)
     assert not gated.gate_passed and "SQNR" in gated.shortfall[0] and "dB under 60 dB" in gated.shortfall[0]
-    assert len(gated.kept_float) == 4 and gated.tried == gated.kept_float
+    assert gated.tried == rank(gated.sensitivity, gemm_flops(onnx.load(str(path))))[:4]
+    assert 1 <= len(gated.kept_float) <= 4 and gated.kept_float == gated.tried[: len(gated.kept_float)]
     bad = build_int8(path, tmp_path / "bad.onnx", ruined, hold.inputs, max_fallback=0)  # the same, no fallback
     assert not bad.gate_passed and bad.shortfall and not bad.kept_float and not bad.sensitivity
-    assert gated.score.sqnr_db > bad.score.sqnr_db and gated.first_score.sqnr_db == pytest.approx(bad.score.sqnr_db)
-    flops = gemm_flops(onnx.load(str(path)))
-    per_flop = {n: g / flops[n] for n, g in gated.sensitivity.items() if g > 0}
-    assert gated.kept_float == sorted(per_flop, key=per_flop.get, reverse=True)[:4]
+    # kept because it measurably helps (the no-gain rule)
+    assert gated.score.sqnr_db >= bad.score.sqnr_db + MIN_GAIN_DB and gated.first_score.sqnr_db == pytest.approx(bad.score.sqnr_db)
+    gains = [round(gated.sensitivity[n], 1) for n in gated.tried]
+    assert gains == sorted(gains, reverse=True) and len(gated.sensitivity) == len(
+        [n for n in onnx.load(str(path)).graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]) - len(float_by_default(onnx.load(str(path))))
     m = onnx.load(str(gated.path))
     p = _producers(m)
     for n in m.graph.node:
@@ -147,6 +151,11 @@ def test_gate_target_and_holdout_note():
     assert t.met(GateScore(31.0, 0.999, None, None, 100))  # features: no top-1
     assert not t.met(GateScore(float("nan"), 0.999, 1.0, 1.0, 100))
     assert holdout_note(100) is None and "only 26 held-back images" in holdout_note(26)
+    # top-1 is judged on the decided images: near-tie flips (raw top-1 0.896) do not count
+    assert t.met(GateScore(39.4, 0.9999, 0.896, 1.0, 48, top1_decided=1.0, decided=37, flip_margin=0.242))
+    assert t.met(GateScore(39.4, 0.9999, 0.896, 1.0, 48, top1_decided=None, decided=0, flip_margin=9.0))  # none decided
+    miss = t.shortfalls(GateScore(39.4, 0.9999, 0.896, 1.0, 48, top1_decided=36 / 37, decided=37, flip_margin=0.242))
+    assert miss == ["top-1 agreement 0.9730 on the 37 decided images (fp32 margin > 0.242) is 0.0170 under 0.99"]
 
 
 def test_split_holds_back_at_least_100_images_when_there_are_enough():
@@ -300,5 +309,98 @@ def test_gate_searches_again_on_every_image_when_the_risky_estimate_was_too_kind
     monkeypatch.setattr(gate, "fallback_search", search)
     result = build_int8(path, tmp_path / "g.onnx", ruined, hold.inputs, max_fallback=4, min_sqnr_db=60.0, sensitivity_images=4)
     assert len(judges) == 2  # the old gate stopped after the first search
-    assert len(result.kept_float) == 4 and not result.gate_passed
+    assert result.kept_float and result.kept_float == result.tried[: len(result.kept_float)] and not result.gate_passed
     assert judges[1]([]).sqnr_db == pytest.approx(result.first_score.sqnr_db, abs=0.05)  # all images, nothing back: the first graph
+
+
+@pytest.fixture(scope="module")
+def hostile(demo, tmp_path_factory):
+    """The demo with one block hostile to int8 (`helpers.with_hostile_mlp`): its graph, fc2's name, max ranges."""
+    from helpers import with_hostile_mlp
+
+    path, cal, hold, _ = demo
+    bad = tmp_path_factory.mktemp("hostile") / "model.onnx"
+    onnx.save(with_hostile_mlp(onnx.load(str(path))), str(bad))
+    return bad, "/model/encoder/stages.3/layers.0/mlp/fc2/MatMul", compute_ranges(bad, cal.inputs, "max")
+
+
+@pytest.mark.parametrize("form", ["tensorrt", "cpu"])
+def test_sensitivity_ranks_the_hostile_node_first_in_both_forms(demo, hostile, form):
+    """Every candidate measured end to end, the TensorRT form as the CPU form: the planted node first
+    (the TensorRT form's 35 candidates were cut to 24 by a proxy before); the output-referred proxy too."""
+    from focalnet_edge.calibration.gate import local_noise, sensitivity_pass
+    from focalnet_edge.calibration.int8 import quantizable_nodes
+
+    _, _, hold, _ = demo
+    path, fc2, ranges = hostile
+    fp32 = onnx.load(str(path))
+    exclude = float_by_default(fp32) if form == "tensorrt" else []
+    q = quantize(path, ranges, form, exclude)
+    candidates = [n for n in quantizable_nodes(fp32, form) if n not in exclude]
+    x = hold.inputs[:12]
+    gain, order = sensitivity_pass(q, fp32, candidates, gemm_flops(fp32), outputs(fp32, x), x)
+    assert set(gain) == set(candidates) and order[0] == fc2
+    assert gain[fc2] > 5 and gain[fc2] > 10 * sorted(gain.values())[-2]
+    noise = local_noise(q, fp32, candidates, x)
+    assert max(noise, key=noise.get) == fc2 and noise[fc2] > 10 * sorted(noise.values())[-2]
+
+
+def test_gate_finds_the_hostile_node_and_writes_only_it_back(demo, hostile, tmp_path):
+    from focalnet_edge.calibration.placement import module_block
+
+    path, fc2, ranges = hostile
+    _, cal, hold, demo_ranges = demo
+    r = build_int8(path, tmp_path / "model.int8.onnx", ranges, hold.inputs, float_type="fp16", calibration_inputs=cal.inputs)
+    assert not GateTarget(25.0, 0.99, 0.98).met(r.first_score)  # the hostile block costs the target
+    assert r.gate_passed and r.kept_float == [fc2] and r.score.sqnr_db >= r.first_score.sqnr_db + 5
+    assert module_block(fc2) == "encoder.stages.3.layers.0"
+    assert r.to_manifest()["kept_float_blocks"] == {"encoder.stages.3.layers.0": [fc2]}
+    clean = build_int8(demo[0], tmp_path / "clean.onnx", demo_ranges, hold.inputs, float_type="fp16", calibration_inputs=cal.inputs)
+    # one GEMM back: the int8 share drops by its FLOPs only
+    flops = gemm_flops(onnx.load(str(path)))
+    assert r.int8_flop_share == pytest.approx(clean.int8_flop_share - flops[fc2] / sum(flops.values()))
+
+
+def test_a_fallback_that_does_not_measurably_help_is_not_kept(demo, tmp_path):
+    """The error sits where the gate cannot return anything (the residual Adds' Q/DQ, ruined): the nodes
+    it tries gain nothing measurable, so the graph is written as first quantized, and the shortfall said."""
+    from focalnet_edge.calibration.gate import MIN_GAIN_DB, improves
+
+    path, _, hold, ranges = demo
+    fp32 = onnx.load(str(path))
+    adds = {i for n in fp32.graph.node if n.name in residual_adds(fp32) for i in n.input}
+    ruined = {k: ((lo / 50, hi / 50) if k in adds else (lo, hi)) for k, (lo, hi) in ranges.items()}
+    r = build_int8(path, tmp_path / "g.onnx", ruined, hold.inputs, max_fallback=4, min_sqnr_db=60.0, sensitivity_images=8,
+                   residual="both")
+    assert not r.gate_passed and r.tried and r.kept_float == [] and r.rejected
+    assert r.score.sqnr_db == pytest.approx(r.first_score.sqnr_db) and "dB under 60 dB" in r.shortfall[0]
+    assert r.to_manifest()["rejected"] == r.rejected
+    t = GateTarget(25.0, 0.99, 0.98)
+    assert not improves(GateScore(20.0 + MIN_GAIN_DB / 2, 0.99, 1, 1, 10), GateScore(20.0, 0.99, 1, 1, 10), t)
+    assert improves(GateScore(20.0 + MIN_GAIN_DB, 0.99, 1, 1, 10), GateScore(20.0, 0.99, 1, 1, 10), t)
+    assert improves(GateScore(25.1, 0.99, 1, 1, 10), GateScore(24.9, 0.99, 1, 1, 10), t)  # meets the target
+
+
+def test_fallback_search_keeps_the_best_prefix_not_the_longest():
+    from focalnet_edge.calibration.gate import fallback_search
+
+    order = [f"n{i}" for i in range(8)]
+    sqnr = {0: 20.0, 1: 23.0, 2: 23.2, 4: 21.0, 8: 19.0}  # two nodes help, more hurt
+
+    kept, s, lengths = fallback_search(order, lambda names: GateScore(sqnr[len(names)], 0.999, 1, 1, 10), GateTarget(30.0, 0.99, 0.98), 8)
+    assert lengths == [1, 2, 4, 8] and kept == order[:1] and s.sqnr_db == 23.0  # within 0.5 dB of the best (23.2): the shorter
+
+
+def test_a_hostile_node_goes_back_even_when_the_target_is_met(demo, hostile, tmp_path):
+    """The CPU form of the hostile graph meets the 25 dB target at once; the hostile check (its
+    output-referred local noise: under 20 dB and 10x the median) still finds fc2 and returns it alone."""
+    from focalnet_edge.calibration.gate import HOSTILE_GAIN_DB
+
+    path, fc2, ranges = hostile
+    _, _, hold, demo_ranges = demo
+    r = build_int8(path, tmp_path / "cpu.onnx", ranges, hold.inputs, "cpu")
+    assert GateTarget(25.0, 0.99, 0.98).met(r.first_score) and r.gate_passed
+    assert r.kept_float == [fc2] and r.sensitivity[fc2] >= HOSTILE_GAIN_DB and r.score.sqnr_db >= r.first_score.sqnr_db + 5
+    assert "hostile_check" in r.timings and "sensitivity" not in r.timings  # no search: the target was met
+    clean = build_int8(demo[0], tmp_path / "clean.onnx", demo_ranges, hold.inputs, "cpu")  # nothing hostile: nothing back
+    assert clean.gate_passed and clean.kept_float == [] and clean.tried == []

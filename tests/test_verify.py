@@ -37,14 +37,48 @@ def test_verify_demo_fp32_passes_with_accuracy(demo_out):
 def test_compare_outputs_measures_against_an_independent_computation():
     rng = np.random.default_rng(0)
     ref = rng.standard_normal((50, 10)).astype(np.float32)
+    ref[np.arange(50), rng.integers(0, 10, 50)] += 6  # decided predictions: a clear winner each
     out = ref.copy()
-    out[:5] = -out[:5]  # 5 rows flipped: top-1 changes there
+    order = np.argsort(-ref[:5], axis=1)
+    for i, (a, b) in enumerate(order[:, :2]):  # 5 rows with top-1 and top-2 swapped: top-1 changes there
+        out[i, a], out[i, b] = ref[i, b], ref[i, a]
     labels = list(ref.argmax(-1))
     r = compare_outputs({"logits": ref}, {"logits": out}, "fp32", True, labels, "x")
     assert r.max_abs_error == pytest.approx(float(np.abs(ref - out).max()))
     assert r.top1_agreement == pytest.approx(np.mean(ref.argmax(-1) == out.argmax(-1)))
     assert r.reference_accuracy == 1.0 and r.accuracy == pytest.approx(0.9)
     assert not r.passed and any("max abs error" in f for f in r.failures) and any("top-1" in f for f in r.failures)
+    assert [f["image"] for f in r.flips] == [0, 1, 2, 3, 4] and all(f["decided"] for f in r.flips)
+    assert r.top1_decided == pytest.approx(1 - 5 / r.decided_images)
+
+
+def test_top1_counts_where_the_fp32_prediction_is_decided():
+    """Near-ties flip on any noise: counted as flips with their fp32 margin, not against the target;
+    a flip on an image whose margin is far above the measured noise fails."""
+    from focalnet_edge.metrics import FLIP_SIGMAS, top1_judgement
+
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal((48, 100)).astype(np.float32) * 3
+    ref[:2, 1] = ref[:2, 0] = ref[:2].max(1) + 1  # two near-ties: classes 0 and 1 equal
+    ref[:2, 0] += 0.01
+    noise = rng.standard_normal(ref.shape).astype(np.float32) * 0.03  # ~40 dB
+    out = ref + noise
+    out[:2, 1] = out[:2, 0] + 0.02  # the near-ties flip
+    j = top1_judgement(ref, out)
+    sigma = float(np.sqrt(np.mean((out - ref) ** 2)))
+    assert j["flip_margin"] == pytest.approx(FLIP_SIGMAS * np.sqrt(2) * sigma, rel=1e-5)
+    assert [f["image"] for f in j["flips"]] == [0, 1] and not any(f["decided"] for f in j["flips"])
+    assert j["flips"][0]["fp32_margin"] == pytest.approx(0.01, abs=1e-5)
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    assert j["decided"] == int((top2[:, 1] - top2[:, 0] > j["flip_margin"]).sum()) >= 40
+    assert j["agreement"] == 1.0  # raw top-1 would be 46/48 = 0.958
+    r = compare_outputs({"logits": ref}, {"logits": out}, "int8", True, None, "x")
+    assert r.passed and r.top1_agreement == pytest.approx(46 / 48) and r.top1_decided == 1.0
+    far = ref.copy() + noise
+    top2 = np.argsort(-ref[10])[:2]
+    far[10, top2[1]] = ref[10, top2[0]] + 1.0  # a decided image flips: that is the quantization's doing
+    r = compare_outputs({"logits": ref}, {"logits": far}, "int8", True, None, "x")
+    assert not r.passed and any("top-1" in f and "#10" in f for f in r.failures)
 
 
 def test_fp32_threshold_is_1e4():

@@ -14,8 +14,9 @@ Forms from the same calibration ranges:
   depth-wise convolutions stay fp32, where quantizing them measured slower.
 
 `build_int8` quantizes, then runs the accuracy gate (`gate.py`) on images held back from the
-calibration source: logit SQNR, cosine, top-1/top-5 agreement against the fp32 graph; where
-the target is missed, single GEMM/Conv nodes go back to float, the best SQNR gain per FLOP first.
+calibration source: logit SQNR and cosine against the fp32 graph, top-1 agreement on the images
+whose fp32 prediction is decided; where the target is missed, single GEMM/Conv nodes go back to
+float, the largest measured SQNR gain first, and a fallback is kept only when it measurably helps.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ RECALIBRATE = "delete it, or name another --calib-cache, to calibrate again"
 SCALE_LIMITS = (1e-4, 1e4)  #: smoothing factors a cache may hold (computed ones stay within 1e-2..1e2 before normalising)
 SENSITIVITY_IMAGES = 16  #: held-back images the per-node sensitivity pass runs on
 OVERFLOW_IMAGES = 16  #: calibration images the fp16 float parts' overflow is measured on
-SENSITIVITY_NODES = 24  #: nodes measured end to end by it, those with the most local quantization noise
+#: nodes measured end to end by it (None: every candidate; a number: those with the most local
+#: quantization noise, a proxy that can miss a hostile node, see `gate`)
+SENSITIVITY_NODES = None
 
 __all__ = [
     "FORMS", "METHODS", "QTYPES", "RESIDUAL_QDQ", "Int8Result", "PlacementReport", "build_fp8", "build_int8",
@@ -380,7 +383,7 @@ class Int8Result:
     form: str
     agreement: float  #: top-1 agreement (classifiers; cosine otherwise) on the held-back images
     min_agreement: float
-    gate_passed: bool
+    gate_passed: bool | None  #: None: the gate was off (--no-gate)
     kept_float: list[str] = field(default_factory=list)  #: GEMM/Conv nodes the gate returned to float
     sensitivity: dict[str, float] = field(default_factory=dict)  #: node -> SQNR gain (dB) back in float
     holdout_images: int = 0
@@ -394,6 +397,8 @@ class Int8Result:
     holdout_note: str | None = None  #: set when fewer than gate.MIN_HOLDOUT images were held back, or none
     held_out: bool = True  #: False: the gate ran on the images that calibrated (too few to hold any back)
     timings: dict[str, float] = field(default_factory=dict)  #: seconds per phase
+    user_float: list[str] = field(default_factory=list)  #: GEMM/Conv nodes the user kept in float (--keep-float)
+    rejected: list[str] = field(default_factory=list)  #: a fallback measured and not kept: it did not measurably help
 
     @property
     def int8_flop_share(self) -> float:
@@ -408,6 +413,9 @@ class Int8Result:
                      "before_fallback": self.first_score.to_dict() if self.first_score else None,
                      "shortfall": self.shortfall, "note": self.holdout_note},
             "holdout_images": self.holdout_images, "held_out": self.held_out, "kept_float": self.kept_float, "tried": self.tried,
+            "gate_enabled": self.gate_passed is not None, "user_float": self.user_float, "rejected": self.rejected,
+            "float_blocks": gate.blocks_of(self.placement.float_nodes) if self.placement else {},
+            "kept_float_blocks": gate.blocks_of(self.kept_float),
             "placement": self.placement.to_dict() if self.placement else None, "timings_s": self.timings,
         }
 
@@ -459,6 +467,8 @@ def build_int8(  # noqa: C901, PLR0913 - the two quantization forms as an if/els
     progress: bool = False,
     reference: np.ndarray | None = None,
     held_out: bool = True,
+    run_gate: bool = True,
+    keep_float: list[str] | None = None,
 ) -> Int8Result:
     """Quantize, run the accuracy gate on `holdout` inputs, write the graph atomically to `output`.
 
@@ -470,11 +480,14 @@ def build_int8(  # noqa: C901, PLR0913 - the two quantization forms as an if/els
 
     The gate (`gate.py`): the graph as written is judged on every held-back image; when it
     misses the target, the `sensitivity_images` held-back images most at risk are picked, the
-    `sensitivity_nodes` nodes with the most local quantization noise (None: all) are measured
-    one by one on them in a `gate.Switchboard` (fp32 float parts, one session), the nodes go back
-    to float in batches by SQNR gain per FLOP (`gate.fallback_search`, at most `max_fallback`),
-    and the written form of the chosen graph is judged once more on every held-back image; when
-    that misses, the search runs once more judging every held-back image.
+    candidates (the `sensitivity_nodes` with the most local quantization noise; None, the default:
+    all) are measured one by one on them in a `gate.Switchboard` (fp32 float parts, one session),
+    the nodes go back to float in batches by measured SQNR gain (`gate.rank`,
+    `gate.fallback_search`, at most `max_fallback`), and the written form of the chosen graph is
+    judged once more on every held-back image and kept only when it measurably beats the graph
+    so far (`gate.improves`); when the target is then missed, the search runs once more judging
+    every held-back image. `run_gate=False` (--no-gate): judged and reported, nothing returned to
+    float, `gate_passed` None. `keep_float`: GEMM/Conv nodes the user keeps in float (--keep-float).
     Seconds per phase are in the result's `timings`.
     """
     if float_type not in ("fp32", "fp16"):
@@ -490,6 +503,7 @@ def build_int8(  # noqa: C901, PLR0913 - the two quantization forms as an if/els
     classify = meta.get("head", "logits") in ("logits", "probs")
     target = gate.GateTarget(min_sqnr_db, min_agreement, min_cosine)
     exclude = float_by_default(fp32) if keep_stem_and_head else []  # stem, head, downsampling Convs
+    exclude += [n for n in keep_float or [] if n not in exclude]  # the user's --keep-float
     ref = gate.outputs(fp32, holdout) if reference is None else reference
     timings["reference"] = time.perf_counter() - t0
 
@@ -509,7 +523,29 @@ def build_int8(  # noqa: C901, PLR0913 - the two quantization forms as an if/els
     sensitivity: dict[str, float] = {}
     kept: list[str] = []
     tried: list[str] = []
-    if not target.met(score) and max_fallback > 0:
+    rejected: list[str] = []
+    if run_gate and target.met(score) and max_fallback > 0:  # met: still look for a node hostile to int8
+        t0 = time.perf_counter()
+        candidates = [n for n in quantizable_nodes(fp32, form) if n not in exclude]
+        risky = gate.risky_images(ref, first_out, sensitivity_images, classify)
+        suspects = gate.suspects(gate.local_noise(first, fp32, candidates, holdout[risky]))[:max_fallback]
+        if suspects:
+            probe, _ = _finalize(first, fp32, qtype, "fp32", None, None)
+            sensitivity, _ = gate.sensitivity_pass(probe, fp32, suspects, gemm_flops(fp32), ref[risky], holdout[risky],
+                                                   board=gate.Switchboard(probe, fp32, suspects))
+            hostile = [n for n in suspects if sensitivity[n] >= gate.HOSTILE_GAIN_DB]
+            tried = hostile
+            if hostile:
+                candidate, _ = _finalize(gate.to_float(first, fp32, hostile), fp32, qtype, float_type, None, keep_fp32)
+                s = gate.score(ref, gate.outputs(candidate, holdout), classify)
+                log.info("%s gate: %s hostile to int8 (target met, but %s back to float): %s", qtype, ", ".join(hostile),
+                         "they gain" if len(hostile) > 1 else "it gains", s)
+                if gate.improves(s, score, target):
+                    model, score, kept = candidate, s, hostile
+                else:
+                    rejected = hostile
+        timings["hostile_check"] = time.perf_counter() - t0
+    if run_gate and not target.met(score) and max_fallback > 0:
         t0 = time.perf_counter()
         flops = gemm_flops(fp32)
         candidates = [n for n in quantizable_nodes(fp32, form) if n not in exclude]
@@ -550,21 +586,31 @@ def build_int8(  # noqa: C901, PLR0913 - the two quantization forms as an if/els
 
         # First on the risky images; when the written form then misses on all images (the estimate
         # from the risky few was too kind: measured on focalnet-tiny's CPU form), once more on all.
+        # A fallback's written form is kept only when it measurably beats the best so far (`gate.improves`).
         timings["fallback"] = timings["final_check"] = 0.0
         for judge_with in (judge, judge_all):
-            kept, _, lengths = gate.fallback_search(order, judge_with, target, max_fallback, progress)
-            tried = order[: max(lengths, default=0)]
+            names, _, lengths = gate.fallback_search(order, judge_with, target, max_fallback, progress)
+            tried = list(dict.fromkeys([*tried, *order[: max(lengths, default=0)]]))
             timings["fallback"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            if kept:
-                model, _ = _finalize(gate.to_float(first, fp32, kept), fp32, qtype, float_type, None, keep_fp32)
-                score = gate.score(ref, gate.outputs(model, holdout), classify)
-                log.info("%s gate, written form with %d nodes back to float: %s", qtype, len(kept), score)
+            if names and names != kept:
+                candidate, _ = _finalize(gate.to_float(first, fp32, names), fp32, qtype, float_type, None, keep_fp32)
+                s = gate.score(ref, gate.outputs(candidate, holdout), classify)
+                log.info("%s gate, written form with %d nodes back to float: %s", qtype, len(names), s)
+                if gate.improves(s, score, target):
+                    model, score, kept = candidate, s, names
+                else:
+                    rejected = names
+                    log.info("%s gate: returning %s to float did not measurably improve the graph (%s against %s); not kept",
+                             qtype, ", ".join(names), s, score)
             timings["final_check"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            if target.met(score) or len(kept) >= min(max_fallback, len(order)):
+            if target.met(score) or len(tried) >= min(max_fallback, len(order)):
                 break
-    passed = target.met(score)
+        if not target.met(score):
+            log.warning("%s gate: the target cannot be met with at most %d nodes back to float: best measured form %s; %s",
+                        qtype, max_fallback, score, "; ".join(target.shortfalls(score)))
+    passed = target.met(score) if run_gate else None
     report = placement_report(model, gemm_flops(fp32))
     note = gate.holdout_note(len(holdout), held_out)
     if note:
@@ -582,7 +628,7 @@ def build_int8(  # noqa: C901, PLR0913 - the two quantization forms as an if/els
     agreement = score.top1 if score.top1 is not None else score.cosine
     return Int8Result(output, form, agreement, min_agreement, passed, kept, sensitivity, len(holdout), qtype, score,
                       first_score, target, report, target.shortfalls(score), tried, note,
-                      held_out, {k: round(v, 2) for k, v in timings.items()})
+                      held_out, {k: round(v, 2) for k, v in timings.items()}, list(keep_float or []), rejected)
 
 
 def build_fp8(fp32_path: str | Path, output: str | Path, ranges: dict[str, tuple[float, float]], holdout: np.ndarray,

@@ -38,6 +38,53 @@ def node_group(name: str) -> str | None:
     return m.group(1) if m else None
 
 
+def module_block(name: str) -> str | None:
+    """The checkpoint module path of the block a node belongs to: 'embeddings', 'encoder.stages.2.layers.1',
+    'encoder.stages.0.downsample', 'layernorm', 'classifier' (None outside every block)."""
+    group = node_group(name)
+    return group.replace("/", ".") if group else None
+
+
+def module_path(name: str) -> str:
+    """The checkpoint module path of a node from its exporter scope ('' when the name has none):
+    '/model/encoder/stages.2/layers.1/mlp/fc2/MatMul' -> 'encoder.stages.2.layers.1.mlp.fc2'.
+
+    The scope has one segment per module below the head wrapper ('model'), named from the last
+    non-container module ('focal_layers.0' then 'focal_layers.0.0': the second replaces the first)."""
+    segments = name.split("/")[1:-1]
+    if segments[:1] == ["model"]:
+        segments = segments[1:]
+    path: list[str] = []
+    for seg in segments:
+        if path and seg.startswith(path[-1] + "."):
+            path[-1] = seg
+        else:
+            path.append(seg)
+    return ".".join(path)
+
+
+def match_nodes(model: onnx.ModelProto, patterns: list[str], ops: tuple[str, ...] | None = None) -> dict[str, list[str]]:
+    """The nodes (of op types `ops`, default any) each pattern names: a node name, a module path and
+    everything below it ('encoder.stages.2.layers.1.mlp.fc2', 'encoder.stages.3'), or a shell-style
+    pattern (`*`, `?`, `[...]`) on either. A pattern naming none of them is an `InputError`."""
+    import fnmatch
+
+    from ..errors import InputError
+
+    nodes = [(n.name, module_path(n.name)) for n in model.graph.node if n.name and (ops is None or n.op_type in ops)]
+    out: dict[str, list[str]] = {}
+    for p in patterns:
+        glob = any(c in p for c in "*?[")
+        hits = [name for name, mod in nodes if name == p or (mod and (mod == p or mod.startswith(p + ".")))
+                or (glob and (fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(mod, p)))]
+        if not hits:
+            what = "GEMM/Conv node" if ops else "node"
+            raise InputError(f"--keep-float {p}: no {what} of the graph matches (give a node name, a module path such as "
+                             "encoder.stages.2.layers.1.mlp.fc2, or a pattern with *)")
+        out[p] = hits
+    return out
+
+
 def constants(model: onnx.ModelProto) -> set[str]:
     """Names of initializers and Constant outputs."""
     names = {i.name for i in model.graph.initializer}
