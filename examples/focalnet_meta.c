@@ -111,10 +111,12 @@ int main (int argc, char **argv)
         guint64 index = 0;
         const GValue *labels = gst_structure_get_value (s, "label");
         gst_structure_get_uint64 (s, "frame", &index);
+        flockfile (stdout);  /* one line, not interleaved with the probe's lines from the streaming thread */
         printf ("message\t%" G_GUINT64_FORMAT "\t%u", index, gst_value_array_get_size (labels));
         for (guint i = 0; i < gst_value_array_get_size (labels); i++)
           printf ("\t%s", g_value_get_string (gst_value_array_get_value (labels, i)));
         printf ("\n");
+        funlockfile (stdout);
         messages++;
       }
       gst_message_unref (msg);
