@@ -189,7 +189,7 @@ def serve(folder: str | os.PathLike, options: ServeOptions | None = None, ready:
                 outputs=outputs,
                 config=ModelConfig(max_batch_size=max_batch, batcher=DynamicBatcher(
                     max_queue_delay_microseconds=options.max_queue_delay_us,
-                    preferred_batch_size=sorted({contract.batch[1], max_batch} - {1}) or None,
+                    preferred_batch_size=sorted({min(contract.batch[1], max_batch), max_batch} - {1}) or None,  # Triton refuses any over the max
                 )),
                 strict=True,
             )
