@@ -49,7 +49,7 @@ class Server:
         self.proc = subprocess.Popen(
             [python, "-m", "focalnet_edge.cli", "serve", str(folder), "--host", "127.0.0.1", "--port", str(self.http),
              "--grpc-port", str(self.grpc), "--metrics-port", str(metrics), "--name", "m", *extra],
-            stdout=log.open("w"), stderr=subprocess.STDOUT, env=_env(), cwd=ROOT,
+            stdout=log.open("w"), stderr=subprocess.STDOUT, env=_env(), cwd=log.parent,  # not the checkout: the stub finds focalnet_edge all the same
         )
         self.client = thttp.InferenceServerClient(f"127.0.0.1:{self.http}", network_timeout=30)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -189,18 +189,56 @@ def _items(client) -> int:
     (np.zeros((1, 64, 64, 3), np.uint8), "UINT8"),
 ])
 def test_bad_tensor_refused_and_server_keeps_serving(server, runner, bad, match):
-    with pytest.raises(InferenceServerException, match=match):
+    with pytest.raises(InferenceServerException, match=match) as refused:
         server.client.infer("m", [http_input(bad)])
+    assert refused.value.status() == "400" and "Traceback" not in refused.value.message(), refused.value.message()
     x = np.ones((1, 3, 64, 64), np.float32)
     np.testing.assert_allclose(server.client.infer("m", [http_input(x)]).as_numpy("logits"), runner(x), **TOL)
 
 
-def test_corrupt_image_refused_and_server_keeps_serving(server, runner):
-    with pytest.raises(InferenceServerException, match="not a readable image"):
-        server.client.infer("m_image", [http_input(np.array([png(4), b"not an image"], dtype=object), "image")])
-    good = [png(5)]
-    got = server.client.infer("m_image", [http_input(np.array(good, dtype=object), "image")]).as_numpy("logits")
-    np.testing.assert_allclose(got, runner(runner.prepare(good)), **TOL)
+def test_corrupt_image_is_a_client_error_and_server_keeps_serving(server, runner):
+    """Bytes that are not an image: HTTP 400 / gRPC INVALID_ARGUMENT with the loader's one line (no traceback),
+    for that request alone; a good image in the same server answers before and after, as the runner does."""
+    good = [png(5), png(6, (50, 70))]
+    expect = runner(runner.prepare(good))
+    bad = np.array([png(4), b"not an image"], dtype=object)
+
+    def check_refusal(e: InferenceServerException, status: str) -> None:
+        message = e.message()
+        assert e.status() == status, (e.status(), message)
+        assert "image 1" in message and "not a readable image" in message, message
+        assert "Traceback" not in message and len(message.strip().splitlines()) == 1, message
+
+    with tgrpc.InferenceServerClient(f"127.0.0.1:{server.grpc}") as g:
+        for _ in range(3):  # bounded: each refusal, then a good request, on both protocols
+            with pytest.raises(InferenceServerException) as http_error:
+                server.client.infer("m_image", [http_input(bad, "image")])
+            check_refusal(http_error.value, "400")
+            got = server.client.infer("m_image", [http_input(np.array(good, dtype=object), "image")]).as_numpy("logits")
+            np.testing.assert_allclose(got, expect, **TOL)
+
+            i = tgrpc.InferInput("image", [2], "BYTES")
+            i.set_data_from_numpy(bad)
+            with pytest.raises(InferenceServerException) as grpc_error:
+                g.infer("m_image", [i])
+            check_refusal(grpc_error.value, "StatusCode.INVALID_ARGUMENT")
+            i.set_data_from_numpy(np.array(good, dtype=object))
+            np.testing.assert_allclose(g.infer("m_image", [i]).as_numpy("logits"), expect, **TOL)
+    assert server.proc.poll() is None
+
+
+def test_image_request_larger_than_max_batch(python, folder, tmp_path, runner):
+    """More images in one request than the tensor model's max batch: run in chunks, the same numbers as the runner."""
+    s = Server(python, folder, tmp_path / "serve.log", "--max-batch", "2")
+    try:
+        images = [png(10 + k, (40 + 8 * k, 64)) for k in range(5)]
+        got = s.client.infer("m_image", [http_input(np.array(images, dtype=object), "image")]).as_numpy("logits")
+        np.testing.assert_allclose(got, runner(runner.prepare(images)), **TOL)
+        stats = s.client.get_inference_statistics("m")["model_stats"][0]
+        assert int(stats["inference_count"]) == 5
+        assert max(int(b["batch_size"]) for b in stats["batch_stats"]) <= 2
+    finally:
+        assert s.stop() == 0, s.log.read_text()[-3000:]
 
 
 def test_fused_frames_and_clean_stop(python, demo_ckpt, tmp_path):

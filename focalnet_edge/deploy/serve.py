@@ -7,10 +7,11 @@ runs the runner. Two models are served, both with Triton's HTTP and gRPC protoco
 - `<name>`: the artifact's own input (float pixel values, or uint8 frames for a graph with fused
   preprocessing), batched across requests by Triton's dynamic batcher; Triton itself refuses
   a request of the wrong shape or data type before it reaches the batch.
-- `<name>_image`: encoded images (BYTES, one per element, any format PIL reads), decoded here
-  with the project's one image loader and the runner's `prepare`. Not batched across
-  requests: PyTriton answers one error per batch, so a corrupt image must fail its own request
-  only.
+- `<name>_image`: encoded images (BYTES, one per element, any format PIL reads), decoded with the
+  project's one image loader and the contract's `prepare`, then run through `<name>`. A model
+  of Triton's own Python backend in a repository of its own (`image_model`), since PyTriton
+  answers any error as HTTP 500 with a traceback: bytes that are not an image answer their own
+  request with HTTP 400 (gRPC INVALID_ARGUMENT) and one line.
 
 Outputs are the runner's (e.g. `logits`).
 
@@ -32,6 +33,7 @@ import os
 import signal
 import socket
 import sysconfig
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,11 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, FocalNetEdgeError, InputError
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-IMAGE_INPUT = "image"
 IMAGE_SUFFIX = "_image"
 
 
@@ -114,27 +115,6 @@ def _tensor_infer(runner, input_name: str):
     return infer
 
 
-def _image_infer(runner):
-    """Per request (the image model is not batched across requests): decode, prepare, run."""
-    from ..model.preprocessing import to_pil
-
-    def one(items: np.ndarray) -> dict[str, np.ndarray]:
-        images = []
-        for i, item in enumerate(items.reshape(-1)):
-            try:
-                images.append(to_pil(item if isinstance(item, bytes) else bytes(item)))
-            except FocalNetEdgeError as e:
-                raise InputError(f"image {i} of the request: {e}") from None
-        if not images:
-            raise InputError("the request holds no image")
-        return runner.run(runner.prepare(images))
-
-    def infer(requests):
-        return [one(request[IMAGE_INPUT]) for request in requests]
-
-    return infer
-
-
 def serve(folder: str | os.PathLike, options: ServeOptions | None = None, ready: Callable[[str], None] | None = None,  # noqa: C901 - PyTriton's setup, signals and shutdown in one lifetime (one try/finally)
           stop: threading.Event | None = None) -> None:
     """Serve `folder`'s runner until SIGINT/SIGTERM (or `stop` is set); `ready(url)` once it answers."""
@@ -153,12 +133,15 @@ def serve(folder: str | os.PathLike, options: ServeOptions | None = None, ready:
         logging.getLogger("pytriton").setLevel(logging.WARNING)
     os.environ["LD_LIBRARY_PATH"] = python_library_path()  # before tritonserver starts: see the module docstring
 
+    from pytriton.client.exceptions import PyTritonClientError
     from pytriton.decorators import batch
     from pytriton.exceptions import PyTritonError
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig
+    from tritonclient.utils import InferenceServerException
 
     from ..manifest import read_manifest
+    from .image_model import write_repository
     from .triton import check_name, default_name
 
     runners = [load(folder, artifact=options.artifact) for _ in range(options.instances)]
@@ -174,44 +157,38 @@ def serve(folder: str | os.PathLike, options: ServeOptions | None = None, ready:
         outputs = [Tensor(name=k, dtype=v.dtype, shape=(-1,) * (v.ndim - 1) if contract.dynamic_size else v.shape[1:])
                    for k, v in probe.items()]
         dims = tuple(-1 if isinstance(d, str) else d for d in contract.shape()[1:])
-        config = TritonConfig(
-            http_address=options.host, grpc_address=options.host, http_port=options.http_port, grpc_port=options.grpc_port,
-            metrics_port=options.metrics_port, exit_timeout_secs=options.exit_timeout_s, log_verbose=0,
-        )
         security = _security_config()
         stop = stop or threading.Event()
         _handle_signals(stop)
-        with Triton(config=config, **security) as triton:
-            triton.bind(
-                model_name=name,
-                infer_func=[batch(_tensor_infer(r, contract.name)) for r in runners],
-                inputs=[Tensor(name=contract.name, dtype=np.dtype(contract.dtype), shape=dims)],
-                outputs=outputs,
-                config=ModelConfig(max_batch_size=max_batch, batcher=DynamicBatcher(
-                    max_queue_delay_microseconds=options.max_queue_delay_us,
-                    preferred_batch_size=sorted({contract.batch[1], max_batch} - {1}) or None,
-                )),
-                strict=True,
-            )
-            triton.bind(
-                model_name=name + IMAGE_SUFFIX,
-                infer_func=[_image_infer(r) for r in runners],
-                inputs=[Tensor(name=IMAGE_INPUT, dtype=np.bytes_, shape=(-1,))],
-                outputs=[Tensor(name=t.name, dtype=t.dtype, shape=(-1,) + tuple(t.shape)) for t in outputs],
-                config=ModelConfig(batching=False),
-                strict=True,
-            )
-            try:
+        try:  # PyTriton's own errors, and its client's while it loads the models, are a failed start
+            with (tempfile.TemporaryDirectory(prefix="focalnet-edge-serve-") as repo,  # the image model's own repository
+                  Triton(config=TritonConfig(
+                      model_repository=write_repository(repo, name + IMAGE_SUFFIX, name, contract, max_batch,
+                                                        {t.name: (t.dtype, tuple(t.shape)) for t in outputs}, options.instances),
+                      http_address=options.host, grpc_address=options.host, http_port=options.http_port, grpc_port=options.grpc_port,
+                      metrics_port=options.metrics_port, exit_timeout_secs=options.exit_timeout_s, log_verbose=0,
+                  ), **security) as triton):
+                triton.bind(
+                    model_name=name,
+                    infer_func=[batch(_tensor_infer(r, contract.name)) for r in runners],
+                    inputs=[Tensor(name=contract.name, dtype=np.dtype(contract.dtype), shape=dims)],
+                    outputs=outputs,
+                    config=ModelConfig(max_batch_size=max_batch, batcher=DynamicBatcher(
+                        max_queue_delay_microseconds=options.max_queue_delay_us,
+                        preferred_batch_size=sorted({min(contract.batch[1], max_batch), max_batch} - {1}) or None,  # Triton refuses any over the max
+                    )),
+                    strict=True,
+                )
                 triton.run()
-            except (PyTritonError, TimeoutError) as e:
-                raise ConfigError(f"the Triton server did not start ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__}); "
-                                  "run with -v for its log") from None
-            if ready is not None:
-                ready(f"http://{options.host}:{options.http_port} grpc://{options.host}:{options.grpc_port} "
-                      f"models {name} ({contract.name} {contract.dtype} {list(dims)}), {name}{IMAGE_SUFFIX} (encoded images)")
-            while not stop.wait(1.0):
-                if not triton.is_alive():
-                    raise ConfigError("the Triton server stopped on its own; run with -v for its log")
+                if ready is not None:
+                    ready(f"http://{options.host}:{options.http_port} grpc://{options.host}:{options.grpc_port} "
+                          f"models {name} ({contract.name} {contract.dtype} {list(dims)}), {name}{IMAGE_SUFFIX} (encoded images)")
+                while not stop.wait(1.0):
+                    if not triton.is_alive():
+                        raise ConfigError("the Triton server stopped on its own; run with -v for its log")
+        except (PyTritonError, PyTritonClientError, InferenceServerException, TimeoutError) as e:
+            raise ConfigError(f"the Triton server did not start ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__}); "
+                              "run with -v for its log") from None
     finally:
         for r in runners:
             r.close()
