@@ -76,7 +76,9 @@ from .. import __version__
 from ..errors import ArtifactError, ConfigError
 from ..contract import InputContract
 from ..io import sha256_file, umask
+from ..artifacts import is_engine
 from ..manifest import MANIFEST, check_artifact, read_manifest
+from ..runtime.choose import best, choose_artifact
 
 log = logging.getLogger(__name__)
 
@@ -434,18 +436,26 @@ def _batches(contract: InputContract, primary: int | None, secondary: int | None
     return out[0], out[1]
 
 
+def _nvinfer_onnx(entry: dict[str, Any]) -> str | None:
+    """Why nvinfer cannot build from this entry (it takes the fp32, fp16 and int8 ONNX files), or None."""
+    if is_engine(entry) or not str(entry.get("path", "")).endswith(".onnx"):
+        return "not an ONNX file (nvinfer builds its engine from onnx-file)"
+    if entry.get("precision") not in NETWORK_MODE:
+        return f"precision {entry.get('precision')} has no nvinfer network-mode"
+    return None
+
+
 def _source_onnx(folder: Path, manifest: dict[str, Any], precision: str | None) -> dict[str, Any]:
-    onnx_entries = {
-        e.get("precision"): e for e in manifest["artifacts"].values() if e.get("format") == "onnx" or str(e.get("path", "")).endswith(".onnx")
-    }
-    if precision is None:
-        precision = "fp16" if "fp16" in onnx_entries else "fp32"
-    if precision not in NETWORK_MODE:
-        raise ConfigError(f"precision {precision!r} not supported for nvinfer; expected fp32, fp16 or int8")
-    entry = onnx_entries.get(precision)
-    if entry is None:
-        have = ", ".join(sorted(str(p) for p in onnx_entries)) or "none"
-        raise ArtifactError(f"{folder}: no {precision} ONNX in the {MANIFEST} (has: {have}); build with --precision {precision}")
+    """The ONNX to deploy: `precision`'s, else the best nvinfer takes by the table's rank on a GPU."""
+    if precision is not None:
+        if precision not in NETWORK_MODE:
+            raise ConfigError(f"precision {precision!r} not supported for nvinfer; expected fp32, fp16 or int8")
+        if not any(_nvinfer_onnx(e) is None and e.get("precision") == precision for e in manifest["artifacts"].values()):
+            have = sorted({str(e.get("precision")) for e in manifest["artifacts"].values() if not is_engine(e)})
+            raise ArtifactError(f"{folder}: no {precision} ONNX in the {MANIFEST} (has: {', '.join(have) or 'none'}); "
+                                f"build with --precision {precision}")
+    entry = choose_artifact(manifest, precision, runs=_nvinfer_onnx, gpu=True, where="nvinfer (fp32, fp16 or int8 ONNX)",
+                            quiet=True)
     check_artifact(folder, entry)
     return entry
 
@@ -463,22 +473,27 @@ def _check_source_input(folder: Path, source: dict[str, Any]) -> None:
         )
 
 
-def _engine_entry(manifest: dict[str, Any], source: dict[str, Any]) -> dict[str, Any] | None:
-    """The folder's engine built from `source`, unless it is one nvinfer can't load as is.
+def _nvinfer_engine(source: dict[str, Any]):
+    """Why nvinfer cannot load this entry as the engine of `source`, or None.
 
     DLA engines need nvinfer's enable-dla/use-dla-core and version-compatible (lean) plans need
     host code allowed at deserialisation, which nvinfer does not set; both are left out.
     """
-    for e in manifest["artifacts"].values():
-        facts = e.get("engine") or {}
-        if (
-            str(e.get("path", "")).endswith(".engine")
-            and e.get("built_from") == source["path"]
-            and facts.get("dla_core") is None
-            and not facts.get("version_compatible")
-        ):
-            return e
-    return None
+    def runs(entry: dict[str, Any]) -> str | None:
+        facts = entry.get("engine") or {}
+        if not str(entry.get("path", "")).endswith(".engine") or entry.get("built_from") != source["path"]:
+            return f"not an engine built from {source['path']}"
+        if facts.get("dla_core") is not None or facts.get("version_compatible"):
+            return "a DLA or version-compatible plan, which nvinfer does not load as is"
+        return None
+    return runs
+
+
+def _engine_entry(manifest: dict[str, Any], source: dict[str, Any]) -> dict[str, Any] | None:
+    """The folder's engine built from `source` that nvinfer can load as is (the table's rank), or None."""
+    runs = _nvinfer_engine(source)
+    pool = [e for e in manifest["artifacts"].values() if runs(e) is None]
+    return best(pool, gpu=True) if pool else None
 
 
 def _labels(manifest: dict[str, Any], folder: Path) -> list[str]:
