@@ -22,9 +22,11 @@ import pytest
 from PIL import Image
 
 from focalnet_edge.demo import demo_images
-from focalnet_edge.deploy import deepstream
-from focalnet_edge.deploy.deepstream import best_single_scale, deploy
+from focalnet_edge.deploy.deepstream import config as deepstream_config
+from focalnet_edge.deploy.deepstream import deploy
+from focalnet_edge.deploy.deepstream.plan import OBJECT_MIN_SIZE, best_single_scale
 from focalnet_edge.errors import ArtifactError, ConfigError
+from focalnet_edge.io import sha256_file
 from focalnet_edge.contract import InputContract
 from focalnet_edge.onnx_io import ort_session
 from focalnet_edge.manifest import read_manifest, write_manifest
@@ -206,7 +208,7 @@ def test_configs_parse_with_glib_and_every_key_has_nvinfers_type(name, request):
             assert not {"input-object-min-width", "classifier-async-mode", "secondary-reinfer-interval"} & set(v)
         else:
             assert v["operate-on-gie-id"] == 1 and v["gie-unique-id"] == 2
-            assert (v["input-object-min-width"], v["input-object-min-height"]) == (deepstream.OBJECT_MIN_SIZE,) * 2
+            assert (v["input-object-min-width"], v["input-object-min-height"]) == (OBJECT_MIN_SIZE,) * 2
             assert v["classifier-async-mode"] is False and v["secondary-reinfer-interval"] == 0
 
         # files resolve relative to the config (as nvinfer resolves them) and match their hashes
@@ -215,7 +217,7 @@ def test_configs_parse_with_glib_and_every_key_has_nvinfers_type(name, request):
         source = manifest["artifacts"][facts["source"]["path"]]
         if facts["onnx"]["derived"]:
             assert onnx_path.parent == ds.resolve()
-            assert facts["files"][onnx_path.name] == deepstream.sha256_file(onnx_path)
+            assert facts["files"][onnx_path.name] == sha256_file(onnx_path)
         else:
             assert onnx_path == (folder / source["path"]).resolve()
         assert v["network-mode"] == {"fp32": 0, "int8": 1, "fp16": 2}[source["precision"]]
@@ -371,7 +373,7 @@ def test_a_failure_leaves_no_partial_folder(fp16_logits, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(deepstream, "render_config", boom)
+    monkeypatch.setattr(deepstream_config, "render_config", boom)
     with pytest.raises(RuntimeError):
         deploy(folder)
     assert sorted(p.name for p in folder.iterdir() if "deepstream" in p.name) == []

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from focalnet_edge.deploy import deepstream, triton
+from focalnet_edge.deploy.deepstream.config import LABELS as DEEPSTREAM_LABELS
 from focalnet_edge.errors import ConfigError
 from focalnet_edge.labels import label_problem
 from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, ImageSpec
@@ -58,7 +59,7 @@ def test_triton_labels_txt_line_n_is_class_n(folder, tmp_path):
 
 def test_deepstream_labels_file_entry_n_is_class_n(folder):
     out = deepstream.deploy(folder, force=True)
-    (line,) = (out / deepstream.LABELS).read_text(encoding="utf-8").splitlines()
+    (line,) = (out / DEEPSTREAM_LABELS).read_text(encoding="utf-8").splitlines()
     assert line.split(";") == KEPT  # nothing replaced (no more ';' -> ',')
 
 
