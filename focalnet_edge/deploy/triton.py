@@ -1,6 +1,6 @@
 """A Triton Inference Server model repository from an output folder.
 
-`deploy(folder, repo)` writes
+`deploy(folder, TritonOptions(repo=repo))` writes
 
     repo/<model>/config.pbtxt
     repo/<model>/labels.txt              (classification heads: Triton's classification extension)
@@ -56,6 +56,7 @@ class IOTensor:
 class TritonOptions:
     """What `focalnet-edge deploy --to triton` may set."""
 
+    repo: str | os.PathLike | None = None  #: the model repository to write <model>/ into (required)
     name: str | None = None  #: model name (default: from the model source)
     artifact: str | None = None  #: file name or precision (default: the best for `kind`)
     instances: int = 1  #: instance_group count
@@ -210,10 +211,12 @@ class DeployResult:
     server_flags: list[str] = field(default_factory=list)  #: what tritonserver must be started with for this model
 
 
-def deploy(folder: str | os.PathLike, repo: str | os.PathLike, options: TritonOptions | None = None) -> DeployResult:  # noqa: C901 - option checks, the artifact choice and the staged write of one model folder
-    """Write the Triton model folder for one artifact of `folder` into the repository `repo`."""
+def deploy(folder: str | os.PathLike, options: TritonOptions | None = None) -> DeployResult:  # noqa: C901 - option checks, the artifact choice and the staged write of one model folder
+    """Write the Triton model folder for one artifact of `folder` into the repository `options.repo`."""
     options = options or TritonOptions()
-    folder, repo = Path(folder), Path(repo)
+    if not options.repo:
+        raise ConfigError("--to triton needs --repo DIR (the Triton model repository to write into)")
+    folder, repo = Path(folder), Path(options.repo)
     if options.instances < 1:
         raise ConfigError(f"--instances {options.instances} not accepted: expected 1 or more")
     if options.version < 1:
@@ -270,3 +273,9 @@ def deploy(folder: str | os.PathLike, repo: str | os.PathLike, options: TritonOp
             shutil.rmtree(old, ignore_errors=True)
     flags = [VERSION_COMPATIBLE_FLAG] if engine and (entry.get("requires") or {}).get("version_compatible") else []
     return DeployResult(final, entry["path"], "tensorrt_plan" if engine else "onnxruntime_onnx", text, flags)
+
+
+def summary(result: DeployResult, options: TritonOptions) -> str:
+    """The line `deploy --to triton` prints."""
+    return (f"wrote {result.model_dir} ({result.platform}, from {result.artifact}); "
+            f"serve it with: tritonserver --model-repository {Path(str(options.repo)).resolve()}{''.join(' ' + f for f in result.server_flags)}")

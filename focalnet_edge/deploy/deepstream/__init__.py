@@ -70,100 +70,39 @@ from pathlib import Path
 from typing import Any
 
 from ...contract import InputContract
-from ...errors import ArtifactError, ConfigError
+from ...errors import ArtifactError
 from ...io import umask
 from ...manifest import read_manifest
 from . import config
 from .config import FACTS, LABELS, PRIMARY, SECONDARY
 from .graph import write_onnx
-from .plan import OBJECT_MIN_SIZE, batch_sizes, make_plan, parse_class_ids
+from .options import DeepStreamOptions, settings
+from .plan import batch_sizes, make_plan
 
 log = logging.getLogger(__name__)
 
 FOLDER = "deepstream"
 
-__all__ = ["deploy"]
+__all__ = ["DeepStreamOptions", "deploy", "summary"]
 
 
-def deploy(  # noqa: PLR0913 - keyword options mirroring the CLI flags; a DeepStream options object like Triton's comes with the deploy table (issue 28)
-    folder: str | os.PathLike,
-    force: bool = False,
-    *,
-    precision: str | None = None,
-    batch_size: int | None = None,
-    secondary_batch_size: int | None = None,
-    classifier_threshold: float | None = None,
-    gie_unique_id: int | None = None,
-    secondary_gie_unique_id: int | None = None,
-    operate_on_gie_id: int | None = None,
-    operate_on_class_ids: list[int] | str | None = None,
-    normalize: str | None = None,
-    gpu_id: int | None = None,
-    object_min_width: int | None = None,
-    object_min_height: int | None = None,
-    classifier_async_mode: bool | None = None,
-    secondary_reinfer_interval: int | None = None,
-) -> Path:
+def deploy(folder: str | os.PathLike, options: DeepStreamOptions | None = None) -> Path:
     """Write ``folder/deepstream/`` (configs, labels, DeepStream ONNX if needed); return that path.
 
     folder: a focalnet-edge output folder (its manifest.json is read, artifacts sha256-checked).
-    force: replace an existing ``deepstream/`` (otherwise it is an error to have one).
-    precision: which ONNX of the folder to deploy: fp32, fp16 or int8 (explicit Q/DQ; nvinfer's
-        INT8 mode then needs no calibration file). Default: the best by the precision table's rank
-        (`runtime.choose_artifact`: verified first, then fp16, fp32, int8).
-    batch_size: nvinfer ``batch-size`` of the primary classifier (frames per batch); default
-        the folder's optimum batch. secondary_batch_size: the same for the secondary (objects per
-        batch); default 16, or the folder's maximum batch when smaller.
-    classifier_threshold: nvinfer attaches the top label only when its probability is above
-        this (default 0.0: always).
-    gie_unique_id / secondary_gie_unique_id: the two configs' ``gie-unique-id``;
-        operate_on_gie_id: the detector whose objects the secondary classifies;
-        operate_on_class_ids: only those of its classes (default all).
-    normalize: with per-channel std, "auto"/"graph" put the normalisation into the DeepStream
-        ONNX (exact); "nvinfer" approximates it with one net-scale-factor (error stated).
-    gpu_id: nvinfer ``gpu-id`` (also part of the engine file name nvinfer writes).
-    object_min_width / object_min_height: the secondary's ``input-object-min-width/height``:
-        smaller objects are not classified (default OBJECT_MIN_SIZE, 0: every object).
-    classifier_async_mode: the secondary classifier's ``classifier-async-mode`` (default False;
-        True attaches results a few frames later and works only on tracked objects).
-    secondary_reinfer_interval: frames between two classifications of one tracked object (default 0).
-
-    Every option may be None, meaning its default (so a CLI can pass its unset flags through).
+    options: `DeepStreamOptions` (each field says what it sets; None: its default).
     Warnings (an approximated normalisation) are logged, written as comments into
     the configs and listed in deepstream.json.
     """
-    threshold = 0.0 if classifier_threshold is None else float(classifier_threshold)
-    gie_ids = (
-        1 if gie_unique_id is None else int(gie_unique_id),
-        2 if secondary_gie_unique_id is None else int(secondary_gie_unique_id),
-        1 if operate_on_gie_id is None else int(operate_on_gie_id),
-    )
-    class_ids = parse_class_ids(operate_on_class_ids)
-    gpu_id = 0 if gpu_id is None else int(gpu_id)
-    secondary = {
-        "object_min": tuple(OBJECT_MIN_SIZE if v is None else int(v) for v in (object_min_width, object_min_height)),
-        "async_mode": bool(classifier_async_mode),
-        "reinfer_interval": 0 if secondary_reinfer_interval is None else int(secondary_reinfer_interval),
-    }
-    if min(*secondary["object_min"], secondary["reinfer_interval"]) < 0:
-        raise ConfigError(f"object minimum {secondary['object_min']} and re-infer interval {secondary['reinfer_interval']} "
-                          "not accepted: expected pixels and frames >= 0")
-    if min(gie_ids) < 1:
-        raise ConfigError(f"gie id {min(gie_ids)} not accepted: nvinfer's gie-unique-id must be > 0")
-    if gie_ids[0] == gie_ids[1] or gie_ids[1] == gie_ids[2]:
-        raise ConfigError(
-            f"gie ids not distinct (primary {gie_ids[0]}, secondary {gie_ids[1]}, detector {gie_ids[2]}): "
-            "each nvinfer in a pipeline needs its own gie-unique-id"
-        )
-    if not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"classifier threshold {threshold} not accepted: expected a probability in 0..1")
+    options = options or DeepStreamOptions()
+    checked = settings(options)
     folder = Path(folder)
     target = folder / FOLDER
-    if target.exists() and not force:
+    if target.exists() and not options.force:
         raise ArtifactError(f"{target}: already exists; pass force=True (--force) to replace it")
     manifest = read_manifest(folder)
-    batches = batch_sizes(InputContract.from_dict(manifest["input"]), batch_size, secondary_batch_size)
-    plan = make_plan(folder, manifest, precision, batches, normalize or "auto", gpu_id)
+    batches = batch_sizes(InputContract.from_dict(manifest["input"]), options.batch_size, options.secondary_batch_size)
+    plan = make_plan(folder, manifest, options.precision, batches, checked.normalize, checked.gpu_id)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.", suffix=".partial", dir=folder))
     try:
@@ -171,14 +110,14 @@ def deploy(  # noqa: PLR0913 - keyword options mirroring the CLI flags; a DeepSt
             write_onnx(folder / plan.source["path"], tmp / plan.onnx_name, plan)
         if plan.classifier:
             (tmp / LABELS).write_text(";".join(plan.labels) + "\n", encoding="utf-8")
-        common: dict[str, Any] = {"plan": plan, "threshold": threshold, "gpu_id": gpu_id}
+        common: dict[str, Any] = {"plan": plan, "threshold": checked.threshold, "gpu_id": checked.gpu_id}
         (tmp / PRIMARY).write_text(
-            config.render_config(**common, batch=batches[0], process_mode=1, gie_id=gie_ids[0]), encoding="utf-8"
+            config.render_config(**common, batch=batches[0], process_mode=1, gie_id=checked.gie_ids[0]), encoding="utf-8"
         )
         (tmp / SECONDARY).write_text(
             config.render_config(
-                **common, batch=batches[1], process_mode=2, gie_id=gie_ids[1],
-                operate_on_gie_id=gie_ids[2], operate_on_class_ids=class_ids, secondary=secondary,
+                **common, batch=batches[1], process_mode=2, gie_id=checked.gie_ids[1],
+                operate_on_gie_id=checked.gie_ids[2], operate_on_class_ids=checked.class_ids, secondary=checked.secondary,
             ),
             encoding="utf-8",
         )
@@ -192,6 +131,11 @@ def deploy(  # noqa: PLR0913 - keyword options mirroring the CLI flags; a DeepSt
     for w in plan.warnings:
         log.warning("deepstream: %s", w)
     return target
+
+
+def summary(written: Path, options: DeepStreamOptions) -> str:
+    """The line `deploy --to deepstream` prints."""
+    return f"wrote {written} ({', '.join(sorted(p.name for p in written.iterdir() if p.suffix in ('.txt', '.onnx')))})"
 
 
 def _replace_dir(tmp: Path, target: Path) -> None:
