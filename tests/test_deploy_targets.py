@@ -1,7 +1,8 @@
 """What every deploy target must do, parametrized over the deploy table (`focalnet_edge.deploy.TARGETS`), so
 a new row is checked as the others are: `deploy --to` offers exactly the table's names, every option of a
 target is a CLI flag, the CLI prints the target's summary line, and every target refuses to overwrite
-without force, refuses a changed artifact and leaves nothing half-written behind.
+without force, refuses a changed artifact, leaves nothing half-written behind and chooses its
+artifact by the precision table's rank (`runtime.choose_artifact`).
 
 The references: argparse's own parse of the real CLI, the files on disk (listed before and after), and
 the manifest's sha256 check failing on a byte appended by the test.
@@ -10,6 +11,7 @@ the manifest's sha256 check failing on a byte appended by the test.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 from focalnet_edge.cli import build_parser, main
 from focalnet_edge.deploy import TARGETS
 from focalnet_edge.errors import ArtifactError
+from focalnet_edge.manifest import add_artifact, read_manifest, write_manifest
 from focalnet_edge.pipeline import ExportOptions, export_stage
 
 
@@ -96,3 +99,26 @@ def test_every_target_refuses_a_changed_artifact_and_writes_nothing(name, plain,
     with pytest.raises(ArtifactError, match="sha256|does not match"):
         TARGETS[name].deploy(folder, _options(name, tmp_path))
     assert _files(folder, tmp_path / "repo") - before <= {tmp_path / "repo"}  # at most the empty repository folder
+
+
+#: what each target deployed, read off what it wrote (a new row of the table needs one here)
+CHOSEN = {
+    "triton": lambda result: result.artifact,
+    "deepstream": lambda written: json.loads((written / "deepstream.json").read_text())["source"]["path"],
+}
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_every_target_chooses_by_the_tables_rank(name, plain, tmp_path):
+    """Verified before failed, then the table's GPU order (fp16 before fp32): one `choose_artifact` for all
+    (DeepStream used to take fp16 whenever it was built, failed or not)."""
+    folder = tmp_path / "out"
+    shutil.copytree(plain, folder)
+    shutil.copyfile(folder / "model.onnx", folder / "model.fp16.onnx")  # an fp32 graph filed as fp16: its input is float32, as nvinfer needs
+    manifest = read_manifest(folder)
+    fp16 = add_artifact(manifest, folder / "model.fp16.onnx", "fp16", "onnx")
+    for passed, expected in ((True, "model.fp16.onnx"), (False, "model.onnx")):
+        manifest["artifacts"]["model.onnx"]["verification"] = {"passed": True}
+        fp16["verification"] = {"passed": passed}
+        write_manifest(folder, manifest)
+        assert CHOSEN[name](TARGETS[name].deploy(folder, _options(name, tmp_path, force=True))) == expected
