@@ -55,7 +55,7 @@ def best(pool: Iterable[dict[str, Any]], gpu: bool) -> dict[str, Any]:
     return min(pool, key=lambda e: rank(e, gpu or any(is_engine(x) for x in pool)))
 
 
-def choose_artifact(  # noqa: C901 - a named choice and a best choice, each with its notes; one place for both
+def choose_artifact(
     manifest: dict[str, Any],
     name: str | None = None,
     notes: list[str] | None = None,
@@ -82,24 +82,28 @@ def choose_artifact(  # noqa: C901 - a named choice and a best choice, each with
         if not found:
             raise ArtifactError(f"no engine here; the folder has {', '.join(sorted(entries))}")
         return best([e for e in found if runs(e) is None] or found, gpu)  # a precision: its engine where it runs, else its ONNX file
+    say = _notes(notes, quiet)
     runnable = []
     for entry in entries.values():
         reason = runs(entry)
         if reason is None:
             runnable.append(entry)
-            continue
-        note = f"skipped {entry['path']}: {reason}"
-        if not quiet:
-            log.info(note)
-        if notes is not None:
-            notes.append(note)
+        else:
+            say(logging.INFO, f"skipped {entry['path']}: {reason}")
     if not runnable:
         raise ArtifactError(f"no artifact here runs on {where}: {', '.join(sorted(entries))}")
     chosen = best(runnable, gpu)  # verified first, then unverified, then failed
     if trust(chosen):
-        note = f"using {chosen['path']}: {'never verified' if trust(chosen) == 1 else 'it FAILED verification'}; run `focalnet-edge verify` on the folder"
+        say(logging.WARNING, f"using {chosen['path']}: {'never verified' if trust(chosen) == 1 else 'it FAILED verification'}; "
+                             "run `focalnet-edge verify` on the folder")
+    return chosen
+
+
+def _notes(notes: list[str] | None, quiet: bool) -> Callable[[int, str], None]:
+    """A note taker: appends to `notes` (when given) and logs at the level (unless `quiet`)."""
+    def say(level: int, note: str) -> None:
         if not quiet:
-            log.warning(note)
+            log.log(level, note)
         if notes is not None:
             notes.append(note)
-    return chosen
+    return say
