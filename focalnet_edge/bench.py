@@ -12,7 +12,8 @@ import numpy as np
 from . import artifacts
 from .errors import ArtifactError
 from .manifest import read_manifest
-from .runtime.loader import load, load_entry, runnable_here
+from .runtime.choose import runnable_here
+from .runtime.loader import load, load_entry
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,13 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from . import __version__, signals, versions
 from .artifacts import REPORT
+from .deploy import TARGETS
 from .errors import ArtifactError, ConfigError, FocalNetEdgeError
 
 log = logging.getLogger("focalnet_edge")
@@ -758,29 +760,9 @@ EPILOG_SERVE = """examples:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    if args.to == "deepstream":
-        from .deploy.deepstream import deploy as deploy_deepstream
-
-        written = deploy_deepstream(
-            Path(args.folder), force=args.force, precision=args.precision, batch_size=args.batch_size,
-            secondary_batch_size=args.secondary_batch_size, classifier_threshold=args.classifier_threshold,
-            gie_unique_id=args.gie_id, secondary_gie_unique_id=args.secondary_gie_id, operate_on_gie_id=args.operate_on_gie_id,
-            operate_on_class_ids=args.operate_on_class_ids, normalize=args.normalize, gpu_id=args.gpu_id,
-            object_min_width=args.object_min_width, object_min_height=args.object_min_height,
-            classifier_async_mode=args.classifier_async_mode, secondary_reinfer_interval=args.secondary_reinfer_interval,
-        )
-        print(f"wrote {written} ({', '.join(sorted(p.name for p in written.iterdir() if p.suffix in ('.txt', '.onnx')))})")
-        return 0
-    from .deploy.triton import TritonOptions, deploy
-
-    if not args.repo:
-        raise ConfigError("--to triton needs --repo DIR (the Triton model repository to write into)")
-    result = deploy(Path(args.folder), Path(args.repo), TritonOptions(
-        name=args.name, artifact=args.artifact, instances=args.instances, kind=args.kind,
-        max_queue_delay_us=args.max_queue_delay_us, version=args.version, force=args.force,
-    ))
-    print(f"wrote {result.model_dir} ({result.platform}, from {result.artifact}); "
-          f"serve it with: tritonserver --model-repository {Path(args.repo).resolve()}{''.join(' ' + f for f in result.server_flags)}")
+    target = TARGETS[args.to]
+    options = target.options(**{f.name: getattr(args, f.name) for f in fields(target.options) if hasattr(args, f.name)})
+    print(target.summary(target.deploy(Path(args.folder), options), options))
     return 0
 
 
@@ -809,7 +791,7 @@ def _deploy_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
     p = command("deploy", help="write a Triton model repository or DeepStream nvinfer files from an output folder",
                 epilog=EPILOG_DEPLOY)
     p.add_argument("folder", help="an output folder (with manifest.json)")
-    p.add_argument("--to", choices=("triton", "deepstream"), required=True)
+    p.add_argument("--to", choices=tuple(TARGETS), required=True)
     p.add_argument("--force", action="store_true", help="replace an existing model folder")
     g = p.add_argument_group("--to triton")
     g.add_argument("--repo", default=None, metavar="DIR", help="the model repository to write <model>/ into")
@@ -824,8 +806,8 @@ def _deploy_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
     g.add_argument("--batch-size", type=COUNT, default=None, metavar="N", help="primary batch-size (default: the folder's opt batch)")
     g.add_argument("--secondary-batch-size", type=COUNT, default=None, metavar="N", help="secondary batch-size (default min(16, max batch))")
     g.add_argument("--classifier-threshold", type=float, default=None, metavar="P", help="classifier-threshold (default 0.0)")
-    g.add_argument("--gie-id", type=COUNT, default=None, metavar="N", help="gie-unique-id of the primary classifier (default 1)")
-    g.add_argument("--secondary-gie-id", type=COUNT, default=None, metavar="N", help="gie-unique-id of the secondary classifier (default 2)")
+    g.add_argument("--gie-id", dest="gie_unique_id", type=COUNT, default=None, metavar="N", help="gie-unique-id of the primary classifier (default 1)")
+    g.add_argument("--secondary-gie-id", dest="secondary_gie_unique_id", type=COUNT, default=None, metavar="N", help="gie-unique-id of the secondary classifier (default 2)")
     g.add_argument("--operate-on-gie-id", type=COUNT, default=None, metavar="N", help="the detector's gie-unique-id (default 1)")
     g.add_argument("--operate-on-class-ids", default=None, metavar="0,2", help="the detector's classes to classify (default all)")
     g.add_argument("--normalize", choices=("auto", "graph", "nvinfer"), default=None,

@@ -215,7 +215,8 @@ def verify_stage(output_dir: Path, refs, names: list[str] | None = None, progres
     verifying the engines it made); without it nothing is written (`verify`: a later check, on
     any images, never replaces the build's figures; it saves report.json itself, `save_report`).
     """
-    from .runtime.loader import load_entry, runnable_here
+    from .runtime.choose import runnable_here
+    from .runtime.loader import load_entry
     from .verify import verify
 
     output_dir = Path(output_dir)

@@ -22,9 +22,11 @@ import pytest
 from PIL import Image
 
 from focalnet_edge.demo import demo_images
-from focalnet_edge.deploy import deepstream
-from focalnet_edge.deploy.deepstream import best_single_scale, deploy
+from focalnet_edge.deploy.deepstream import config as deepstream_config
+from focalnet_edge.deploy.deepstream import DeepStreamOptions, deploy
+from focalnet_edge.deploy.deepstream.plan import OBJECT_MIN_SIZE, best_single_scale
 from focalnet_edge.errors import ArtifactError, ConfigError
+from focalnet_edge.io import sha256_file
 from focalnet_edge.contract import InputContract
 from focalnet_edge.onnx_io import ort_session
 from focalnet_edge.manifest import read_manifest, write_manifest
@@ -165,7 +167,7 @@ def fused_bgr_probs(tmp_path_factory, demo_ckpt):
 
 
 def _deployed(folder: Path, **options) -> Path:
-    return deploy(folder, force=True, **options)
+    return deploy(folder, DeepStreamOptions(force=True, **options))
 
 
 # -- the configs as GLib and nvinfer read them ---------------------------------------------------
@@ -206,7 +208,7 @@ def test_configs_parse_with_glib_and_every_key_has_nvinfers_type(name, request):
             assert not {"input-object-min-width", "classifier-async-mode", "secondary-reinfer-interval"} & set(v)
         else:
             assert v["operate-on-gie-id"] == 1 and v["gie-unique-id"] == 2
-            assert (v["input-object-min-width"], v["input-object-min-height"]) == (deepstream.OBJECT_MIN_SIZE,) * 2
+            assert (v["input-object-min-width"], v["input-object-min-height"]) == (OBJECT_MIN_SIZE,) * 2
             assert v["classifier-async-mode"] is False and v["secondary-reinfer-interval"] == 0
 
         # files resolve relative to the config (as nvinfer resolves them) and match their hashes
@@ -215,7 +217,7 @@ def test_configs_parse_with_glib_and_every_key_has_nvinfers_type(name, request):
         source = manifest["artifacts"][facts["source"]["path"]]
         if facts["onnx"]["derived"]:
             assert onnx_path.parent == ds.resolve()
-            assert facts["files"][onnx_path.name] == deepstream.sha256_file(onnx_path)
+            assert facts["files"][onnx_path.name] == sha256_file(onnx_path)
         else:
             assert onnx_path == (folder / source["path"]).resolve()
         assert v["network-mode"] == {"fp32": 0, "int8": 1, "fp16": 2}[source["precision"]]
@@ -361,7 +363,7 @@ def test_existing_folder_is_refused_unless_forced(fused_bgr_probs, tmp_path):
     with pytest.raises(ArtifactError, match="already exists; pass force=True"):
         deploy(folder)
     (first / "stale.txt").write_text("x")
-    assert not (deploy(folder, force=True) / "stale.txt").exists()
+    assert not (deploy(folder, DeepStreamOptions(force=True)) / "stale.txt").exists()
 
 
 def test_a_failure_leaves_no_partial_folder(fp16_logits, tmp_path, monkeypatch):
@@ -371,7 +373,7 @@ def test_a_failure_leaves_no_partial_folder(fp16_logits, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(deepstream, "render_config", boom)
+    monkeypatch.setattr(deepstream_config, "render_config", boom)
     with pytest.raises(RuntimeError):
         deploy(folder)
     assert sorted(p.name for p in folder.iterdir() if "deepstream" in p.name) == []
@@ -398,7 +400,7 @@ def test_a_changed_artifact_is_refused(fp16_logits, tmp_path):
 )
 def test_bad_options_are_one_sentence_errors(fp16_logits, options, message):
     with pytest.raises((ConfigError, ArtifactError), match=message):
-        deploy(fp16_logits, force=True, **options)
+        deploy(fp16_logits, DeepStreamOptions(force=True, **options))
 
 
 def test_folders_nvinfer_cannot_feed_are_refused(tmp_path, demo_ckpt):
@@ -428,7 +430,7 @@ def test_the_folders_own_engine_is_used_when_nvinfer_can_load_it(fused_bgr_probs
     assert v["model-engine-file"] == "../model.fp32.engine" and v["onnx-file"] == "../model.onnx"
     (folder / "model.fp32.engine").write_bytes(b"changed")
     with pytest.raises(ArtifactError, match="sha256"):
-        deploy(folder, force=True)
+        deploy(folder, DeepStreamOptions(force=True))
 
 
 # -- README's nvinfer block (issue 9, item 3) ------------------------------------------------------
@@ -456,9 +458,9 @@ def test_readme_nvinfer_block_parses_with_glib(tmp_path):
 
 def test_options_reach_the_configs_and_none_means_default(fused_bgr_probs):
     ds = deploy(
-        fused_bgr_probs, force=True, batch_size=None, secondary_batch_size=3, classifier_threshold=0.25,
+        fused_bgr_probs, DeepStreamOptions(force=True, batch_size=None, secondary_batch_size=3, classifier_threshold=0.25,
         gie_unique_id=5, secondary_gie_unique_id=7, operate_on_gie_id=4, operate_on_class_ids="0,2", normalize=None,
-        gpu_id=None,
+        gpu_id=None)
     )
     parsed = glib_parse(ds / "config_infer_primary.txt", ds / "config_infer_secondary.txt")
     p, s = ({k: e["value"] for k, e in doc["groups"]["property"].items()} for doc in parsed.values())
@@ -467,14 +469,14 @@ def test_options_reach_the_configs_and_none_means_default(fused_bgr_probs):
 
 
 def test_secondary_object_keys_reach_the_config(fused_bgr_probs):
-    ds = deploy(fused_bgr_probs, force=True, object_min_width=48, object_min_height=24, classifier_async_mode=True,
-                secondary_reinfer_interval=10, operate_on_class_ids=[2])
+    ds = deploy(fused_bgr_probs, DeepStreamOptions(force=True, object_min_width=48, object_min_height=24, classifier_async_mode=True,
+                secondary_reinfer_interval=10, operate_on_class_ids=[2]))
     config = ds / "config_infer_secondary.txt"
     s = {k: e["value"] for k, e in glib_parse(config)[str(config)]["groups"]["property"].items()}
     assert (s["input-object-min-width"], s["input-object-min-height"]) == (48, 24)
     assert s["classifier-async-mode"] is True and s["secondary-reinfer-interval"] == 10 and s["operate-on-class-ids"] == [2]
     with pytest.raises(ConfigError, match="expected pixels and frames >= 0"):
-        deploy(fused_bgr_probs, force=True, secondary_reinfer_interval=-1)
+        deploy(fused_bgr_probs, DeepStreamOptions(force=True, secondary_reinfer_interval=-1))
 
 
 def test_features_head_deploys_as_tensor_output(tmp_path, demo_ckpt):
@@ -513,5 +515,5 @@ def test_the_chosen_onnx_is_checked_not_only_the_folders_contract(tmp_path, demo
                                           "but nvinfer feeds float32 tensors; deploy --precision fp32 or int8"):
         deploy(out)
     assert not (out / "deepstream").exists()
-    written = deploy(out, precision="fp32")  # the fp32 graph of the same folder deploys
+    written = deploy(out, DeepStreamOptions(precision="fp32"))  # the fp32 graph of the same folder deploys
     onnx.checker.check_model(str(written / "model.deepstream.onnx"))

@@ -173,7 +173,7 @@ def test_corrupt_data_file_is_detected(forced_build, tmp_path):
 def test_triton_deploy_carries_data_file(forced_build, tmp_path):
     from focalnet_edge.deploy.triton import TritonOptions, deploy
 
-    result = deploy(forced_build.output_dir, tmp_path / "repo", TritonOptions(artifact="fp32", kind="cpu"))
+    result = deploy(forced_build.output_dir, TritonOptions(repo=tmp_path / "repo", artifact="fp32", kind="cpu"))
     version = result.model_dir / "1"
     assert sorted(p.name for p in version.iterdir()) == ["model.onnx", "model.onnx.data"]
     assert sha256(version / "model.onnx.data") == sha256(forced_build.output_dir / "model.onnx.data")

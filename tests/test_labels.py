@@ -18,6 +18,8 @@ import pytest
 from PIL import Image
 
 from focalnet_edge.deploy import deepstream, triton
+from focalnet_edge.deploy.triton import TritonOptions
+from focalnet_edge.deploy.deepstream.config import LABELS as DEEPSTREAM_LABELS
 from focalnet_edge.errors import ConfigError
 from focalnet_edge.labels import label_problem
 from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, ImageSpec
@@ -51,14 +53,14 @@ def folder(tmp_path_factory):
 
 
 def test_triton_labels_txt_line_n_is_class_n(folder, tmp_path):
-    result = triton.deploy(folder, tmp_path / "repo")
+    result = triton.deploy(folder, TritonOptions(repo=tmp_path / "repo"))
     text = (result.model_dir / triton.LABELS_FILE).read_text(encoding="utf-8")
     assert text.split("\n") == [*KEPT, ""]  # one label per line, in class order, newline-terminated
 
 
 def test_deepstream_labels_file_entry_n_is_class_n(folder):
-    out = deepstream.deploy(folder, force=True)
-    (line,) = (out / deepstream.LABELS).read_text(encoding="utf-8").splitlines()
+    out = deepstream.deploy(folder, deepstream.DeepStreamOptions(force=True))
+    (line,) = (out / DEEPSTREAM_LABELS).read_text(encoding="utf-8").splitlines()
     assert line.split(";") == KEPT  # nothing replaced (no more ';' -> ',')
 
 
@@ -101,9 +103,9 @@ def test_a_manifest_edited_to_hold_a_line_break_is_refused_by_every_target(folde
     manifest["labels"]["2"] = "bad\nlabel"
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ConfigError, match="the label of class 2"):
-        triton.deploy(copy, tmp_path / "repo")
+        triton.deploy(copy, TritonOptions(repo=tmp_path / "repo"))
     with pytest.raises(ConfigError, match="the label of class 2"):
-        deepstream.deploy(copy, force=True)
+        deepstream.deploy(copy, deepstream.DeepStreamOptions(force=True))
 
 
 def test_the_policy():

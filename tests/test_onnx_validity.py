@@ -96,10 +96,10 @@ def test_every_precision_passes_polygraphy_lint(tmp_path, demo_ckpt, monkeypatch
 
 @pytest.mark.parametrize("row", ["default", "fused_nchw_float_bgr"])
 def test_the_deepstream_graph_is_valid_onnx(row, tmp_path, demo_ckpt, monkeypatch):
-    from focalnet_edge.deploy.deepstream import deploy
+    from focalnet_edge.deploy.deepstream import DeepStreamOptions, deploy
 
     folder = _build(tmp_path / "out", demo_ckpt, row, monkeypatch)
-    graphs = sorted(deploy(folder, precision="fp16").glob("*.onnx"))
+    graphs = sorted(deploy(folder, DeepStreamOptions(precision="fp16")).glob("*.onnx"))
     assert graphs, "deploy wrote no DeepStream graph"
     assert {g.name: problems(g) for g in graphs} == {g.name: [] for g in graphs}
     assert {g.name: lint(g, tmp_path) for g in graphs} == {g.name: [] for g in graphs}

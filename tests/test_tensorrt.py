@@ -83,7 +83,7 @@ def orin(monkeypatch):
 
 
 def test_load_ranks_engines_by_precision(orin):
-    from focalnet_edge.runtime.loader import choose_artifact
+    from focalnet_edge.runtime.choose import choose_artifact
 
     manifest = _manifest({"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"})
     assert choose_artifact(manifest)["path"] == "model.int8.engine"  # the old loader took the first plan: fp32
@@ -93,7 +93,7 @@ def test_load_ranks_engines_by_precision(orin):
 
 
 def test_load_skips_engines_this_machine_cannot_run_with_a_note(orin):
-    from focalnet_edge.runtime.loader import choose_artifact
+    from focalnet_edge.runtime.choose import choose_artifact
 
     manifest = _manifest({"tensorrt": "10.13.0", "gpu": "Thor", "compute_capability": "11.0"})
     notes: list[str] = []
@@ -338,7 +338,7 @@ def test_the_gpu_is_found_through_the_cuda_driver_without_torch_or_cuda_python(m
 
 def test_load_prefers_verified_over_unverified_over_failed(orin):
     """A hand-listed or adopted entry that never ran `verify` is not trusted like a verified one."""
-    from focalnet_edge.runtime.loader import choose_artifact
+    from focalnet_edge.runtime.choose import choose_artifact
 
     manifest = _manifest({"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"})
     entries = manifest["artifacts"]
@@ -397,7 +397,7 @@ def orin_without_dla(monkeypatch):
 
 
 def test_load_skips_plans_of_another_platform_and_dla_plans_without_the_core(orin_without_dla):
-    from focalnet_edge.runtime.loader import choose_artifact
+    from focalnet_edge.runtime.choose import choose_artifact
 
     manifest = _manifest({"tensorrt": "10.3.0", "platform": "x86_64", "gpu": "RTX 4090", "compute_capability": "8.9",
                           "version_compatible": True, "hardware_compatibility": "ampere_plus"})

@@ -82,7 +82,7 @@ def sha(path: Path) -> str:
 
 @pytest.mark.parametrize("artifact,dtype", [("model.onnx", mc.TYPE_FP32), ("model.fp16.onnx", mc.TYPE_FP16)])
 def test_onnx_repository(plain, tmp_path, artifact, dtype):
-    result = deploy(plain, tmp_path, TritonOptions(artifact=artifact, instances=3, max_queue_delay_us=250, name="fn"))
+    result = deploy(plain, TritonOptions(repo=tmp_path, artifact=artifact, instances=3, max_queue_delay_us=250, name="fn"))
     model = tmp_path / "fn"
     assert result.model_dir == model
     config = parse(model)
@@ -105,7 +105,7 @@ def test_onnx_repository(plain, tmp_path, artifact, dtype):
 
 
 def test_fused_uint8_frames(fused, tmp_path):
-    deploy(fused, tmp_path, TritonOptions(kind="cpu", version=3))
+    deploy(fused, TritonOptions(repo=tmp_path, kind="cpu", version=3))
     config = parse(tmp_path / "demo")
     check_io(config, fused / "model.onnx", batched=True)
     assert config.input[0].data_type == mc.TYPE_UINT8
@@ -117,7 +117,7 @@ def test_fused_uint8_frames(fused, tmp_path):
 
 
 def test_static_batch(static, tmp_path):
-    deploy(static, tmp_path)
+    deploy(static, TritonOptions(repo=tmp_path))
     config = parse(tmp_path / "demo")
     assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
     check_io(config, static / "model.onnx", batched=False)
@@ -134,26 +134,26 @@ def test_engine_repository(plain, tmp_path):
     add_artifact(manifest, plan, "fp16", "tensorrt-plan", built_from="model.fp16.onnx")
     write_manifest(folder, manifest)
     repo = tmp_path / "repo"
-    result = deploy(folder, repo)  # engines come first for a GPU server
+    result = deploy(folder, TritonOptions(repo=repo))  # engines come first for a GPU server
     assert result.artifact == "model.fp16.engine"
     config = parse(repo / "demo")
     assert config.platform == "tensorrt_plan"
     check_io(config, folder / "model.fp16.onnx", batched=True)
     assert (repo / "demo" / "1" / "model.plan").read_bytes() == plan.read_bytes()
     with pytest.raises(ConfigError, match="runs on a GPU only"):
-        deploy(folder, repo, TritonOptions(artifact="model.fp16.engine", kind="cpu", force=True))
+        deploy(folder, TritonOptions(repo=repo, artifact="model.fp16.engine", kind="cpu", force=True))
     # without a GPU, the default is an ONNX file
-    assert deploy(folder, tmp_path / "cpu", TritonOptions(kind="cpu")).artifact == "model.onnx"
+    assert deploy(folder, TritonOptions(repo=tmp_path / "cpu", kind="cpu")).artifact == "model.onnx"
 
 
 def test_refuses_existing_then_force_replaces(plain, tmp_path):
-    deploy(plain, tmp_path, TritonOptions(artifact="fp32"))
+    deploy(plain, TritonOptions(repo=tmp_path, artifact="fp32"))
     stray = tmp_path / "demo" / "2"
     stray.mkdir()
     with pytest.raises(ArtifactError, match="exists; pass --force"):
-        deploy(plain, tmp_path, TritonOptions(artifact="fp16"))
+        deploy(plain, TritonOptions(repo=tmp_path, artifact="fp16"))
     assert parse(tmp_path / "demo").input[0].data_type == mc.TYPE_FP32  # untouched
-    deploy(plain, tmp_path, TritonOptions(artifact="fp16", force=True))
+    deploy(plain, TritonOptions(repo=tmp_path, artifact="fp16", force=True))
     assert parse(tmp_path / "demo").input[0].data_type == mc.TYPE_FP16
     assert not stray.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
@@ -165,14 +165,14 @@ def test_changed_artifact_is_refused(plain, tmp_path):
     with open(folder / "model.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(ArtifactError, match="does not match manifest.json"):
-        deploy(folder, tmp_path / "repo", TritonOptions(artifact="model.onnx"))
+        deploy(folder, TritonOptions(repo=tmp_path / "repo", artifact="model.onnx"))
     assert not (tmp_path / "repo" / "demo").exists()
 
 
 def test_batch_range_above_one_refused(tmp_path, demo_ckpt):
     export_stage(demo_ckpt, tmp_path / "out", ExportOptions(batch=(2, 4, 8)))
     with pytest.raises(ConfigError, match="starts above 1"):
-        deploy(tmp_path / "out", tmp_path / "repo")
+        deploy(tmp_path / "out", TritonOptions(repo=tmp_path / "repo"))
 
 
 def test_cli(plain, tmp_path, capsys):
@@ -215,7 +215,7 @@ def test_an_engines_batch_limits_come_from_its_profile(plain, tmp_path, capsys, 
     profile = [[b, 3, 64, 64] for b in profile_batch]
     folder = _engine_folder(plain, tmp_path, engine={"profile": {"pixel_values": profile}}, requires={"version_compatible": False})
     assert read_manifest(folder)["input"]["batch"] == [1, 4, 8]
-    result = deploy(folder, tmp_path / "repo")
+    result = deploy(folder, TritonOptions(repo=tmp_path / "repo"))
     config = parse(tmp_path / "repo" / "demo")
     assert result.artifact == "model.fp16.engine" and config.max_batch_size == max_batch
     if first_dim:

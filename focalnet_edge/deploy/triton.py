@@ -1,6 +1,6 @@
 """A Triton Inference Server model repository from an output folder.
 
-`deploy(folder, repo)` writes
+`deploy(folder, TritonOptions(repo=repo))` writes
 
     repo/<model>/config.pbtxt
     repo/<model>/labels.txt              (classification heads: Triton's classification extension)
@@ -30,7 +30,8 @@ from pathlib import Path
 from .. import artifacts
 from ..contract import InputContract
 from ..errors import ArtifactError, ConfigError
-from ..manifest import MANIFEST, check_artifact, read_manifest
+from ..manifest import check_artifact, read_manifest
+from ..runtime.choose import choose_artifact
 
 #: numpy dtype name -> Triton's DataType enum name (model_config.proto)
 TRITON_TYPES = {
@@ -55,6 +56,7 @@ class IOTensor:
 class TritonOptions:
     """What `focalnet-edge deploy --to triton` may set."""
 
+    repo: str | os.PathLike | None = None  #: the model repository to write <model>/ into (required)
     name: str | None = None  #: model name (default: from the model source)
     artifact: str | None = None  #: file name or precision (default: the best for `kind`)
     instances: int = 1  #: instance_group count
@@ -81,20 +83,19 @@ def graph_io(onnx_path: Path) -> tuple[list[IOTensor], list[IOTensor]]:
     return [spec(v) for v in model.graph.input if v.name not in inits], [spec(v) for v in model.graph.output]
 
 
-def choose(manifest: dict, artifact: str | None, kind: str) -> dict:
-    """The manifest entry to deploy: `artifact` (file name or precision), else the best for `kind`.
+def why_not_servable(kind: str):
+    """What a Triton instance of `kind` cannot serve: engines on a CPU instance."""
+    def runs(entry: dict) -> str | None:
+        return "a TensorRT engine, which Triton serves on a GPU instance only" if kind == "cpu" and artifacts.is_engine(entry) else None
+    return runs
 
-    The order is the artifacts table's (`artifacts.rank`) for a machine with a GPU, or without
-    one for `kind="cpu"`, where engines are left out; verified artifacts come first.
-    """
-    entries = manifest["artifacts"]
-    if not entries:
-        raise ArtifactError(f"the {MANIFEST} lists no artifacts")
-    gpu = kind == "gpu"
-    candidates = artifacts.select(entries, artifact) if artifact else [e for e in entries.values() if gpu or not artifacts.is_engine(e)]
-    if not candidates:
-        raise ArtifactError(f"the {MANIFEST} lists no artifact Triton can serve on {kind}: {', '.join(sorted(entries))}")
-    return min(candidates, key=lambda e: artifacts.rank(e, gpu))  # verified first (the rank's first key)
+
+def choose(manifest: dict, artifact: str | None, kind: str) -> dict:
+    """The manifest entry to deploy: `artifact` (file name or precision), else the best for `kind`
+    (`runtime.choose_artifact`: the table's rank as on a GPU, or without one for `kind="cpu"`,
+    where engines are left out; verified artifacts first)."""
+    return choose_artifact(manifest, artifact, runs=why_not_servable(kind), gpu=kind == "gpu",
+                           where=f"a Triton {kind} instance", quiet=True)
 
 
 def default_name(manifest: dict) -> str:
@@ -210,10 +211,12 @@ class DeployResult:
     server_flags: list[str] = field(default_factory=list)  #: what tritonserver must be started with for this model
 
 
-def deploy(folder: str | os.PathLike, repo: str | os.PathLike, options: TritonOptions | None = None) -> DeployResult:  # noqa: C901 - option checks, the artifact choice and the staged write of one model folder; the choice moves to one choose_artifact (issue 28)
-    """Write the Triton model folder for one artifact of `folder` into the repository `repo`."""
+def deploy(folder: str | os.PathLike, options: TritonOptions | None = None) -> DeployResult:  # noqa: C901 - option checks, the artifact choice and the staged write of one model folder
+    """Write the Triton model folder for one artifact of `folder` into the repository `options.repo`."""
     options = options or TritonOptions()
-    folder, repo = Path(folder), Path(repo)
+    if not options.repo:
+        raise ConfigError("--to triton needs --repo DIR (the Triton model repository to write into)")
+    folder, repo = Path(folder), Path(options.repo)
     if options.instances < 1:
         raise ConfigError(f"--instances {options.instances} not accepted: expected 1 or more")
     if options.version < 1:
@@ -270,3 +273,9 @@ def deploy(folder: str | os.PathLike, repo: str | os.PathLike, options: TritonOp
             shutil.rmtree(old, ignore_errors=True)
     flags = [VERSION_COMPATIBLE_FLAG] if engine and (entry.get("requires") or {}).get("version_compatible") else []
     return DeployResult(final, entry["path"], "tensorrt_plan" if engine else "onnxruntime_onnx", text, flags)
+
+
+def summary(result: DeployResult, options: TritonOptions) -> str:
+    """The line `deploy --to triton` prints."""
+    return (f"wrote {result.model_dir} ({result.platform}, from {result.artifact}); "
+            f"serve it with: tritonserver --model-repository {Path(str(options.repo)).resolve()}{''.join(' ' + f for f in result.server_flags)}")

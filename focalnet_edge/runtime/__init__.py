@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ..extras import lazy_exports
 from .base import Runner, TensorSpec
-from .loader import choose_artifact, load
+from .choose import choose_artifact
+from .loader import load
 
 _LAZY = {"OnnxRuntimeRunner": ".onnxruntime", "TensorRTRunner": ".tensorrt", "TorchRunner": ".torch"}
 

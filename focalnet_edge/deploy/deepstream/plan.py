@@ -1,0 +1,327 @@
+"""What to deploy to nvinfer, decided before anything is written: the `Plan` (which ONNX and
+engine, the normalisation, the resize keys, the labels) and the checks that refuse a folder
+nvinfer would run differently from its verification (see the package docstring)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...artifacts import is_engine
+from ...contract import InputContract
+from ...errors import ArtifactError, ConfigError
+from ...manifest import MANIFEST, check_artifact
+from ...runtime.choose import best, choose_artifact
+
+#: head -> nvinfer network-type (1 classifier: labels through its parser; 100 other: the raw tensors as NvDsInferTensorMeta)
+NETWORK_TYPE = {"logits": 1, "probs": 1, "features": 100}
+OBJECT_MIN_SIZE = 32  #: default input-object-min-width/height of the secondary config, in pixels
+#: nvinfer's network-mode values (NvDsInferNetworkMode): 0 FP32, 1 INT8, 2 FP16
+NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
+#: PIL resampling filter -> nvinfer scaling-filter (NvBufSurfTransform_Inter in nvbufsurftransform.h:
+#: 0 nearest, 1 bilinear, 2 GPU cubic / VIC 5-tap)
+SCALING_FILTER = {0: 0, 2: 1, 3: 2}
+NORMALIZE = ("auto", "graph", "nvinfer")
+
+
+@dataclass
+class Normalisation:
+    """nvinfer's ``y = scale * (x - offsets[c])`` for this model, and where the rest happens."""
+
+    scale: float
+    offsets: tuple[float, float, float]
+    in_graph: bool  #: the DeepStream ONNX normalises (nvinfer passes 0..255 through)
+    prepend: tuple[list[float], list[float]] | None = None  #: (mul, add) per channel to put into the graph
+    max_error: float = 0.0  #: largest |nvinfer's y - the model's normalisation| over x in 0..255
+    note: str = ""
+
+
+@dataclass
+class Plan:
+    """Everything the files are written from, decided before anything is written."""
+
+    source: dict[str, Any]  #: the manifest entry of the ONNX the DeepStream graph comes from
+    precision: str
+    contract: InputContract
+    normalisation: Normalisation
+    softmax: bool  #: append a Softmax (the folder's head is logits)
+    onnx_name: str  #: onnx-file, relative to OUT/deepstream
+    engine_name: str  #: model-engine-file, relative to OUT/deepstream
+    engine_note: str
+    outputs: list[str]  #: output-blob-names
+    labels: list[str]  #: empty for a features head (no labels file)
+    resize: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    head: str = "logits"
+
+    @property
+    def network_type(self) -> int:
+        return NETWORK_TYPE[self.head]
+
+    @property
+    def classifier(self) -> bool:
+        return self.network_type == 1
+
+    @property
+    def derived(self) -> bool:
+        return self.softmax or self.normalisation.prepend is not None
+
+
+def make_plan(
+    folder: Path,
+    manifest: dict[str, Any],
+    precision: str | None,
+    batches: tuple[int, int],
+    normalize: str = "auto",
+    gpu_id: int = 0,
+) -> Plan:
+    head = manifest.get("head", "logits")
+    if head not in NETWORK_TYPE:
+        raise ConfigError(
+            f"{folder}: head {head!r} has no nvinfer config; build with --head logits or probs (a classifier) or "
+            "features (tensors for a pyds probe)"
+        )
+    contract = InputContract.from_dict(manifest["input"])
+    if contract.dtype != "float32":
+        raise ConfigError(
+            f"{folder}: input {contract.name!r} is {contract.dtype}, but nvinfer feeds float32 tensors; rebuild with "
+            + ("--frames-dtype float32" if contract.fused_preprocess else "--keep-io-types")
+        )
+    if contract.channels != 3:
+        raise ConfigError(f"{folder}: input {contract.name!r} takes {contract.color_order} frames; nvinfer feeds 3 channels: "
+                          "rebuild with --color-order RGB or BGR")
+    if not contract.fused_preprocess and contract.layout != "NCHW":
+        raise ConfigError(f"{folder}: input {contract.name!r} is {contract.layout}; expected NCHW pixel values")
+    outputs = list(manifest.get("outputs") or [])
+    if NETWORK_TYPE[head] == 1 and len(outputs) != 1:
+        raise ConfigError(f"{folder}: {len(outputs)} outputs {outputs}; a classifier config needs exactly one")
+    source = _source_onnx(folder, manifest, precision)
+    _check_source_input(folder, source)
+    precision = source["precision"].split("-")[0]
+    labels = _labels(manifest, folder) if NETWORK_TYPE[head] == 1 else []
+    norm = normalisation(contract, normalize)
+    softmax = head == "logits"
+    warnings: list[str] = []
+    if norm.max_error:
+        warnings.append(norm.note)
+    resize = resize_rule(contract)
+
+    derived = softmax or norm.prepend is not None
+    stem = Path(source["path"]).stem  # model.fp16
+    onnx_name = f"{stem}.deepstream.onnx" if derived else f"../{source['path']}"
+    engine = _engine_entry(manifest, source) if not derived else None
+    if engine is not None:
+        check_artifact(folder, engine)
+        engine_name = f"../{engine['path']}"
+        engine_note = (
+            f"the engine focalnet-edge built from {source['path']} (sha256 checked); where this DeepStream's TensorRT "
+            "or GPU differ, nvinfer fails to load it and builds its own from onnx-file"
+        )
+    else:
+        # nvinfer builds an engine from onnx-file when this file is missing, and saves it under this
+        # name next to the ONNX (<onnx-file>_b<batch>_gpu<id>_<precision>.engine), reused on later runs
+        engine_name = f"{onnx_name}_b{{batch}}_gpu{gpu_id}_{precision}.engine"
+        engine_note = (
+            "not built yet: on its first run nvinfer builds the engine from onnx-file and saves it under this name, "
+            "then loads it on later runs"
+            + ("" if not derived else "; the folder's own engines take the graph before the changes above")
+        )
+    return Plan(
+        source=source,
+        precision=precision,
+        contract=contract,
+        normalisation=norm,
+        softmax=softmax,
+        onnx_name=onnx_name,
+        engine_name=engine_name,
+        engine_note=engine_note,
+        outputs=["probs"] if NETWORK_TYPE[head] == 1 else outputs,
+        labels=labels,
+        resize=resize,
+        warnings=warnings,
+        head=head,
+    )
+
+
+def normalisation(contract: InputContract, normalize: str = "auto") -> Normalisation:
+    """nvinfer's net-scale-factor and offsets for this contract (see the module docstring)."""
+    if normalize not in NORMALIZE:
+        raise ConfigError(f"normalize {normalize!r} not supported; expected one of {', '.join(NORMALIZE)}")
+    if contract.fused_preprocess:
+        return Normalisation(1.0, (0.0, 0.0, 0.0), in_graph=True, note="the graph normalises (fused preprocessing)")
+    spec = contract.image_spec
+    r = float(spec.rescale_factor)
+    mean = [float(m) for m in spec.mean]
+    std = [float(s) for s in spec.std]
+    scales = [r / s for s in std]  # per channel: y = scales[c] * (x - offsets[c])
+    offsets = tuple(m / r for m in mean)
+    if max(scales) - min(scales) <= 1e-9 * max(scales):
+        return Normalisation(scales[0], offsets, in_graph=False, note="exact: the same std for every channel")  # type: ignore[arg-type]
+    if normalize in ("auto", "graph"):
+        return Normalisation(
+            1.0,
+            (0.0, 0.0, 0.0),
+            in_graph=True,
+            prepend=(scales, [-m / s for m, s in zip(mean, std)]),
+            note="per-channel std: the DeepStream ONNX normalises (a Mul and an Add in front of the model)",
+        )
+    scale, err = best_single_scale(scales, offsets)
+    return Normalisation(
+        scale,
+        offsets,  # type: ignore[arg-type]
+        in_graph=False,
+        max_error=err,
+        note=(
+            f"per-channel std {std} approximated by one net-scale-factor {scale:.9g}: largest error {err:.3g} "
+            f"(in normalised units, over pixel values 0..255 and the 3 channels); deploy with normalize='graph' "
+            "for an exact normalisation"
+        ),
+    )
+
+
+def best_single_scale(scales: list[float], offsets: tuple[float, ...]) -> tuple[float, float]:
+    """The one scale s minimising max over c and x in 0..255 of |s (x - o_c) - scales[c] (x - o_c)|.
+
+    The error of channel c is |s - a_c| * M_c with M_c = max(o_c, 255 - o_c) (the farthest pixel
+    value from the offset), so the optimum is a channel's own scale or the crossing point of two
+    channels' error lines; every candidate is evaluated on all 256 pixel values.
+    """
+    a = np.asarray(scales, np.float64)
+    o = np.asarray(offsets, np.float64)
+    m = np.maximum(np.abs(o), np.abs(255.0 - o))
+    cands = list(a) + [(a[i] * m[i] + a[j] * m[j]) / (m[i] + m[j]) for i in range(3) for j in range(3) if i != j]
+    x = np.arange(256, dtype=np.float64)[None, :]
+    best = min(cands, key=lambda s: _max_error(s, a, o, x))
+    return float(best), _max_error(best, a, o, x)
+
+
+def _max_error(s: float, a: np.ndarray, o: np.ndarray, x: np.ndarray) -> float:
+    return float(np.abs((s - a[:, None]) * (x - o[:, None])).max())
+
+
+def resize_rule(contract: InputContract) -> dict[str, Any]:
+    """nvinfer's maintain-aspect-ratio / symmetric-padding / scaling-filter for the contract's resize mode."""
+    spec = contract.image_spec
+    mode = spec.mode
+    if mode == "crop" and not spec.center_crop and not spec.resize_shortest_edge:
+        mode = "stretch"  # the recipe only warps to the input size
+    if contract.frame_size == "any":
+        raise ConfigError(
+            "the folder's graph takes frames of any size and resizes them itself (--frame-size any); nvinfer feeds the "
+            "network size and resizes on its own: rebuild without --frame-size any"
+        )
+    if mode == "crop":
+        raise ConfigError(
+            f"the folder's preprocessing is resize + centre crop to {contract.height}x{contract.width} (--resize-mode crop), "
+            "which nvinfer cannot do, so its verification figures would not describe the deployment: rebuild with "
+            "--resize-mode stretch (nvinfer's default) or --resize-mode letterbox (maintain-aspect-ratio + symmetric-padding)"
+        )
+    rule: dict[str, Any] = {"mode": mode, "maintain_aspect_ratio": int(mode == "letterbox"),
+                            "symmetric_padding": int(mode == "letterbox")}
+    rule["scaling_filter"] = SCALING_FILTER.get(int(spec.resample))
+    return rule
+
+
+def parse_class_ids(ids: list[int] | str | None) -> list[int] | None:
+    """[0, 2] or "0,2" -> [0, 2]; None or empty -> None (all classes)."""
+    if ids is None or ids == "" or ids == []:
+        return None
+    try:
+        out = [int(i) for i in (ids.replace(";", ",").split(",") if isinstance(ids, str) else ids)]
+    except (TypeError, ValueError):
+        raise ConfigError(f"operate-on-class-ids {ids!r} not understood: expected class ids like 0,2") from None
+    if min(out) < 0:
+        raise ConfigError(f"operate-on-class-ids {ids!r} not accepted: class ids are >= 0")
+    return out
+
+
+def batch_sizes(contract: InputContract, primary: int | None, secondary: int | None) -> tuple[int, int]:
+    lo, opt, _ = contract.batch
+    top = contract.max_batch or opt
+    out = []
+    for b, default in ((primary, opt), (secondary, min(16, top))):
+        b = int(default if b is None else b)
+        if not contract.dynamic_batch and b != opt:
+            raise ConfigError(f"batch size {b} not accepted: the folder's graph has a static batch of {opt}")
+        if not lo <= b <= top:
+            raise ConfigError(
+                f"batch size {b} not accepted: the folder's graph takes batches {lo}..{top}; rebuild with --batch 1:{b}:{b}"
+            )
+        out.append(b)
+    return out[0], out[1]
+
+
+def _nvinfer_onnx(entry: dict[str, Any]) -> str | None:
+    """Why nvinfer cannot build from this entry (it takes the fp32, fp16 and int8 ONNX files), or None."""
+    if is_engine(entry) or not str(entry.get("path", "")).endswith(".onnx"):
+        return "not an ONNX file (nvinfer builds its engine from onnx-file)"
+    if entry.get("precision") not in NETWORK_MODE:
+        return f"precision {entry.get('precision')} has no nvinfer network-mode"
+    return None
+
+
+def _source_onnx(folder: Path, manifest: dict[str, Any], precision: str | None) -> dict[str, Any]:
+    """The ONNX to deploy: `precision`'s, else the best nvinfer takes by the table's rank on a GPU."""
+    if precision is not None:
+        if precision not in NETWORK_MODE:
+            raise ConfigError(f"precision {precision!r} not supported for nvinfer; expected fp32, fp16 or int8")
+        if not any(_nvinfer_onnx(e) is None and e.get("precision") == precision for e in manifest["artifacts"].values()):
+            have = sorted({str(e.get("precision")) for e in manifest["artifacts"].values() if not is_engine(e)})
+            raise ArtifactError(f"{folder}: no {precision} ONNX in the {MANIFEST} (has: {', '.join(have) or 'none'}); "
+                                f"build with --precision {precision}")
+    entry = choose_artifact(manifest, precision, runs=_nvinfer_onnx, gpu=True, where="nvinfer (fp32, fp16 or int8 ONNX)",
+                            quiet=True)
+    check_artifact(folder, entry)
+    return entry
+
+
+def _check_source_input(folder: Path, source: dict[str, Any]) -> None:
+    """The chosen ONNX's own input must be float32 too: an fp16 graph exported with --fp16-io takes
+    float16 although the folder's (fp32) contract says float32, and nvinfer feeds float32."""
+    from ...engine.build import source_contract
+
+    own = source_contract(folder / source["path"])
+    if own.dtype != "float32":
+        raise ConfigError(
+            f"{folder / source['path']}: input {own.name!r} is {own.dtype} (built with --fp16-io), but nvinfer feeds float32 tensors; "
+            "deploy --precision fp32 or int8, or rebuild the fp16 graph without --fp16-io"
+        )
+
+
+def _nvinfer_engine(source: dict[str, Any]):
+    """Why nvinfer cannot load this entry as the engine of `source`, or None.
+
+    DLA engines need nvinfer's enable-dla/use-dla-core and version-compatible (lean) plans need
+    host code allowed at deserialisation, which nvinfer does not set; both are left out.
+    """
+    def runs(entry: dict[str, Any]) -> str | None:
+        facts = entry.get("engine") or {}
+        if not str(entry.get("path", "")).endswith(".engine") or entry.get("built_from") != source["path"]:
+            return f"not an engine built from {source['path']}"
+        if facts.get("dla_core") is not None or facts.get("version_compatible"):
+            return "a DLA or version-compatible plan, which nvinfer does not load as is"
+        return None
+    return runs
+
+
+def _engine_entry(manifest: dict[str, Any], source: dict[str, Any]) -> dict[str, Any] | None:
+    """The folder's engine built from `source` that nvinfer can load as is (the table's rank), or None."""
+    runs = _nvinfer_engine(source)
+    pool = [e for e in manifest["artifacts"].values() if runs(e) is None]
+    return best(pool, gpu=True) if pool else None
+
+
+def _labels(manifest: dict[str, Any], folder: Path) -> list[str]:
+    from ...labels import REBUILD_FIX, ordered_labels
+
+    labels = manifest.get("labels") or {}
+    n = int(manifest.get("model", {}).get("config", {}).get("num_labels") or len(labels))
+    out = ordered_labels(labels, n, f"{folder / MANIFEST}", REBUILD_FIX)  # ';' and line breaks refused
+    if not out:
+        raise ConfigError(f"{folder}: the {MANIFEST} lists no labels and no num_labels")
+    return out
+
+

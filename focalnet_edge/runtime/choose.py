@@ -1,0 +1,109 @@
+"""`choose_artifact`: the one rule for which artifact of an output folder runs, for every consumer.
+
+The artifact is chosen from three facts, never from file names:
+- the precision table's rank (`artifacts.rank`): verified before never verified before failed;
+  engines first where a GPU is there, then ONNX files, each in the table's order;
+- what the consumer can run: a function `runs(entry)` giving why not, or None (this machine:
+  `why_not_runnable`; a Triton CPU instance: no engines; nvinfer: its ONNX precisions);
+- the artifact's own requirements (`requires`: TensorRT version, GPU, DLA core...), which
+  `runs` reads.
+
+`runtime.load`, `deploy --to triton` and `deploy --to deepstream` all choose through it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..artifacts import MANIFEST, is_engine, rank, select, trust
+from ..engine.plans import engine_runnable_here
+from ..errors import ArtifactError
+
+log = logging.getLogger(__name__)
+
+#: why a consumer cannot run a manifest entry, or None when it can
+Runs = Callable[[dict[str, Any]], "str | None"]
+
+HERE = "this machine (engines need TensorRT and their GPU)"
+
+
+def has_gpu_provider() -> bool:
+    """Whether ONNX Runtime here has the CUDA provider (ONNX files then rank as on a GPU)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:  # pragma: no cover - a dependency
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def why_not_runnable(entry: dict[str, Any]) -> str | None:
+    """Why this machine cannot run the entry (engines: no TensorRT, other version or GPU), or None."""
+    if not is_engine(entry):
+        return None  # ONNX files run everywhere (ONNX Runtime)
+    return engine_runnable_here(entry)
+
+
+def runnable_here(entry: dict[str, Any]) -> bool:
+    return why_not_runnable(entry) is None
+
+
+def best(pool: Iterable[dict[str, Any]], gpu: bool) -> dict[str, Any]:
+    """The first of `pool` by the table's rank; a pool holding an engine is ranked as on a GPU."""
+    pool = list(pool)
+    return min(pool, key=lambda e: rank(e, gpu or any(is_engine(x) for x in pool)))
+
+
+def choose_artifact(
+    manifest: dict[str, Any],
+    name: str | None = None,
+    notes: list[str] | None = None,
+    *,
+    runs: Runs = why_not_runnable,
+    gpu: bool | None = None,
+    where: str = HERE,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """The manifest entry to run: `name` (a file name, a precision, or "engine"), else the best.
+
+    `runs` says what the consumer can run (default: this machine), `gpu` whether it ranks as a GPU
+    consumer (default: ONNX Runtime here has CUDA). A name keeps its entries the consumer can run,
+    or all of them when none runs (the caller then says why). Without a name: the best entry the
+    consumer can run; the others are skipped with a note (appended to `notes`, and logged unless
+    `quiet`), and an entry that is not verified is named in a note too.
+    """
+    entries = manifest["artifacts"]
+    if not entries:
+        raise ArtifactError(f"the {MANIFEST} lists no artifacts")
+    gpu = has_gpu_provider() if gpu is None else gpu
+    if name:
+        found = [e for e in entries.values() if is_engine(e)] if name == "engine" else select(entries, name)
+        if not found:
+            raise ArtifactError(f"no engine here; the folder has {', '.join(sorted(entries))}")
+        return best([e for e in found if runs(e) is None] or found, gpu)  # a precision: its engine where it runs, else its ONNX file
+    say = _notes(notes, quiet)
+    runnable = []
+    for entry in entries.values():
+        reason = runs(entry)
+        if reason is None:
+            runnable.append(entry)
+        else:
+            say(logging.INFO, f"skipped {entry['path']}: {reason}")
+    if not runnable:
+        raise ArtifactError(f"no artifact here runs on {where}: {', '.join(sorted(entries))}")
+    chosen = best(runnable, gpu)  # verified first, then unverified, then failed
+    if trust(chosen):
+        say(logging.WARNING, f"using {chosen['path']}: {'never verified' if trust(chosen) == 1 else 'it FAILED verification'}; "
+                             "run `focalnet-edge verify` on the folder")
+    return chosen
+
+
+def _notes(notes: list[str] | None, quiet: bool) -> Callable[[int, str], None]:
+    """A note taker: appends to `notes` (when given) and logs at the level (unless `quiet`)."""
+    def say(level: int, note: str) -> None:
+        if not quiet:
+            log.log(level, note)
+        if notes is not None:
+            notes.append(note)
+    return say
