@@ -102,3 +102,22 @@ def with_hostile_mlp(model, block: str = "encoder/stages.3/layers.0", channels: 
     inits[bias].CopyFrom(numpy_helper.from_array(b, bias))
     inits[weight].CopyFrom(numpy_helper.from_array(w, weight))
     return out
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """`focalnet-edge ARGV` in this process: exit code (argparse's usage errors too), stdout, stderr."""
+    from focalnet_edge.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    """The one line of `err`, asserting that there is exactly one and no traceback."""
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]

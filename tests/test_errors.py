@@ -7,25 +7,11 @@ import json
 
 import pytest
 
+from helpers import one_line, run_cli
+
 from focalnet_edge.cli import main
 
 ARTIFACTS = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.cpu.onnx", "manifest.json", "calibration.json")
-
-
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse's usage errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err: str) -> str:
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def nothing_written(folder) -> None:
@@ -42,7 +28,7 @@ def built(tmp_path_factory):
 
 
 def test_missing_checkpoint(capsys, tmp_path):
-    code, _, err = run(capsys, "build", "--model", tmp_path / "nope", "--output", tmp_path / "out")
+    code, _, err = run_cli(capsys, "build", "--model", tmp_path / "nope", "--output", tmp_path / "out")
     assert code == 2 and f"{tmp_path / 'nope'}: no such file or folder" in one_line(err)
     nothing_written(tmp_path / "out")
 
@@ -51,7 +37,7 @@ def test_missing_checkpoint(capsys, tmp_path):
 def test_corrupt_checkpoint(capsys, tmp_path, content):
     bad = tmp_path / "weights.pth"
     bad.write_bytes(content)
-    code, _, err = run(capsys, "build", "--model", bad, "--output", tmp_path / "out")
+    code, _, err = run_cli(capsys, "build", "--model", bad, "--output", tmp_path / "out")
     assert code == 2 and f"{bad}: not a PyTorch checkpoint" in one_line(err)
     nothing_written(tmp_path / "out")
 
@@ -61,7 +47,7 @@ def test_corrupt_safetensors_in_a_folder(capsys, tmp_path):
 
     load_model("demo").save_pretrained(tmp_path / "ckpt")
     (tmp_path / "ckpt" / "model.safetensors").write_bytes(b"{not safetensors")
-    code, _, err = run(capsys, "export", "--model", tmp_path / "ckpt", "--output", tmp_path / "out")
+    code, _, err = run_cli(capsys, "export", "--model", tmp_path / "ckpt", "--output", tmp_path / "out")
     assert code == 2 and "model.safetensors: not a readable safetensors file" in one_line(err)
     nothing_written(tmp_path / "out")
 
@@ -69,14 +55,14 @@ def test_corrupt_safetensors_in_a_folder(capsys, tmp_path):
 def test_unreadable_image(capsys, built, tmp_path):
     bad = tmp_path / "frame.jpg"
     bad.write_bytes(b"\xff\xd8 truncated")
-    code, _, err = run(capsys, "predict", built, bad)
+    code, _, err = run_cli(capsys, "predict", built, bad)
     assert code == 2 and f"{bad}: not a readable image" in one_line(err)
 
 
 def test_empty_calibration_set(capsys, tmp_path):
     (tmp_path / "calib").mkdir()
     (tmp_path / "calib" / "notes.txt").write_text("no images here")
-    code, _, err = run(capsys, "build", "--precision", "int8", "--calib-data", tmp_path / "calib", "--output", tmp_path / "out")
+    code, _, err = run_cli(capsys, "build", "--precision", "int8", "--calib-data", tmp_path / "calib", "--output", tmp_path / "out")
     assert code == 2 and f"{tmp_path / 'calib'}: no usable calibration image" in one_line(err)
     out = tmp_path / "out"
     assert not (out / "model.int8.onnx").exists() and not (out / "calibration.json").exists()
@@ -100,7 +86,7 @@ def test_empty_calibration_set(capsys, tmp_path):
     ],
 )
 def test_bad_option_values(capsys, tmp_path, argv, needle):
-    code, _, err = run(capsys, *argv, *(["--output", tmp_path / "out"] if argv[0] in ("build", "export") else []))
+    code, _, err = run_cli(capsys, *argv, *(["--output", tmp_path / "out"] if argv[0] in ("build", "export") else []))
     assert code == 2 and needle in one_line(err)
     nothing_written(tmp_path / "out")
 
@@ -120,14 +106,14 @@ def test_tampered_artifact(capsys, built, tmp_path, command):
     argv = {"predict": ["predict", copy, image, "--artifact", "model.fp16.onnx"], "bench": ["bench", copy, "--artifact", "model.fp16.onnx"],
             "verify": ["verify", copy, "--artifact", "model.fp16.onnx"], "predict-by-path": ["predict", copy / "model.fp16.onnx", image],
             "info": ["info", copy / "model.fp16.onnx"]}[command]
-    code, _, err = run(capsys, *argv)
+    code, _, err = run_cli(capsys, *argv)
     assert code == 2 and "model.fp16.onnx: sha256" in one_line(err) and "changed after the build" in err
 
 
 def test_output_folder_not_writable(capsys, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    code, _, err = run(capsys, "build", "--precision", "fp32", "--output", blocker / "out")
+    code, _, err = run_cli(capsys, "build", "--precision", "fp32", "--output", blocker / "out")
     assert code == 2 and str(blocker) in one_line(err)
 
 
@@ -144,7 +130,7 @@ def test_disk_full_leaves_no_half_written_artifact(capsys, tmp_path, monkeypatch
 
     monkeypatch.setattr(onnx_io, "_write_streamed", full_disk)
     out = tmp_path / "out"
-    code, _, err = run(capsys, "build", "--precision", "fp16", "--output", out)
+    code, _, err = run_cli(capsys, "build", "--precision", "fp16", "--output", out)
     line = one_line(err)
     assert code == 2 and "model.fp16.onnx" in line and "No space left on device" in line
     assert not out.exists()  # a build that fails commits nothing: the folder is as it was (absent)
@@ -159,7 +145,7 @@ def test_interrupted_build_leaves_no_half_written_artifact(capsys, tmp_path, mon
 
     monkeypatch.setattr(int8, "quantize", interrupt)
     out = tmp_path / "out"
-    code, _, err = run(capsys, "build", "--precision", "best", "--output", out)
+    code, _, err = run_cli(capsys, "build", "--precision", "best", "--output", out)
     assert code == 130 and "interrupted" in err
     assert not out.exists() and not list(tmp_path.glob(".out.staging-*"))  # nothing committed, nothing left
 

@@ -16,24 +16,11 @@ import subprocess
 
 import pytest
 
+from helpers import one_line, run_cli
+
 from focalnet_edge.cli import main
 from focalnet_edge.demo import demo_images
 from focalnet_edge.errors import InputError
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse's usage errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err: str) -> str:
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +46,7 @@ def folder(tmp_path_factory):
 ])
 def test_an_out_of_range_option_names_itself(capsys, folder, argv, named):
     image, _ = demo_images()[0]
-    code, _, err = run(capsys, *(a.format(out=folder, image=image) for a in argv))
+    code, _, err = run_cli(capsys, *(a.format(out=folder, image=image) for a in argv))
     assert code == 2 and named in one_line(err)
 
 
@@ -68,7 +55,7 @@ def test_verify_on_a_folder_of_unreadable_files_names_the_folder(capsys, folder,
     images.mkdir()
     for name in ("a.png", "b.jpg", "c.jpeg"):
         (images / name).write_bytes(b"not an image")
-    code, _, err = run(capsys, "-q", "verify", folder, "--images", images)
+    code, _, err = run_cli(capsys, "-q", "verify", folder, "--images", images)
     assert code == 2
     assert f"{images}: none of its 3 images could be read" in err.strip().splitlines()[-1]
 
@@ -82,13 +69,13 @@ def fifo(tmp_path):
 
 def test_a_fifo_is_not_a_regular_file_wherever_an_image_is_read(capsys, folder, fifo):
     """Nothing writes to the FIFO: opening it would block, so a hang is the failure this test would show."""
-    code, _, err = run(capsys, "predict", folder, fifo)
+    code, _, err = run_cli(capsys, "predict", folder, fifo)
     assert code == 2 and one_line(err).endswith(f"{fifo}: is a FIFO (named pipe), not a regular file; expected an image file or folder")
     from focalnet_edge.runtime import load
 
     with load(folder) as runner, pytest.raises(InputError, match="is a FIFO \\(named pipe\\), not a regular file; expected an image file"):
         runner.predict(fifo)
-    code, _, err = run(capsys, "calibrate", folder / "model.onnx", "--precision", "int8", "--calib-data", fifo, "--output", fifo.parent / "c")
+    code, _, err = run_cli(capsys, "calibrate", folder / "model.onnx", "--precision", "int8", "--calib-data", fifo, "--output", fifo.parent / "c")
     assert code == 2 and "is a FIFO (named pipe), not a regular file; expected a calibration folder or file" in one_line(err)
 
 
@@ -101,7 +88,7 @@ def test_a_full_disk_names_the_output_folder(capsys, tmp_path, size):
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], check=True)
     try:
         out = disk / "out"
-        code, _, err = run(capsys, "-q", "build", "--precision", "best", "--output", out)
+        code, _, err = run_cli(capsys, "-q", "build", "--precision", "best", "--output", out)
         line = one_line(err)
         assert code == 2 and "No space left on device" in line, line
         assert line.startswith(f"focalnet-edge build: error: {out}") and "staging" not in line, line
@@ -118,7 +105,7 @@ def test_a_full_disk_names_the_output_folder(capsys, tmp_path, size):
 ])
 @pytest.mark.parametrize("command", ["export", "build"])
 def test_an_option_that_would_be_ignored_is_refused(capsys, tmp_path, command, argv, message):
-    code, _, err = run(capsys, "-q", command, "--output", tmp_path / "out", *argv)
+    code, _, err = run_cli(capsys, "-q", command, "--output", tmp_path / "out", *argv)
     assert code == 2 and message in one_line(err)
     assert not (tmp_path / "out").exists()
 
@@ -126,11 +113,11 @@ def test_an_option_that_would_be_ignored_is_refused(capsys, tmp_path, command, a
 def test_a_static_batch_is_printed_as_it_is(capsys, tmp_path):
     import onnx
 
-    code, out, _ = run(capsys, "-q", "export", "--static-batch", "--batch", "4", "--output", tmp_path / "out")
+    code, out, _ = run_cli(capsys, "-q", "export", "--static-batch", "--batch", "4", "--output", tmp_path / "out")
     dims = [d.dim_value or d.dim_param for d in onnx.load(str(tmp_path / "out" / "model.onnx")).graph.input[0].type.tensor_type.shape.dim]
     assert code == 0 and dims == [4, 3, 64, 64]
     assert "input pixel_values float32 [4, 3, 64, 64]" in out
-    code, out, _ = run(capsys, "-q", "export", "--batch", "1:4:8", "--output", tmp_path / "dyn")
+    code, out, _ = run_cli(capsys, "-q", "export", "--batch", "1:4:8", "--output", tmp_path / "dyn")
     assert code == 0 and "input pixel_values float32 ['batch', 3, 64, 64]" in out
 
 
@@ -144,7 +131,7 @@ def test_a_calibration_size_beyond_memory_is_refused_up_front(capsys, folder, tm
     for i in range(5):
         writer.write(np.full((40, 48, 3), i * 8, np.uint8))
     writer.release()
-    code, _, err = run(capsys, "-q", "calibrate", folder / "model.onnx", "--precision", "int8", "--calib-data", clip,
+    code, _, err = run_cli(capsys, "-q", "calibrate", folder / "model.onnx", "--precision", "int8", "--calib-data", clip,
                        "--calib-size", "1000000000", "--output", tmp_path / "c")
     line = one_line(err)
     assert code == 2 and "--calib-size 1000000000 (64x64 images) needs about" in line and "choose a smaller --calib-size" in line
