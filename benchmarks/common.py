@@ -7,6 +7,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def machine() -> str:
@@ -45,3 +46,18 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
             fn()
             times[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def model_source(work: Path, model: str) -> str:
+    """The checkpoint of a benchmark model: `demo`, or `tiny` (focalnet-tiny's shape, random weights, made once in `work`)."""
+    if model != "tiny":
+        return "demo"
+    source = work / "tiny-ckpt"
+    if not source.is_dir():
+        import torch
+
+        from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification
+
+        torch.manual_seed(0)
+        FocalNetForImageClassification(FocalNetConfig(num_labels=1000)).eval().save_pretrained(source)
+    return str(source)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine
+from common import machine, model_source
 
 ROOT = Path(__file__).resolve().parent.parent
 W, H = 1920, 1080
@@ -59,16 +59,7 @@ def make_frames(path: Path, frames: int) -> Path:
 def make_models(work: Path, models: list[str]) -> dict[str, Path]:
     out = {}
     for model in models:
-        source = "demo"
-        if model == "tiny":
-            source = str(work / "tiny-ckpt")
-            if not Path(source).is_dir():
-                import torch
-
-                from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification
-
-                torch.manual_seed(0)
-                FocalNetForImageClassification(FocalNetConfig(num_labels=1000)).eval().save_pretrained(source)
+        source = model_source(work, model)
         folder = work / model
         if not (folder / "manifest.json").is_file():
             subprocess.run([sys.executable, "-m", "focalnet_edge.cli", "-q", "export", "--model", source, "--output", str(folder)],

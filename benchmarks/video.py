@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine
+from common import machine, model_source
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,16 +96,7 @@ def make_models(work: Path, models: list[str], variants: dict) -> dict[tuple[str
     """Output folders per (model, variant): exported with --fuse-preprocess (and the variant's arguments)."""
     out = {}
     for model in models:
-        source = "demo"
-        if model == "tiny":
-            source = str(work / "tiny-ckpt")
-            if not Path(source).is_dir():
-                import torch
-
-                from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification
-
-                torch.manual_seed(0)
-                FocalNetForImageClassification(FocalNetConfig(num_labels=1000)).eval().save_pretrained(source)
+        source = model_source(work, model)
         for variant, spec in variants.items():
             if spec is None:
                 continue
