@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -18,6 +19,17 @@ else:
     torch.set_num_threads(2)
 
 from focalnet_edge.model import FocalNetConfig
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers():
+    """Each test leaves the process's SIGINT/SIGTERM/SIGHUP handlers as it found them: an in-process
+    `main()` that was interrupted keeps ignoring them (its process is exiting), which would leave the
+    test run deaf to a TERM from its runner."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture
