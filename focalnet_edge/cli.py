@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -981,6 +982,18 @@ def build_parser() -> argparse.ArgumentParser:
 EXIT_PIPE_CLOSED = 141
 
 
+#: errno values that are the user's situation (a read-only or full volume, a folder not theirs), not a bug
+USER_OS_ERRORS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an `OSError` of the user's disk: the folder a hidden work file was to go in, or the file."""
+    where = Path(e.filename) if e.filename else None
+    if where is not None and where.name.startswith(".") and where.name.endswith(".partial"):
+        return f"{where.parent}: cannot write in it ({e.strerror})"
+    return f"{where}: {e.strerror}" if where is not None else str(e.strerror or e)
+
+
 def _reader_gone() -> int:
     """Stop quietly: point stdout at /dev/null so the buffered rest is not written (nor a second error raised) at exit."""
     try:
@@ -1000,8 +1013,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()  # imports onnx and friends: a second or so in which Ctrl-C is already one line
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("focalnet-edge: interrupted (SIGINT)", file=sys.stderr)
+        return 128 + signal.SIGINT
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
         format="%(message)s",
@@ -1019,6 +1036,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"focalnet-edge {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the user's disk or permissions (read-only, full, not allowed): one line, naming where
+        if args.verbose or e.errno not in USER_OS_ERRORS:
+            raise
+        print(f"focalnet-edge {args.command}: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # one line; exit 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)
         sig = e if isinstance(e, signals.Interrupted) else signals.Interrupted(signal.SIGINT)

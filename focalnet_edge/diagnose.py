@@ -19,6 +19,8 @@ diagnose their ONNX source, which is what the engine was built from.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ import onnx
 from . import artifacts
 from .calibration.placement import module_block
 from .errors import ArtifactError, ConfigError
-from .onnx_io import load_onnx, ort_session
+from .onnx_io import has_external_data, load_onnx, ort_session
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +248,10 @@ def diagnose(folder: str | Path, artifact: str | None = None, images: str | None
     cos_sum = {b: 0.0 for b in taps}
     seen = 0
     try:
-        with temporary_path(path, "diagnose-probe") as tmp:  # beside the artifact: its external data resolves
+        # beside the artifact, where its external data resolves; a read-only folder (a deployed image)
+        # without external data: in the temporary folder
+        beside = path if os.access(path.parent, os.W_OK) or has_external_data(probe) else Path(tempfile.gettempdir()) / path.name
+        with temporary_path(beside, "diagnose-probe") as tmp:
             onnx.save(probe, str(tmp))
             del probe
             sess = ort_session(tmp, optimize=False, priority_order=True)

@@ -23,6 +23,10 @@ class CheckpointError(FocalNetEdgeError):
     """A checkpoint that cannot be read, or whose tensors do not fit the model."""
 
 
+class MissingCheckpointError(CheckpointError, FileNotFoundError):
+    """No checkpoint at the path given: a `FileNotFoundError` too, as transformers' `from_pretrained` raises an `OSError`."""
+
+
 class LoadError(CheckpointError, RuntimeError):
     """A checkpoint that cannot be loaded as asked (mismatched shapes...; transformers raises RuntimeError there)."""
 

@@ -157,8 +157,15 @@ def remove_partials(path: Path, nested: bool = False) -> None:
 
 
 def _entries(path: Path) -> list[str]:
-    """The names in folder `path`, without what runs keep there (`INSIDE`: staging, failed runs)."""
-    return sorted(p.name for p in path.iterdir() if not p.name.startswith(INSIDE)) if path.is_dir() else []
+    """The names in folder `path`, without what runs keep there (`INSIDE`: staging, failed runs) and
+    the empty lock files of output folders that were (or are) inside it (`.<name>.lock`)."""
+    if not path.is_dir():
+        return []
+    return sorted(p.name for p in path.iterdir() if not p.name.startswith(INSIDE) and not _is_lock_file(p))
+
+
+def _is_lock_file(p: Path) -> bool:
+    return p.name.startswith(".") and p.name.endswith(".lock") and p.is_file() and p.stat().st_size == 0
 
 
 def check_owner(path: Path, force: bool, weights: dict[str, str] | None = None, source: str | None = None,

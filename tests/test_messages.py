@@ -135,3 +135,29 @@ def test_a_calibration_size_beyond_memory_is_refused_up_front(capsys, folder, tm
                        "--calib-size", "1000000000", "--output", tmp_path / "c")
     line = one_line(err)
     assert code == 2 and "--calib-size 1000000000 (64x64 images) needs about" in line and "choose a smaller --calib-size" in line
+
+
+def test_a_missing_checkpoint_is_an_oserror_as_in_transformers(tmp_path):
+    from focalnet_edge.model import FocalNetForImageClassification
+
+    with pytest.raises(OSError, match="no such file or folder"):
+        FocalNetForImageClassification.from_pretrained(tmp_path / "nothing")
+
+
+def test_a_fifo_given_as_the_model_is_said_to_be_one(capsys, tmp_path):
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    code, _, err = run_cli(capsys, "export", "--model", fifo, "--output", tmp_path / "out")
+    assert code == 2 and "is a FIFO (named pipe), not a regular file or folder" in one_line(err), err
+
+
+def test_ctrl_c_while_the_parser_is_built_is_one_line(capsys, monkeypatch):
+    """Building the parser imports onnx (about a second): Ctrl-C there is one line and 130 too."""
+    import focalnet_edge.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    code, _, err = run_cli(capsys, "info", "demo")
+    assert code == 130 and one_line(err) == "focalnet-edge: interrupted (SIGINT)"

@@ -277,3 +277,34 @@ def test_verify_a_read_only_folder(capsys, read_only, reference):
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines == [f"{out / 'report.json'} not written: {out} is read-only"], err
     assert snapshot(out.parent) == before
+
+
+@pytest.mark.parametrize("read_only", ["folder"], indirect=True)
+def test_diagnose_and_deploy_on_a_read_only_folder(capsys, read_only):
+    """diagnose only reads (its probe goes to the temporary folder); deploy, which must write beside
+    the folder, is one line naming the folder, exit 2, never a traceback."""
+    out = read_only
+    before = snapshot(out.parent)
+    code, stdout, err = run(capsys, "-q", "diagnose", out, "--limit", "4", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["blocks"], stdout
+    code, _, err = run(capsys, "-q", "deploy", out, "--to", "deepstream", "--force")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert f"{out}: cannot write in it (Read-only file system)" in lines[0], lines[0]
+    assert snapshot(out.parent) == before
+
+
+def test_a_lock_file_left_beside_an_output_folder_does_not_make_its_parent_foreign(capsys, builds, tmp_path):
+    """Each build leaves `.<name>.lock` beside its folder (the lock must outlive the run); that file alone
+    does not make the parent "not empty and not ours" for a build into the parent itself."""
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    (parent / ".out.lock").touch()  # what a build into parent/out leaves, failed or not
+    code, _, err = run(capsys, "-q", "build", "--precision", "fp32", "--output", parent)
+    assert code == 0, err
+    assert (parent / "manifest.json").is_file()
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / ".notes.lock").write_text("a user's file, not empty")
+    code, _, err = run(capsys, "-q", "build", "--precision", "fp32", "--output", tmp_path / "foreign")
+    assert code == 2 and "not empty and not a focalnet-edge output folder" in err, err

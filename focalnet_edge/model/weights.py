@@ -33,7 +33,8 @@ from typing import Any
 import torch
 
 from ..demo import DEMO_DIR, uses_bundled_demo
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, MissingCheckpointError
+from ..io import special_file
 from .config import FocalNetConfig
 from .original import VARIANTS, config_from_original, is_original, original_to_hf_names  # noqa: F401 (re-exported)
 from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageSpec, image_spec_for, image_spec_for_folder
@@ -106,10 +107,10 @@ def _load_any(source, variant, revision, cache_dir, local_files_only) -> Checkpo
     looks_like_path = src.startswith((".", "/", "~")) or path.suffix in _WEIGHT_SUFFIXES
     if not looks_like_path and re.fullmatch(r"[\w.-]+/[\w.-]+", src):
         return _load_folder(_download(src, revision, cache_dir, local_files_only), src)
-    raise CheckpointError(
-        f"{src}: no such file or folder (expected a checkpoint folder, a .pth/.safetensors file, "
-        "a hub id such as microsoft/focalnet-tiny, or 'demo')"
-    )
+    expected = "a checkpoint folder, a .pth/.safetensors file, a hub id such as microsoft/focalnet-tiny, or 'demo'"
+    if special_file(path):
+        raise CheckpointError(f"{src}: is {special_file(path)}, not a regular file or folder; expected {expected}")
+    raise MissingCheckpointError(f"{src}: no such file or folder (expected {expected})")
 
 
 def _download(repo_id: str, revision: str | None, cache_dir: str | None, local_files_only: bool) -> Path:
