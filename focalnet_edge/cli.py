@@ -762,6 +762,13 @@ EPILOG_SERVE = """examples:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     target = TARGETS[args.to]
+    own = {f.name for f in fields(target.options)}
+    for name, other in TARGETS.items():  # another target's option would have no effect here: refused, not ignored
+        for f in fields(other.options):
+            given = getattr(args, f.name, None)
+            if f.name not in own and given is not None and given != f.default:
+                flag = args.deploy_flags.get(f.name, f.name)
+                raise ConfigError(f"{flag} {given} is an option of --to {name}, not of --to {args.to}")
     options = target.options(**{f.name: getattr(args, f.name) for f in fields(target.options) if hasattr(args, f.name)})
     print(target.summary(target.deploy(Path(args.folder), options), options))
     return 0
@@ -794,33 +801,38 @@ def _deploy_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("folder", help="an output folder (with manifest.json)")
     p.add_argument("--to", choices=tuple(TARGETS), required=True)
     p.add_argument("--force", action="store_true", help="replace an existing model folder")
+    flags: dict[str, str] = {}  #: dest -> flag, for the refusal of another target's option
+
+    def add(group, *names, **kwargs) -> None:
+        flags[group.add_argument(*names, **kwargs).dest] = names[0]
+
     g = p.add_argument_group("--to triton")
-    g.add_argument("--repo", default=None, metavar="DIR", help="the model repository to write <model>/ into")
-    g.add_argument("--name", default=None, help="model name (default: from the model source)")
-    g.add_argument("--artifact", default=None, help="file name or precision (default: the one `load` prefers on a --kind machine, engines first on a GPU)")
-    g.add_argument("--instances", type=COUNT, default=1, metavar="N", help="instance_group count (default 1)")
-    g.add_argument("--kind", choices=("gpu", "cpu"), default=None, help="instance kind (default gpu; engines need gpu)")
-    g.add_argument("--max-queue-delay-us", type=NONNEGATIVE, default=100, metavar="N", help="dynamic batcher queue delay (default 100)")
-    g.add_argument("--version", type=COUNT, default=1, metavar="N", help="model version folder (default 1)")
+    add(g, "--repo", default=None, metavar="DIR", help="the model repository to write <model>/ into")
+    add(g, "--name", default=None, help="model name (default: from the model source)")
+    add(g, "--artifact", default=None, help="file name or precision (default: the one `load` prefers on a --kind machine, engines first on a GPU)")
+    add(g, "--instances", type=COUNT, default=1, metavar="N", help="instance_group count (default 1)")
+    add(g, "--kind", choices=("gpu", "cpu"), default=None, help="instance kind (default gpu; engines need gpu)")
+    add(g, "--max-queue-delay-us", type=NONNEGATIVE, default=100, metavar="N", help="dynamic batcher queue delay (default 100)")
+    add(g, "--version", type=COUNT, default=1, metavar="N", help="model version folder (default 1)")
     g = p.add_argument_group("--to deepstream")
-    g.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None, help="nvinfer network-mode (default fp16 if built, else fp32)")
-    g.add_argument("--batch-size", type=COUNT, default=None, metavar="N", help="primary batch-size (default: the folder's opt batch)")
-    g.add_argument("--secondary-batch-size", type=COUNT, default=None, metavar="N", help="secondary batch-size (default min(16, max batch))")
-    g.add_argument("--classifier-threshold", type=float, default=None, metavar="P", help="classifier-threshold (default 0.0)")
-    g.add_argument("--gie-id", dest="gie_unique_id", type=COUNT, default=None, metavar="N", help="gie-unique-id of the primary classifier (default 1)")
-    g.add_argument("--secondary-gie-id", dest="secondary_gie_unique_id", type=COUNT, default=None, metavar="N", help="gie-unique-id of the secondary classifier (default 2)")
-    g.add_argument("--operate-on-gie-id", type=COUNT, default=None, metavar="N", help="the detector's gie-unique-id (default 1)")
-    g.add_argument("--operate-on-class-ids", default=None, metavar="0,2", help="the detector's classes to classify (default all)")
-    g.add_argument("--normalize", choices=("auto", "graph", "nvinfer"), default=None,
+    add(g, "--precision", choices=("fp32", "fp16", "int8"), default=None, help="nvinfer network-mode (default fp16 if built, else fp32)")
+    add(g, "--batch-size", type=COUNT, default=None, metavar="N", help="primary batch-size (default: the folder's opt batch)")
+    add(g, "--secondary-batch-size", type=COUNT, default=None, metavar="N", help="secondary batch-size (default min(16, max batch))")
+    add(g, "--classifier-threshold", type=float, default=None, metavar="P", help="classifier-threshold (default 0.0)")
+    add(g, "--gie-id", dest="gie_unique_id", type=COUNT, default=None, metavar="N", help="gie-unique-id of the primary classifier (default 1)")
+    add(g, "--secondary-gie-id", dest="secondary_gie_unique_id", type=COUNT, default=None, metavar="N", help="gie-unique-id of the secondary classifier (default 2)")
+    add(g, "--operate-on-gie-id", type=COUNT, default=None, metavar="N", help="the detector's gie-unique-id (default 1)")
+    add(g, "--operate-on-class-ids", default=None, metavar="0,2", help="the detector's classes to classify (default all)")
+    add(g, "--normalize", choices=("auto", "graph", "nvinfer"), default=None,
                    help="per-channel std: in the DeepStream ONNX (graph, auto) or one approximate nvinfer scale")
-    g.add_argument("--gpu-id", type=NONNEGATIVE, default=None, metavar="N", help="gpu-id (default 0)")
-    g.add_argument("--object-min-width", type=int, default=None, metavar="PX", help="secondary: smallest object width classified (default 32)")
-    g.add_argument("--object-min-height", type=int, default=None, metavar="PX", help="secondary: smallest object height classified (default 32)")
-    g.add_argument("--classifier-async-mode", action="store_true", default=None,
+    add(g, "--gpu-id", type=NONNEGATIVE, default=None, metavar="N", help="gpu-id (default 0)")
+    add(g, "--object-min-width", type=int, default=None, metavar="PX", help="secondary: smallest object width classified (default 32)")
+    add(g, "--object-min-height", type=int, default=None, metavar="PX", help="secondary: smallest object height classified (default 32)")
+    add(g, "--classifier-async-mode", action="store_true", default=None,
                    help="secondary classifier: attach results asynchronously (tracked objects only; needs a tracker)")
-    g.add_argument("--secondary-reinfer-interval", type=int, default=None, metavar="N",
+    add(g, "--secondary-reinfer-interval", type=int, default=None, metavar="N",
                    help="secondary: frames between two inferences on one tracked object (default 0)")
-    p.set_defaults(func=cmd_deploy)
+    p.set_defaults(func=cmd_deploy, deploy_flags=flags)
 
     p = command("gst", help="the GStreamer element focalnetclassify: write and print its plugin folder (GST_PLUGIN_PATH)",
                 epilog=EPILOG_GST)

@@ -122,3 +122,24 @@ def test_every_target_chooses_by_the_tables_rank(name, plain, tmp_path):
         fp16["verification"] = {"passed": passed}
         write_manifest(folder, manifest)
         assert CHOSEN[name](TARGETS[name].deploy(folder, _options(name, tmp_path, force=True))) == expected
+
+
+#: a value for one option of each target that differs from its default (what a user would type)
+OTHER_VALUE = {"triton": ("--instances", "2"), "deepstream": ("--batch-size", "4")}
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_another_targets_option_is_refused_not_ignored(name, plain, tmp_path, capsys):
+    """`deploy --to A` with an option only target B reads would have no effect: one line, exit 2, nothing written."""
+    assert set(OTHER_VALUE) == set(TARGETS)  # a new target brings its row here
+    folder = tmp_path / "out"
+    shutil.copytree(plain, folder)
+    before = _files(folder, tmp_path / "repo")
+    extra = ["--repo", str(tmp_path / "repo")] if name == "triton" else []
+    for other, (flag, value) in OTHER_VALUE.items():
+        if other == name:
+            continue
+        assert main(["-q", "deploy", str(folder), "--to", name, *extra, flag, value]) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.endswith(f"error: {flag} {value} is an option of --to {other}, not of --to {name}"), line
+    assert _files(folder, tmp_path / "repo") == before
