@@ -94,6 +94,15 @@ BUILD_PRECISIONS: dict[str, tuple[str, ...]] = {
     "fp8": ("fp8",),
 }
 
+#: the precisions the quantization stage writes (calibration ranges, the accuracy gate)
+QUANTIZED = ("int8", "int8-cpu", "fp8")
+
+
+def quantizes(choice: str) -> bool:
+    """Whether `build --precision choice` (or `calibrate --precision choice`) writes a quantized graph."""
+    return any(p in QUANTIZED for p in build_precisions(choice))
+
+
 #: the INT8 accuracy gate's default target: the int8 row's top-1 agreement
 INT8_MIN_AGREEMENT = PRECISIONS["int8"].thresholds.min_top1
 #: the gate's other targets: mean cosine (the int8 row's) and logit SQNR against fp32. 25 dB is

@@ -580,15 +580,29 @@ def _precision_args(p: argparse.ArgumentParser) -> None:
                         f"default {SMOOTH_ALPHA}; 0: off)")
     g.add_argument("--int8-float", choices=("fp16", "fp32"), default="fp16",
                    help="type of the layers left in float in model.int8.onnx (default fp16: what TensorRT runs fast)")
+    p.set_defaults(precision_defaults={dest: p.get_default(dest) for dest in QUANTIZATION_OPTIONS})
+
+
+#: options only the quantization stage reads (dest -> flag): refused, not ignored, where nothing is quantized
+QUANTIZATION_OPTIONS = {"calib_method": "--calib-method", "calib_percentile": "--calib-percentile", "calib_cache": "--calib-cache",
+                        "min_agreement": "--min-agreement", "max_fallback": "--max-fallback", "gate": "--no-gate",
+                        "cpu_int8": "--no-cpu-int8", "int8_smoothing": "--int8-smoothing", "int8_float": "--int8-float"}
 
 
 def _precision_options(args: argparse.Namespace):
+    from .artifacts import quantizes
     from .pipeline import PrecisionOptions
 
     if not 0 < args.min_agreement <= 1:
         raise ConfigError(f"--min-agreement {args.min_agreement} not accepted: expected a value in (0, 1]")
     if not 0 <= args.int8_smoothing <= 1:
         raise ConfigError(f"--int8-smoothing {args.int8_smoothing} not accepted: expected a value in [0, 1] (0: off)")
+    if not quantizes(args.precision):
+        for dest, flag in QUANTIZATION_OPTIONS.items():
+            if getattr(args, dest) != args.precision_defaults[dest]:
+                raise ConfigError(f"{flag} has no effect with --precision {args.precision}: it sets the INT8/FP8 quantization")
+        if args.keep_float and args.precision == "fp32":
+            raise ConfigError("--keep-float has no effect with --precision fp32: nothing is converted to keep in float")
     return PrecisionOptions(
         calib_data=args.calib_data, calib_size=args.calib_size, seed=args.calib_seed, method=args.calib_method,
         percentile=args.calib_percentile, calib_cache=args.calib_cache, min_agreement=args.min_agreement,

@@ -161,3 +161,20 @@ def test_ctrl_c_while_the_parser_is_built_is_one_line(capsys, monkeypatch):
     monkeypatch.setattr(cli, "build_parser", interrupted)
     code, _, err = run_cli(capsys, "info", "demo")
     assert code == 130 and one_line(err) == "focalnet-edge: interrupted (SIGINT)"
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["--precision", "fp16", "--no-gate"], "--no-gate"),
+    (["--precision", "fp16", "--min-agreement", "0.9"], "--min-agreement"),
+    (["--precision", "fp32", "--max-fallback", "3"], "--max-fallback"),
+    (["--precision", "fp16", "--int8-smoothing", "0.3"], "--int8-smoothing"),
+    (["--precision", "fp32", "--calib-method", "entropy"], "--calib-method"),
+    (["--precision", "fp32", "--keep-float", "encoder.stages.0.*"], "--keep-float"),
+])
+def test_quantization_options_without_quantization_are_refused(capsys, tmp_path, argv, flag):
+    """An INT8/FP8 option where nothing is quantized would have no effect: refused before any work."""
+    code, _, err = run_cli(capsys, "build", *argv, "--output", tmp_path / "out")
+    assert code == 2 and one_line(err).endswith(f"error: {flag} has no effect with {' '.join(argv[:2])}: "
+                                                + ("nothing is converted to keep in float" if flag == "--keep-float"
+                                                   else "it sets the INT8/FP8 quantization")), err
+    assert not (tmp_path / "out").exists()
