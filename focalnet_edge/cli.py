@@ -503,10 +503,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         paths = _expand_images(images) if images else []
         named = {Path(p) for p in args.images}
         step = args.batch_size or 16
+        classified = 0
         for start in range(0, len(paths), step):
             chunk = paths[start : start + step]
             for path, top in _predict_skipping(runner, chunk, named, args.top_k):
                 emit(str(path), top)
+                classified += 1
+        if paths and not classified:  # every image was skipped: nothing was classified
+            raise InputError(f"{', '.join(images)}: no readable image among its {len(paths)} files (each skipped, with its reason, above)")
         for source in streams:
             stats = StreamStats()
             for i, top in predict_stream(runner, source, args.top_k, args.every, args.batch_size, args.resize,

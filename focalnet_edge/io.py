@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -137,6 +138,16 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
+def _renamed(message: str, work: str, final: str) -> str:
+    """`message` with the paths under `work` put under `final`; a hidden work file there (`.x.partial/...`),
+    which will never exist under `final`, is named as `final` itself."""
+    def one(m: re.Match) -> str:
+        rest = (m.group(1) or "").lstrip("/")
+        return final if not rest or rest.startswith(".") else f"{final}/{rest}"
+
+    return re.sub(re.escape(work) + r"(/[^\s:]*)?", one, message)
+
+
 @contextlib.contextmanager
 def named_as(final: str | os.PathLike, work: str | os.PathLike) -> Iterator[None]:
     """Errors of the block that writes `final` through the work folder `work` name `final`, never `work`.
@@ -152,7 +163,7 @@ def named_as(final: str | os.PathLike, work: str | os.PathLike) -> Iterator[None
     except FocalNetEdgeError as e:
         if work not in str(e):
             raise
-        raise type(e)(str(e).replace(work, final)) from None
+        raise type(e)(_renamed(str(e), work, final)) from None
     except OSError as e:
         if e.errno not in WRITE_ERRNOS:
             raise

@@ -178,3 +178,20 @@ def test_quantization_options_without_quantization_are_refused(capsys, tmp_path,
                                                 + ("nothing is converted to keep in float" if flag == "--keep-float"
                                                    else "it sets the INT8/FP8 quantization")), err
     assert not (tmp_path / "out").exists()
+
+
+def test_predict_on_a_folder_of_only_unreadable_images_is_an_error(capsys, caplog, tmp_path):
+    """Each unreadable image is skipped with its reason; when that leaves nothing classified, exit 2 naming the folder."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for name in ("a.png", "b.jpg"):
+        (folder / name).write_text("not an image")
+    from focalnet_edge.model import load_checkpoint
+    from focalnet_edge.pipeline import ExportOptions, export_stage
+
+    export_stage(load_checkpoint("demo"), tmp_path / "out", ExportOptions())
+    code, out, err = run_cli(capsys, "predict", tmp_path / "out", folder)
+    assert code == 2 and out == "", (out, err)
+    assert [r.getMessage().split(":")[0] for r in caplog.records if "skipped" in r.getMessage()] == \
+        [f"skipped {folder / 'a.png'}", f"skipped {folder / 'b.jpg'}"]
+    assert one_line(err).endswith(f"error: {folder}: no readable image among its 2 files (each skipped, with its reason, above)"), err
