@@ -41,7 +41,7 @@ from focalnet_edge.calibration import compute_ranges, load_calibration_data
 from focalnet_edge.calibration.gate import outputs, score
 from focalnet_edge.calibration.int8 import quantize
 from focalnet_edge.calibration.placement import gemm_flops, placement_report, stem_and_head
-from focalnet_edge.onnx_io import read_contract
+from focalnet_edge.folder.onnx_io import read_contract
 
 SUBJECTS = {"outliers": (DEFAULT_OUT, 0.02), "no-outliers": (DEFAULT_OUT_NO_OUTLIERS, 0.0)}
 METHODS = "max,percentile:99.999,percentile:99.99,entropy,distribution"

@@ -30,7 +30,7 @@ from focalnet_edge.calibration import build_int8, compute_ranges, load_calibrati
 from focalnet_edge.calibration import gate
 from focalnet_edge.calibration.int8 import _finalize, quantize
 from focalnet_edge.calibration.placement import stem_and_head
-from focalnet_edge.onnx_io import read_contract
+from focalnet_edge.folder.onnx_io import read_contract
 
 
 def main() -> None:

@@ -27,9 +27,9 @@ from common import machine
 from int8_tiny import DEFAULT_OUT, DEFAULT_OUT_HOSTILE, photo_crops, prepare
 
 from focalnet_edge.calibration import gate, load_calibration_data
-from focalnet_edge.onnx_io import load_onnx, read_contract
+from focalnet_edge.folder.onnx_io import load_onnx, read_contract
 from focalnet_edge.pipeline import PrecisionOptions, int8_stage
-from focalnet_edge.verify import compare_outputs
+from focalnet_edge.verify.compare import compare_outputs
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ from focalnet_edge.calibration.gate import outputs, score
 from focalnet_edge.calibration.int8 import quantize
 from focalnet_edge.calibration.placement import float_by_default, gemm_flops, placement_report, stem_and_head
 from focalnet_edge.calibration.smoothing import smooth
-from focalnet_edge.onnx_io import ort_session, read_contract
+from focalnet_edge.folder.onnx_io import ort_session, read_contract
 
 
 MODELOPT_SCRIPT = textwrap.dedent("""

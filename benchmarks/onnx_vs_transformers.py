@@ -26,7 +26,7 @@ import transformers
 
 from common import interleaved, machine
 from focalnet_edge.export import export_onnx
-from focalnet_edge.onnx_io import ort_session
+from focalnet_edge.folder.onnx_io import ort_session
 from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, load_checkpoint
 
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from common import machine
-from focalnet_edge.bench import bench_folder
+from focalnet_edge.runtime.bench import bench_folder
 from focalnet_edge.pipeline import BuildOptions, build
 
 

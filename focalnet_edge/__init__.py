@@ -23,7 +23,7 @@ _LAZY = {
     "export_onnx": "focalnet_edge.export",
     "build": "focalnet_edge.pipeline",
     "BuildOptions": "focalnet_edge.pipeline",
-    "verify": "focalnet_edge.verify",
+    "verify": "focalnet_edge.verify.compare",
 }
 
 #: the models and the pipeline's entry points, imported on first use

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, signals, versions
-from .artifacts import REPORT
+from .folder.artifacts import REPORT
 from .deploy import TARGETS
 from .errors import ArtifactError, ConfigError, FocalNetEdgeError
 
@@ -90,7 +90,7 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def _engine_options(args: argparse.Namespace):
-    from .contract import parse_image_size
+    from .folder.contract import parse_image_size
     from .engine.config import EngineOptions
 
     sizes = None
@@ -110,8 +110,8 @@ def _engine_options(args: argparse.Namespace):
 
 def _artifact_info(path: Path) -> dict:
     """What a folder or an artifact holds; an artifact listed in a manifest is checked against its sha256."""
-    from .manifest import MANIFEST, check_artifact, read_manifest
-    from .onnx_io import read_metadata
+    from .folder.manifest import MANIFEST, check_artifact, read_manifest
+    from .folder.onnx_io import read_metadata
 
     entry = None
     if path.is_file() and (path.parent / MANIFEST).is_file():
@@ -138,7 +138,7 @@ def _artifact_info(path: Path) -> dict:
             **({"quantization": q} if (q := {n: quantization_facts(e["int8"]) for n, e in m["artifacts"].items() if isinstance(e.get("int8"), dict)}) else {}),
         }
     if path.suffix == ".onnx":
-        from .onnx_io import load_onnx
+        from .folder.onnx_io import load_onnx
 
         model = load_onnx(path, external_data=False)
         facts = {"file": str(path), "nodes": len(model.graph.node), "opset": model.opset_import[0].version,
@@ -300,7 +300,7 @@ EPILOG_PREDICT = """examples:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    from .contract import COLOR_ORDERS, HEADS, parse_batch, parse_image_size
+    from .folder.contract import COLOR_ORDERS, HEADS, parse_batch, parse_image_size
     from .model.preprocessing import RESIZE_MODES
     from .export.simplify import SIMPLIFIERS
 
@@ -388,7 +388,7 @@ def _references(args: argparse.Namespace, folder: Path, manifest: dict):
     else the stored references; `stored` and `torch` force one; anything else is a checkpoint.
     """
     from .pipeline import live_references
-    from .references import load_references
+    from .verify.references import load_references
 
     choice = args.reference or "auto"
     if choice == "auto":
@@ -406,7 +406,7 @@ def _references(args: argparse.Namespace, folder: Path, manifest: dict):
         return refs.head(args.limit) if args.limit else refs
     labels = {int(k): v for k, v in manifest.get("labels", {}).items()}
     from .demo import uses_bundled_demo
-    from .verify import verification_images
+    from .verify.compare import verification_images
 
     images, _, note = verification_images(args.images, labels, args.labels, uses_bundled_demo(manifest["model"]["source"]),
                                           limit=args.limit)
@@ -416,7 +416,7 @@ def _references(args: argparse.Namespace, folder: Path, manifest: dict):
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .manifest import read_manifest
+    from .folder.manifest import read_manifest
     from .pipeline import verify_stage
 
     path = Path(args.path)
@@ -425,7 +425,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     folder, names = (path, None) if path.is_dir() else (path.parent, [path.name])
     if args.artifact:
         names = [args.artifact]
-    from .outputs import lock
+    from .folder.outputs import lock
     from .pipeline import save_report
 
     refs = _references(args, folder, read_manifest(folder))
@@ -447,8 +447,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _expand_images(items: list[str]) -> list[Path]:
     from .errors import InputError
-    from .images import IMAGE_SUFFIXES
-    from .io import not_a_file
+    from .inputs.images import IMAGE_SUFFIXES
+    from .folder.io import not_a_file
 
     out: list[Path] = []
     for item in items:
@@ -485,8 +485,8 @@ def _predict_skipping(runner, paths: list[Path], named: set[Path], top_k: int) -
 def cmd_predict(args: argparse.Namespace) -> int:
     from .errors import InputError
     from .runtime import load
-    from .stream import StreamStats, predict_stream
-    from .video import is_stream_source
+    from .inputs.stream import StreamStats, predict_stream
+    from .inputs.video import is_stream_source
 
     streams = [p for p in args.images if is_stream_source(p)] + list(args.source or [])
     if not args.images and not streams:
@@ -534,7 +534,7 @@ EPILOG_DIAGNOSE = """examples:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from .diagnose import diagnose, format_diagnosis
+    from .verify.diagnose import diagnose, format_diagnosis
     from .extras import require_torch
 
     require_torch("diagnose (the PyTorch fp32 reference)")
@@ -557,7 +557,7 @@ EPILOG_CALIBRATE = """examples:
 
 
 def _precision_args(p: argparse.ArgumentParser) -> None:
-    from .artifacts import INT8_MIN_AGREEMENT
+    from .folder.artifacts import INT8_MIN_AGREEMENT
     from .calibration.int8 import METHODS
     from .calibration.smoothing import ALPHA as SMOOTH_ALPHA
 
@@ -594,7 +594,7 @@ QUANTIZATION_OPTIONS = {"calib_method": "--calib-method", "calib_percentile": "-
 
 
 def _precision_options(args: argparse.Namespace):
-    from .artifacts import quantizes
+    from .folder.artifacts import quantizes
     from .pipeline import PrecisionOptions
 
     if not 0 < args.min_agreement <= 1:
@@ -661,9 +661,9 @@ EPILOG_ENGINE = """examples:
 
 def cmd_engine(args: argparse.Namespace) -> int:
     from .engine.command import engine_command
-    from .manifest import read_manifest
+    from .folder.manifest import read_manifest
     from .pipeline import verify_stage
-    from .references import load_references
+    from .verify.references import load_references
 
     folder = Path(args.folder)
     built = engine_command(folder, _engine_options(args), adopt=args.adopt, source=args.source)
@@ -680,8 +680,8 @@ def cmd_engine(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .manifest import read_manifest
-    from .outputs import lock, remove_partials
+    from .folder.manifest import read_manifest
+    from .folder.outputs import lock, remove_partials
     from .pipeline import adopt_onnx, precision_stage
 
     from .calibration.gate import blocks_of
@@ -745,7 +745,7 @@ def _parse_int_list(text: str, what: str) -> list[int]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_folder
+    from .runtime.bench import bench_folder
 
     batches = _parse_int_list(args.batch, "--batch")
     results = bench_folder(Path(args.path), args.artifact, batches, args.warmup, args.iterations, progress=not args.quiet)
@@ -755,7 +755,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                      f"{r['p99_ms']:.2f}", f"{r['throughput']:.1f}"))
     print(format_table(rows))
     if args.json:
-        from .io import atomic_write_text
+        from .folder.io import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
     return 0
@@ -873,8 +873,8 @@ def _deploy_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .artifacts import BUILD_PRECISIONS
-    from .contract import parse_image_size
+    from .folder.artifacts import BUILD_PRECISIONS
+    from .folder.contract import parse_image_size
 
     # -v/-q are accepted before and after the command; SUPPRESS keeps the command's parser from
     # resetting what was given before it

@@ -22,17 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 import onnx
 
-from . import artifacts
-from .artifacts import CALIBRATION, FP32_ONNX, REPORT
+from .folder import artifacts
+from .folder.artifacts import CALIBRATION, FP32_ONNX, REPORT
 from .calibration.smoothing import ALPHA as SMOOTH_ALPHA
 from .errors import ArtifactError, InputError
-from .labels import CHECKPOINT_FIX, check_labels
+from .folder.labels import CHECKPOINT_FIX, check_labels
 from .demo import uses_bundled_demo
 from .extras import require_torch
-from .io import atomic_write_json
-from .manifest import add_artifact, new_manifest, read_manifest, write_manifest
-from .onnx_io import CPU, load_onnx
-from .references import save_references
+from .folder.io import atomic_write_json
+from .folder.manifest import add_artifact, new_manifest, read_manifest, write_manifest
+from .folder.onnx_io import CPU, load_onnx
+from .verify.references import save_references
 
 if TYPE_CHECKING:  # pragma: no cover - the build stages import torch; the types are for readers
     from .export.onnx_export import ExportResult
@@ -140,8 +140,8 @@ def export_stage(ckpt: Checkpoint, output_dir: Path, options: ExportOptions,
     """
     require_torch("export")
     from .export import export_onnx
-    from .manifest import weights_sha256
-    from .outputs import claim, is_staging
+    from .folder.manifest import weights_sha256
+    from .folder.outputs import claim, is_staging
 
     output_dir = Path(output_dir)
     if not is_staging(output_dir):
@@ -183,8 +183,8 @@ def reference_for(manifest: dict[str, Any], model: str | None = None):
 
 def live_references(output_dir: Path, images, model: str | None = None, progress: bool = False):
     """The PyTorch fp32 outputs on `images`, at the folder's input contract (computed once for all artifacts)."""
-    from .contract import InputContract
-    from .verify import reference_outputs
+    from .folder.contract import InputContract
+    from .verify.compare import reference_outputs
 
     manifest = read_manifest(output_dir)
     contract = InputContract.from_dict(manifest["input"])
@@ -217,7 +217,7 @@ def verify_stage(output_dir: Path, refs, names: list[str] | None = None, progres
     """
     from .runtime.choose import runnable_here
     from .runtime.loader import load_entry
-    from .verify import verify
+    from .verify.compare import verify
 
     output_dir = Path(output_dir)
     manifest = read_manifest(output_dir)
@@ -287,7 +287,7 @@ def precision_stage(
 ) -> PrecisionResult:
     """Write the graphs `build --precision` asks for besides fp32 into `output_dir`, listed in `manifest`."""
     from .calibration import load_calibration_data
-    from .onnx_io import read_contract
+    from .folder.onnx_io import read_contract
 
     wanted = artifacts.build_precisions(precision)
     result = PrecisionResult()
@@ -348,8 +348,8 @@ def int8_source(output_dir: Path, fp32_path: Path, part, options: PrecisionOptio
     from .calibration import compute_ranges, load_ranges, save_ranges
     from .calibration.int8 import cached_smoothing, missing_ranges
     from .calibration.smoothing import smooth
-    from .io import sha256_file
-    from .onnx_io import load_onnx
+    from .folder.io import sha256_file
+    from .folder.onnx_io import load_onnx
 
     digest = sha256_file(fp32_path)
     alpha, method, percentile = options.smooth_alpha, options.method, options.percentile
@@ -504,7 +504,7 @@ def build_failures(reports: list[Any], gates: list[Any], ungated: list[str] = ()
 
 def measure_latency(runner, batch: int = 1, repeats: int = 5) -> float:
     """Median milliseconds of one call at `batch` on this machine (a quick figure, not a benchmark)."""
-    from .bench import bench_runner
+    from .runtime.bench import bench_runner
 
     return bench_runner(runner, batch, warmup=1, iterations=repeats)["p50_ms"]
 
@@ -522,11 +522,11 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
     """
     artifacts.build_precisions(options.precision)  # reject a bad precision before any work
     require_torch("focalnet-edge build")
-    from .manifest import weights_sha256
+    from .folder.manifest import weights_sha256
     from .model.weights import load_checkpoint
-    from .outputs import check_destination, claim
+    from .folder.outputs import check_destination, claim
     from .runtime.loader import load_entry
-    from .verify import verification_images
+    from .verify.compare import verification_images
 
     if options.backend == "tensorrt":
         from .engine.gpu import require_tensorrt
@@ -652,11 +652,11 @@ def adopt_onnx(path: Path, output_dir: Path, image_size: tuple[int, int] | None 
     folder of ours holding another fp32 model (its model.onnx would change under a manifest
     that then lies), or a folder not ours holding files of the names this tool writes.
     """
-    from .contract import InputContract
-    from .io import atomic_path, sha256_file
+    from .folder.contract import InputContract
+    from .folder.io import atomic_path, sha256_file
     from .model.preprocessing import ImageSpec, resize_edge_for
-    from .onnx_io import has_external_data, read_metadata, save_onnx, set_metadata, sort_nodes
-    from .outputs import check_adoption
+    from .folder.onnx_io import has_external_data, read_metadata, save_onnx, set_metadata, sort_nodes
+    from .folder.outputs import check_adoption
 
     model = load_onnx(path)
     target = Path(output_dir) / FP32_ONNX

@@ -19,7 +19,7 @@ from focalnet_edge.calibration.int8 import build_int8, cached_smoothing, residua
 from focalnet_edge.calibration.placement import float_by_default
 from focalnet_edge.calibration.smoothing import apply_smoothing
 from focalnet_edge.errors import InputError
-from focalnet_edge.contract import InputContract
+from focalnet_edge.folder.contract import InputContract
 from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, ImageSpec, load_checkpoint
 from focalnet_edge.pipeline import BuildOptions, ExportOptions, PrecisionOptions, build, export_stage, precision_stage
 from focalnet_edge.runtime import OnnxRuntimeRunner
@@ -280,7 +280,7 @@ def test_split_never_calls_a_calibrating_image_held_back():
         assert not {f.tobytes() for f in part.frames} & {f.tobytes() for f in held.frames}  # disjoint
     part, held = CalibrationSet(frames[:1].astype(np.float32), frames[:1], "x").split()
     assert len(held) == 1 and held.held_out is False  # the one image is both, and says so
-    from focalnet_edge.verify import default_image_set
+    from focalnet_edge.verify.compare import default_image_set
 
     found, used = default_image_set(held)  # a build's default verification: not that image either
     assert found.frames is None and "digit images" in used and "held back" not in used

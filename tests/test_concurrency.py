@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from focalnet_edge.cli import main
-from focalnet_edge.manifest import check_artifact, read_manifest
-from focalnet_edge.outputs import claim, lock
+from focalnet_edge.folder.manifest import check_artifact, read_manifest
+from focalnet_edge.folder.outputs import claim, lock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def cli(*argv) -> subprocess.Popen:
 
 WARM = ("import sys\n"
         "from focalnet_edge.cli import main\n"
-        "import focalnet_edge.export, focalnet_edge.pipeline, focalnet_edge.verify  # the slow imports, before the start\n"
+        "import focalnet_edge.export, focalnet_edge.pipeline, focalnet_edge.verify.compare  # the slow imports, before the start\n"
         "print('ready', flush=True)\n"
         "sys.stdin.readline()\n"
         "sys.exit(main(sys.argv[1:]))\n")

@@ -26,10 +26,10 @@ from focalnet_edge.deploy.deepstream import config as deepstream_config
 from focalnet_edge.deploy.deepstream import DeepStreamOptions, deploy
 from focalnet_edge.deploy.deepstream.plan import OBJECT_MIN_SIZE, best_single_scale
 from focalnet_edge.errors import ArtifactError, ConfigError
-from focalnet_edge.io import sha256_file
-from focalnet_edge.contract import InputContract
-from focalnet_edge.onnx_io import ort_session
-from focalnet_edge.manifest import read_manifest, write_manifest
+from focalnet_edge.folder.io import sha256_file
+from focalnet_edge.folder.contract import InputContract
+from focalnet_edge.folder.onnx_io import ort_session
+from focalnet_edge.folder.manifest import read_manifest, write_manifest
 from focalnet_edge.model.preprocessing import ImageSpec
 from focalnet_edge.pipeline import (
     ExportOptions,
@@ -416,7 +416,7 @@ def test_folders_nvinfer_cannot_feed_are_refused(tmp_path, demo_ckpt):
 
 
 def test_the_folders_own_engine_is_used_when_nvinfer_can_load_it(fused_bgr_probs, tmp_path):
-    from focalnet_edge.manifest import add_artifact
+    from focalnet_edge.folder.manifest import add_artifact
 
     folder = tmp_path / "out"
     shutil.copytree(fused_bgr_probs, folder, ignore=shutil.ignore_patterns("deepstream"))

@@ -20,7 +20,7 @@ import pytest
 from focalnet_edge.cli import build_parser, main
 from focalnet_edge.deploy import TARGETS
 from focalnet_edge.errors import ArtifactError
-from focalnet_edge.manifest import add_artifact, read_manifest, write_manifest
+from focalnet_edge.folder.manifest import add_artifact, read_manifest, write_manifest
 from focalnet_edge.pipeline import ExportOptions, export_stage
 
 

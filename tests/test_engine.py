@@ -13,7 +13,7 @@ import sys
 import pytest
 from trt_fake import fake_tensorrt, forget_polygraphy_tensorrt
 
-from focalnet_edge.contract import InputContract
+from focalnet_edge.folder.contract import InputContract
 from focalnet_edge.engine import build as stage
 from focalnet_edge.engine import check as trt_check
 from focalnet_edge.engine.cache import timing_cache_key
@@ -216,10 +216,10 @@ def _demo_folder(tmp_path, entries):
     """A folder and manifest listing ONNX files (contents checked by the stub build, not parsed)."""
     from onnx import TensorProto, helper
 
-    from focalnet_edge.contract import InputContract
-    from focalnet_edge.onnx_io import set_metadata
+    from focalnet_edge.folder.contract import InputContract
+    from focalnet_edge.folder.onnx_io import set_metadata
 
-    from focalnet_edge.io import sha256_file
+    from focalnet_edge.folder.io import sha256_file
 
     manifest = {"format": 1, "tool": {"name": "focalnet-edge"}, "model": {"source": "demo", "weights_sha256": {}, "config": {}},
                 "input": json.loads(InputContract().to_json()), "artifacts": {}}

@@ -118,7 +118,7 @@ def test_output_folder_not_writable(capsys, tmp_path):
 
 
 def test_disk_full_leaves_no_half_written_artifact(capsys, tmp_path, monkeypatch):
-    import focalnet_edge.onnx_io as onnx_io
+    import focalnet_edge.folder.onnx_io as onnx_io
 
     real_write = onnx_io._write_streamed  # how save_onnx writes an ONNX file's bytes
 

@@ -12,7 +12,7 @@ import torch
 from helpers import perturb_, small_config_dict
 from focalnet_edge.errors import CheckpointError, ConfigError, InputError
 from focalnet_edge.export import export_onnx
-from focalnet_edge.onnx_io import read_metadata
+from focalnet_edge.folder.onnx_io import read_metadata
 from focalnet_edge.export.onnx_export import ort_outputs
 from focalnet_edge.model import (
     FocalNetConfig,

@@ -22,7 +22,7 @@ import onnxruntime as ort
 import pytest
 
 from focalnet_edge.errors import ArtifactError
-from focalnet_edge.onnx_io import EXTERNAL_DATA_ENV, load_onnx, save_onnx
+from focalnet_edge.folder.onnx_io import EXTERNAL_DATA_ENV, load_onnx, save_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,8 +138,8 @@ def test_forced_external_data_build(forced_build):
 
 def test_runner_loads_external_data(forced_build):
     """The fp32 runner on the folder reproduces the stored PyTorch references (ORT reads the data file)."""
-    from focalnet_edge.references import load_references
-    from focalnet_edge.manifest import read_manifest
+    from focalnet_edge.verify.compare.references import load_references
+    from focalnet_edge.folder.manifest import read_manifest
     from focalnet_edge.runtime import load
 
     out = forced_build.output_dir

@@ -21,7 +21,7 @@ import pytest
 
 from focalnet_edge.cli import main
 from focalnet_edge.errors import ArtifactError, ConfigError, FocalNetEdgeError, InputError
-from focalnet_edge.manifest import check_artifact, read_manifest, write_manifest
+from focalnet_edge.folder.manifest import check_artifact, read_manifest, write_manifest
 
 IMAGES = Path(__file__).resolve().parents[1] / "focalnet_edge" / "data" / "demo" / "images"
 SWITCHES = Path(__file__).parent / "data" / "switches"
@@ -456,7 +456,7 @@ def test_a_torch_tensor_of_another_dtype_is_one_input_error(good, dtype):
 
 
 def test_finite_helper_handles_numpy_scalars():
-    from focalnet_edge.io import dumps_json
+    from focalnet_edge.folder.io import dumps_json
 
     text = dumps_json({"a": np.float64("nan"), "b": [np.float16(2.0)], "c": math.inf, "d": 1})
     assert json.loads(text) == {"a": None, "b": [2.0], "c": None, "d": 1}
@@ -493,7 +493,7 @@ def test_calibration_cache_of_another_model(tmp_path):
 
 @pytest.mark.parametrize("case", ["0 rows", "NaN", "inf", "not a zip", "pickled objects"])
 def test_bad_npz_calibration_set(capsys, folder, tmp_path, case):
-    from focalnet_edge.contract import InputContract
+    from focalnet_edge.folder.contract import InputContract
 
     contract = InputContract.from_dict(read_manifest(folder)["input"])
     x = contract.sample_input(4)

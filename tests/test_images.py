@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from focalnet_edge.errors import InputError
-from focalnet_edge.images import IMAGE_SUFFIXES, load_image
+from focalnet_edge.inputs.images import IMAGE_SUFFIXES, load_image
 from focalnet_edge.model import ImageSpec
 from focalnet_edge.model.preprocessing import to_pil
 
@@ -223,7 +223,7 @@ def test_decompression_bomb_warning_level_is_refused_too(tmp_path, monkeypatch):
 
 def test_calibration_skips_a_bomb_and_reads_deep_images_with_the_same_loader(tmp_path, caplog):
     from focalnet_edge.calibration.data import load_calibration_data
-    from focalnet_edge.contract import InputContract
+    from focalnet_edge.folder.contract import InputContract
 
     folder = tmp_path / "calib"
     folder.mkdir()
@@ -241,7 +241,7 @@ def test_calibration_skips_a_bomb_and_reads_deep_images_with_the_same_loader(tmp
 
 
 def test_runtime_frames_use_the_loader(tmp_path):
-    from focalnet_edge.contract import InputContract
+    from focalnet_edge.folder.contract import InputContract
 
     a = RNG.integers(0, 65536, (40, 40), dtype=np.uint16)
     Image.fromarray(a).save(tmp_path / "deep.png")

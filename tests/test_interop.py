@@ -18,7 +18,7 @@ import pytest
 from trt_fake import fake_tensorrt
 
 from focalnet_edge.cli import main
-from focalnet_edge.contract import InputContract
+from focalnet_edge.folder.contract import InputContract
 from focalnet_edge.errors import InputError
 from focalnet_edge.runtime import load
 from focalnet_edge.runtime import interop

@@ -21,7 +21,7 @@ from focalnet_edge.deploy import deepstream, triton
 from focalnet_edge.deploy.triton import TritonOptions
 from focalnet_edge.deploy.deepstream.config import LABELS as DEEPSTREAM_LABELS
 from focalnet_edge.errors import ConfigError
-from focalnet_edge.labels import label_problem
+from focalnet_edge.folder.labels import label_problem
 from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, ImageSpec
 from focalnet_edge.pipeline import ExportOptions, export_stage
 

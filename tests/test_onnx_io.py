@@ -14,7 +14,7 @@ import pytest
 from google.protobuf import __version__ as protobuf_version
 from onnx import TensorProto, helper, numpy_helper
 
-from focalnet_edge.onnx_io import save_onnx
+from focalnet_edge.folder.onnx_io import save_onnx
 
 
 def _model_with_every_kind_of_field() -> onnx.ModelProto:

@@ -17,9 +17,9 @@ import onnx
 import pytest
 from onnx import helper
 
-from focalnet_edge import artifacts
-from focalnet_edge.manifest import write_manifest
-from focalnet_edge.onnx_io import EXTERNAL_DATA_ENV, save_onnx, sort_nodes
+from focalnet_edge.folder import artifacts
+from focalnet_edge.folder.manifest import write_manifest
+from focalnet_edge.folder.onnx_io import EXTERNAL_DATA_ENV, save_onnx, sort_nodes
 from focalnet_edge.pipeline import ExportOptions, PrecisionOptions, export_stage, precision_stage
 
 #: one row per export option that changes the graph: (export options, precisions built, precision options)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from focalnet_edge import outputs
+from focalnet_edge.folder import outputs
 from focalnet_edge.cli import main
-from focalnet_edge.manifest import check_artifact, read_manifest
+from focalnet_edge.folder.manifest import check_artifact, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_IMAGES = ROOT / "focalnet_edge" / "data" / "demo" / "images"

@@ -19,9 +19,9 @@ from focalnet_edge.calibration.fp8 import E4M3_MAX, int8_to_fp8
 from focalnet_edge.calibration.gate import GateScore, GateTarget, holdout_note, outputs, to_float
 from focalnet_edge.calibration.int8 import qdq_form_problems
 from focalnet_edge.calibration.placement import float_by_default, gemm_flops, placement_report, residual_adds, skip_input, stem_and_head
-from focalnet_edge.metrics import sqnr_db
+from focalnet_edge.verify.compare.metrics import sqnr_db
 from focalnet_edge.model import load_checkpoint
-from focalnet_edge.onnx_io import read_contract
+from focalnet_edge.folder.onnx_io import read_contract
 from focalnet_edge.pipeline import ExportOptions, export_stage
 
 
@@ -225,7 +225,7 @@ def test_local_noise_picks_the_node_whose_range_is_ruined(demo):
 def test_switchboard_is_to_float_without_new_graphs(demo):
     """One session, any set of nodes in float: the same outputs as `to_float`'s graph for that set."""
     from focalnet_edge.calibration.gate import Switchboard
-    from focalnet_edge.onnx_io import ort_session
+    from focalnet_edge.folder.onnx_io import ort_session
 
     path, _, hold, ranges = demo
     fp32 = onnx.load(str(path))
@@ -276,7 +276,7 @@ def test_risky_images_are_disagreements_then_small_margins():
 
 def test_max_ranges_do_not_depend_on_the_batch_and_match_the_tensors(demo):
     """Calibration one batch at a time: the max ranges of the activations, read off the graph."""
-    from focalnet_edge.onnx_io import ort_session
+    from focalnet_edge.folder.onnx_io import ort_session
 
     path, cal, _, _ = demo
     x = cal.inputs[:24]

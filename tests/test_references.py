@@ -11,8 +11,8 @@ import onnx
 import pytest
 
 from focalnet_edge.cli import main
-from focalnet_edge.io import sha256_file
-from focalnet_edge.verify import compare_outputs
+from focalnet_edge.folder.io import sha256_file
+from focalnet_edge.verify.compare import compare_outputs
 from helpers import without_torch
 
 ROOT = Path(__file__).resolve().parents[1]

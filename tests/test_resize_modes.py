@@ -17,12 +17,12 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 from focalnet_edge.cli import main
-from focalnet_edge.contract import InputContract
+from focalnet_edge.folder.contract import InputContract
 from focalnet_edge.errors import ConfigError, InputError
 from focalnet_edge.export import export_onnx
 from focalnet_edge.export.resize import node_types, resize_nodes
 from focalnet_edge.model.preprocessing import ImageSpec, letterbox_geometry
-from focalnet_edge.onnx_io import ort_session, read_contract
+from focalnet_edge.folder.onnx_io import ort_session, read_contract
 from focalnet_edge.engine.check import check_model
 
 H = W = 64
@@ -315,7 +315,7 @@ def test_verify_references_are_computed_in_the_folders_mode(mode, tmp_path, demo
     """verify's reference frames (and so its figures) go through the contract's mode: a wide image is
     cropped, squeezed or letterboxed exactly as PIL does it here."""
     from focalnet_edge.runtime.torch import TorchRunner
-    from focalnet_edge.verify import ImageSet, reference_outputs
+    from focalnet_edge.verify.compare import ImageSet, reference_outputs
 
     wide = smooth_frame(40, 120, detail=4)
     Image.fromarray(wide).save(tmp_path / "wide.png")

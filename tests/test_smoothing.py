@@ -20,9 +20,9 @@ from focalnet_edge.calibration.int8 import cached_smoothing
 from focalnet_edge.calibration.placement import downsampling, float_by_default, placement_report, stem_and_head
 from focalnet_edge.calibration.smoothing import apply_smoothing, channel_absmax, smoothable, smoothing_scales
 from focalnet_edge.errors import InputError
-from focalnet_edge.metrics import sqnr_db
+from focalnet_edge.verify.compare.metrics import sqnr_db
 from focalnet_edge.model import load_checkpoint
-from focalnet_edge.onnx_io import read_contract
+from focalnet_edge.folder.onnx_io import read_contract
 from focalnet_edge.pipeline import ExportOptions, export_stage
 
 
@@ -62,7 +62,7 @@ def _exposed(path, tensors, x) -> dict[str, np.ndarray]:
     """The tensors themselves, as graph outputs (the independent reference of the probe)."""
     m = onnx.load(str(path))
     m.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in tensors)
-    from focalnet_edge.onnx_io import ort_session
+    from focalnet_edge.folder.onnx_io import ort_session
 
     sess = ort_session(m, optimize=False)
     return dict(zip(tensors, sess.run(list(tensors), {sess.get_inputs()[0].name: x})))
@@ -315,7 +315,7 @@ def _synthetic(tmp_path):
 
 
 def test_fold_on_gemm_trans_b_shared_parameters_and_what_is_left_alone(tmp_path):
-    from focalnet_edge.onnx_io import ort_session
+    from focalnet_edge.folder.onnx_io import ort_session
 
     m, path, xs = _synthetic(tmp_path)
     found = smoothable(m)

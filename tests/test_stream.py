@@ -14,14 +14,14 @@ import pytest
 from PIL import Image
 
 from focalnet_edge.cli import main
-from focalnet_edge.contract import InputContract
+from focalnet_edge.folder.contract import InputContract
 from focalnet_edge.demo import demo_images
 from focalnet_edge.errors import InputError
 from focalnet_edge.model.preprocessing import ImageSpec
 
 cv2 = pytest.importorskip("cv2", reason="OpenCV is the optional 'video' extra")
 
-from focalnet_edge.stream import StreamStats, VideoStream, frame_transform, predict_stream  # noqa: E402
+from focalnet_edge.inputs.stream import StreamStats, VideoStream, frame_transform, predict_stream  # noqa: E402
 from helpers import without_torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,7 +133,7 @@ def test_opencv_resize_is_within_a_grey_level_of_pillow(spec, fused):
 
 
 def test_an_unknown_preprocessing_falls_back_to_the_reference(monkeypatch):
-    from focalnet_edge import stream
+    from focalnet_edge.inputs import stream
 
     contract = InputContract(height=64, width=64, fused_preprocess=True, preprocessing={"height": 64, "width": 64})
     monkeypatch.setattr(stream, "_reproducible", lambda spec: False)
@@ -207,7 +207,7 @@ def test_on_the_cpu_decoding_waits_while_the_model_runs(clip, monkeypatch, overl
     frame against about 1 ms to decode and resize), nothing is resized while it runs."""
     import time
 
-    from focalnet_edge import stream
+    from focalnet_edge.inputs import stream
 
     inferring, during = [], []
 
@@ -246,7 +246,8 @@ def test_on_the_cpu_decoding_waits_while_the_model_runs(clip, monkeypatch, overl
 def test_pyav_reads_the_same_frames_where_opencv_is_missing(capsys, demo_out, clip, http_url, monkeypatch):
     """Without OpenCV the same sources go through PyAV (frames resized by the reference path)."""
     pytest.importorskip("av", reason="PyAV is optional (pip install av)")
-    from focalnet_edge import stream, video
+    from focalnet_edge.inputs import stream
+    from focalnet_edge.inputs import video
 
     monkeypatch.setattr(video, "_cv2", lambda: None)
     monkeypatch.setattr(stream, "_cv2", lambda: None)

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 from trt_fake import fake_tensorrt
 
 from focalnet_edge.cli import main
-from focalnet_edge.contract import InputContract
+from focalnet_edge.folder.contract import InputContract
 from focalnet_edge.errors import InputError
 from focalnet_edge.pipeline import BuildOptions, ExportOptions, build
 from focalnet_edge.engine import gpu, plans
@@ -113,7 +113,7 @@ def test_an_engine_keeps_the_contract_of_its_own_onnx_file(tmp_path):
     from onnx import TensorProto, helper
 
     from focalnet_edge.engine.build import source_contract
-    from focalnet_edge.onnx_io import set_metadata
+    from focalnet_edge.folder.onnx_io import set_metadata
 
     x = helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT16, ["batch", 3, 224, 224])
     y = helper.make_tensor_value_info("logits", TensorProto.FLOAT16, ["batch", 10])

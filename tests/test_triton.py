@@ -13,7 +13,7 @@ import pytest
 from focalnet_edge.cli import main
 from focalnet_edge.deploy.triton import TritonOptions, deploy
 from focalnet_edge.errors import ArtifactError, ConfigError
-from focalnet_edge.manifest import add_artifact, read_manifest, write_manifest
+from focalnet_edge.folder.manifest import add_artifact, read_manifest, write_manifest
 from focalnet_edge.pipeline import ExportOptions, PrecisionOptions, export_stage, precision_stage
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] (the test extra) parses the configs")

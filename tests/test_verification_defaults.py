@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from focalnet_edge.verify import DEFAULT_VERIFY_IMAGES, default_image_set, verification_images
+from focalnet_edge.verify.compare import DEFAULT_VERIFY_IMAGES, default_image_set, verification_images
 
 DIGITS = Path(__file__).resolve().parents[1] / "focalnet_edge" / "data" / "demo" / "images"
 

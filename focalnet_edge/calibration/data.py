@@ -15,8 +15,8 @@ import numpy as np
 
 from ..demo import uses_bundled_demo
 from ..errors import ConfigError, InputError
-from ..contract import InputContract
-from ..video import is_video
+from ..folder.contract import InputContract
+from ..inputs.video import is_video
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def load_calibration_data(
     if path.is_dir():
         return _from_folder(path, contract, size, seed, progress)
     if not path.is_file():
-        from ..io import not_a_file
+        from ..folder.io import not_a_file
 
         raise InputError(not_a_file(path, "calibration folder or file"))
     if path.suffix.lower() == ".npz":
@@ -101,7 +101,7 @@ def load_calibration_data(
 def _from_folder(folder: Path, contract: InputContract, size: int | None, seed: int, progress: bool) -> CalibrationSet:
     from tqdm import tqdm
 
-    from ..images import IMAGE_SUFFIXES
+    from ..inputs.images import IMAGE_SUFFIXES
     from ..model.preprocessing import to_pil
 
     files = sorted(p for p in folder.rglob("*") if p.is_file())
@@ -137,7 +137,7 @@ def _from_video(path: Path, contract: InputContract, size: int, progress: bool) 
     from PIL import Image
     from tqdm import tqdm
 
-    from ..video import sample_frames
+    from ..inputs.video import sample_frames
 
     _check_memory(contract, size)
     spec = contract.image_spec

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import onnx.version_converter
 
-from ..onnx_io import input_batches, load_onnx, ort_session, read_metadata, save_onnx, set_metadata, static_batch
+from ..folder.onnx_io import input_batches, load_onnx, ort_session, read_metadata, save_onnx, set_metadata, static_batch
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def probe_maxima(model: str | Path, inputs: np.ndarray, tensors: list[str] | Non
     """
     import gc
 
-    from ..io import temporary_path
+    from ..folder.io import temporary_path
 
     model = Path(model)
     graph = load_onnx(model, external_data=False)

@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import onnx
 
-from ..metrics import cosine, sqnr_db, top1_judgement, topk_agreement
-from ..onnx_io import input_batches, ort_session, run_rows, static_batch
+from ..verify.metrics import cosine, sqnr_db, top1_judgement, topk_agreement
+from ..folder.onnx_io import input_batches, ort_session, run_rows, static_batch
 from .placement import QDQ_OPS
 
 log = logging.getLogger(__name__)

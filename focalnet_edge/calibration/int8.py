@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..artifacts import INT8_MIN_AGREEMENT, INT8_MIN_COSINE, INT8_MIN_SQNR_DB
+from ..folder.artifacts import INT8_MIN_AGREEMENT, INT8_MIN_COSINE, INT8_MIN_SQNR_DB
 from ..errors import ConfigError, InputError
-from ..io import atomic_write_text
-from ..onnx_io import input_batches, read_metadata, save_onnx, set_metadata, static_batch
+from ..folder.io import atomic_write_text
+from ..folder.onnx_io import input_batches, read_metadata, save_onnx, set_metadata, static_batch
 from . import gate
 from .placement import (
     WEIGHTED_OPS,

@@ -90,7 +90,7 @@ def _weight_rows(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> in
 def channel_absmax(model_path: str | Path, inputs: np.ndarray, tensors: Iterable[str], batch: int = 16) -> dict[str, np.ndarray]:
     """max |x| per channel (the last axis) of each LayerNorm output in `tensors` over `inputs`,
     reduced inside the graph (`fp16.probe_maxima`: no activation map leaves ONNX Runtime)."""
-    from ..onnx_io import load_onnx
+    from ..folder.onnx_io import load_onnx
     from .fp16 import probe_maxima
 
     graph = load_onnx(model_path, external_data=False)
@@ -167,7 +167,7 @@ def smooth(fp32_path: str | Path, inputs: np.ndarray, output: str | Path, alpha:
     """Write `fp32_path` with its LayerNorm outputs smoothed (factors measured on `inputs` with
     `alpha`, or the given `scales`) to `output`; return the factors. Empty: nothing to smooth,
     nothing written."""
-    from ..onnx_io import load_onnx, save_onnx
+    from ..folder.onnx_io import load_onnx, save_onnx
 
     fp32 = load_onnx(fp32_path)
     if scales is None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import InputContract
+from ..folder.contract import InputContract
 from ..errors import FocalNetEdgeError, InputError
 from .triton import TRITON_TYPES
 

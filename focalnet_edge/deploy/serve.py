@@ -140,7 +140,7 @@ def serve(folder: str | os.PathLike, options: ServeOptions | None = None, ready:
     from pytriton.triton import Triton, TritonConfig
     from tritonclient.utils import InferenceServerException
 
-    from ..manifest import read_manifest
+    from ..folder.manifest import read_manifest
     from .image_model import write_repository
     from .triton import check_name, default_name
 

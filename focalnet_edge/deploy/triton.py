@@ -27,10 +27,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import artifacts
-from ..contract import InputContract
+from ..folder import artifacts
+from ..folder.contract import InputContract
 from ..errors import ArtifactError, ConfigError
-from ..manifest import check_artifact, read_manifest
+from ..folder.manifest import check_artifact, read_manifest
 from ..runtime.choose import choose_artifact
 
 #: numpy dtype name -> Triton's DataType enum name (model_config.proto)
@@ -70,7 +70,7 @@ def graph_io(onnx_path: Path) -> tuple[list[IOTensor], list[IOTensor]]:
     """Inputs and outputs of an ONNX graph, read with onnx (initializers excluded)."""
     from onnx import helper
 
-    from ..onnx_io import load_onnx
+    from ..folder.onnx_io import load_onnx
 
     model = load_onnx(onnx_path, external_data=False)
     inits = {i.name for i in model.graph.initializer}
@@ -124,7 +124,7 @@ def _dims(values: list[int]) -> str:
 
 def _labels_text(manifest: dict, classes: int) -> str:
     """labels.txt: line n is the label of class n (`labels.ordered_labels` refuses what would shift the lines)."""
-    from ..labels import REBUILD_FIX, ordered_labels
+    from ..folder.labels import REBUILD_FIX, ordered_labels
 
     labels = ordered_labels(manifest.get("labels") or {}, classes, "the folder's manifest.json", REBUILD_FIX)
     return "".join(f"{label}\n" for label in labels)
@@ -195,7 +195,7 @@ def _external_files(onnx_path: Path) -> list[Path]:
     """Files an ONNX model keeps its weights in (external data), relative to it."""
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    from ..onnx_io import load_onnx
+    from ..folder.onnx_io import load_onnx
 
     model = load_onnx(onnx_path, external_data=False)
     names = {ExternalDataInfo(t).location for t in model.graph.initializer if uses_external_data(t)}

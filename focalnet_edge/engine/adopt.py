@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import ENGINE_SOURCES
+from ..folder.artifacts import ENGINE_SOURCES
 from ..errors import ArtifactError, InputError
-from ..io import atomic_path
+from ..folder.io import atomic_path
 from . import gpu
 from .build import EngineBuild, source_contract
 from .plans import _inspect, engine_io, io_mismatch, summarize_layers

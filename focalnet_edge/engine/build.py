@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import ENGINE_SOURCES, FP8_MIN_COMPUTE_CAPABILITY, MANIFEST, TENSORRT_PLAN, TIMING_CACHE
-from ..contract import InputContract
+from ..folder.artifacts import ENGINE_SOURCES, FP8_MIN_COMPUTE_CAPABILITY, MANIFEST, TENSORRT_PLAN, TIMING_CACHE
+from ..folder.contract import InputContract
 from ..errors import ArtifactError, ConfigError, InputError
-from ..io import atomic_path
-from ..manifest import add_artifact
-from ..onnx_io import load_onnx, read_contract
+from ..folder.io import atomic_path
+from ..folder.manifest import add_artifact
+from ..folder.onnx_io import load_onnx, read_contract
 from . import gpu
 from .cache import reuse_note, timing_cache_key
 from .config import TF32_PRECISIONS, EngineOptions, create_config, frame_size_range, profile_shapes

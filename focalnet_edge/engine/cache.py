@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..artifacts import TIMING_CACHE
+from ..folder.artifacts import TIMING_CACHE
 
 #: what a timing cache is keyed by besides the TensorRT version: the GPU's name alone is "Orin" on
 #: the AGX, NX and Nano alike, so its SM count and memory go in too (what CUDA reports of the device)

@@ -192,7 +192,7 @@ def _resize_findings(node: onnx.NodeProto, name: str, text: str, constants: set[
 
 
 def check_onnx(path: str | Path, tensorrt_version: str | None = None) -> list[Finding]:
-    from ..onnx_io import load_onnx
+    from ..folder.onnx_io import load_onnx
 
     return check_model(load_onnx(path, external_data=False), tensorrt_version)  # the graph: its large weights stay on disk
 
@@ -203,7 +203,7 @@ def record_checks(output_dir: Path, manifest: dict[str, Any]) -> list[str]:
     The manifest is changed in memory (the caller writes it); the engine stage reads the record
     instead of checking again. Returns a note per file the parser would refuse.
     """
-    from ..artifacts import ENGINE_SOURCES
+    from ..folder.artifacts import ENGINE_SOURCES
 
     notes = []
     for name in ENGINE_SOURCES:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import InputError
-from ..manifest import read_manifest, write_manifest
+from ..folder.manifest import read_manifest, write_manifest
 from . import build, check, gpu
 from .adopt import adopt_plan
 from .build import EngineBuild

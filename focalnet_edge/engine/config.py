@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..contract import InputContract
+from ..folder.contract import InputContract
 from ..errors import ConfigError
 from .gpu import version_tuple
 

@@ -19,7 +19,7 @@ from ..model import (
     load_model,
 )
 from ..model.weights import Checkpoint
-from ..contract import HEADS
+from ..folder.contract import HEADS
 
 
 class ClassifierHead(nn.Module):

@@ -17,10 +17,10 @@ import torch
 
 from .. import __version__
 from ..errors import ArtifactError, ConfigError
-from ..labels import CHECKPOINT_FIX, check_labels
-from ..onnx_io import data_path, ort_session, save_onnx, set_metadata
+from ..folder.labels import CHECKPOINT_FIX, check_labels
+from ..folder.onnx_io import data_path, ort_session, save_onnx, set_metadata
 from ..model.weights import Checkpoint
-from ..contract import InputContract
+from ..folder.contract import InputContract
 from .heads import FusedPreprocess, build_head
 from .simplify import simplify
 

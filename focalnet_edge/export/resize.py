@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..contract import InputContract
+from ..folder.contract import InputContract
 from ..errors import ConfigError
 from ..model.preprocessing import ImageSpec
 
@@ -153,7 +153,7 @@ def resize_nodes(contract: InputContract, source: str, target: str) -> tuple[lis
 
 
 def _crop_offset(height: int, width: int, spec: ImageSpec) -> tuple[int, int]:
-    from ..contract import crop_offset
+    from ..folder.contract import crop_offset
 
     return crop_offset(height, width, spec)
 

@@ -35,7 +35,7 @@ def simplify(model: onnx.ModelProto | str, simplifier: str = "onnxslim") -> onnx
                 "--simplifier onnxsim needs onnxsim: pip install 'focalnet-edge[onnxsim]' "
                 "(or use the default, onnxslim)"
             ) from None
-        from ..onnx_io import load_onnx
+        from ..folder.onnx_io import load_onnx
 
         simplified, ok = onnxsim.simplify(load_onnx(model) if isinstance(model, str) else model)
         if not ok:
@@ -68,7 +68,7 @@ def graph_with_shapes(path: str) -> onnx.ModelProto:
     """
     import onnx
 
-    from ..onnx_io import has_external_data, load_onnx, save_onnx
+    from ..folder.onnx_io import has_external_data, load_onnx, save_onnx
 
     folder = Path(path).parent
     model = load_onnx(path, external_data=False)

@@ -347,7 +347,7 @@ def save_pretrained(model: nn.Module, folder: str | os.PathLike, preprocessing: 
     """
     from safetensors.torch import save_file
 
-    from ..io import atomic_path, atomic_write_text
+    from ..folder.io import atomic_path, atomic_write_text
 
     if kwargs.get("push_to_hub"):
         raise CheckpointError("push_to_hub is not supported by focalnet-edge; upload the folder with huggingface_hub")

@@ -427,7 +427,7 @@ class FocalNetConfig:
 
     def to_json_file(self, json_file_path: str | os.PathLike, use_diff: bool = True) -> None:
         """Write the config as JSON (atomically), by default only the values that differ from the defaults."""
-        from ..io import atomic_write_text
+        from ..folder.io import atomic_write_text
 
         atomic_write_text(json_file_path, self.to_json_string(use_diff=use_diff))
 

@@ -2,7 +2,7 @@
 
 The PyTorch reference, the runners, calibration and `predict` all call `ImageSpec.preprocess`
 (or its two halves `resize_and_crop` and `normalize`) on images read by `to_pil`
-(`focalnet_edge.images.load_image`), so every artifact is judged on exactly the same tensors.
+(`focalnet_edge.inputs.images.load_image`), so every artifact is judged on exactly the same tensors.
 
 `preprocessor_config.json` is read the way transformers 5 reads it (`AutoImageProcessor`), per
 `image_processor_type`, with each processor class's own defaults for missing keys; the pixels
@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..images import IMAGE_SUFFIXES, ImageLike, load_image, to_rgb
+from ..inputs.images import IMAGE_SUFFIXES, ImageLike, load_image, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 DEFAULT_CROP_PCT = Fraction(224, 256)
 RESIZE_MODES = ("crop", "stretch", "letterbox")
 
-to_pil = load_image  #: the one image loader (rules in `focalnet_edge.images`)
+to_pil = load_image  #: the one image loader (rules in `focalnet_edge.inputs.images`)
 
 
 def letterbox_geometry(height: int, width: int, out_height: int, out_width: int) -> tuple[int, int, int, int]:

@@ -34,7 +34,7 @@ import torch
 
 from ..demo import DEMO_DIR, uses_bundled_demo
 from ..errors import CheckpointError, ConfigError, MissingCheckpointError
-from ..io import special_file
+from ..folder.io import special_file
 from .config import FocalNetConfig
 from .original import VARIANTS, config_from_original, is_original, original_to_hf_names  # noqa: F401 (re-exported)
 from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageSpec, image_spec_for, image_spec_for_folder

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError, InputError
-from ..contract import InputContract
+from ..folder.contract import InputContract
 from ..model.preprocessing import ImageLike
 from .interop import DeviceBuffer, device_buffer, host_array, stream_handle
 

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..artifacts import MANIFEST, is_engine, rank, select, trust
+from ..folder.artifacts import MANIFEST, is_engine, rank, select, trust
 from ..engine.plans import engine_runnable_here
 from ..errors import ArtifactError
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError
-from ..manifest import MANIFEST, check_artifact, read_manifest
+from ..folder.manifest import MANIFEST, check_artifact, read_manifest
 from .base import Runner
 from .choose import choose_artifact
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError, InputError
-from ..onnx_io import contract_from_metadata, decode_metadata, ort_session
+from ..folder.onnx_io import contract_from_metadata, decode_metadata, ort_session
 from .base import Runner, TensorSpec
 from .interop import DeviceBuffer, stream_handle, synchronize
 

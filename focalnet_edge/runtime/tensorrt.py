@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..contract import InputContract
+from ..folder.contract import InputContract
 from ..engine.gpu import require_tensorrt
 from ..engine.plans import DTYPES, check_engine_compatibility, dims, engine_io
 from ..errors import ArtifactError, InputError
@@ -292,7 +292,7 @@ class TensorRTRunner(Runner):
 
 def _facts_from_manifest(path: Path) -> dict[str, Any]:
     """What the runner needs from the manifest next to `path`: the engine's own input contract first."""
-    from ..manifest import MANIFEST, read_manifest
+    from ..folder.manifest import MANIFEST, read_manifest
 
     if not (path.parent / MANIFEST).is_file():
         raise ArtifactError(f"{path}: an engine needs the manifest.json it was built with, next to it (or adopt it: focalnet-edge engine OUT --adopt)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..contract import InputContract
+from ..folder.contract import InputContract
 from ..export.heads import build_head
 from ..model.weights import Checkpoint, load_checkpoint
 from .base import Runner

@@ -43,9 +43,9 @@ def engines_on_the_stored_references(folder: Path):
     """Engines built into `folder` on this device and verified against its references.npz: no torch."""
     from focalnet_edge.engine.command import engine_command
     from focalnet_edge.engine.config import EngineOptions
-    from focalnet_edge.manifest import read_manifest
+    from focalnet_edge.folder.manifest import read_manifest
     from focalnet_edge.pipeline import verify_stage
-    from focalnet_edge.references import load_references
+    from focalnet_edge.verify.compare.references import load_references
 
     built = engine_command(folder, EngineOptions())
     refs = load_references(folder, read_manifest(folder))

@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from focalnet_edge.artifacts import thresholds
+from focalnet_edge.folder.artifacts import thresholds
 from focalnet_edge.engine.command import engine_command
 from focalnet_edge.engine.config import EngineOptions
 from focalnet_edge.pipeline import BuildOptions, ExportOptions, build
 from focalnet_edge.runtime import OnnxRuntimeRunner, load
-from focalnet_edge.verify import load_image_set
+from focalnet_edge.verify.compare import load_image_set
 from gpu_folder import GPU_FOLDER, copy_without_engines, engines_on_the_stored_references, given_folder, needs_torch_or_folder
 
 ENGINES = {"model.fp32.engine": "model.onnx", "model.fp16.engine": "model.fp16.onnx", "model.int8.engine": "model.int8.onnx"}
@@ -268,7 +268,7 @@ def test_a_plan_with_other_outputs_is_not_adopted(built, tmp_path):
     --from model.fp16.onnx, whose output is `logits`."""
     import onnx
 
-    from focalnet_edge.contract import InputContract
+    from focalnet_edge.folder.contract import InputContract
     from focalnet_edge.engine.build import build_engine
     from focalnet_edge.errors import ArtifactError
 

@@ -69,10 +69,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ...contract import InputContract
+from ...folder.contract import InputContract
 from ...errors import ArtifactError
-from ...io import umask
-from ...manifest import read_manifest
+from ...folder.io import umask
+from ...folder.manifest import read_manifest
 from . import config
 from .config import FACTS, LABELS, PRIMARY, SECONDARY
 from .graph import write_onnx

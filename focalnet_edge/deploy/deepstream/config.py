@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ... import __version__
-from ...io import sha256_file
-from ...manifest import MANIFEST
+from ...folder.io import sha256_file
+from ...folder.manifest import MANIFEST
 from .plan import NETWORK_MODE, OBJECT_MIN_SIZE, Plan
 
 PRIMARY, SECONDARY, LABELS, FACTS = (

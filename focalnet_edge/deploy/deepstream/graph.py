@@ -17,7 +17,7 @@ def write_onnx(source: Path, path: Path, plan: Plan) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from ...onnx_io import load_onnx, save_onnx, set_metadata
+    from ...folder.onnx_io import load_onnx, save_onnx, set_metadata
 
     model = load_onnx(source)
     graph = model.graph

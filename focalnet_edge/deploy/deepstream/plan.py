@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from ...artifacts import is_engine
-from ...contract import InputContract
+from ...folder.artifacts import is_engine
+from ...folder.contract import InputContract
 from ...errors import ArtifactError, ConfigError
-from ...manifest import MANIFEST, check_artifact
+from ...folder.manifest import MANIFEST, check_artifact
 from ...runtime.choose import best, choose_artifact
 
 #: head -> nvinfer network-type (1 classifier: labels through its parser; 100 other: the raw tensors as NvDsInferTensorMeta)
@@ -315,7 +315,7 @@ def _engine_entry(manifest: dict[str, Any], source: dict[str, Any]) -> dict[str,
 
 
 def _labels(manifest: dict[str, Any], folder: Path) -> list[str]:
-    from ...labels import REBUILD_FIX, ordered_labels
+    from ...folder.labels import REBUILD_FIX, ordered_labels
 
     labels = manifest.get("labels") or {}
     n = int(manifest.get("model", {}).get("config", {}).get("num_labels") or len(labels))

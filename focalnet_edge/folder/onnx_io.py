@@ -26,7 +26,7 @@ import onnx
 from google.protobuf.message import Message
 
 from .contract import InputContract
-from .errors import ArtifactError
+from ..errors import ArtifactError
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnxruntime

@@ -1,6 +1,6 @@
 """Video frames through OpenCV (the optional `video` extra), or PyAV where OpenCV is missing.
 
-One opener for every source `predict`, the stream API (`focalnet_edge.stream`) and calibration
+One opener for every source `predict`, the stream API (`focalnet_edge.inputs.stream`) and calibration
 read: a video file, a network stream (`rtsp://`, `rtsps://`, `rtmp://`, `http://`, `https://`,
 read by FFmpeg inside OpenCV or PyAV) or a camera index (`0` is the first camera). Every failure
 to open is one `InputError` naming the source and what was expected.
@@ -16,8 +16,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from .errors import InputError
-from .extras import optional
+from ..errors import InputError
+from ..extras import optional
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
@@ -141,7 +141,7 @@ def open_video(source: Source) -> Iterator[Any]:
 def read_frames(path: Source, every: int = 1, batch: int = 16) -> Iterator[tuple[list[int], np.ndarray]]:
     """Batches of (frame indices, uint8 RGB frames (N, H, W, 3)) of every `every`-th frame.
 
-    Decodes on the calling thread; `focalnet_edge.stream.VideoStream` decodes on its own.
+    Decodes on the calling thread; `focalnet_edge.inputs.stream.VideoStream` decodes on its own.
     """
     seen = 0
     indices: list[int] = []

@@ -2,7 +2,7 @@
 
 ```python
 from focalnet_edge.runtime import load
-from focalnet_edge.stream import StreamStats, predict_stream
+from focalnet_edge.inputs.stream import StreamStats, predict_stream
 
 stats = StreamStats()
 with load("out/") as runner:
@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from .contract import InputContract
-from .errors import InputError
+from ..folder.contract import InputContract
+from ..errors import InputError
 from .video import Source, _capture, _cv2, describe, parse_source
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def frame_transform(contract: InputContract, resize: str = "opencv") -> Callable
 
     if not fast:
         return reference
-    from .model.preprocessing import _center_crop
+    from ..model.preprocessing import _center_crop
 
     flip = not (contract.fused_preprocess and contract.color_order == "BGR")  # the decoder gives BGR
     enlarge = getattr(cv2, _CV2_FILTERS[spec.resample])

@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from . import artifacts
-from .demo import uses_bundled_demo
-from .errors import InputError
+from ..folder import artifacts
+from ..demo import uses_bundled_demo
+from ..errors import InputError
 from .metrics import cosine, sqnr_db, top1_judgement, topk_agreement
-from .model.preprocessing import IMAGE_SUFFIXES, to_pil
-from .contract import InputContract
+from ..model.preprocessing import IMAGE_SUFFIXES, to_pil
+from ..folder.contract import InputContract
 from .references import References
-from .runtime.base import Runner
+from ..runtime.base import Runner
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def load_image_set(source: str | Path, label_names: dict[int, str] | None = None
     CSV of `relative/path,label` rows. `source` "demo" is the demo model's held-out images.
     """
     if uses_bundled_demo(str(source)):
-        from .demo import DEMO_IMAGES_DIR
+        from ..demo import DEMO_IMAGES_DIR
 
         source = DEMO_IMAGES_DIR
     root = Path(source)

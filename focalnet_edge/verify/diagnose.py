@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from . import artifacts
-from .calibration.placement import module_block
-from .errors import ArtifactError, ConfigError
-from .onnx_io import has_external_data, load_onnx, ort_session
+from ..folder import artifacts
+from ..calibration.placement import module_block
+from ..errors import ArtifactError, ConfigError
+from ..folder.onnx_io import has_external_data, load_onnx, ort_session
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class Diagnosis:
 def block_outputs(model: onnx.ModelProto) -> dict[str, str]:
     """Block (module path) -> the tensor that leaves it, in network order: the last activation a
     block's nodes make that a node outside the block (or the graph's output) reads."""
-    from .calibration.fp16 import float_tensors
+    from ..calibration.fp16 import float_tensors
 
     floats = set(float_tensors(model))
     readers: dict[str, set[str | None]] = {}
@@ -206,12 +206,12 @@ def diagnose(folder: str | Path, artifact: str | None = None, images: str | None
     import torch
     from tqdm import tqdm
 
-    from .contract import InputContract
-    from .io import temporary_path
-    from .manifest import check_artifact, read_manifest
-    from .pipeline import reference_for
+    from ..folder.contract import InputContract
+    from ..folder.io import temporary_path
+    from ..folder.manifest import check_artifact, read_manifest
+    from ..pipeline import reference_for
     from .references import load_references
-    from .verify import load_image_set
+    from .compare import load_image_set
 
     folder = Path(folder)
     manifest = read_manifest(folder)
@@ -296,7 +296,7 @@ def _db(nsr: float) -> float:
 
 def format_diagnosis(d: Diagnosis) -> str:
     """The table `diagnose` prints, worst block first."""
-    from .cli import format_table
+    from ..cli import format_table
 
     fmt = lambda v, f: "-" if v is None or not np.isfinite(v) else format(v, f)  # noqa: E731
     rows = [("block", "sqnr dB", "cosine", "added dB (its own error)", "tensor")]

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import MANIFEST, REFERENCES
-from .errors import ArtifactError
-from .io import atomic_write_bytes, sha256_file
+from ..folder.artifacts import MANIFEST, REFERENCES
+from ..errors import ArtifactError
+from ..folder.io import atomic_write_bytes, sha256_file
 
 #: how many verification images `build` stores with their reference outputs
 STORED_IMAGES = 200

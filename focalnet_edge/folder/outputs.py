@@ -44,8 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, signals
-from .errors import ArtifactError
+from .. import signals
+from . import artifacts
+from ..errors import ArtifactError
 from .io import named_as, umask
 from .manifest import MANIFEST, is_ours, load_manifest_json
 

@@ -16,9 +16,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from .. import __version__
 from .artifacts import MANIFEST, ONNX, TENSORRT_PLAN, external_data_name
-from .errors import ArtifactError, FocalNetEdgeError
+from ..errors import ArtifactError, FocalNetEdgeError
 from .io import atomic_write_text, dumps_json, sha256_file
 from .labels import REBUILD_FIX, check_labels
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 if TYPE_CHECKING:
     from PIL import Image as _PILImage
@@ -91,7 +91,7 @@ def _open(source: Path | io.BytesIO, path: Path | str) -> _PILImage.Image:
     """Decode `source` (a file or bytes); errors name `path`."""
     from PIL import Image, UnidentifiedImageError
 
-    from .io import not_a_file, special_file
+    from ..folder.io import not_a_file, special_file
 
     if isinstance(source, Path) and special_file(source) not in (None, "a folder"):
         raise InputError(not_a_file(source, "image file"))  # a FIFO would block the open

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import ArtifactError, InputError
+from ..errors import ArtifactError, InputError
 
 MANIFEST = "manifest.json"
 REPORT = "report.json"

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, InputError
-from .model.preprocessing import ImageLike, ImageSpec, to_pil
+from ..errors import ConfigError, InputError
+from ..model.preprocessing import ImageLike, ImageSpec, to_pil
 
 HEADS = ("logits", "probs", "features", "reconstruction")
 #: frame colour orders: three channels, or four as NVMM surfaces and GStreamer appsinks hand them

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from . import artifacts
-from .errors import ArtifactError
-from .manifest import read_manifest
-from .runtime.choose import runnable_here
-from .runtime.loader import load, load_entry
+from ..folder import artifacts
+from ..errors import ArtifactError
+from ..folder.manifest import read_manifest
+from .choose import runnable_here
+from .loader import load, load_entry
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def input_bytes(contract, batch: int) -> int:
 
 def check_batch_memory(contract, batch: int) -> None:
     """`ConfigError` before allocating a batch that would not fit in the memory available."""
-    from .limits import require_memory
+    from ..limits import require_memory
 
     require_memory(input_bytes(contract, batch), f"--batch {batch} ({contract.shape(batch, contract.height, contract.width)} "
                    f"{contract.dtype})", "choose a smaller --batch")
@@ -61,7 +61,7 @@ def bench_folder(path: Path, artifact: str | None, batches: list[int], warmup: i
     from tqdm import tqdm
 
     if path.is_dir():
-        from .contract import InputContract
+        from ..folder.contract import InputContract
 
         manifest = read_manifest(path)
         for batch in batches:  # up front, before any artifact runs

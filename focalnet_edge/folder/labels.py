@@ -21,7 +21,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 #: what to do about a checkpoint's label that is refused
 CHECKPOINT_FIX = "change id2label in the checkpoint's config.json"

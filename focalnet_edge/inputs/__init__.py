@@ -1,0 +1,1 @@
+"""What a model is fed: image files, video files, live streams and cameras."""
