@@ -79,9 +79,9 @@ def test_diagnose_ranks_the_planted_block_first(ungated, capsys):
     added = [b["added_db"] if b["added_db"] is not None else np.inf for b in blocks]
     assert added == sorted(added)  # worst first
     # the figures against an independent computation: the PyTorch block output vs the int8 graph's tensor
-    from focalnet_edge.verify.compare.metrics import sqnr_db
+    from focalnet_edge.verify.metrics import sqnr_db
     from focalnet_edge.folder.onnx_io import ort_session
-    from focalnet_edge.verify.compare.references import load_references
+    from focalnet_edge.verify.references import load_references
     from focalnet_edge.folder.manifest import read_manifest
     from focalnet_edge.folder.contract import InputContract
 
@@ -145,7 +145,7 @@ def test_keep_float_by_module_path_and_the_gate_on_the_hostile_block(hostile_ckp
 
 
 def test_pick_artifact_prefers_quantized_onnx_and_refuses_engines():
-    from focalnet_edge.verify.compare.diagnose import pick_artifact
+    from focalnet_edge.verify.diagnose import pick_artifact
     from focalnet_edge.errors import ArtifactError, ConfigError
 
     entries = {n: {"path": n, "precision": p, "format": f} for n, p, f in [

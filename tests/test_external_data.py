@@ -138,7 +138,7 @@ def test_forced_external_data_build(forced_build):
 
 def test_runner_loads_external_data(forced_build):
     """The fp32 runner on the folder reproduces the stored PyTorch references (ORT reads the data file)."""
-    from focalnet_edge.verify.compare.references import load_references
+    from focalnet_edge.verify.references import load_references
     from focalnet_edge.folder.manifest import read_manifest
     from focalnet_edge.runtime import load
 

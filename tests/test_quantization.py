@@ -19,7 +19,7 @@ from focalnet_edge.calibration.fp8 import E4M3_MAX, int8_to_fp8
 from focalnet_edge.calibration.gate import GateScore, GateTarget, holdout_note, outputs, to_float
 from focalnet_edge.calibration.int8 import qdq_form_problems
 from focalnet_edge.calibration.placement import float_by_default, gemm_flops, placement_report, residual_adds, skip_input, stem_and_head
-from focalnet_edge.verify.compare.metrics import sqnr_db
+from focalnet_edge.verify.metrics import sqnr_db
 from focalnet_edge.model import load_checkpoint
 from focalnet_edge.folder.onnx_io import read_contract
 from focalnet_edge.pipeline import ExportOptions, export_stage

@@ -20,7 +20,7 @@ from focalnet_edge.calibration.int8 import cached_smoothing
 from focalnet_edge.calibration.placement import downsampling, float_by_default, placement_report, stem_and_head
 from focalnet_edge.calibration.smoothing import apply_smoothing, channel_absmax, smoothable, smoothing_scales
 from focalnet_edge.errors import InputError
-from focalnet_edge.verify.compare.metrics import sqnr_db
+from focalnet_edge.verify.metrics import sqnr_db
 from focalnet_edge.model import load_checkpoint
 from focalnet_edge.folder.onnx_io import read_contract
 from focalnet_edge.pipeline import ExportOptions, export_stage

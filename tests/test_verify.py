@@ -55,7 +55,7 @@ def test_compare_outputs_measures_against_an_independent_computation():
 def test_top1_counts_where_the_fp32_prediction_is_decided():
     """Near-ties flip on any noise: counted as flips with their fp32 margin, not against the target;
     a flip on an image whose margin is far above the measured noise fails."""
-    from focalnet_edge.verify.compare.metrics import FLIP_SIGMAS, top1_judgement
+    from focalnet_edge.verify.metrics import FLIP_SIGMAS, top1_judgement
 
     rng = np.random.default_rng(1)
     ref = rng.standard_normal((48, 100)).astype(np.float32) * 3

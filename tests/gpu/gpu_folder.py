@@ -45,7 +45,7 @@ def engines_on_the_stored_references(folder: Path):
     from focalnet_edge.engine.config import EngineOptions
     from focalnet_edge.folder.manifest import read_manifest
     from focalnet_edge.pipeline import verify_stage
-    from focalnet_edge.verify.compare.references import load_references
+    from focalnet_edge.verify.references import load_references
 
     built = engine_command(folder, EngineOptions())
     refs = load_references(folder, read_manifest(folder))
