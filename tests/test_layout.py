@@ -37,3 +37,9 @@ def test_cycles_through_function_level_imports_are_found_and_type_checking_ones_
     assert import_cycles.cycles(g) == [["pkg.a", "pkg.sub.b", "pkg.c"]]
     assert import_cycles.main([str(pkg)]) == 1
 
+
+
+def test_the_model_inputs_and_folder_packages_have_no_import_cycle():
+    g = import_cycles.graph()
+    ours = ("focalnet_edge.model", "focalnet_edge.inputs", "focalnet_edge.folder", "focalnet_edge.extras", "focalnet_edge.export.resize")
+    assert [k for k in import_cycles.knots(g) if any(m.startswith(ours) for m in k)] == []

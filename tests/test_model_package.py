@@ -33,16 +33,11 @@ def test_import_focalnet_edge_does_not_import_torch():
 def test_every_public_name_resolves():
     import focalnet_edge
     import focalnet_edge.model as model
-    import focalnet_edge.model.weights as weights
 
     for module in (focalnet_edge, model):
         for name in module.__all__:
             assert getattr(module, name) is not None, (module.__name__, name)
-    # the names other code imported from weights before the split still work
-    for name in ("load_checkpoint", "load_model", "save_pretrained", "Checkpoint", "VARIANTS",
-                 "load_state_dict_strict", "config_from_original", "DEMO_DIR"):
-        assert getattr(weights, name) is not None, name
-    assert weights.load_model is model.load_model is base.load_model
+    assert model.load_model is base.load_model
     assert focalnet_edge.FocalNetForImageClassification is model.FocalNetForImageClassification
     with pytest.raises(AttributeError):
         model.no_such_name  # noqa: B018

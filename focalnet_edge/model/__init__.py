@@ -5,7 +5,8 @@ The names are imported on first use, so `import focalnet_edge.model` (and readin
 
 Modules, bottom up: `config` (FocalNetConfig), `preprocessing` (ImageSpec), `original` and
 `timm_layout` (other repositories' checkpoint names), `weights` (sources -> Checkpoint),
-`base` (the base model, weight initialisation, load_model/save_pretrained), `modeling` (the models).
+`registry` (model classes by name, weight initialisation), `pretrained` (transformers'
+`from_pretrained`), `base` (the base model, load_model/save_pretrained), `modeling` (the models).
 """
 
 from __future__ import annotations

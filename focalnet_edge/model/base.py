@@ -1,9 +1,9 @@
 """The base of every public model: config, one weight initialisation, `from_pretrained`/`save_pretrained`.
 
 This module sits below `modeling.py` and above `weights.py` (which only reads checkpoints
-into a `Checkpoint`), so neither of them imports the other. Model classes register
-themselves by name (their `__name__`, the name in `config.json`'s ``architectures``) when
-they are defined; `model_class` finds them.
+into a `Checkpoint`) and `registry.py` (model classes by name, weight initialisation), so none
+of them imports it. Model classes register themselves by name (their `__name__`, the name in
+`config.json`'s ``architectures``) when they are defined; `model_class` finds them.
 
 Weights are initialised once, by the outermost model (`post_init`), and not at all when a
 checkpoint is about to replace them: `load_model` builds the model on the ``meta`` device
@@ -12,12 +12,8 @@ inside `no_init_weights()` and then assigns the checkpoint's tensors.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import importlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -26,37 +22,16 @@ from torch import nn
 from ..errors import CheckpointError, InputError
 from .config import FocalNetConfig
 from .preprocessing import ImageSpec
+from .registry import _REGISTRY, _SKIP_INIT, concrete_class, init_module, model_class, no_init_weights  # noqa: F401 - model_class: base.model_class is public
 from .weights import Checkpoint, load_checkpoint
 
 #: heads that a checkpoint may carry besides the backbone
 HEAD_PREFIXES = ("classifier.", "decoder.")
 
-_REGISTRY: dict[str, type[FocalNetPreTrainedModel]] = {}
-_SKIP_INIT = contextvars.ContextVar("focalnet_edge_skip_init", default=False)
 
 
 def _is_tracing() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
-
-
-@contextlib.contextmanager
-def no_init_weights() -> Iterator[None]:
-    """Inside this block, models are built without running `init_weights` (transformers' name)."""
-    token = _SKIP_INIT.set(True)
-    try:
-        yield
-    finally:
-        _SKIP_INIT.reset(token)
-
-
-def model_class(name: str) -> type[FocalNetPreTrainedModel]:
-    """The registered model class called `name` (e.g. ``"FocalNetForImageClassification"``)."""
-    if name not in _REGISTRY:
-        importlib.import_module(".modeling", __package__)  # defines (and so registers) the public models
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise CheckpointError(f"unknown FocalNet architecture {name!r}; expected one of {sorted(_REGISTRY)}") from None
 
 
 class FocalNetPreTrainedModel(nn.Module):
@@ -247,37 +222,7 @@ class FocalNetPreTrainedModel(nn.Module):
         save_pretrained(self, folder, **kwargs)
 
 
-@torch.no_grad()
-def init_module(m: nn.Module, config: FocalNetConfig) -> None:
-    """transformers' initialisation of one module's own parameters: normal(0, initializer_range)
-    weights and zero biases for Linear and Conv2d, unit LayerNorms, a zero mask token, layer
-    scales at `layerscale_value`."""
-    if isinstance(m, (nn.Linear, nn.Conv2d)):
-        nn.init.normal_(m.weight, std=config.initializer_range)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
-    for name, p in m.named_parameters(recurse=False):
-        if name == "mask_token":
-            nn.init.zeros_(p)
-        elif name in ("gamma_1", "gamma_2"):
-            nn.init.constant_(p, config.layerscale_value)
-
-
 # -- state dicts into models ----------------------------------------------------------------------
-def _architecture(config: FocalNetConfig, state: dict[str, torch.Tensor]) -> str:
-    for arch in getattr(config, "architectures", None) or []:
-        if arch in ("FocalNetModel", "FocalNetForImageClassification", "FocalNetForMaskedImageModeling", "FocalNetBackbone"):
-            return arch
-    if any(k.startswith("classifier.") for k in state):
-        return "FocalNetForImageClassification"
-    if any(k.startswith("decoder.") for k in state):
-        return "FocalNetForMaskedImageModeling"
-    return "FocalNetModel"
-
-
 def adapt_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """Fit a checkpoint's names to `model`: add or strip the `focalnet.` prefix, drop other heads."""
     own = model.state_dict()
@@ -327,8 +272,7 @@ def load_model(source, cls=None, variant: str | None = None, **kwargs) -> nn.Mod
     without initialising its weights and takes the checkpoint's tensors as its parameters.
     """
     ckpt = source if isinstance(source, Checkpoint) else load_checkpoint(source, variant=variant, **kwargs)
-    if cls is None or cls is FocalNetPreTrainedModel:
-        cls = model_class(_architecture(ckpt.config, ckpt.state_dict))
+    cls = concrete_class(cls, ckpt.config, ckpt.state_dict)
     with torch.device("meta"), no_init_weights():
         model = cls(ckpt.config)
     # fp32 and contiguous copies only where needed; the rest are the checkpoint's own tensors

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, LoadError
-from .base import init_module, no_init_weights
 from .config import FocalNetConfig
 from .preprocessing import image_spec_for
+from .registry import concrete_class, init_module, no_init_weights
 from .weights import Checkpoint, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,6 @@ def from_pretrained(cls, source, *model_args, config: FocalNetConfig | None = No
     set them; the others go to the model's constructor (``add_pooling_layer=False``), as in
     transformers. `variant` names an official microsoft/FocalNet variant for an original `.pth`.
     """
-    from .base import FocalNetPreTrainedModel, _architecture, model_class
-
     for name in IGNORED:
         kwargs.pop(name, None)
     if torch.get_default_device().type == "meta":
@@ -66,8 +64,7 @@ def from_pretrained(cls, source, *model_args, config: FocalNetConfig | None = No
             setattr(config, key, value)
         else:
             model_kwargs[key] = value
-    if cls is FocalNetPreTrainedModel:
-        cls = model_class(_architecture(config, ckpt.state_dict))
+    cls = concrete_class(cls, config, ckpt.state_dict)
 
     with torch.device("meta"), no_init_weights():
         model = cls(config, *model_args, **model_kwargs)

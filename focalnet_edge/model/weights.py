@@ -36,25 +36,13 @@ from ..demo import DEMO_DIR, uses_bundled_demo
 from ..errors import CheckpointError, ConfigError, MissingCheckpointError
 from ..folder.io import special_file
 from .config import FocalNetConfig
-from .original import VARIANTS, config_from_original, is_original, original_to_hf_names  # noqa: F401 (re-exported)
+from .original import config_from_original, is_original, original_to_hf_names
 from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageSpec, image_spec_for, image_spec_for_folder
 from .timm_layout import config_from_timm, is_timm, timm_to_hf_names
 
 log = logging.getLogger(__name__)
 
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
-#: names from `base` that used to live here; still importable from this module
-_MOVED_TO_BASE = ("load_model", "save_pretrained", "load_state_dict_strict", "adapt_state_dict", "HEAD_PREFIXES")
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_BASE:
-        from . import base
-
-        return getattr(base, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 @dataclass
 class Checkpoint:
     """What a source holds: the configuration, HF-named tensors and the preprocessing."""
@@ -77,7 +65,7 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Read any supported source (see the module docstring) into a `Checkpoint`.
 
-    `variant` names an official variant (a key of `VARIANTS`) for an original `.pth`;
+    `variant` names an official variant (a key of `original.VARIANTS`) for an original `.pth`;
     `overrides` sets config fields that neither the tensors nor the variant table fix
     (e.g. ``{"use_post_layernorm": True}`` for a custom original checkpoint).
     """
