@@ -273,3 +273,27 @@ def test_unreadable_files_are_one_line_errors(tmp_path):
         load_image(tmp_path / "trunc.png")
     with pytest.raises(InputError, match="a folder, not an image file|not a readable image"):
         load_image(tmp_path)
+
+
+def test_walk_images_is_the_one_folder_walk(tmp_path):
+    """Images by suffix (any case) at any depth, sorted; other files apart; folders never listed,
+    even one named like an image; calibration and verification see the same files."""
+    from PIL import Image
+
+    from focalnet_edge.calibration.data import load_calibration_data
+    from focalnet_edge.folder.contract import InputContract
+    from focalnet_edge.inputs.images import walk_images
+    from focalnet_edge.verify.compare import load_image_set
+
+    (tmp_path / "b" / "deep").mkdir(parents=True)
+    (tmp_path / "dir.png").mkdir()
+    for name in ("z.JPG", "a.png", "b/deep/c.webp", "b/d.tif"):
+        Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "b" / "broken.jpg").write_bytes(b"not a jpeg")
+    images, others = walk_images(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in images] == ["a.png", "b/broken.jpg", "b/d.tif", "b/deep/c.webp", "z.JPG"]
+    assert [p.relative_to(tmp_path).as_posix() for p in others] == ["notes.txt"]
+    assert load_image_set(tmp_path).paths == images
+    calib = load_calibration_data(tmp_path, InputContract(height=8, width=8, preprocessing={"height": 8, "width": 8, "resize_shortest_edge": 8}))
+    assert (len(calib.frames), calib.skipped) == (4, 2)  # the broken jpeg and the text file

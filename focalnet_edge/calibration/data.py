@@ -101,12 +101,11 @@ def load_calibration_data(
 def _from_folder(folder: Path, contract: InputContract, size: int | None, seed: int, progress: bool) -> CalibrationSet:
     from tqdm import tqdm
 
-    from ..inputs.images import IMAGE_SUFFIXES
+    from ..inputs.images import IMAGE_SUFFIXES, walk_images
     from ..model.preprocessing import to_pil
 
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-    skipped = len(files) - len(images)
+    images, others = walk_images(folder)
+    skipped = len(others)
     spec = contract.image_spec
     # a deterministic order; unreadable files are skipped and the next ones taken instead
     order = images if size is None or len(images) <= size else [images[i] for i in np.random.default_rng(seed).permutation(len(images))]

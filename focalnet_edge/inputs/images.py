@@ -23,7 +23,8 @@ loses the picture, the rules below keep it:
   `DecompressionBombWarning` as well as its error) are refused before decoding.
 
 Every failure is an `InputError` with one line naming the file, so the callers can skip the
-file and say why.
+file and say why. `walk_images` is the one walk of an image folder (predict, calibration,
+verification).
 """
 
 from __future__ import annotations
@@ -46,6 +47,22 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".g
 ImageLike = Union[str, os.PathLike, bytes, "_PILImage.Image", np.ndarray]
 
 _DEEP_MODES = ("I", "F")  # plus every "I;16..." mode
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is named as an image (its suffix, any case, is one of `IMAGE_SUFFIXES`)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def walk_images(folder: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) under `folder`, recursively, each in sorted path order.
+
+    Images are told by their suffix (`is_image_file`); folders are walked, never listed; whether
+    an image file is readable is `load_image`'s to say, so callers skip (and count) those that
+    are not.
+    """
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+    return [p for p in files if is_image_file(p)], [p for p in files if not is_image_file(p)]
 
 
 def load_image(image: ImageLike) -> _PILImage.Image:

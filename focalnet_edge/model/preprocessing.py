@@ -47,11 +47,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..inputs.images import IMAGE_SUFFIXES, ImageLike, load_image, to_rgb
+from ..inputs.images import ImageLike, load_image, to_rgb
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_SUFFIXES", "RESIZE_MODES", "ImageLike", "ImageSpec", "letterbox_geometry", "image_spec_for", "image_spec_for_folder", "resize_edge_for", "to_pil"]
+__all__ = ["RESIZE_MODES", "ImageLike", "ImageSpec", "letterbox_geometry", "image_spec_for", "image_spec_for_folder", "resize_edge_for", "to_pil"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -18,7 +18,8 @@ from ..folder import artifacts
 from ..demo import uses_bundled_demo
 from ..errors import InputError
 from .metrics import cosine, sqnr_db, top1_judgement, topk_agreement
-from ..model.preprocessing import IMAGE_SUFFIXES, to_pil
+from ..inputs.images import IMAGE_SUFFIXES, walk_images
+from ..model.preprocessing import to_pil
 from ..folder.contract import InputContract
 from .references import References
 from ..runtime.base import Runner
@@ -37,10 +38,6 @@ class ImageSet:
         return len(self.frames) if self.frames is not None else len(self.paths)
 
 
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
 def load_image_set(source: str | Path, label_names: dict[int, str] | None = None, labels_file: str | Path | None = None, limit: int | None = None) -> ImageSet:
     """Images of a folder (recursively), with labels from a folder-per-class layout or a labels file.
 
@@ -54,9 +51,8 @@ def load_image_set(source: str | Path, label_names: dict[int, str] | None = None
     root = Path(source)
     if not root.is_dir():
         raise InputError(f"{root}: no such image folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    images = [p for p in files if _is_image(p)]
-    skipped = len([p for p in files if not _is_image(p) and p.name != Path(labels_file or "").name])
+    images, others = walk_images(root)
+    skipped = len([p for p in others if p.name != Path(labels_file or "").name])
     if not images:
         raise InputError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     if limit:
