@@ -308,3 +308,42 @@ def test_a_lock_file_left_beside_an_output_folder_does_not_make_its_parent_forei
     (tmp_path / "foreign" / ".notes.lock").write_text("a user's file, not empty")
     code, _, err = run(capsys, "-q", "build", "--precision", "fp32", "--output", tmp_path / "foreign")
     assert code == 2 and "not empty and not a focalnet-edge output folder" in err, err
+
+
+@pytest.fixture
+def umask_027():
+    before = os.umask(0o027)
+    yield
+    os.umask(before)
+
+
+def test_one_folder_replacement_and_one_mode_for_builds_and_deploy_folders(tmp_path, umask_027):
+    """`replacing_folder` (the deploy targets) and `claim` (a build) give a new folder mkdir's mode under
+    the umask, keep the mode of the folder they replace, and leave it untouched when the block fails."""
+    from focalnet_edge.errors import ArtifactError
+    from focalnet_edge.folder.io import replacing_folder
+    from focalnet_edge.folder.manifest import TOOL
+
+    def mode(p: Path) -> int:
+        return p.stat().st_mode & 0o7777
+
+    target = tmp_path / "repo" / "model"
+    with replacing_folder(target) as tmp:
+        (tmp / "a.txt").write_text("one")
+    assert mode(target) == 0o750 and (target / "a.txt").read_text() == "one"
+    target.chmod(0o700)
+    with replacing_folder(target) as tmp:
+        (tmp / "b.txt").write_text("two")
+    assert mode(target) == 0o700 and sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    with pytest.raises(ArtifactError, match="could not be written"), replacing_folder(target) as tmp:
+        (tmp / "c.txt").write_text("three")
+        raise PermissionError(13, "Permission denied")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model"]  # no temporary or set-aside folder left
+
+    build = tmp_path / "build"
+    for expect in (0o750, 0o700):
+        with outputs.claim(build, source="x") as stage:
+            (stage.path / "manifest.json").write_text(json.dumps({"tool": {"name": TOOL}, "model": {"source": "x"}}))
+        assert mode(build) == expect
+        build.chmod(0o700)

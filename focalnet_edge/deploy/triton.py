@@ -13,7 +13,8 @@ frame input is declared as what it is. Dims are written without the batch axis w
 has a dynamic batch (`max_batch_size` = the contract's maximum, which bounds an engine's
 profile); a static-batch graph gets `max_batch_size: 0` and its full shape.
 
-The model folder is written into a temporary folder next to it and renamed into place, so a
+The model folder is written into a temporary folder next to it and renamed into place
+(`folder.io.replacing_folder`), so a
 repository that Triton polls never sees half a model. The artifact's sha256 is checked
 against the manifest before it is copied.
 """
@@ -23,12 +24,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..folder import artifacts
 from ..folder.contract import InputContract
+from ..folder.io import replacing_folder
 from ..errors import ArtifactError, ConfigError
 from ..folder.manifest import check_artifact, read_manifest
 from ..runtime.choose import choose_artifact
@@ -242,13 +243,7 @@ def deploy(folder: str | os.PathLike, options: TritonOptions | None = None) -> D
     final = repo / name
     if final.exists() and not options.force:
         raise ArtifactError(f"{final}: the model folder exists; pass --force to replace it")
-    try:
-        repo.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=repo))
-    except OSError as e:
-        raise ArtifactError(f"{repo}: cannot write there ({e.strerror or e})") from None
-    old = None
-    try:
+    with replacing_folder(final) as tmp:
         (tmp / "config.pbtxt").write_text(text, encoding="utf-8")
         if labels is not None:
             (tmp / LABELS_FILE).write_text(labels, encoding="utf-8")
@@ -258,19 +253,6 @@ def deploy(folder: str | os.PathLike, options: TritonOptions | None = None) -> D
         if not engine:
             for extra in _external_files(source):
                 shutil.copyfile(extra, version_dir / extra.name)
-        os.chmod(tmp, 0o755)
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".old", dir=repo))
-            os.replace(final, old / name)
-        os.replace(tmp, final)
-    except OSError as e:
-        if old is not None and not final.exists():
-            os.replace(old / name, final)
-        raise ArtifactError(f"{final}: could not be written ({e.strerror or e})") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     flags = [VERSION_COMPATIBLE_FLAG] if engine and (entry.get("requires") or {}).get("version_compatible") else []
     return DeployResult(final, entry["path"], "tensorrt_plan" if engine else "onnxruntime_onnx", text, flags)
 

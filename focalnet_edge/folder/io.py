@@ -1,4 +1,10 @@
-"""Atomic file writing and hashing: no half-written artifact is ever left at its final path."""
+"""Atomic file and folder writing, and hashing: no half-written artifact is ever left at its final path.
+
+Files: `atomic_path` (a temporary file beside the final one, renamed onto it). Folders:
+`replacing_folder` (a temporary folder beside the final one, which takes its place by
+`swap_folder`'s renames), with `folder_mode` the one rule for the folder's permissions. The deploy
+targets write their folders through it, and `outputs.claim` commits a build through `swap_folder`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import json
 import math
 import os
 import re
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -66,6 +73,60 @@ def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def folder_mode(final: str | os.PathLike) -> int:
+    """The permissions of a folder written at `final`: those of the folder it replaces, else mkdir's (0o777 less the umask)."""
+    try:
+        return stat.S_IMODE(os.stat(final).st_mode)
+    except OSError:
+        return 0o777 & ~umask()
+
+
+def swap_folder(new: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Put folder `new` in the place of `final` by renames on one filesystem.
+
+    An existing `final` is renamed to `.<name>.old-<pid>` beside it first and removed after (a
+    run killed between the two renames leaves it there, for `outputs.cleanup_leftovers` to move
+    back). Raises `OSError` when `final` cannot be moved aside (nothing changed), `ArtifactError`
+    when `new` cannot take its place (`final` is put back).
+    """
+    new, final = Path(new), Path(final)
+    old = final.parent / f".{final.name}.old-{os.getpid()}"
+    if final.exists():
+        os.rename(final, old)
+    try:
+        os.rename(new, final)
+    except OSError as e:
+        if old.exists():
+            os.rename(old, final)
+        raise ArtifactError(f"{final}: could not be replaced ({e.strerror or e}); left as it was") from None
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def replacing_folder(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `final` to fill; when the block succeeds it takes `final`'s place.
+
+    The folder is `.<name>.*.partial` (removed by the next build's clean-up if a kill leaves it),
+    gets `folder_mode(final)` and replaces `final` by `swap_folder`. On any error (or
+    KeyboardInterrupt) it is removed and `final` is left as it was; an `OSError` becomes one
+    `ArtifactError` naming `final`.
+    """
+    final = Path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    except OSError as e:
+        raise ArtifactError(f"{final.parent}: cannot write in it ({e.strerror or e})") from None
+    try:
+        yield tmp
+        os.chmod(tmp, folder_mode(final))
+        swap_folder(tmp, final)
+    except OSError as e:
+        raise ArtifactError(f"{final}: could not be written ({e.strerror or e})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

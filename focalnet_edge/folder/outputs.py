@@ -22,7 +22,8 @@
    not committed: the folder stays byte for byte, and the failed run is kept for diagnosis
    as `<name>.failed-<time>` beside it (inside a mount point: `.focalnet-edge.failed-<time>`).
    On an error or a signal the staging folder is removed and the folder is as it was.
-   A successful run takes the folder's place by two renames (`_swap`; the folder's own files
+   A successful run takes the folder's place by two renames (`_swap`, through `io.swap_folder`,
+   the one folder replacement; the folder's own files
    that this run does not write, e.g. a `deepstream/` folder or a user's notes, are
    hard-linked over first; the previous run's artifacts are not). A folder that cannot be
    renamed (a mount point, the current directory) or a foreign folder written with `force`
@@ -47,7 +48,7 @@ from typing import Any
 from .. import signals
 from . import artifacts
 from ..errors import ArtifactError
-from .io import named_as, umask
+from .io import folder_mode, named_as, swap_folder
 from .manifest import MANIFEST, is_ours, load_manifest_json
 
 try:  # POSIX; elsewhere the folder is not locked
@@ -242,12 +243,9 @@ def claim(folder: str | os.PathLike, force: bool = False, weights: dict[str, str
         _STAGING.add(staging.resolve())
         committed = False
         try:
-            if path.is_dir():
-                shutil.copymode(path, staging)
-                if (path / artifacts.TIMING_CACHE).is_file():
-                    shutil.copy2(path / artifacts.TIMING_CACHE, staging / artifacts.TIMING_CACHE)
-            else:
-                os.chmod(staging, 0o777 & ~umask())
+            os.chmod(staging, folder_mode(path))
+            if (path / artifacts.TIMING_CACHE).is_file():
+                shutil.copy2(path / artifacts.TIMING_CACHE, staging / artifacts.TIMING_CACHE)
             with named_as(path, staging):  # a full disk names --output, not the staging folder
                 yield stage
             with signals.deferred():  # the renames are not cut by a signal; it is raised after them
@@ -323,17 +321,10 @@ def _swap(staging: Path, path: Path) -> bool:
     for name in _entries(path):  # the folder's own files: kept, by hard links (no copy of big files)
         if name not in BUILD_FILES and not (staging / name).exists() and not name.endswith(".partial"):
             _link_copy(path / name, staging / name)
-    old = _sibling(path, f"old-{os.getpid()}")
     try:
-        os.rename(path, old)
+        swap_folder(staging, path)
     except OSError:
         return False  # cannot rename it (permissions): in place instead
-    try:
-        os.rename(staging, path)
-    except OSError as e:
-        os.rename(old, path)
-        raise ArtifactError(f"{path}: could not be replaced ({e.strerror or e}); left as it was") from None
-    shutil.rmtree(old, ignore_errors=True)
     return True
 
 

@@ -64,14 +64,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ...folder.contract import InputContract
 from ...errors import ArtifactError
-from ...folder.io import umask
+from ...folder.io import replacing_folder
 from ...folder.manifest import read_manifest
 from . import config
 from .config import FACTS, LABELS, PRIMARY, SECONDARY
@@ -104,8 +102,7 @@ def deploy(folder: str | os.PathLike, options: DeepStreamOptions | None = None) 
     batches = batch_sizes(InputContract.from_dict(manifest["input"]), options.batch_size, options.secondary_batch_size)
     plan = make_plan(folder, manifest, options.precision, batches, checked.normalize, checked.gpu_id)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.", suffix=".partial", dir=folder))
-    try:
+    with replacing_folder(target) as tmp:
         if plan.derived:
             write_onnx(folder / plan.source["path"], tmp / plan.onnx_name, plan)
         if plan.classifier:
@@ -123,11 +120,6 @@ def deploy(folder: str | os.PathLike, options: DeepStreamOptions | None = None) 
         )
         facts = config.facts(folder, tmp, plan, batches)
         (tmp / FACTS).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o777 & ~umask())
-        _replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for w in plan.warnings:
         log.warning("deepstream: %s", w)
     return target
@@ -136,19 +128,3 @@ def deploy(folder: str | os.PathLike, options: DeepStreamOptions | None = None) 
 def summary(written: Path, options: DeepStreamOptions) -> str:
     """The line `deploy --to deepstream` prints."""
     return f"wrote {written} ({', '.join(sorted(p.name for p in written.iterdir() if p.suffix in ('.txt', '.onnx')))})"
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Rename `tmp` onto `target`; an existing `target` is moved aside first and removed after."""
-    old = None
-    try:
-        if target.exists():
-            old = target.with_name(f".{target.name}.old.{os.getpid()}")
-            os.replace(target, old)
-        os.replace(tmp, target)
-    except OSError as e:
-        if old is not None and not target.exists():
-            os.replace(old, target)
-        raise ArtifactError(f"{target}: could not be written ({e.strerror or e})") from None
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
