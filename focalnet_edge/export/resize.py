@@ -14,7 +14,9 @@ frames (uint8 N,h,w,C | N,C,h,w) -> Cast, then on the spatial axes (1, 2 in NHWC
 -> [Slice: drop the 4th channel] -> [Transpose to NCHW] -> the model (Mul, Add normalisation, ...)
 ```
 
-Sizes are computed in int64 from `Shape` with start/end (opset 15), so no Gather: for
+The geometry is `inputs/geometry.py`'s `Geometry` (the one reading of the contract's
+preprocessing, which Pillow and OpenCV carry out too); its run-time sizes are computed here from
+the frame's shape. Sizes are computed in int64 from `Shape` with start/end (opset 15), so no Gather: for
 letterbox nvinfer's rule `[nh, nw] = min([H, W], [W*h // w, H*w // h])`, for crop transformers'
 shortest edge `[nh, nw] = max([S, S], [S*h // w, S*w // h])`; `[w, h]` is `[h, w]` reversed by a
 Slice with step -1. Padding is black (0) before the normalisation, as nvinfer pads its uint8
@@ -36,6 +38,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..folder.contract import InputContract
 from ..errors import ConfigError
+from ..inputs.geometry import Geometry
 from ..model.preprocessing import ImageSpec
 
 MIN_OPSET = 18
@@ -94,7 +97,6 @@ def resize_nodes(contract: InputContract, source: str, target: str) -> tuple[lis
     """
     spec = contract.image_spec
     check_spec(spec)
-    H, W = spec.height, spec.width
     b = _Builder()
     x = source
     if contract.dtype != "float32":  # first: TensorRT takes uint8 only as a network input feeding a Cast
@@ -105,44 +107,12 @@ def resize_nodes(contract: InputContract, source: str, target: str) -> tuple[lis
     if mode == "nearest":
         attrs.update(nearest_mode="round_prefer_ceil")  # PIL's NEAREST: floor of the centre, x_orig + 0.5
 
-    def resize(sizes: str, name: str) -> str:
+    def resize(x: str, sizes: str, name: str) -> str:
         return b.node("Resize", [x, "", "", sizes], name, **attrs)
 
-    geometry = spec.mode if spec.mode != "crop" or spec.center_crop else "stretch"
-    if geometry == "crop" and not spec.resize_shortest_edge:  # warp to a fixed size, then a fixed crop
-        rh, rw = spec.resize_height or H, spec.resize_width or W
-        x = resize(b.const("warp_sizes", [rh, rw]), "warped")
-        top, left = _crop_offset(rh, rw, spec)
-        x = b.node("Slice", [x, b.const("crop_starts", [top, left]), b.const("crop_ends", [top + H, left + W]),
-                             b.const("crop_axes", axes)], "cropped")
-    elif geometry == "stretch":
-        x = resize(b.const("sizes", [H, W]), "stretched")
-    else:
-        hw = b.node("Shape", [x], "hw", start=axes[0], end=axes[1] + 1)  # [h, w]
-        wh = b.node("Slice", [hw, b.const("rev_start", [-1]), b.const("rev_end", [-3]), b.const("rev_axis", [0]),
-                              b.const("rev_step", [-1])], "wh")  # [w, h]
-        if geometry == "letterbox":  # nvinfer: [nh, nw] = min([H, W], [W*h // w, H*w // h])
-            scaled = b.node("Div", [b.node("Mul", [hw, b.const("out_wh", [W, H])], "num"), wh], "fit")
-            sizes = b.node("Min", [scaled, b.const("out_hw", [H, W])], "sizes")
-            x = resize(sizes, "scaled")
-            spare = b.node("Sub", [b.const("out_hw2", [H, W]), sizes], "spare")
-            before = b.node("Div", [spare, b.const("two", [2])], "before")
-            after = b.node("Sub", [spare, before], "after")
-            pads = b.node("Concat", [before, after], "pads", axis=0)
-            x = b.node("Pad", [x, pads, b.const("black", 0.0, np.float32), b.const("pad_axes", axes)], "letterboxed",
-                       mode="constant")
-        else:  # crop, transformers: [nh, nw] = max([S, S], [S*h // w, S*w // h]), then the centre crop(s)
-            s = spec.resize_shortest_edge
-            scaled = b.node("Div", [b.node("Mul", [hw, b.const("edge", [s, s])], "num"), wh], "long")
-            sizes = b.node("Max", [scaled, b.const("edge2", [s, s])], "sizes")
-            x = resize(sizes, "scaled")
-            a = spec.square_crop
-            inner = (a, a) if a else (H, W)
-            start = b.node("Div", [b.node("Sub", [sizes, b.const("inner", inner)], "spare"), b.const("two", [2])], "offset")
-            if a and ((a - H) // 2, (a - W) // 2) != (0, 0):
-                start = b.node("Add", [start, b.const("inner_offset", [(a - H) // 2, (a - W) // 2])], "offset2")
-            end = b.node("Add", [start, b.const("out_hw", [H, W])], "end")
-            x = b.node("Slice", [x, start, end, b.const("crop_axes", axes)], "cropped")
+    g = Geometry.of(spec)
+    steps = _fit if g.resize == "fit" else _stretch if not g.crops else _shortest_edge if g.resize == "shortest_edge" else _fixed_crop
+    x = steps(b, x, g, axes, resize)
     if contract.channels == 4:
         c_axis = 1 if contract.layout == "NCHW" else 3
         x = b.node("Slice", [x, b.const("rgb_start", [0]), b.const("rgb_end", [3]), b.const("rgb_axis", [c_axis])], "rgb")
@@ -152,10 +122,54 @@ def resize_nodes(contract: InputContract, source: str, target: str) -> tuple[lis
     return b.nodes, b.inits
 
 
-def _crop_offset(height: int, width: int, spec: ImageSpec) -> tuple[int, int]:
-    from ..folder.contract import crop_offset
+#: the geometry's steps as nodes: (builder, frames, geometry, spatial axes, resize(x, sizes, name)) -> the result's name
+def _fit(b: _Builder, x: str, g: Geometry, axes: list[int], resize) -> str:
+    """letterbox, nvinfer: [nh, nw] = min([H, W], [W*h // w, H*w // h]), centred on black."""
+    (H, W), (hw, wh) = g.out, _frame_hw(b, x, axes)
+    scaled = b.node("Div", [b.node("Mul", [hw, b.const("out_wh", [W, H])], "num"), wh], "fit")
+    sizes = b.node("Min", [scaled, b.const("out_hw", [H, W])], "sizes")
+    x = resize(x, sizes, "scaled")
+    spare = b.node("Sub", [b.const("out_hw2", [H, W]), sizes], "spare")
+    before = b.node("Div", [spare, b.const("two", [2])], "before")
+    after = b.node("Sub", [spare, before], "after")
+    pads = b.node("Concat", [before, after], "pads", axis=0)
+    return b.node("Pad", [x, pads, b.const("black", 0.0, np.float32), b.const("pad_axes", axes)], "letterboxed", mode="constant")
 
-    return crop_offset(height, width, spec)
+
+def _stretch(b: _Builder, x: str, g: Geometry, axes: list[int], resize) -> str:
+    """stretch (or a recipe without a centre crop): warp to the input size; no shape arithmetic."""
+    return resize(x, b.const("sizes", list(g.out)), "stretched")
+
+
+def _fixed_crop(b: _Builder, x: str, g: Geometry, axes: list[int], resize) -> str:
+    """A warp to a fixed size (DeiT's), then a fixed centre crop: constant sizes and slice, no Shape."""
+    (H, W), (rh, rw) = g.out, g.size
+    if g.resize == "warp":
+        x = resize(x, b.const("warp_sizes", [rh, rw]), "warped")
+    top, left = g.shift(rh, rw)
+    return b.node("Slice", [x, b.const("crop_starts", [top, left]), b.const("crop_ends", [top + H, left + W]),
+                            b.const("crop_axes", axes)], "cropped")
+
+
+def _shortest_edge(b: _Builder, x: str, g: Geometry, axes: list[int], resize) -> str:
+    """crop, transformers: [nh, nw] = max([S, S], [S*h // w, S*w // h]), then the centre crop(s)."""
+    (H, W), (hw, wh), s = g.out, _frame_hw(b, x, axes), g.size[0]
+    scaled = b.node("Div", [b.node("Mul", [hw, b.const("edge", [s, s])], "num"), wh], "long")
+    sizes = b.node("Max", [scaled, b.const("edge2", [s, s])], "sizes")
+    x = resize(x, sizes, "scaled")
+    start = b.node("Div", [b.node("Sub", [sizes, b.const("inner", g.crops[0])], "spare"), b.const("two", [2])], "offset")
+    if g.first_crop_shift() != (0, 0):
+        start = b.node("Add", [start, b.const("inner_offset", g.first_crop_shift())], "offset2")
+    end = b.node("Add", [start, b.const("out_hw", [H, W])], "end")
+    return b.node("Slice", [x, start, end, b.const("crop_axes", axes)], "cropped")
+
+
+def _frame_hw(b: _Builder, x: str, axes: list[int]) -> tuple[str, str]:
+    """[h, w] of the frames `x` (Shape with start/end) and [w, h] (a Slice with step -1)."""
+    hw = b.node("Shape", [x], "hw", start=axes[0], end=axes[1] + 1)
+    wh = b.node("Slice", [hw, b.const("rev_start", [-1]), b.const("rev_end", [-3]), b.const("rev_axis", [0]),
+                          b.const("rev_step", [-1])], "wh")
+    return hw, wh
 
 
 def prepend_resize(model: onnx.ModelProto, contract: InputContract) -> onnx.ModelProto:

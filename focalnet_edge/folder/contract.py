@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from ..inputs.geometry import Geometry
 from ..model.preprocessing import ImageLike, ImageSpec, to_pil
 
 HEADS = ("logits", "probs", "features", "reconstruction")
@@ -110,12 +111,12 @@ class InputContract:
         """uint8 RGB frames of the contract's size -> this input (raw frames or normalised pixels).
 
         With `frame_size` "any" the frames are placed so that the graph's resize leaves them as
-        they are (`identity_canvas`): stretch and letterbox take them unchanged, crop gets them
+        they are (`Geometry.identity_canvas`): stretch and letterbox take them unchanged, crop gets them
         inside the canvas it crops them back out of. The model is then fed exactly these pixels.
         """
         if self.fused_preprocess:
             if self.frame_size == "any":
-                frames = identity_canvas(frames, self.image_spec)
+                frames = Geometry.of(self.image_spec).identity_canvas(frames)
             return self.frames_in_layout(frames)
         return self.reference_inputs(frames).astype(self.dtype, copy=False)
 
@@ -178,40 +179,6 @@ class InputContract:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InputContract:
         return cls(**data)
-
-
-def identity_canvas(frames: np.ndarray, spec: ImageSpec) -> np.ndarray:
-    """(N, height, width, 3) frames of the spec's output size -> frames the spec's geometry maps back onto them.
-
-    stretch and letterbox leave a frame of the output size as it is. crop resizes first: the frame
-    goes into a canvas of the size the resize leaves alone (the warp size, or S x S-or-more for a
-    shortest edge S), at the offset the centre crop takes it back from.
-    """
-    if spec.mode != "crop" or not spec.center_crop:
-        return frames
-    n, h, w = frames.shape[:3]
-    if not spec.do_resize:
-        ch, cw = h, w
-    elif spec.resize_shortest_edge:
-        s = spec.resize_shortest_edge
-        ch, cw = max(h, s), max(w, s)
-    else:
-        ch, cw = spec.resize_height or h, spec.resize_width or w
-    top, left = crop_offset(ch, cw, spec)
-    if (ch, cw) == (h, w):
-        return frames
-    canvas = np.zeros((n, ch, cw) + frames.shape[3:], frames.dtype)
-    canvas[:, top : top + h, left : left + w] = frames
-    return canvas
-
-
-def crop_offset(height: int, width: int, spec: ImageSpec) -> tuple[int, int]:
-    """(top, left) of the spec's centre crop(s) in a resized frame of height x width (no padding)."""
-    top, left = (height - spec.height) // 2, (width - spec.width) // 2
-    if spec.square_crop:
-        a = spec.square_crop
-        top, left = (height - a) // 2 + (a - spec.height) // 2, (width - a) // 2 + (a - spec.width) // 2
-    return top, left
 
 
 def parse_batch(text: str) -> tuple[int, int, int]:

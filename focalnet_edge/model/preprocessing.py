@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..inputs import geometry
+from ..inputs.geometry import RESIZE_MODES, letterbox_geometry
 from ..inputs.images import ImageLike, load_image, to_rgb
 
 log = logging.getLogger(__name__)
@@ -59,24 +61,8 @@ _HALF = (0.5, 0.5, 0.5)  # transformers' IMAGENET_STANDARD_MEAN / _STD
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # transformers' OPENAI_CLIP_MEAN / _STD
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 DEFAULT_CROP_PCT = Fraction(224, 256)
-RESIZE_MODES = ("crop", "stretch", "letterbox")
 
 to_pil = load_image  #: the one image loader (rules in `focalnet_edge.inputs.images`)
-
-
-def letterbox_geometry(height: int, width: int, out_height: int, out_width: int) -> tuple[int, int, int, int]:
-    """(scaled height, scaled width, top, left) of a height x width frame letterboxed into out_height x out_width.
-
-    nvinfer's rule (gstnvinfer.cpp, maintain-aspect-ratio=1, symmetric-padding=1): the side that
-    limits is scaled to the output, the other to floor(out * side / other side); the scaled frame
-    is placed at floor((out - scaled) / 2) and the rest is black (0 before normalisation). The
-    comparison and the floors are done in integers, exactly as the double arithmetic rounds.
-    """
-    if out_width * height <= out_height * width:
-        scaled = (max(1, out_width * height // width), out_width)
-    else:
-        scaled = (out_height, max(1, out_height * width // height))
-    return scaled[0], scaled[1], (out_height - scaled[0]) // 2, (out_width - scaled[1]) // 2
 
 
 def resize_edge_for(crop: int, crop_pct: float | Fraction = DEFAULT_CROP_PCT) -> int:
@@ -240,32 +226,8 @@ class ImageSpec:
 
     # -- the preprocessing itself ------------------------------------------------------------
     def resize_and_crop(self, image: PIL.Image.Image) -> PIL.Image.Image:  # noqa: F821
-        """Bring a PIL image to (height, width), RGB, in this spec's mode (PIL's resampling)."""
-        from PIL import Image
-
-        image = to_rgb(image)
-        w, h = image.size
-        if self.mode == "stretch":
-            return image if (w, h) == (self.width, self.height) else image.resize((self.width, self.height), resample=self.resample)
-        if self.mode == "letterbox":
-            nh, nw, top, left = letterbox_geometry(h, w, self.height, self.width)
-            canvas = Image.new("RGB", (self.width, self.height))  # black
-            canvas.paste(image if (nw, nh) == (w, h) else image.resize((nw, nh), resample=self.resample), (left, top))
-            return canvas
-        if self.do_resize:
-            if self.resize_shortest_edge:
-                s = self.resize_shortest_edge
-                new = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)  # transformers' get_resize_output_image_size
-            else:
-                new = (self.resize_width or self.width, self.resize_height or self.height)
-            if new != (w, h):
-                image = image.resize(new, resample=self.resample)
-        if not self.center_crop:
-            return image
-        a = np.asarray(image)
-        if self.square_crop:
-            a = _center_crop(a, self.square_crop, self.square_crop)
-        return Image.fromarray(_center_crop(a, self.height, self.width))
+        """Bring a PIL image to (height, width), RGB, in this spec's mode (PIL's resampling; `inputs.geometry`)."""
+        return geometry.pillow(to_rgb(image), self)
 
     def normalize(self, rgb_hwc_uint8: np.ndarray) -> np.ndarray:
         """uint8 (H, W, 3) RGB -> float32 (3, H, W), rescaled and normalised."""
@@ -454,24 +416,3 @@ def _spec_from_processor(data: dict[str, Any], proc: _Processor, name: str) -> I
         fields.update(resize_height=None, resize_width=None)  # warp straight to the output size
     return ImageSpec(height=out_hw[0], width=out_hw[1], mean=mean, std=std, rescale_factor=rescale, **fields)
 
-
-def _center_crop(a: np.ndarray, height: int, width: int) -> np.ndarray:
-    """transformers' center_crop on an (H, W, C) array: crop at floor((H - h) / 2), or zero-pad
-    where the image is smaller, placing it at ceil((h - H) / 2)."""
-    H, W = a.shape[:2]
-    if H >= height and W >= width:
-        top, left = (H - height) // 2, (W - width) // 2
-        return a[top : top + height, left : left + width]
-    out = np.zeros((height, width) + a.shape[2:], a.dtype)
-    src_r, dst_r = _span(H, height)
-    src_c, dst_c = _span(W, width)
-    out[dst_r, dst_c] = a[src_r, src_c]
-    return out
-
-
-def _span(have: int, want: int) -> tuple[slice, slice]:
-    if have >= want:
-        start = (have - want) // 2
-        return slice(start, start + want), slice(0, want)
-    start = -((have - want) // 2)  # ceil((want - have) / 2)
-    return slice(0, have), slice(start, start + have)
