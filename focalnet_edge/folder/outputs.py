@@ -6,11 +6,8 @@
    folders. A folder that is not empty and holds no focalnet-edge manifest (someone's files,
    or the current directory) is refused unless `force`; so is a folder of ours built from
    another model (its manifest's weight hashes, or its source, differ).
-2. **Lock.** An advisory `fcntl.flock` on `.<name>.lock` beside the folder (inside a mount
-   point, `.focalnet-edge.lock`: a volume's parent may be read-only). A second run
-   does not wait: it fails at once with one line naming the holder's pid (a build takes
-   minutes, and a silent wait looks like a hang). The lock file stays (removing it would
-   let two runs lock two different files); the lock dies with its process, kill -9 too.
+2. **Lock** (`locking.lock`): a second run fails at once with one line naming the holder's
+   pid; the lock dies with its process, kill -9 too.
 3. **Clean up after killed runs**, under the lock (`cleanup_leftovers`): staging folders,
    `.<name>.old-*` folders (moved back when a swap was cut between its two renames), an
    in-place commit that was cut (finished: its new files were complete), `.*.partial` files.
@@ -36,7 +33,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -49,12 +45,8 @@ from .. import signals
 from . import artifacts
 from ..errors import ArtifactError
 from .io import folder_mode, named_as, swap_folder
+from .locking import INSIDE, check_destination, is_mount_point, lock, sibling  # noqa: F401 - check_destination: pipeline imports it from here
 from .manifest import MANIFEST, is_ours, load_manifest_json
-
-try:  # POSIX; elsewhere the folder is not locked
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +58,6 @@ BUILD_FILES = frozenset(
     + [p.engine for p in artifacts.PRECISIONS.values() if p.engine]
 )
 
-#: the prefix of what a run keeps inside a folder that is a mount point (staging, commit, failed runs)
-INSIDE = ".focalnet-edge."
 #: the plan of an in-place commit, inside its commit folder: the previous files it retires
 PLAN = INSIDE + "plan.json"
 
@@ -77,51 +67,6 @@ _STAGING: set[Path] = set()  #: staging folders this process is writing now
 def is_staging(path: str | os.PathLike) -> bool:
     """Whether `path` is a staging folder of a `claim` of this process (already checked and locked)."""
     return Path(path).resolve() in _STAGING
-
-
-def _sibling(folder: Path, what: str) -> Path:
-    return folder.parent / f".{folder.name}.{what}"
-
-
-def check_destination(folder: str | os.PathLike, special: bool = True) -> Path:
-    """The absolute path of an output folder; `ArtifactError` for a file, and (`special`) for `/` or the home folder."""
-    path = Path(folder).expanduser().resolve()
-    if special and (path == Path(path.anchor) or path == Path.home().resolve()):
-        raise ArtifactError(f"--output {folder}: refusing to write into {path}; name a folder of its own, e.g. {path / 'focalnet-edge-out'}")
-    if path.exists() and not path.is_dir():
-        raise ArtifactError(f"--output {folder}: exists and is not a folder")
-    return path
-
-
-@contextlib.contextmanager
-def lock(folder: str | os.PathLike, special: bool = True) -> Iterator[Path]:
-    """Hold the advisory lock of output folder `folder` (`ArtifactError` naming the holder if taken).
-
-    `special`: refuse `/` and the home folder (off for a folder the user did not name as --output).
-    """
-    path = check_destination(folder, special)
-    inside = is_mount_point(path)  # a volume's parent may be read-only (a container's root): its lock is inside it
-    lock_path = path / f"{INSIDE}lock" if inside else _sibling(path, "lock")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as e:
-        raise ArtifactError(f"{path}: cannot write {'in' if inside else 'beside'} it ({e.strerror or e})") from None
-    try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-                raise ArtifactError(
-                    f"{path}: another focalnet-edge run (pid {holder}) is writing this folder; "
-                    "wait for it to finish, or choose another --output"
-                ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield path
-    finally:
-        os.close(fd)  # releases the flock
 
 
 def cleanup_leftovers(path: Path) -> None:
@@ -277,22 +222,6 @@ def keep_failed(staging: Path, path: Path, inside: bool) -> Path | None:
         log.warning("%s: the failed run could not be kept (%s)", path, e.strerror or e)
         return None
     return kept
-
-
-def is_mount_point(path: Path) -> bool:
-    """Whether `path` is a mount point: another filesystem than its parent, or a bind mount
-    (same filesystem, which `os.path.ismount` misses; read from /proc/self/mountinfo on Linux)."""
-    if not path.is_dir():
-        return False
-    if os.path.ismount(path):
-        return True
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-            points = {line.split()[4] for line in f if len(line.split()) > 4}
-    except OSError:
-        return False
-    unescape = lambda s: re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)  # noqa: E731 - \040 for a space
-    return str(path) in {unescape(p) for p in points}
 
 
 def commit(staging: Path, path: Path, ours: bool, inside: bool = False) -> None:

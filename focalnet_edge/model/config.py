@@ -7,8 +7,9 @@ into `config.json`), has the common fields every transformers config has (`outpu
 `return_dict`, `dtype`/`torch_dtype`, `id2label`/`label2id`/`num_labels`, ...), and the backbone
 fields `out_features`/`out_indices` with transformers' alignment rules.
 
-Values are checked when the config is built (one `ConfigError` naming the value); attributes
-set afterwards are taken as they are, as in transformers.
+Values are checked when the config is built (one `ConfigError` naming the value; the fields,
+their defaults and their checks are the table in `config_fields.py`); attributes set afterwards
+are taken as they are, as in transformers.
 """
 
 from __future__ import annotations
@@ -17,81 +18,13 @@ import copy
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, MissingConfigError
+from .config_fields import COMMON_FIELDS, CONFIG_NAME, FIELDS, LIST_FIELDS, as_dtype, check_lengths, check_values, dtype_name, pair
 
 log = logging.getLogger(__name__)
-
-_ACTIVATIONS = ("gelu", "relu", "silu", "swish", "gelu_new", "gelu_python", "quick_gelu", "tanh", "sigmoid")
-
-#: FocalNet's own fields and their defaults, in transformers' order (lists are copied per config)
-FIELDS: dict[str, Any] = {
-    "image_size": 224,
-    "patch_size": 4,
-    "num_channels": 3,
-    "embed_dim": 96,
-    "use_conv_embed": False,
-    "hidden_sizes": [192, 384, 768, 768],
-    "depths": [2, 2, 6, 2],
-    "focal_levels": [2, 2, 2, 2],
-    "focal_windows": [3, 3, 3, 3],
-    "hidden_act": "gelu",
-    "mlp_ratio": 4.0,
-    "hidden_dropout_prob": 0.0,
-    "drop_path_rate": 0.1,
-    "use_layerscale": False,
-    "layerscale_value": 1e-4,
-    "use_post_layernorm": False,
-    "use_post_layernorm_in_modulation": False,
-    "normalize_modulator": False,
-    "initializer_range": 0.02,
-    "layer_norm_eps": 1e-5,
-    "encoder_stride": 32,
-}
-
-#: the fields every transformers config has (`PretrainedConfig`), with their defaults
-COMMON_FIELDS: dict[str, Any] = {
-    "transformers_version": None,
-    "architectures": None,
-    "output_hidden_states": False,
-    "return_dict": True,
-    "dtype": None,
-    "chunk_size_feed_forward": 0,
-    "is_encoder_decoder": False,
-    "problem_type": None,
-    "output_attentions": False,
-}
-
-_LIST_FIELDS = ("hidden_sizes", "depths", "focal_levels", "focal_windows")
-_PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
-CONFIG_NAME = "config.json"
-
-
-def _pair(value: int | list[int] | tuple[int, ...], name: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    values = tuple(value)
-    if len(values) != 2 or not all(isinstance(v, int) for v in values):
-        raise ConfigError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return values  # type: ignore[return-value]
-
-
-def _as_dtype(value: Any) -> Any:
-    """A dtype name as torch's dtype when torch is already loaded (transformers' rule), else as given.
-
-    The config never imports torch itself: reading a config.json must not need it.
-    """
-    torch = sys.modules.get("torch")
-    if isinstance(value, str) and torch is not None and isinstance(getattr(torch, value, None), torch.dtype):
-        return getattr(torch, value)
-    return value
-
-
-def _dtype_name(value: Any) -> Any:
-    return str(value).removeprefix("torch.") if value is not None and not isinstance(value, str) else value
 
 
 class FocalNetConfig:
@@ -120,66 +53,19 @@ class FocalNetConfig:
 
         for name, default in {**COMMON_FIELDS, **FIELDS}.items():
             value = kwargs.pop(name, copy.copy(default))
-            setattr(self, name, list(value) if name in _LIST_FIELDS else value)
+            setattr(self, name, list(value) if name in LIST_FIELDS else value)
         if self.dtype is None and torch_dtype is not None:
             self.dtype = torch_dtype
-        self.dtype = _as_dtype(self.dtype)
+        self.dtype = as_dtype(self.dtype)
         for name, value in kwargs.items():  # not FocalNet's: kept, and written back to config.json
             if not isinstance(getattr(type(self), name, None), property):  # derived values are not read back
                 setattr(self, name, value)
 
-        self._check_lengths()
-        self._check_values()
+        check_lengths(self)
+        check_values(self)
         self._set_labels(id2label, label2id, num_labels)
         self.stage_names = ["stem"] + [f"stage{i}" for i in range(1, len(self.depths) + 1)]
         self.set_output_features_output_indices(out_features, out_indices)
-
-    # -- validation ---------------------------------------------------------------------------
-    def _check_lengths(self) -> None:
-        n = len(self.depths)
-        if n == 0:
-            raise ConfigError("depths must name at least one stage, got []")
-        for name in ("focal_levels", "focal_windows"):
-            if len(getattr(self, name)) < n:
-                raise ConfigError(
-                    f"{name} has {len(getattr(self, name))} entries but depths has {n}: "
-                    f"give one value per stage ({name}={getattr(self, name)}, depths={self.depths})"
-                )
-
-    def _check_values(self) -> None:  # noqa: C901 - one check per config field, as transformers' FocalNetConfig takes them
-        _pair(self.image_size, "image_size")
-        _pair(self.patch_size, "patch_size")
-        for name in ("num_channels", "embed_dim", "encoder_stride"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        if any(not isinstance(d, int) or d < 1 for d in self.depths):
-            raise ConfigError(f"depths must be positive ints, got {self.depths}")
-        used = slice(0, len(self.depths))
-        if any(not isinstance(v, int) or v < 0 for v in self.focal_levels[used]):
-            raise ConfigError(f"focal_levels must be ints >= 0, got {self.focal_levels}")
-        if any(not isinstance(v, int) or v < 1 or v % 2 == 0 for v in self.focal_windows[used]):
-            raise ConfigError(f"focal_windows must be odd ints >= 1, got {self.focal_windows}")
-        if self.hidden_act not in _ACTIVATIONS:
-            raise ConfigError(f"hidden_act {self.hidden_act!r} is not supported; expected one of {_ACTIVATIONS}")
-        if not self.mlp_ratio > 0:
-            raise ConfigError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
-        for name in ("hidden_dropout_prob", "drop_path_rate"):
-            if not 0.0 <= float(getattr(self, name)) < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not self.layer_norm_eps > 0:
-            raise ConfigError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps}")
-        if self.problem_type not in _PROBLEM_TYPES:
-            raise ConfigError(f"problem_type {self.problem_type!r} is not supported; expected one of {_PROBLEM_TYPES[1:]}")
-        self._check_size()
-
-    def _check_size(self) -> None:
-        """Refuse a config whose weights alone would not fit in memory (e.g. embed_dim 1000000), before allocating."""
-        from ..limits import require_memory
-
-        # per block: the MLP (2 * mlp_ratio * C^2) and the modulation's projections (about 4 * C^2)
-        params = sum(d * (2 * self.mlp_ratio + 4) * (self.embed_dim * 2**i) ** 2 for i, d in enumerate(self.depths))
-        require_memory(4 * params, f"config embed_dim={self.embed_dim}, depths={self.depths} (about {params:.2g} parameters)",
-                       "check config.json", share=0.5)
 
     def _set_labels(self, id2label, label2id, num_labels) -> None:
         """transformers' rules: id2label wins; a `num_labels` that disagrees is logged, then applied."""
@@ -217,7 +103,7 @@ class FocalNetConfig:
 
     @torch_dtype.setter
     def torch_dtype(self, value) -> None:
-        self.dtype = _as_dtype(value)
+        self.dtype = as_dtype(value)
 
     def get_text_config(self, decoder=None, encoder=None) -> FocalNetConfig:
         """transformers' accessor for composite configs: a FocalNet config is its own."""
@@ -311,7 +197,7 @@ class FocalNetConfig:
     @property
     def patch_hw(self) -> tuple[int, int]:
         """The stem's patch size (height, width): inputs are padded to multiples of it, as transformers does."""
-        return _pair(self.patch_size, "patch_size")
+        return pair(self.patch_size, "patch_size")
 
     @property
     def stem_stride(self) -> int:
@@ -339,7 +225,7 @@ class FocalNetConfig:
 
     @property
     def image_hw(self) -> tuple[int, int]:
-        return _pair(self.image_size, "image_size")
+        return pair(self.image_size, "image_size")
 
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -356,7 +242,7 @@ class FocalNetConfig:
         for name, value in vars(self).items():
             if not name.startswith("_") and name not in out and name not in ("id2label", "label2id"):
                 out[name] = copy.deepcopy(value)
-        out["dtype"] = _dtype_name(self.dtype)
+        out["dtype"] = dtype_name(self.dtype)
         out["model_type"] = self.model_type
         out["out_features"], out["out_indices"] = list(self.out_features), list(self.out_indices)
         return out
