@@ -112,7 +112,7 @@ def test_predict_batches_a_file_by_8_and_a_stream_at_the_optimal_batch(demo_out,
 
 @pytest.mark.parametrize("every,batch,limit", [(1, 8, None), (3, 2, None), (2, 5, 7), (1, 1, 3)])
 def test_the_threaded_decode_gives_the_plain_loops_frames_in_order(demo_out, clip, every, batch, limit):
-    """The thread's batches against `read_frames` (decode on the calling thread, no queue), transformed alike."""
+    """The threads' batches against `read_frames` (decode on the calling thread, no queue), transformed alike."""
     from focalnet_edge.runtime import load
 
     with load(demo_out) as runner:
@@ -129,7 +129,7 @@ def test_the_threaded_decode_gives_the_plain_loops_frames_in_order(demo_out, cli
     assert got == expected  # same labels and scores per frame, in order, as one plain batch through the runner
 
 
-def test_an_error_in_the_transform_comes_out_of_the_iteration_and_ends_the_thread(clip):
+def test_an_error_in_the_transform_comes_out_of_the_iteration_and_ends_the_threads(clip):
     def broken(bgr):
         raise ValueError("no such frame")
 

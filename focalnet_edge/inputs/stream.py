@@ -11,13 +11,12 @@ with load("out/") as runner:
 print(stats.summary())
 ```
 
-`VideoStream` decodes on a thread of its own, resizes each frame there as soon as it is decoded,
-stacks whole batches and hands them to the caller through a bounded queue (`queue_size`
-frames): the work of a plain `read -> resize` loop in its order, with one hand-over per batch;
-inference on the caller's thread overlaps it on a GPU, and on the CPU whenever decoding is the
-slowest stage; on the CPU the thread pauses while the model runs whenever the model is the
-slowest stage (`predict_stream`'s `overlap`). A slow consumer makes the decoder wait rather than
-fill memory (a live source then lags; take fewer frames with `every`).
+`VideoStream` decodes on a thread of its own, preprocesses on a second one, and hands batches
+of model inputs to the caller through a bounded queue (`queue_size` frames): decoding the next
+frame and preprocessing the one before overlap (OpenCV lets go of the GIL), and so does
+inference on a GPU; on the CPU the two threads pause while the model runs whenever the model
+is the slowest stage (`predict_stream`'s `overlap`). A slow consumer makes the decoder wait
+rather than fill memory (a live source then lags; take fewer frames with `every`).
 
 On a file `predict_stream` classifies `FILE_BATCH` frames at a time (throughput: the file is
 there to be read as fast as it decodes); on a network stream or a camera, the artifact's
@@ -60,9 +59,9 @@ _CV2_FILTERS = {0: "INTER_NEAREST", 1: "INTER_LANCZOS4", 2: "INTER_LINEAR", 3: "
 
 @dataclass
 class StreamStats:
-    """Where the time went: decode and preprocess on the decoding thread, infer on the caller's.
+    """Where the time went: decode and preprocess on their own threads, infer on the caller's.
 
-    Inference overlaps decoding where the thread is not paused, so the sum may exceed `wall_s`."""
+    The three overlap, so their sum exceeds `wall_s` when the pipeline works as meant."""
 
     source: str = ""
     frames: int = 0  #: frames classified
@@ -79,7 +78,7 @@ class StreamStats:
     def summary(self) -> str:
         return (f"{self.source}: {self.frames} frames classified ({self.decoded} decoded) in {self.wall_s:.2f} s, "
                 f"{self.fps:.1f} frames/s; decode {self.decode_s:.2f} s, preprocess {self.preprocess_s:.2f} s "
-                f"(the decoding thread), infer {self.infer_s:.2f} s")
+                f"(their own threads), infer {self.infer_s:.2f} s")
 
 
 def frame_transform(contract: InputContract, resize: str = "opencv") -> Callable[[np.ndarray], np.ndarray]:  # noqa: C901 - one closure per resize mode and layout the contract allows; moves with the one resize geometry (issue 28)
@@ -203,17 +202,12 @@ class VideoStream:
             (`frame_transform(contract)`); None: the RGB frame itself.
         every: keep every `every`-th frame (the others are decoded, not converted).
         batch: frames per batch; the last batch may be smaller.
-        queue_size: frames decoded ahead at most (in whole batches: at least one).
+        queue_size: frames decoded ahead at most.
         limit: stop after this many kept frames (a camera or a live stream never ends).
         stats: a `StreamStats` to fill (decode and preprocess time, frames decoded).
-        pause: the thread stops working from the moment a batch is complete until the consumer
-            has taken every batch made and waits for the next one: it then works only while
-            the consumer waits, never beside it (mutable: `predict_stream` sets it as it measures).
-
-    The thread decodes a frame, transforms it at once (on the frame just decoded, still in the
-    cache) and stacks whole batches, so the consumer takes one ready array per batch from a
-    bounded queue: the same work as a plain `read -> resize` loop, in the same order, with no
-    per-frame hand-over between threads.
+        pause: the two threads stop working from the moment a batch is complete until the
+            consumer has taken every batch made and waits for the next one: they then work only
+            while it waits, never beside it (mutable: `predict_stream` sets it as it measures).
 
     The source is opened in the constructor, so a missing file, an unreachable URL or a
     missing camera is an `InputError` there; an error while decoding comes out of the iteration.
@@ -228,26 +222,28 @@ class VideoStream:
                 raise InputError(f"{name} {value!r} not accepted: expected a whole number >= 1")
         self.source = parse_source(source)
         self.name = describe(self.source)
-        self.kind = source_kind(self.source)
         self.every, self.batch, self.limit, self.pause = int(every), int(batch), limit, pause
         self.transform = transform or (lambda bgr: np.ascontiguousarray(bgr[..., ::-1]))
         self.stats = stats if stats is not None else StreamStats()
         self.stats.source = self.name
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(queue_size) // self.batch))  # whole batches
+        self._queue: queue.Queue = queue.Queue(maxsize=max(queue_size, batch))
+        self._raw: queue.Queue = queue.Queue(maxsize=2)  # decoded frames waiting for the preprocessing thread
         self._stop = threading.Event()
-        self.idle = threading.Event()  #: cleared (with `pause`) while the consumer works on a batch: the thread waits
+        self.idle = threading.Event()  #: cleared (with `pause`) while the consumer works on a batch: the threads wait
         self.idle.set()
         t = time.perf_counter()
         self._cap = _capture(self.source)
         self.stats.decode_s += time.perf_counter() - t
-        self._threads = [threading.Thread(target=self._decode, name=f"decode {self.name}", daemon=True)]
+        self._threads = [threading.Thread(target=self._decode, name=f"decode {self.name}", daemon=True),
+                         threading.Thread(target=self._preprocess, name=f"preprocess {self.name}", daemon=True)]
         for thread in self._threads:
             thread.start()
 
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
+    @staticmethod
+    def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+        while not stop.is_set():
             try:
-                self._queue.put(item, timeout=0.1)
+                q.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
@@ -260,59 +256,77 @@ class VideoStream:
         return not self._stop.is_set()
 
     def _decode(self) -> None:
-        """The thread: decode, transform, stack; whole batches into the queue, then `_END` or the error."""
-        stats, cap, transform, clock = self.stats, self._cap, self.transform, time.perf_counter
+        """Decoding thread: (index, BGR frame) of the kept frames into `_raw`, then `_END` or the error."""
+        stats, cap = self.stats, self._cap
         index = kept = 0
-        indices: list[int] = []
-        rows: list[np.ndarray] = []
         try:
             while self._wait_idle() and (self.limit is None or kept < self.limit):
-                t = clock()
+                t = time.perf_counter()
                 if index % self.every:
                     ok, frame = cap.grab(), None
                 else:
                     ok, frame = cap.read()
-                t1 = clock()
-                stats.decode_s += t1 - t
+                stats.decode_s += time.perf_counter() - t
                 if not ok:
                     break
                 stats.decoded += 1
                 if frame is not None:
-                    rows.append(transform(frame))
-                    indices.append(index)
+                    if not self._put(self._raw, (index, frame), self._stop):
+                        return
                     kept += 1
-                    stats.preprocess_s += clock() - t1
-                    if len(rows) == self.batch:
-                        if not self._hand_over(indices, rows):
-                            return
-                        indices, rows = [], []
                 index += 1
-            if rows and not self._hand_over(indices, rows):
-                return
             if kept == 0 and not self._stop.is_set():
                 raise InputError(f"{self.name}: no frame could be decoded")
-            self._put(_END)
+            self._put(self._raw, _END, self._stop)
         except BaseException as e:  # handed on to the consumer, which raises it
-            self._put(e)
+            self._put(self._raw, e, self._stop)
         finally:
             cap.release()
 
-    def _hand_over(self, indices: list[int], rows: list[np.ndarray]) -> bool:
-        batch = np.stack(rows)
-        if self.pause:
-            self.idle.clear()  # before the batch is handed out, so no frame is started while it runs
-        return self._put((indices, batch))
+    def _preprocess(self) -> None:
+        """Preprocessing thread: `transform` of each decoded frame into the consumer's queue (OpenCV lets go of the GIL)."""
+        made = 0
+        while not self._stop.is_set():
+            try:
+                item = self._raw.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _END or isinstance(item, BaseException):
+                self._put(self._queue, item, self._stop)
+                return
+            if not self._wait_idle():
+                return
+            t = time.perf_counter()
+            try:
+                row = self.transform(item[1])
+            except BaseException as e:
+                self._put(self._queue, e, self._stop)
+                return
+            self.stats.preprocess_s += time.perf_counter() - t
+            made += 1
+            if self.pause and made % self.batch == 0:
+                self.idle.clear()  # before the batch is handed out, so no frame is started while it runs
+            if not self._put(self._queue, (item[0], row), self._stop):
+                return
 
     def __iter__(self) -> Iterator[tuple[list[int], np.ndarray]]:
+        indices: list[int] = []
+        rows: list[np.ndarray] = []
         while True:
-            if not self.pause or self._queue.empty():
-                self.idle.set()  # the consumer waits for frames: the thread may work (paused: only now)
+            if not rows and (not self.pause or self._queue.empty()):
+                self.idle.set()  # the consumer waits for frames: the threads may work (paused: only now)
             item = self._queue.get()
             if item is _END:
-                return
+                break
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            indices.append(item[0])
+            rows.append(item[1])
+            if len(rows) == self.batch:
+                yield indices, np.stack(rows)
+                indices, rows = [], []
+        if rows:
+            yield indices, np.stack(rows)
 
     def close(self) -> None:
         self._stop.set()
@@ -343,7 +357,8 @@ def predict_stream(runner: Any, source: Source, top_k: int = 5, every: int = 1, 
     the frames go: pause while the model is the slowest stage, overlap while decoding is. ONNX
     Runtime's threads take every core, and a decoder beside them slows each parallel operator
     by more than its own share (on 2 cores: +40-60% per frame for focalnet-tiny); when decoding
-    is the slowest stage, pausing it would only slow the stream. Other arguments as in
+    is the slowest stage, pausing it would only slow the stream. Paused or not, the two threads
+    overlap each other (frame k+1 decoded while frame k is resized). Other arguments as in
     `VideoStream`; `resize` in the module docstring.
     """
     stats = stats if stats is not None else StreamStats()
