@@ -23,11 +23,12 @@ from focalnet_edge.folder.contract import InputContract
 
 cv2 = pytest.importorskip("cv2", reason="OpenCV is the optional 'video' extra")
 
-from focalnet_edge.inputs.stream import FILE_BATCH, VideoStream, default_batch, frame_transform, predict_stream  # noqa: E402
+from focalnet_edge.inputs.stream import FILE_BATCH, BatchChooser, VideoStream, batch_candidates, frame_transform, predict_stream  # noqa: E402
+from focalnet_edge.inputs import stream  # noqa: E402
 from focalnet_edge.inputs.video import read_frames, source_kind, parse_source  # noqa: E402
 from helpers import ROOT  # noqa: E402
 
-FRAMES = 20
+FRAMES = 40
 
 
 def _write_clip(path, frames, size=(160, 120)):
@@ -51,7 +52,7 @@ def demo_out(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    """An mp4 of 20 demo images, 160x120: batches of 8 leave a last one of 4."""
+    """An mp4 of 40 frames (demo images), 160x120: more than the batch trials take (27)."""
     return _write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", FRAMES)
 
 
@@ -81,19 +82,57 @@ class Recording:
 
 
 @pytest.mark.parametrize("batch,expected", [
-    ((1, 1, 32), FILE_BATCH), ((1, 4, 16), FILE_BATCH), ((1, 16, 32), 16), ((1, 1, 4), 4),
+    ((1, 1, 32), (1, FILE_BATCH)), ((1, 4, 16), (4, FILE_BATCH)), ((1, 16, 32), (16,)), ((1, 1, 4), (1, 4)),
 ])
-def test_a_file_takes_the_throughput_batch_a_stream_or_camera_the_optimal_one(batch, expected):
+def test_a_file_may_take_a_throughput_batch_a_stream_or_camera_keeps_the_optimal_one(batch, expected):
     contract = InputContract(batch=batch)
-    assert default_batch(contract, "clip.mp4") == expected
+    assert batch_candidates(contract, "clip.mp4") == expected
     for live in ("rtsp://camera.local/stream", "http://host/clip.mp4", 0, "3"):
-        assert default_batch(contract, live) == batch[1]
+        assert batch_candidates(contract, live) == (batch[1],)
     fixed = InputContract(batch=(2, 2, 2), dynamic_batch=False)  # a fixed-batch artifact keeps its batch
-    assert default_batch(fixed, "clip.mp4") == 2 and fixed.max_batch == 2
+    assert batch_candidates(fixed, "clip.mp4") == (2,) and fixed.max_batch == 2
     assert [source_kind(parse_source(s)) for s in ("a.mp4", "rtsp://x/y", 1)] == ["file", "stream", "camera"]
 
 
-def test_predict_batches_a_file_by_8_and_a_stream_at_the_optimal_batch(demo_out, clip, http_url):
+class Timed:
+    """A runner whose call takes `overhead + per_frame(batch) * batch` seconds (on a clock it advances itself)."""
+
+    def __init__(self, overhead, per_frame):
+        self.contract = InputContract(height=64, width=64, fused_preprocess=True, dtype="uint8", layout="NHWC", batch=(1, 1, 32))
+        self.device, self.name, self.sizes, self.clock = "ONNX Runtime CPUExecutionProvider", "onnxruntime:model.onnx", [], 0.0
+        self.overhead, self.per_frame = overhead, per_frame
+
+    def top_k(self, inputs, k):
+        self.sizes.append(len(inputs))
+        self.clock += self.overhead + self.per_frame(len(inputs)) * len(inputs)
+        return [[{"index": int(x.sum()) % 7}] for x in inputs]
+
+
+@pytest.mark.parametrize("overhead,per_frame,best", [
+    (0.02, lambda b: 0.001, FILE_BATCH),  # a small model: the call costs more than its frames
+    (0.0, lambda b: 0.010 * (1 + b / 40), 1),  # a large one, slower per frame in big batches (focalnet-tiny on 2 cores)
+])
+def test_on_a_file_the_faster_batch_per_frame_is_chosen_on_the_first_frames(clip, monkeypatch, overhead, per_frame, best):
+    runner = Timed(overhead, per_frame)
+    monkeypatch.setattr(stream.time, "perf_counter", lambda: runner.clock)
+    results = list(predict_stream(runner, clip, top_k=1))
+    trials = [1, FILE_BATCH] * 3  # in turns, the first of each untimed
+    assert runner.sizes[:6] == trials and sum(runner.sizes) == FRAMES == len(results)
+    assert set(runner.sizes[6:-1]) <= {best} and runner.sizes[-1] <= best
+    assert [i for i, _ in results] == list(range(FRAMES))
+
+
+def test_the_chooser_alone():
+    c = BatchChooser((1, 8), trials=2)
+    for size, seconds in [(1, 9.0), (8, 9.0), (1, 0.010), (8, 0.072), (1, 0.011), (8, 0.070)]:
+        assert c.size == size and not c.chosen
+        c.record(size, seconds)
+    assert c.chosen and c.size == 8  # 9 ms a frame at 8 against 10.5 ms at 1; the untimed first calls left out
+    c.record(3, 100.0)  # after the choice: nothing changes
+    assert c.size == 8 and BatchChooser((4,)).chosen and BatchChooser((4,)).size == 4
+
+
+def test_predict_classifies_a_file_as_a_stream_of_it_with_the_same_labels(demo_out, clip, http_url):
     from focalnet_edge.runtime import load
 
     with load(demo_out) as runner:
@@ -102,7 +141,7 @@ def test_predict_batches_a_file_by_8_and_a_stream_at_the_optimal_batch(demo_out,
         from_file = list(predict_stream(on_file, clip, top_k=3))
         from_stream = list(predict_stream(on_stream, http_url, top_k=3))
         one_by_one = [top for _, top in predict_stream(runner, clip, top_k=3, batch=1)]
-    assert on_file.sizes == [8, 8, 4] and on_stream.sizes == [1] * FRAMES
+    assert on_file.sizes[:6] == [1, 8, 1, 8, 1, 8] and sum(on_file.sizes) == FRAMES and on_stream.sizes == [1] * FRAMES
     assert [i for i, _ in from_file] == [i for i, _ in from_stream] == list(range(FRAMES))
     # the same labels per frame whatever the batch; scores to float32 rounding (a batch of 8 runs other GEMM kernels)
     assert [[t["index"] for t in top] for _, top in from_file] == [[t["index"] for t in top] for top in one_by_one]
