@@ -211,3 +211,33 @@ def test_predict_of_a_video_into_head_stops_quietly(demo_out, long_clip):
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.stdout.count("\n") == 1 and json.loads(r.stdout)["image"].endswith("#0")
     assert r.stderr.strip().splitlines()[-1] == "status 141" and "Traceback" not in r.stderr, r.stderr
+
+
+def test_paused_threads_stay_paused_while_the_batch_is_chosen(clip, monkeypatch):
+    """overlap=False on a file, batch left to the chooser (frames handed over one at a time): no
+    frame is resized while the model runs, and no hand-over deadlocks between the batch sizes."""
+    inferring, during = [], []
+
+    class Slow(Timed):
+        def top_k(self, inputs, k):
+            inferring.append(True)
+            time.sleep(0.005)
+            inferring.pop()
+            return super().top_k(inputs, k)
+
+    real = stream.frame_transform
+
+    def recording(contract, resize):
+        transform = real(contract, resize)
+
+        def record(bgr):
+            during.append(bool(inferring))
+            return transform(bgr)
+
+        return record
+
+    monkeypatch.setattr(stream, "frame_transform", recording)
+    runner = Slow(0.0, lambda b: 0.01)
+    results = list(predict_stream(runner, clip, top_k=1, overlap=False))
+    assert len(results) == len(during) == FRAMES and sum(during) == 0
+    assert runner.sizes[:6] == [1, FILE_BATCH] * 3
