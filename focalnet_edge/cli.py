@@ -969,8 +969,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", action="append", metavar="SRC", help="a video file, stream URL or camera index (repeatable)")
     p.add_argument("--top-k", type=COUNT, default=5)
     p.add_argument("--batch-size", "--batch", type=COUNT, default=None,
-                   help="images or frames per inference (default: 16 images; for frames the artifact's optimal batch, "
-                        "1 unless exported with --batch MIN:OPT:MAX)")
+                   help="images or frames per inference (default: 16 images; for a video file the faster of 8 and the artifact's "
+                        "optimal batch, for streams and cameras the optimal batch: 1 unless exported with --batch MIN:OPT:MAX)")
     p.add_argument("--artifact", default=None, help="artifact of the folder to use (default: the best this machine runs)")
     p.add_argument("--jsonl", action="store_true", help="one JSON line per image")
     p.add_argument("--every", type=COUNT, default=1, metavar="N", help="for videos and streams: every Nth frame (default 1)")

@@ -57,6 +57,16 @@ def is_stream_source(item: str) -> bool:
     return is_url(item) or (item.isdigit() and not Path(item).exists()) or is_video(item)
 
 
+#: what a parsed source is: a file (offline work, read as fast as it decodes), a network stream or a camera (live)
+SOURCE_KINDS = ("file", "stream", "camera")
+
+
+def source_kind(source: str | int | Path) -> str:
+    """One of `SOURCE_KINDS` for a source as `parse_source` gives it (a URL is a stream even where it
+    names a file on a server: it may be live, and it arrives at the network's pace)."""
+    return "camera" if isinstance(source, int) else "stream" if isinstance(source, str) else "file"
+
+
 def describe(source: str | int | Path) -> str:
     return f"camera {source}" if isinstance(source, int) else str(source)
 
