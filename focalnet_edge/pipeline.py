@@ -294,8 +294,9 @@ def precision_stage(
     if not wanted:
         return result
     contract, _ = read_contract(load_onnx(fp32_path, external_data=False), fp32_path)
+    rows = [artifacts.PRECISIONS[w] for w in wanted]
     source = options.calib_data or ("demo" if is_demo else None)
-    if ("int8" in wanted or "fp8" in wanted) and source is None and not options.calib_cache:
+    if any(row.quantized for row in rows) and source is None and not options.calib_cache:
         raise InputError(
             "int8 needs calibration images (fp8 too): pass --calib-data DIR (an image folder, a video or an .npz); "
             "random inputs give useless ranges"
@@ -303,14 +304,19 @@ def precision_stage(
     calib = load_calibration_data(source, contract, options.calib_size, options.seed, progress) if source else None
     part, held = calib.split(seed=options.seed) if calib is not None else (None, None)
     result.holdout = held
-    if "fp16" in wanted:
+    if any(row.stage == artifacts.FP16 for row in rows):
         result.fp16 = fp16_stage(output_dir, fp32_path, calib, options, manifest)
-    quantized = tuple(w for w in wanted if w in ("int8", "int8-cpu", "fp8") and (w != "int8-cpu" or options.cpu_int8))
+    quantized = tuple(row.name for row in rows if row.quantized and form_wanted(artifacts.QUANT_FORMS[row.form], options))
     if quantized:
         result.int8 = int8_stage(output_dir, fp32_path, part, held, options, manifest, quantized, progress)
     if manifest is not None:
         write_manifest(output_dir, manifest)
     return result
+
+
+def form_wanted(form: artifacts.QuantForm, options: PrecisionOptions) -> bool:
+    """Whether `options` ask for the quantization form `form` (a form with an `option` flag can be turned off)."""
+    return form.option is None or bool(getattr(options, form.option))
 
 
 def fp16_stage(output_dir: Path, fp32_path: Path, calib, options: PrecisionOptions, manifest: dict[str, Any] | None):
@@ -395,7 +401,7 @@ def int8_source(output_dir: Path, fp32_path: Path, part, options: PrecisionOptio
 
 
 def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: PrecisionOptions, manifest: dict[str, Any] | None,
-               wanted: tuple[str, ...] = ("int8", "int8-cpu"), progress: bool = False) -> list[Any]:
+               wanted: tuple[str, ...] = artifacts.build_precisions("int8"), progress: bool = False) -> list[Any]:
     """The quantized graphs `wanted` asks for, each behind the accuracy gate.
 
     `model.int8.onnx` (TensorRT form), `model.int8.cpu.onnx` (ONNX Runtime CPU form) and
@@ -404,7 +410,7 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
     on the held-back images are computed once for all of them; each manifest entry's `timings_s`
     has the seconds of both ("calibration", "reference") and of its own gate's phases.
     """
-    from .calibration import build_fp8, build_int8
+    from .calibration import build_int8
     from .calibration.gate import blocks_of as gate_blocks
     from .calibration.gate import outputs
 
@@ -429,17 +435,12 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
         results = []
         for name in wanted:
             row = artifacts.PRECISIONS[name]
-            form = "cpu" if name == "int8-cpu" else "tensorrt"
-            float_type = options.int8_float if form == "tensorrt" else "fp32"  # ORT's CPU kernels want fp32
-            common = dict(float_type=float_type, calibration_inputs=part.inputs if part is not None else None,
-                          reference=reference, progress=progress, held_out=held.held_out,
-                          run_gate=options.gate, keep_float=user)
-            if name == "fp8":
-                r = build_fp8(source, output_dir / row.onnx, ranges, held.inputs, min_agreement=options.min_agreement,
-                              max_fallback=options.max_fallback, keep_stem_and_head=options.keep_stem_and_head, **common)
-            else:
-                r = build_int8(source, output_dir / row.onnx, ranges, held.inputs, form, options.min_agreement,
-                               options.max_fallback, options.keep_stem_and_head, **common)
+            form = artifacts.QUANT_FORMS[row.form]
+            float_type = form.float_parts or options.int8_float  # the CPU form's is fixed: ORT's CPU kernels want fp32
+            r = build_int8(source, output_dir / row.onnx, ranges, held.inputs, form.name, options.min_agreement,
+                           options.max_fallback, options.keep_stem_and_head, qtype=row.qtype, float_type=float_type,
+                           calibration_inputs=part.inputs if part is not None else None, reference=reference, progress=progress,
+                           held_out=held.held_out, run_gate=options.gate, keep_float=user)
             r.timings = {**shared, **{k: v for k, v in r.timings.items() if k != "reference"}}
             r.timings["total"] = round(sum(v for k, v in r.timings.items() if k != "total"), 2)
             if r.gate_passed is False:
@@ -554,7 +555,7 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
             fp32_result, manifest = export_stage(ckpt, out, options.export, release_checkpoint=True)
         del ckpt  # emptied by the export (its weights are in the files); the reference loads its own copy
         log.info("export: %d nodes, max abs vs PyTorch %.1e", fp32_result.nodes, fp32_result.checks["torch_vs_onnx"])
-        if options.precision != "fp32":
+        if artifacts.build_precisions(options.precision):
             log.info("precision: %s", options.precision)
         with timed_stage(f"precision ({options.precision})", stages):
             prec = precision_stage(out, fp32_result.path, options.precision, options.calibration, manifest,
