@@ -352,7 +352,7 @@ def int8_source(output_dir: Path, fp32_path: Path, part, options: PrecisionOptio
     The third value: {"method", "percentile", "images", "smoothing": {"alpha", "layernorms", "seconds"}}.
     """
     from .calibration import compute_ranges, load_ranges, save_ranges
-    from .calibration.int8 import cached_smoothing, missing_ranges
+    from .calibration.ranges import cached_smoothing, missing_ranges
     from .calibration.smoothing import smooth
     from .folder.io import sha256_file
     from .folder.onnx_io import load_onnx
