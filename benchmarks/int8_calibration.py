@@ -31,15 +31,14 @@ from pathlib import Path
 
 import onnx
 
-from focalnet_edge.calibration.gate import dequantized_inputs, prune_qdq
+from focalnet_edge.calibration.qdq import dequantized_inputs, prune_qdq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine
 from int8_tiny import DEFAULT_OUT, DEFAULT_OUT_NO_OUTLIERS, prepare
 
-from focalnet_edge.calibration import compute_ranges, load_calibration_data
+from focalnet_edge.calibration import compute_ranges, load_calibration_data, quantize
 from focalnet_edge.calibration.gate import outputs, score
-from focalnet_edge.calibration.int8 import quantize
 from focalnet_edge.calibration.placement import gemm_flops, placement_report, stem_and_head
 from focalnet_edge.folder.onnx_io import read_contract
 

@@ -24,7 +24,7 @@ import torch
 
 from common import interleaved, machine
 from focalnet_edge.calibration import compute_ranges, quantize
-from focalnet_edge.calibration.int8 import stem_and_head
+from focalnet_edge.calibration.placement import stem_and_head
 from focalnet_edge.export import export_onnx
 from focalnet_edge.folder.onnx_io import ort_session
 from focalnet_edge.model import FocalNetConfig, FocalNetForImageClassification, load_checkpoint

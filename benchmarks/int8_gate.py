@@ -28,7 +28,9 @@ from int8_tiny import DEFAULT_OUT, DEFAULT_OUT_NO_OUTLIERS, prepare
 
 from focalnet_edge.calibration import build_int8, compute_ranges, load_calibration_data
 from focalnet_edge.calibration import gate
-from focalnet_edge.calibration.int8 import _finalize, quantize
+from focalnet_edge.calibration import quantize
+from focalnet_edge.calibration.int8 import _finalize
+from focalnet_edge.calibration.qdq import to_float
 from focalnet_edge.calibration.placement import stem_and_head
 from focalnet_edge.folder.onnx_io import read_contract
 
@@ -71,7 +73,7 @@ def main() -> None:
         _, keep = _finalize(first, fp32, "int8", "fp16", cal.inputs, None)
         name = next(n.name for n in fp32.graph.node if n.name.endswith("stages.2/layers.0/mlp/fc2/MatMul"))
         t0 = time.perf_counter()
-        m, _ = _finalize(gate.to_float(first, fp32, [name]), fp32, "int8", "fp16", None, keep)
+        m, _ = _finalize(to_float(first, fp32, [name]), fp32, "int8", "fp16", None, keep)
         s = gate.score(ref, gate.outputs(m, held.inputs), True)
         print(f"one judgement as before (copy, fp16 float parts, new session, {len(held)} images): "
               f"{time.perf_counter() - t0:.0f} s ({s})")

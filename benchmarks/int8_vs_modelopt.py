@@ -39,11 +39,11 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import interleaved, machine
+from residual_qdq import quantize_residual, residual_ranges
 from int8_tiny import DEFAULT_OUT, prepare
 
-from focalnet_edge.calibration import build_fp8, build_int8, compute_ranges, load_calibration_data
+from focalnet_edge.calibration import build_fp8, build_int8, compute_ranges, load_calibration_data, quantize
 from focalnet_edge.calibration.gate import outputs, score
-from focalnet_edge.calibration.int8 import quantize
 from focalnet_edge.calibration.placement import float_by_default, gemm_flops, placement_report, stem_and_head
 from focalnet_edge.calibration.smoothing import smooth
 from focalnet_edge.folder.onnx_io import ort_session, read_contract
@@ -115,13 +115,13 @@ def main() -> None:
           f"{len(hold)} held back\n")
 
     t0 = time.perf_counter()
-    ranges = compute_ranges(fp32_path, cal.inputs, "max", residual=True)
+    ranges = residual_ranges(fp32_path, cal.inputs, "max")
     t_ranges = time.perf_counter() - t0
     exclude = stem_and_head(fp32)
     forms: dict[str, Path] = {"fp32": fp32_path}
     print(HEADER)
     for residual in ("both", "skip", "branch", "none"):
-        q = quantize(fp32_path, ranges, "tensorrt", exclude, residual)
+        q = quantize_residual(fp32_path, ranges, "tensorrt", exclude, residual)
         path = out / f"project.int8.{residual}.fp32.onnx"
         onnx.save(q, str(path))
         forms[f"project int8, residual {residual}, fp32 float"] = path
@@ -187,10 +187,10 @@ def main() -> None:
 
 def study(fp32_path: Path, calib: np.ndarray, hold: np.ndarray, ref: np.ndarray, exclude: list[str]) -> None:
     """Residual Add placement, calibration method and image count: logit SQNR (fp32 float parts)."""
-    ranges = compute_ranges(fp32_path, calib, "max", residual=True)
+    ranges = residual_ranges(fp32_path, calib, "max")
     print("\n| residual Add Q/DQ (max ranges) | logit SQNR (dB) | top-1 |\n|---|---|---|")
     for residual in ("none", "branch", "skip", "both"):
-        s = score(ref, outputs(quantize(fp32_path, ranges, "tensorrt", exclude, residual), hold), True)
+        s = score(ref, outputs(quantize_residual(fp32_path, ranges, "tensorrt", exclude, residual), hold), True)
         print(f"| {residual} | {s.sqnr_db:.1f} | {s.top1:.2f} |", flush=True)
     print("\n| ranges | calibration images | time (s) | logit SQNR (dB) | top-1 |\n|---|---|---|---|---|")
     for method, n in (("max", 32), ("max", 64), ("max", len(calib)), ("percentile", len(calib)), ("entropy", len(calib))):

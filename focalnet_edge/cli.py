@@ -558,7 +558,7 @@ EPILOG_CALIBRATE = """examples:
 
 def _precision_args(p: argparse.ArgumentParser) -> None:
     from .folder.artifacts import INT8_MIN_AGREEMENT
-    from .calibration.int8 import METHODS
+    from .calibration import METHODS
     from .calibration.smoothing import ALPHA as SMOOTH_ALPHA
 
     g = p.add_argument_group("precision and calibration")

@@ -15,7 +15,9 @@ from PIL import Image
 
 from focalnet_edge.calibration import compute_ranges, load_calibration_data, load_ranges, qdq_form_problems, quantize
 from focalnet_edge.calibration.fp16 import nodes_to_keep_fp32
-from focalnet_edge.calibration.int8 import build_int8, cached_smoothing, residual_adds
+from focalnet_edge.calibration.int8 import build_int8
+from focalnet_edge.calibration.placement import residual_adds
+from focalnet_edge.calibration.ranges import cached_smoothing
 from focalnet_edge.calibration.placement import float_by_default
 from focalnet_edge.calibration.smoothing import apply_smoothing
 from focalnet_edge.errors import InputError

@@ -7,6 +7,9 @@ node returned to float), ml_dtypes' E4M3 rounding in numpy (the FP8 graph), the 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -16,13 +19,16 @@ from onnx import helper, numpy_helper
 from focalnet_edge.calibration import build_fp8, build_int8, compute_ranges, load_calibration_data, quantize
 from focalnet_edge.calibration.data import CalibrationSet
 from focalnet_edge.calibration.fp8 import E4M3_MAX, int8_to_fp8
-from focalnet_edge.calibration.gate import GateScore, GateTarget, holdout_note, outputs, to_float
-from focalnet_edge.calibration.int8 import qdq_form_problems
+from focalnet_edge.calibration.gate import GateScore, GateTarget, holdout_note, outputs
+from focalnet_edge.calibration.qdq import qdq_form_problems, to_float
 from focalnet_edge.calibration.placement import float_by_default, gemm_flops, placement_report, residual_adds, skip_input, stem_and_head
 from focalnet_edge.verify.metrics import sqnr_db
 from focalnet_edge.model import load_checkpoint
 from focalnet_edge.folder.onnx_io import read_contract
 from focalnet_edge.pipeline import ExportOptions, export_stage
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the residual Q/DQ placements measured against
+from residual_qdq import quantize_residual, residual_quantizer, residual_ranges
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +39,7 @@ def demo(tmp_path_factory):
     path = out / "model.onnx"
     contract, _ = read_contract(onnx.load(str(path)), path)
     cal, hold = load_calibration_data("demo", contract).split()
-    return path, cal, hold, compute_ranges(path, cal.inputs, "max", residual=True)
+    return path, cal, hold, residual_ranges(path, cal.inputs, "max")
 
 
 def _producers(m):
@@ -79,7 +85,7 @@ def test_placement_report_of_the_default_graph(demo):
 def test_residual_skip_form_puts_one_qdq_on_the_carried_input(demo):
     path, _, _, ranges = demo
     fp32 = onnx.load(str(path))
-    q = quantize(path, ranges, "tensorrt", stem_and_head(fp32), residual="skip")
+    q = quantize_residual(path, ranges, "tensorrt", stem_and_head(fp32), residual="skip")
     producers = _producers(q)
     readers = {}
     for n in fp32.graph.node:
@@ -93,7 +99,7 @@ def test_residual_skip_form_puts_one_qdq_on_the_carried_input(demo):
             x = producers[producers[dq[0]].input[0]].input[0]  # the tensor before Q
             assert x == skip_input(fp32, adds[n.name]) and "LayerNormalization" in readers[x]
     assert placement_report(q).quantized_by_type["Add"] == len(adds)
-    both = quantize(path, ranges, "tensorrt", stem_and_head(fp32), residual="both")
+    both = quantize_residual(path, ranges, "tensorrt", stem_and_head(fp32), residual="both")
     p2 = _producers(both)
     assert all(len(_dq_inputs(n, p2)) == 2 for n in both.graph.node if n.name in adds)
 
@@ -329,7 +335,7 @@ def test_sensitivity_ranks_the_hostile_node_first_in_both_forms(demo, hostile, f
     """Every candidate measured end to end, the TensorRT form as the CPU form: the planted node first
     (the TensorRT form's 35 candidates were cut to 24 by a proxy before); the output-referred proxy too."""
     from focalnet_edge.calibration.gate import local_noise, sensitivity_pass
-    from focalnet_edge.calibration.int8 import quantizable_nodes
+    from focalnet_edge.calibration.qdq import quantizable_nodes
 
     _, _, hold, _ = demo
     path, fc2, ranges = hostile
@@ -371,7 +377,7 @@ def test_a_fallback_that_does_not_measurably_help_is_not_kept(demo, tmp_path):
     adds = {i for n in fp32.graph.node if n.name in residual_adds(fp32) for i in n.input}
     ruined = {k: ((lo / 50, hi / 50) if k in adds else (lo, hi)) for k, (lo, hi) in ranges.items()}
     r = build_int8(path, tmp_path / "g.onnx", ruined, hold.inputs, max_fallback=4, min_sqnr_db=60.0, sensitivity_images=8,
-                   residual="both")
+                   quantizer=residual_quantizer("both"))
     assert not r.gate_passed and r.tried and r.kept_float == [] and r.rejected
     assert r.score.sqnr_db == pytest.approx(r.first_score.sqnr_db) and "dB under 60 dB" in r.shortfall[0]
     assert r.to_manifest()["rejected"] == r.rejected

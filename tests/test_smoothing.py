@@ -16,7 +16,7 @@ from onnx import numpy_helper
 
 from focalnet_edge.calibration import compute_ranges, load_calibration_data, quantize
 from focalnet_edge.calibration.gate import outputs
-from focalnet_edge.calibration.int8 import cached_smoothing
+from focalnet_edge.calibration.ranges import cached_smoothing
 from focalnet_edge.calibration.placement import downsampling, float_by_default, placement_report, stem_and_head
 from focalnet_edge.calibration.smoothing import apply_smoothing, channel_absmax, smoothable, smoothing_scales
 from focalnet_edge.errors import InputError

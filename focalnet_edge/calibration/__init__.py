@@ -2,21 +2,10 @@
 
 from .data import CalibrationSet, load_calibration_data
 from .fp16 import Fp16Result, convert_fp16
-from .int8 import (
-    FORMS,
-    METHODS,
-    RESIDUAL_QDQ,
-    Int8Result,
-    PlacementReport,
-    build_fp8,
-    build_int8,
-    compute_ranges,
-    load_ranges,
-    qdq_form_problems,
-    quantize,
-    residual_adds,
-    save_ranges,
-)
+from .int8 import Int8Result, build_fp8, build_int8
+from .placement import PlacementReport, residual_adds
+from .qdq import FORMS, qdq_form_problems, quantize
+from .ranges import METHODS, compute_ranges, load_ranges, save_ranges
 
 __all__ = [
     "FORMS",
@@ -25,7 +14,6 @@ __all__ = [
     "Fp16Result",
     "Int8Result",
     "PlacementReport",
-    "RESIDUAL_QDQ",
     "build_fp8",
     "build_int8",
     "compute_ranges",

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..demo import uses_bundled_demo
+from ..demo import DEMO_CALIBRATION_DIR, uses_bundled_demo
 from ..errors import ConfigError, InputError
 from ..folder.contract import InputContract
-from ..inputs.video import is_video
+from ..folder.io import not_a_file
+from ..inputs.images import IMAGE_SUFFIXES, walk_images
+from ..inputs.video import is_video, sample_frames
+from ..limits import require_memory
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +66,6 @@ def _sample(items: list, size: int | None, seed: int) -> list:
 
 def _check_memory(contract: InputContract, images: int) -> None:
     """Refuse up front a calibration set that would not fit in memory (its uint8 frames and model inputs are kept)."""
-    from ..limits import require_memory
-
     per_image = contract.height * contract.width * 3 * (1 + np.dtype(contract.dtype).itemsize)
     require_memory(images * per_image, f"--calib-size {images} ({contract.height}x{contract.width} images)",
                    "choose a smaller --calib-size")
@@ -81,15 +82,11 @@ def load_calibration_data(
     if size is not None and size < 1:
         raise ConfigError(f"calibration size {size} not accepted: expected a positive number of images")
     if uses_bundled_demo(str(source)):
-        from ..demo import DEMO_CALIBRATION_DIR
-
         source = DEMO_CALIBRATION_DIR
     path = Path(source)
     if path.is_dir():
         return _from_folder(path, contract, size, seed, progress)
     if not path.is_file():
-        from ..folder.io import not_a_file
-
         raise InputError(not_a_file(path, "calibration folder or file"))
     if path.suffix.lower() == ".npz":
         return _from_npz(path, contract, size, seed)
@@ -101,7 +98,6 @@ def load_calibration_data(
 def _from_folder(folder: Path, contract: InputContract, size: int | None, seed: int, progress: bool) -> CalibrationSet:
     from tqdm import tqdm
 
-    from ..inputs.images import IMAGE_SUFFIXES, walk_images
     from ..model.preprocessing import to_pil
 
     images, others = walk_images(folder)
@@ -135,8 +131,6 @@ def _from_folder(folder: Path, contract: InputContract, size: int | None, seed: 
 def _from_video(path: Path, contract: InputContract, size: int, progress: bool) -> CalibrationSet:
     from PIL import Image
     from tqdm import tqdm
-
-    from ..inputs.video import sample_frames
 
     _check_memory(contract, size)
     spec = contract.image_spec

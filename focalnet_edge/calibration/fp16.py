@@ -19,7 +19,9 @@ import numpy as np
 import onnx
 import onnx.version_converter
 
+from ..folder.io import temporary_path
 from ..folder.onnx_io import input_batches, load_onnx, ort_session, read_metadata, save_onnx, set_metadata, static_batch
+from .placement import QDQ_OPS
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +103,6 @@ def probe_maxima(model: str | Path, inputs: np.ndarray, tensors: list[str] | Non
     """
     import gc
 
-    from ..folder.io import temporary_path
-
     model = Path(model)
     graph = load_onnx(model, external_data=False)
     input_name = input_name or graph.graph.input[0].name
@@ -167,7 +167,6 @@ def remove_cast_round_trips(model: onnx.ModelProto) -> int:
     return len(rewired)
 
 
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 QDQ_FP16_OPSET = 19  #: QuantizeLinear takes float16 inputs from opset 19
 
 

@@ -38,7 +38,8 @@ import onnx
 
 from ..verify.metrics import cosine, sqnr_db, top1_judgement, topk_agreement
 from ..folder.onnx_io import input_batches, ort_session, run_rows, static_batch
-from .placement import QDQ_OPS
+from .placement import module_block
+from .qdq import float_sources
 
 log = logging.getLogger(__name__)
 
@@ -150,69 +151,10 @@ def holdout_note(images: int, held_out: bool = True) -> str | None:
 
 def blocks_of(names: list[str]) -> dict[str, list[str]]:
     """The nodes `names` by the checkpoint module (block) they belong to ("encoder.stages.2.layers.1": [...])."""
-    from .placement import module_block
-
     out: dict[str, list[str]] = {}
     for n in names:
         out.setdefault(module_block(n) or "?", []).append(n)
     return out
-
-
-# -- returning nodes to float ----------------------------------------------------------------------
-def to_float(qmodel: onnx.ModelProto, fp32: onnx.ModelProto, names: set[str] | list[str]) -> onnx.ModelProto:
-    """A copy of Q/DQ graph `qmodel` with the nodes `names` reading float inputs again.
-
-    Activations are read before their Q/DQ; weights are the fp32 graph's own initializers (the
-    node keeps its name through quantization). Q/DQ nodes and int8 weights nothing reads any
-    more are removed. Cheap: no re-quantization, so the gate can try many nodes.
-    """
-    names = set(names)
-    model = onnx.ModelProto()
-    model.CopyFrom(qmodel)
-    fp32_nodes = {n.name: n for n in fp32.graph.node if n.name in names}
-    fp32_inits = {i.name: i for i in fp32.graph.initializer}
-    have = {i.name for i in model.graph.initializer}
-    for node, k, _dq, q in dequantized_inputs(model, names):
-        if q is not None:
-            node.input[k] = q.input[0]
-        elif node.name in fp32_nodes:  # a weight: the fp32 graph's initializer
-            orig = fp32_nodes[node.name].input[k]
-            if orig in fp32_inits and orig not in have:
-                model.graph.initializer.append(fp32_inits[orig])
-                have.add(orig)
-            node.input[k] = orig
-    return prune_qdq(model)
-
-
-def dequantized_inputs(model: onnx.ModelProto, names: set[str] | list[str]):
-    """(node, input index, its DequantizeLinear, the QuantizeLinear before that or None for a weight)
-    for every input of the nodes `names` that a DequantizeLinear produces."""
-    names = set(names)
-    producer = {o: n for n in model.graph.node for o in n.output}
-    for node in model.graph.node:
-        if node.name not in names:
-            continue
-        for k, name in enumerate(list(node.input)):
-            dq = producer.get(name)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                continue
-            q = producer.get(dq.input[0])
-            yield node, k, dq, (q if q is not None and q.op_type == "QuantizeLinear" else None)
-
-
-def prune_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Remove Q/DQ nodes and initializers that nothing reads (in place; returns `model`)."""
-    while True:
-        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-        dead = [n for n in model.graph.node if n.op_type in QDQ_OPS and not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            model.graph.node.remove(n)
-    used = {i for n in model.graph.node for i in n.input}
-    for init in [i for i in model.graph.initializer if i.name not in used]:
-        model.graph.initializer.remove(init)
-    return model
 
 
 # -- sensitivity and fallback ----------------------------------------------------------------------
@@ -222,28 +164,6 @@ def suspects(noise: dict[str, float]) -> list[str]:
         return []
     median = float(np.median(list(noise.values())))
     return sorted((n for n, v in noise.items() if v >= HOSTILE_NSR and v >= HOSTILE_RATIO * median), key=noise.get, reverse=True)
-
-
-def float_sources(model: onnx.ModelProto, fp32: onnx.ModelProto, candidates: list[str]):
-    """(node, input index, the float tensor it reads instead) for every dequantized input of the
-    `candidates` of Q/DQ graph `model`: activations the tensor before their Q, weights the fp32
-    graph's initializer (appended to `model` where missing; the node keeps its name through
-    quantization)."""
-    names = set(candidates)
-    fp32_nodes = {n.name: n for n in fp32.graph.node if n.name in names}
-    fp32_inits = {i.name: i for i in fp32.graph.initializer}
-    have = {i.name for i in model.graph.initializer}
-    for node, k, _dq, q in list(dequantized_inputs(model, names)):
-        if q is not None:
-            yield node, k, q.input[0]
-            continue
-        source = fp32_nodes[node.name].input[k] if node.name in fp32_nodes else ""
-        if source not in fp32_inits:
-            continue
-        if source not in have:
-            model.graph.initializer.append(fp32_inits[source])
-            have.add(source)
-        yield node, k, source
 
 
 def local_noise(qmodel: onnx.ModelProto, fp32: onnx.ModelProto, candidates: list[str], inputs: np.ndarray) -> dict[str, float]:
@@ -303,7 +223,7 @@ class Switchboard:
     Every dequantized input of a candidate is replaced by `Where(switch, float input, DQ output)`,
     with one boolean scalar graph input per candidate (activations: the tensor before its Q;
     weights: the fp32 graph's initializer), so that `outputs(names, x)` is the graph with `names`
-    returned to float, as `to_float` would make it, without copying the graph or making a new
+    returned to float, as `qdq.to_float` would make it, without copying the graph or making a new
     session. The Q/DQ run as float arithmetic (ONNX's definition of Q/DQ, not int8 kernels).
     """
 

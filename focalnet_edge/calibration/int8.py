@@ -1,12 +1,13 @@
 """INT8 (and FP8): explicit Q/DQ graphs calibrated with `onnxruntime.quantization`, gated on accuracy.
 
-Forms from the same calibration ranges:
+Forms from the same calibration ranges (rows of `folder/artifacts.QUANT_FORMS`, which `qdq.quantize`
+reads; a precision names its form and quantized type in the precision table):
 
 - ``tensorrt`` (`model.int8.onnx`): placed by TensorRT's explicit-quantization rules (see
   `placement`): int8 only, zero point 0 (symmetric), per-channel weights on the output-channel
   axis, per-tensor activations, float bias (no int32 bias); Q/DQ on the inputs of every Conv
   (depth-wise focal convolutions and the 1x1 `h` included), MatMul and Gemm, on no GEMM output,
-  none on LayerNormalization, none on the residual Adds (`RESIDUAL_QDQ`); stem and head left in
+  none on LayerNormalization, none on the residual Adds (measured: below); stem and head left in
   float. The same graph with FLOAT8E4M3FN Q/DQ is `model.fp8.onnx` (`fp8.py`).
 - ``cpu`` (`model.int8.cpu.onnx`): what ONNX Runtime's CPU kernels run fastest (measured, see
   benchmarks/README.md): uint8 activations (asymmetric), int8 per-channel weights, on MatMul and
@@ -17,361 +18,60 @@ Forms from the same calibration ranges:
 calibration source: logit SQNR and cosine against the fp32 graph, top-1 agreement on the images
 whose fp32 prediction is decided; where the target is missed, single GEMM/Conv nodes go back to
 float, the largest measured SQNR gain first, and a fallback is kept only when it measurably helps.
+
+Calibration ranges: `ranges.py`; the Q/DQ graphs and the gate's graph edits: `qdq.py`.
+
+Q/DQ on the residual Adds of the TensorRT form: none, by measurement. focalnet-tiny with
+realistic statistics (benchmarks/int8_vs_modelopt.py with benchmarks/residual_qdq.py, fp32 float
+parts, 100 held-back images): logit SQNR 14.6 dB with Q/DQ on both inputs (the placement before
+issue 11), 14.6 dB on the skip input alone (TensorRT's/ModelOpt's rule for fusing the Add into a
+Conv epilogue), 29.9 dB with none; the trained demo: 30.2 dB skip, 30.9 dB none. Quantizing the
+carried hidden state per tensor is what costs: its range grows with depth and its outlier channels
+set the scale. The sums feed LayerNorm in float, so TensorRT runs no int8 add in any of these forms,
+and "none" adds no quantize kernel of its own on a tensor that LayerNorm also reads.
 """
+
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from ..folder.artifacts import INT8_MIN_AGREEMENT, INT8_MIN_COSINE, INT8_MIN_SQNR_DB
 from ..errors import ConfigError, InputError
-from ..folder.io import atomic_write_text
-from ..folder.onnx_io import input_batches, read_metadata, save_onnx, set_metadata, static_batch
-from . import gate
-from .placement import (
-    WEIGHTED_OPS,
-    PlacementReport,
-    float_by_default,
-    gemm_flops,
-    node_group,
-    placement_report,
-    residual_adds,
-    skip_input,
-    stem_and_head,
+from ..folder.artifacts import (
+    FLOAT_PARTS,
+    INT8_MIN_AGREEMENT,
+    INT8_MIN_COSINE,
+    INT8_MIN_SQNR_DB,
+    PRECISIONS,
+    QTYPES,
+    QUANT_FORMS,
+    quantized_precision,
 )
+from ..folder.onnx_io import read_metadata, save_onnx, set_metadata
+from . import gate
+from .fp8 import int8_to_fp8
+from .fp16 import activation_ranges, nodes_to_keep_fp32, to_float16
+from .placement import PlacementReport, float_by_default, gemm_flops, placement_report
+from .qdq import FORMS, quantizable_nodes, quantize, to_float
 
 log = logging.getLogger(__name__)
 
-METHODS = ("max", "entropy", "percentile", "distribution")
-FORMS = ("tensorrt", "cpu")
-QTYPES = ("int8", "fp8")
-QUANTIZED_OPS = WEIGHTED_OPS
-RESIDUAL_FORMS = ("none", "skip", "branch", "both")  #: "both": the placement before issue 11, kept to measure against
-#: Q/DQ on the residual Adds of the TensorRT form: none, by measurement. focalnet-tiny with
-#: realistic statistics (benchmarks/int8_vs_modelopt.py, fp32 float parts, 100 held-back images):
-#: logit SQNR 14.6 dB with Q/DQ on both inputs (the placement before issue 11), 14.6 dB on the
-#: skip input alone (TensorRT's/ModelOpt's rule for fusing the Add into a Conv epilogue), 29.9 dB
-#: with none; the trained demo: 30.2 dB skip, 30.9 dB none. Quantizing the carried hidden state
-#: per tensor is what costs: its range grows with depth and its outlier channels set the scale.
-#: The sums feed LayerNorm in float, so TensorRT runs no int8 add in any of these forms, and
-#: "none" adds no quantize kernel of its own on a tensor that LayerNorm also reads.
-RESIDUAL_QDQ = "none"
-#: Range method, by measurement (`benchmarks/int8_calibration.py`, focalnet-tiny with realistic
-#: statistics, 220 images, 100 held back): max 29.9 dB, percentile 99.999 31.6 dB, 99.99 31.5 dB
-#: with the subject's outlier LayerNorm channels, max 35.9 dB without them; top-1 agreement
-#: unchanged (0.96-0.98) and percentile costs ~1.7x the CPU of max. Kept: max; percentile 99.999
-#: is the option for models with outlier channels.
-DEFAULT_METHOD = "max"
-RECALIBRATE = "delete it, or name another --calib-cache, to calibrate again"
-SCALE_LIMITS = (1e-4, 1e4)  #: smoothing factors a cache may hold (computed ones stay within 1e-2..1e2 before normalising)
 SENSITIVITY_IMAGES = 16  #: held-back images the per-node sensitivity pass runs on
 OVERFLOW_IMAGES = 16  #: calibration images the fp16 float parts' overflow is measured on
 #: nodes measured end to end by it (None: every candidate; a number: those with the most local
 #: quantization noise, a proxy that can miss a hostile node, see `gate`)
 SENSITIVITY_NODES = None
-
-__all__ = [
-    "FORMS", "METHODS", "QTYPES", "RESIDUAL_QDQ", "Int8Result", "PlacementReport", "build_fp8", "build_int8",
-    "compute_ranges", "load_ranges", "node_group", "qdq_form_problems", "quantize", "residual_adds",
-    "save_ranges", "stem_and_head",
-]
-
-
-def quantizable_nodes(model: onnx.ModelProto, form: str) -> list[str]:
-    """The GEMM/Conv nodes a form quantizes (before stem/head and gate exclusions)."""
-    ops = QUANTIZED_OPS if form == "tensorrt" else ("MatMul", "Gemm")
-    return [n.name for n in model.graph.node if n.op_type in ops]
-
-
-# -- calibration ranges ----------------------------------------------------------------------------
-class _Reader:
-    """onnxruntime.quantization.CalibrationDataReader over an array of inputs."""
-
-    def __init__(self, name: str, inputs: np.ndarray, batch: int = 16, fixed: int | None = None) -> None:
-        self.name = name
-        self.chunks = [chunk for chunk, _ in input_batches(inputs, batch, fixed)]  # a static batch: padded by repeats
-
-    def get_next(self):
-        return {self.name: self.chunks.pop(0)} if self.chunks else None
-
-    def __len__(self) -> int:
-        return len(self.chunks)
-
-    def __iter__(self):
-        while (item := self.get_next()) is not None:
-            yield item
-
-
-def compute_ranges(fp32_path: str | Path, inputs: np.ndarray, method: str = DEFAULT_METHOD, percentile: float = 99.99,
-                   progress: bool = False, batch: int = 16, residual: bool = RESIDUAL_QDQ != "none") -> dict[str, tuple[float, float]]:
-    """Ranges of the activations read by Conv/MatMul/Gemm (and, with `residual`, by the residual
-    Adds) by `method`, computed by onnxruntime's calibrators on the CPU.
-
-    `max`: the largest magnitude seen; `percentile`: that percentile of the magnitudes (a
-    2048-bin histogram); `entropy`: the threshold minimising the KL divergence between the
-    float histogram (2048 bins) and its 128-level quantized copy (TensorRT's entropy
-    calibration); `distribution`: onnxruntime's histogram edges (made for FP8 scales; as int8
-    ranges they are the histogram's full span).
-
-    Two things keep this cheap on a 28 M-parameter model: only the tensors a Q/DQ will read are
-    calibrated (onnxruntime's calibrators take every input and output of the chosen op types:
-    3x the tensors, and the histogram methods spend their time in numpy on each), and the data
-    go to the calibrator one batch at a time (onnxruntime keeps every tensor of every image it
-    is given in one call until the call ends: 8 GB for 156 focalnet-tiny images).
-    """
-    import contextlib
-    import io
-
-    from tqdm import tqdm
-
-    if method not in METHODS:
-        raise ConfigError(f"calibration method {method!r} not supported; expected one of {', '.join(METHODS)}")
-    if not 0 < percentile <= 100:
-        raise ConfigError(f"calibration percentile {percentile} not accepted: expected a value in (0, 100]")
-    model = onnx.load(str(fp32_path))
-    name, fixed = model.graph.input[0].name, static_batch(model)
-    consts = {i.name for i in model.graph.initializer} | {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
-    wanted = {i for n in model.graph.node if n.op_type in QUANTIZED_OPS for i in n.input if i and i not in consts}
-    if residual:
-        adds = set(residual_adds(model))
-        wanted |= {i for n in model.graph.node if n.name in adds for i in n.input}
-    del model
-    with tempfile.TemporaryDirectory(prefix="focalnet-edge-calib.") as tmp:
-        calibrator = _calibrator(method, Path(fp32_path), wanted, Path(tmp) / "augmented.onnx", percentile)
-        starts = range(0, len(inputs), batch)
-        for i in tqdm(starts, desc=f"int8 calibration ({method})", unit="batch", disable=None if progress else True):
-            with contextlib.redirect_stdout(io.StringIO()):  # onnxruntime prints a line per call
-                calibrator.collect_data(_Reader(name, inputs[i : i + batch], batch, fixed))
-        with contextlib.redirect_stdout(io.StringIO()):
-            data = calibrator.compute_data()
-    out = {}
-    for key in data:
-        lo, hi = data[key].range_value
-        out[key] = (float(np.asarray(lo).min()), float(np.asarray(hi).max()))
-    return out
-
-
-def _calibrator(method: str, path: Path, wanted: set[str], augmented: Path, percentile: float):
-    """onnxruntime's calibrator for `method` (as `create_calibrator` makes it), limited to the tensors `wanted`."""
-    from onnxruntime.quantization import calibrate as c
-
-    base, kwargs = {
-        "max": (c.MinMaxCalibrater, {}),
-        "entropy": (c.EntropyCalibrater, {"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128}),
-        "percentile": (c.PercentileCalibrater, {"symmetric": True, "num_bins": 2048, "percentile": percentile}),
-        "distribution": (c.DistributionCalibrater, {"num_bins": 2048, "scenario": "same"}),
-    }[method]
-
-    class Only(base):
-        def select_tensors_to_calibrate(self, model):
-            tensors, infos = super().select_tensors_to_calibrate(model)
-            return tensors & wanted, infos
-
-    calibrator = Only(path, list(QUANTIZED_OPS) + ["Add"], str(augmented), **kwargs)
-    calibrator.augment_graph()
-    calibrator.create_inference_session()
-    return calibrator
-
-
-def save_ranges(path: str | Path, ranges: dict[str, tuple[float, float]], method: str, percentile: float, images: int, model_sha256: str,
-                smoothing: dict[str, np.ndarray] | None = None, alpha: float | None = None) -> None:
-    """Write a calibration cache: the ranges and, when the graph was smoothed first, the smoothing
-    factors per LayerNorm output (the ranges are those of the smoothed graph)."""
-    doc = {"format": 1, "method": method, "percentile": percentile, "images": images, "model_sha256": model_sha256,
-           "ranges": {k: list(v) for k, v in ranges.items()}}
-    if alpha:  # smoothed with this alpha (no factors: the graph had no LayerNorm to fold)
-        doc["smoothing"] = {"alpha": alpha, "scales": {k: [float(x) for x in v] for k, v in (smoothing or {}).items()}}
-    atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
-
-
-def load_ranges(path: str | Path, model_sha256: str | None = None) -> tuple[dict[str, tuple[float, float]], dict]:
-    """The ranges of a calibration cache; `InputError` when empty, non-finite, lo > hi, or (given
-    `model_sha256`, the fp32 model's) made for another model."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        ranges = {str(k): (float(v[0]), float(v[1])) for k, v in doc["ranges"].items()}
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such calibration cache") from None
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not a focalnet-edge calibration cache ({e.__class__.__name__})") from None
-    bad = next((k for k, (lo, hi) in ranges.items() if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi)), None)
-    if not ranges or bad is not None:
-        raise InputError(f"{path}: calibration cache " + (f"range of {bad!r} is {list(ranges[bad])}, expected finite lo <= hi"
-                         if bad is not None else "holds no ranges") + f"; {RECALIBRATE}")
-    if model_sha256 is not None and doc.get("model_sha256") != model_sha256:
-        raise InputError(f"{path}: calibration cache was made for another model (sha256 {str(doc.get('model_sha256'))[:12]}...); "
-                         f"{RECALIBRATE}")
-    return ranges, doc
-
-
-def cached_smoothing(path: str | Path, doc: dict) -> tuple[dict[str, np.ndarray], float]:
-    """The smoothing factors and alpha of a calibration cache (({}, 0.0) for caches written without smoothing)."""
-    block = doc.get("smoothing")
-    if block is None:
-        return {}, 0.0
-    try:
-        items = block.get("scales", {}).items()
-        if not all(isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
-                   for _, v in items):
-            raise TypeError
-        scales = {str(k): np.asarray(v, np.float32) for k, v in items}
-    except (TypeError, ValueError, AttributeError, OverflowError):
-        raise InputError(f"{path}: calibration cache has unreadable smoothing factors (lists of numbers expected); {RECALIBRATE}") from None
-    bad = next((k for k, v in scales.items() if not np.all(np.isfinite(v)) or np.any(v < SCALE_LIMITS[0]) or np.any(v > SCALE_LIMITS[1])), None)
-    if bad is not None:
-        raise InputError(f"{path}: calibration cache smoothing factors of {bad!r} are not numbers in [{SCALE_LIMITS[0]:g}, "
-                         f"{SCALE_LIMITS[1]:g}]; {RECALIBRATE}")
-    alpha = block.get("alpha")
-    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 < alpha <= 1:
-        raise InputError(f"{path}: calibration cache smoothing alpha is {alpha!r}, expected a number in (0, 1]; {RECALIBRATE}")
-    return scales, float(alpha)
-
-
-def missing_ranges(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]], exclude: list[str] | None = None) -> list[str]:
-    """The activations a Q/DQ of `model` would read (inputs of its GEMM/Conv nodes) that `ranges` lacks."""
-    skip = set(exclude or [])
-    consts = {i.name for i in model.graph.initializer} | {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
-    for n in model.graph.node:  # exporters pass shared weights through Identity
-        if n.op_type == "Identity" and n.input[0] in consts:
-            consts.add(n.output[0])
-    wanted = {i for n in model.graph.node if n.op_type in QUANTIZED_OPS and n.name not in skip for i in n.input if i and i not in consts}
-    return sorted(wanted - set(ranges))
-
-
-# -- quantization ----------------------------------------------------------------------------------
-def quantize(
-    fp32_path: str | Path,
-    ranges: dict[str, tuple[float, float]],
-    form: str = "tensorrt",
-    exclude: list[str] | None = None,
-    residual: str = RESIDUAL_QDQ,
-) -> onnx.ModelProto:
-    """The int8 Q/DQ graph of `fp32_path` in `form`, with the nodes in `exclude` left in float.
-
-    `residual` (TensorRT form): "none" leaves the residual Adds without Q/DQ; "skip" puts one
-    Q/DQ on each Add's skip input (TensorRT's and ModelOpt's form for fusing the Add into the
-    GEMM epilogue); "branch" on the other input (the block's output); "both" on both inputs (the
-    earlier placement). All but "none" are kept for measuring against (benchmarks/).
-    """
-    from onnxruntime.quantization import QuantType
-    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
-    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
-    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
-
-    if form not in FORMS:
-        raise ConfigError(f"int8 form {form!r} not supported; expected one of {', '.join(FORMS)}")
-    if residual not in RESIDUAL_FORMS:
-        raise ConfigError(f"residual Q/DQ {residual!r} not supported; expected one of {', '.join(RESIDUAL_FORMS)}")
-    model = load_model_with_shape_infer(Path(fp32_path))
-    tensors = TensorsData(CalibrationMethod.MinMax, {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in ranges.items()})
-    exclude = list(exclude or [])
-    nodes = [n for n in quantizable_nodes(model, form) if n not in exclude]
-    common = {"QuantizeBias": False, "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}, "WeightSymmetric": True}
-    if form == "tensorrt":  # inputs of GEMM/Conv only: their outputs stay float
-        act = QuantType.QInt8
-        extra = {**common, "ActivationSymmetric": True, "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)}
-        ops = list(QUANTIZED_OPS)
-    else:  # measured fastest on ONNX Runtime's CPU kernels: int8 matrix products, float elsewhere
-        act = QuantType.QUInt8
-        extra = {**common, "ActivationSymmetric": False, "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]}
-        ops = ["MatMul", "Gemm"]
-    quantizer = _qdq_quantizer(QDQQuantizer, model=model, per_channel=True, reduce_range=False, weight_qType=QuantType.QInt8,
-                               activation_qType=act, tensors_range=tensors, nodes_to_quantize=nodes,
-                               nodes_to_exclude=exclude, op_types_to_quantize=ops, extra_options=extra)
-    quantizer.quantize_model()
-    q = float_inputs_for_float_nodes(quantizer.model.model, set(nodes))
-    if form == "tensorrt" and residual != "none":
-        fp32 = onnx.load(str(fp32_path))
-        adds = [n for n in fp32.graph.node if n.name in set(residual_adds(fp32)) - set(exclude)]
-        pick = {"skip": lambda a: [skip_input(fp32, a)], "both": lambda a: list(a.input),
-                "branch": lambda a: [i for i in a.input if i != skip_input(fp32, a)]}[residual]
-        edges = [(a.name, i) for a in adds for i in pick(a)]
-        _qdq_on_inputs(q, edges, ranges)
-    return q
-
-
-def _qdq_quantizer(cls, **kwargs):
-    """QDQQuantizer across onnxruntime releases: before 1.18 it also took `mode` and `static`."""
-    import inspect
-
-    params = inspect.signature(cls.__init__).parameters
-    if "mode" in params:
-        from onnxruntime.quantization import QuantizationMode
-
-        kwargs.update(mode=QuantizationMode.QLinearOps, static=True)
-    return cls(**kwargs)
-
-
-def _qdq_on_inputs(model: onnx.ModelProto, edges: list[tuple[str, str]], ranges: dict[str, tuple[float, float]]) -> None:
-    """Insert a symmetric int8 Q/DQ pair on input `tensor` of node `node` for each (node, tensor)."""
-    from onnx import helper, numpy_helper
-
-    nodes = {n.name: n for n in model.graph.node}
-    missing = sorted({t for _, t in edges if t not in ranges})
-    if missing:
-        raise ConfigError(f"the calibration ranges lack residual Add input {missing[0]!r} ({len(missing)} in all): "
-                          "compute them with compute_ranges(..., residual=True)")
-    for node_name, tensor in edges:
-        if node_name not in nodes:
-            continue
-        amax = max(abs(ranges[tensor][0]), abs(ranges[tensor][1])) or 1.0
-        base = f"{tensor}_{node_name}_qdq".replace("/", "_")
-        model.graph.initializer.extend([numpy_helper.from_array(np.array(amax / 127.0, np.float32), base + "_scale"),
-                                        numpy_helper.from_array(np.array(0, np.int8), base + "_zero_point")])
-        q = helper.make_node("QuantizeLinear", [tensor, base + "_scale", base + "_zero_point"], [base + "_q"], name=base + "_Q")
-        dq = helper.make_node("DequantizeLinear", [base + "_q", base + "_scale", base + "_zero_point"], [base + "_dq"], name=base + "_DQ")
-        target = nodes[node_name]
-        target.input[list(target.input).index(tensor)] = base + "_dq"
-        index = list(model.graph.node).index(target)
-        model.graph.node.insert(index, dq)
-        model.graph.node.insert(index, q)
-
-
-def float_inputs_for_float_nodes(model: onnx.ModelProto, quantized: set[str]) -> onnx.ModelProto:
-    """Let nodes that are not quantized read the original float tensor, not its Q/DQ copy.
-
-    onnxruntime's quantizer routes *every* consumer of a quantized activation through the DQ;
-    a LayerNormalization or a bias Add sharing the tensor with a MatMul would then see the
-    quantization noise (and TensorRT a Q/DQ on LayerNormalization).
-    """
-    producer = {o: n for n in model.graph.node for o in n.output}
-    for node in model.graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or node.name in quantized:
-            continue
-        for k, name in enumerate(node.input):
-            dq = producer.get(name)
-            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-            if q is not None and q.op_type == "QuantizeLinear":
-                node.input[k] = q.input[0]
-    return gate.prune_qdq(model)
-
-
-def qdq_form_problems(model: onnx.ModelProto) -> list[str]:
-    """What keeps a Q/DQ graph from TensorRT's form (empty: none): int8/fp8, zero point 0, no int32 bias."""
-    inits = {i.name: i for i in model.graph.initializer}
-    problems = []
-    for n in model.graph.node:
-        if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        zp = inits.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
-        if zp is not None:
-            arr = onnx.numpy_helper.to_array(zp)
-            if arr.dtype.name not in ("int8", "float8_e4m3fn"):
-                problems.append(f"{n.name}: {arr.dtype} zero point (TensorRT takes int8 or float8e4m3fn)")
-            elif np.any(arr.astype(np.float32) != 0):
-                problems.append(f"{n.name}: non-zero zero point")
-        x = inits.get(n.input[0])
-        if n.op_type == "DequantizeLinear" and x is not None and x.data_type == onnx.TensorProto.INT32:
-            problems.append(f"{n.name}: int32 (quantized) bias")
-    return problems
+#: ONNX element type of the Q/DQ (`artifacts.QTYPES`) -> what re-types the int8 graph to it
+RETYPE: dict[str, Callable[[onnx.ModelProto, onnx.ModelProto], onnx.ModelProto]] = {"FLOAT8E4M3FN": int8_to_fp8}
+#: what makes the first Q/DQ graph: (fp32 path, ranges, form, nodes left in float) -> graph
+Quantizer = Callable[[Path, dict, str, list], onnx.ModelProto]
 
 
 # -- the build: quantize, gate, write ----------------------------------------------------------------
@@ -422,13 +122,10 @@ class Int8Result:
 
 def _finalize(model: onnx.ModelProto, fp32: onnx.ModelProto, qtype: str, float_type: str,
               calibration_inputs: np.ndarray | None, keep_fp32: list[str] | None) -> tuple[onnx.ModelProto, list[str] | None]:
-    """The written form of a Q/DQ graph (fp32 float parts, int8): FP8 re-typed, float parts fp16."""
-    from .fp16 import to_float16
-    from .fp8 import int8_to_fp8
-
-    if qtype == "fp8":
-        model = int8_to_fp8(model, fp32)
-    if float_type == "fp16":
+    """The written form of a Q/DQ graph (fp32 float parts, int8): re-typed to its quantized type (FP8), float parts fp16."""
+    if QTYPES[qtype] is not None:
+        model = RETYPE[QTYPES[qtype]](model, fp32)
+    if FLOAT_PARTS[float_type]:
         model, keep_fp32 = to_float16(model, calibration_inputs if keep_fp32 is None else None, True, keep_fp32)
     return model, keep_fp32
 
@@ -441,12 +138,147 @@ def fp16_overflow_nodes(fp32_path: str | Path, qmodel: onnx.ModelProto, inputs: 
     stage's probe (each tensor reduced to max |t| inside the graph), unlike the Q/DQ graph with
     every tensor exposed, which on focalnet-tiny took 200 s of a 700 s gate on 64 images (2 cores, loaded).
     """
-    from .fp16 import activation_ranges, nodes_to_keep_fp32
-
     return nodes_to_keep_fp32(qmodel, activation_ranges(fp32_path, inputs))
 
 
-def build_int8(  # noqa: C901, PLR0913 - the two quantization forms as an if/else and the calibration flags as parameters; issue 28 makes them form rows and options
+@dataclass
+class _Gating:
+    """What every phase of the gate reads: the graphs, the data, the target, and what it decided so far."""
+
+    fp32: onnx.ModelProto
+    first: onnx.ModelProto  #: the Q/DQ graph as first quantized (fp32 float parts, int8)
+    qtype: str
+    float_type: str
+    keep_fp32: list[str] | None  #: nodes the written form keeps in fp32 (fp16 overflow)
+    holdout: np.ndarray
+    ref: np.ndarray  #: the fp32 graph's outputs on `holdout`
+    first_out: np.ndarray  #: the written form's outputs on `holdout`, before any fallback
+    classify: bool
+    target: gate.GateTarget
+    candidates: list[str]  #: the GEMM/Conv nodes the gate may return to float
+    model: onnx.ModelProto  #: the graph to write so far
+    score: gate.GateScore  #: its score
+    kept: list[str] = field(default_factory=list)
+    tried: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    sensitivity: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def probe(self) -> onnx.ModelProto:
+        """The first graph with fp32 float parts: the form the sensitivity measurements run on."""
+        return _finalize(self.first, self.fp32, self.qtype, "fp32", None, None)[0]
+
+    def written(self, names: list[str]) -> onnx.ModelProto:
+        """The written form of the first graph with `names` returned to float."""
+        return _finalize(to_float(self.first, self.fp32, names), self.fp32, self.qtype, self.float_type, None, self.keep_fp32)[0]
+
+    def offer(self, names: list[str], why: str) -> None:
+        """Judge the written form with `names` back in float on every held-back image; keep it only when it measurably improves."""
+        candidate = self.written(names)
+        s = gate.score(self.ref, gate.outputs(candidate, self.holdout), self.classify)
+        log.info("%s gate, %s: %s", self.qtype, why, s)
+        if gate.improves(s, self.score, self.target):
+            self.model, self.score, self.kept = candidate, s, names
+        else:
+            self.rejected = names
+            log.info("%s gate: returning %s to float did not measurably improve the graph (%s against %s); not kept",
+                     self.qtype, ", ".join(names), s, self.score)
+
+
+def _hostile_check(g: _Gating, sensitivity_images: int, max_fallback: int) -> None:
+    """The target is met: still return a node hostile to int8 (`gate.suspects`), when that measurably helps."""
+    t0 = time.perf_counter()
+    risky = gate.risky_images(g.ref, g.first_out, sensitivity_images, g.classify)
+    suspects = gate.suspects(gate.local_noise(g.first, g.fp32, g.candidates, g.holdout[risky]))[:max_fallback]
+    if suspects:
+        probe = g.probe()
+        g.sensitivity, _ = gate.sensitivity_pass(probe, g.fp32, suspects, gemm_flops(g.fp32), g.ref[risky], g.holdout[risky],
+                                                 board=gate.Switchboard(probe, g.fp32, suspects))
+        hostile = [n for n in suspects if g.sensitivity[n] >= gate.HOSTILE_GAIN_DB]
+        g.tried = hostile
+        if hostile:
+            g.offer(hostile, f"{', '.join(hostile)} hostile to int8 (target met, but back to float)")
+    g.timings["hostile_check"] = time.perf_counter() - t0
+
+
+def _risky_judge(g: _Gating, board: gate.Switchboard, risky: np.ndarray):
+    """A judge of candidate sets on the risky images, the others keeping the first outputs (they agreed already):
+    top-1/top-5 and cosine over every image; SQNR with the others' noise scaled by the risky images' drop.
+    Kept at their first outputs, the others' noise would hold the SQNR down and the search return more
+    nodes than the target needs (seen on a small foreign model: 7 nodes where 1 met it); the risky images
+    alone would hold it down too (they are picked for their error)."""
+    ref, first_out = g.ref, g.first_out
+    err_first = ((first_out.astype(np.float64) - ref) ** 2).reshape(len(ref), -1).sum(axis=1)
+    others = np.ones(len(ref), bool)
+    others[risky] = False
+    signal = float((ref.astype(np.float64) ** 2).sum())
+
+    def judge(names: list[str]) -> gate.GateScore:
+        sub = board.outputs(names, g.holdout[risky])
+        out = first_out.copy()
+        out[risky] = sub
+        new = float(((sub.astype(np.float64) - ref[risky]) ** 2).sum())
+        old = float(err_first[risky].sum())
+        noise = new + float(err_first[others].sum()) * (new / old if old > 0 else 1.0)
+        sqnr = float(10 * np.log10(max(signal, 1e-300) / noise)) if noise > 0 else float("inf")
+        return replace(gate.score(ref, out, g.classify), sqnr_db=sqnr)
+
+    return judge
+
+
+def _fallback(g: _Gating, sensitivity_images: int, sensitivity_nodes: int | None, max_fallback: int, progress: bool) -> None:
+    """The target is missed: measure every candidate, return the best few to float (`gate.fallback_search`)."""
+    t0 = time.perf_counter()
+    candidates = g.candidates
+    probe = g.probe()  # fp32 float parts: the search's form
+    risky = gate.risky_images(g.ref, g.first_out, sensitivity_images, g.classify)
+    if sensitivity_nodes is not None and len(candidates) > sensitivity_nodes:
+        noise = gate.local_noise(g.first, g.fp32, candidates, g.holdout[risky])
+        candidates = sorted(candidates, key=noise.get, reverse=True)[:sensitivity_nodes]
+    board = gate.Switchboard(probe, g.fp32, candidates)
+    g.sensitivity, order = gate.sensitivity_pass(probe, g.fp32, candidates, gemm_flops(g.fp32), g.ref[risky], g.holdout[risky],
+                                                 progress=progress, board=board)
+    g.timings["sensitivity"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+
+    def judge_all(names: list[str]) -> gate.GateScore:  # every held-back image, fp32 float parts
+        return gate.score(g.ref, board.outputs(names, g.holdout), g.classify)
+
+    # First on the risky images; when the written form then misses on all images (the estimate
+    # from the risky few was too kind: measured on focalnet-tiny's CPU form), once more on all.
+    # A fallback's written form is kept only when it measurably beats the best so far (`gate.improves`).
+    g.timings["fallback"] = g.timings["final_check"] = 0.0
+    for judge_with in (_risky_judge(g, board, risky), judge_all):
+        names, _, lengths = gate.fallback_search(order, judge_with, g.target, max_fallback, progress)
+        g.tried = list(dict.fromkeys([*g.tried, *order[: max(lengths, default=0)]]))
+        g.timings["fallback"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if names and names != g.kept:
+            g.offer(names, f"written form with {len(names)} nodes back to float")
+        g.timings["final_check"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if g.target.met(g.score) or len(g.tried) >= min(max_fallback, len(order)):
+            break
+    if not g.target.met(g.score):
+        log.warning("%s gate: the target cannot be met with at most %d nodes back to float: best measured form %s; %s",
+                    g.qtype, max_fallback, g.score, "; ".join(g.target.shortfalls(g.score)))
+
+
+def _check_choices(form: str, qtype: str, float_type: str) -> str:
+    """The precision that `form` quantized to `qtype` is (the table's row), or a `ConfigError` naming what is not supported."""
+    if float_type not in FLOAT_PARTS:
+        raise ConfigError(f"int8 float type {float_type!r} not supported; expected one of {', '.join(FLOAT_PARTS)}")
+    if qtype not in QTYPES:
+        raise ConfigError(f"quantized type {qtype!r} not supported; expected one of {', '.join(QTYPES)}")
+    if form not in QUANT_FORMS:
+        raise ConfigError(f"int8 form {form!r} not supported; expected one of {', '.join(FORMS)}")
+    try:
+        return quantized_precision(form, qtype).name  # fp8 is a TensorRT form only: ONNX Runtime's CPU form is int8
+    except InputError as e:
+        raise ConfigError(str(e)) from None
+
+
+def build_int8(  # noqa: PLR0913 - the public keywords (tests, benchmarks, the pipeline call them by name); the form is a row, the phases are functions
     fp32_path: str | Path,
     output: str | Path,
     ranges: dict[str, tuple[float, float]],
@@ -460,7 +292,6 @@ def build_int8(  # noqa: C901, PLR0913 - the two quantization forms as an if/els
     calibration_inputs: np.ndarray | None = None,
     min_sqnr_db: float = INT8_MIN_SQNR_DB,
     min_cosine: float = INT8_MIN_COSINE,
-    residual: str = RESIDUAL_QDQ,
     qtype: str = "int8",
     sensitivity_images: int = SENSITIVITY_IMAGES,
     sensitivity_nodes: int | None = SENSITIVITY_NODES,
@@ -469,14 +300,17 @@ def build_int8(  # noqa: C901, PLR0913 - the two quantization forms as an if/els
     held_out: bool = True,
     run_gate: bool = True,
     keep_float: list[str] | None = None,
+    quantizer: Quantizer | None = None,
 ) -> Int8Result:
     """Quantize, run the accuracy gate on `holdout` inputs, write the graph atomically to `output`.
 
-    `float_type="fp16"` makes the parts left in float (and the Q/DQ scales) float16, so a
-    strongly typed TensorRT engine runs them in fp16 too; nodes whose activations measurably
-    overflow float16 on `calibration_inputs` stay fp32. `qtype="fp8"` writes FLOAT8E4M3FN Q/DQ
-    (TensorRT form only). `reference`: the fp32 graph's outputs on `holdout`, when known.
-    `held_out` False: `holdout` also calibrated (said in the result's note and manifest entry).
+    `form` (a `QUANT_FORMS` row) and `qtype` (a `QTYPES` row) name the precision written (the
+    precision table's row quantized so). `float_type="fp16"` makes the parts left in float (and the
+    Q/DQ scales) float16, so a strongly typed TensorRT engine runs them in fp16 too; nodes whose
+    activations measurably overflow float16 on `calibration_inputs` stay fp32. `qtype="fp8"` writes
+    FLOAT8E4M3FN Q/DQ (TensorRT form only). `reference`: the fp32 graph's outputs on `holdout`, when
+    known. `held_out` False: `holdout` also calibrated (said in the result's note and manifest entry).
+    `quantizer` makes the first Q/DQ graph (default `qdq.quantize`; benchmarks measure other placements).
 
     The gate (`gate.py`): the graph as written is judged on every held-back image; when it
     misses the target, the `sensitivity_images` held-back images most at risk are picked, the
@@ -486,16 +320,12 @@ def build_int8(  # noqa: C901, PLR0913 - the two quantization forms as an if/els
     `gate.fallback_search`, at most `max_fallback`), and the written form of the chosen graph is
     judged once more on every held-back image and kept only when it measurably beats the graph
     so far (`gate.improves`); when the target is then missed, the search runs once more judging
-    every held-back image. `run_gate=False` (--no-gate): judged and reported, nothing returned to
+    every held-back image. When the target is met, a node hostile to int8 is still looked for
+    (`gate.suspects`). `run_gate=False` (--no-gate): judged and reported, nothing returned to
     float, `gate_passed` None. `keep_float`: GEMM/Conv nodes the user keeps in float (--keep-float).
     Seconds per phase are in the result's `timings`.
     """
-    if float_type not in ("fp32", "fp16"):
-        raise ConfigError(f"int8 float type {float_type!r} not supported; expected fp32 or fp16")
-    if qtype not in QTYPES:
-        raise ConfigError(f"quantized type {qtype!r} not supported; expected one of {', '.join(QTYPES)}")
-    if qtype == "fp8" and form != "tensorrt":
-        raise ConfigError("fp8 is a TensorRT form only; ONNX Runtime's CPU form is int8")
+    precision = _check_choices(form, qtype, float_type)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     fp32 = onnx.load(str(fp32_path))
@@ -508,115 +338,31 @@ def build_int8(  # noqa: C901, PLR0913 - the two quantization forms as an if/els
     timings["reference"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    first = quantize(fp32_path, ranges, form, exclude, residual)
+    first = (quantizer or quantize)(Path(fp32_path), ranges, form, exclude)
     keep_fp32: list[str] | None = None
-    if float_type == "fp16" and calibration_inputs is not None and len(calibration_inputs):
+    if FLOAT_PARTS[float_type] and calibration_inputs is not None and len(calibration_inputs):
         keep_fp32 = fp16_overflow_nodes(fp32_path, first, calibration_inputs[:OVERFLOW_IMAGES])
     model, keep_fp32 = _finalize(first, fp32, qtype, float_type, None, keep_fp32)
     timings["quantize"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     first_out = gate.outputs(model, holdout)
-    first_score = score = gate.score(ref, first_out, classify)
+    first_score = gate.score(ref, first_out, classify)
     timings["measure"] = time.perf_counter() - t0
-    log.info("%s (%s form): %s", qtype, form, score)
+    log.info("%s (%s form): %s", qtype, form, first_score)
 
-    sensitivity: dict[str, float] = {}
-    kept: list[str] = []
-    tried: list[str] = []
-    rejected: list[str] = []
-    if run_gate and target.met(score) and max_fallback > 0:  # met: still look for a node hostile to int8
-        t0 = time.perf_counter()
-        candidates = [n for n in quantizable_nodes(fp32, form) if n not in exclude]
-        risky = gate.risky_images(ref, first_out, sensitivity_images, classify)
-        suspects = gate.suspects(gate.local_noise(first, fp32, candidates, holdout[risky]))[:max_fallback]
-        if suspects:
-            probe, _ = _finalize(first, fp32, qtype, "fp32", None, None)
-            sensitivity, _ = gate.sensitivity_pass(probe, fp32, suspects, gemm_flops(fp32), ref[risky], holdout[risky],
-                                                   board=gate.Switchboard(probe, fp32, suspects))
-            hostile = [n for n in suspects if sensitivity[n] >= gate.HOSTILE_GAIN_DB]
-            tried = hostile
-            if hostile:
-                candidate, _ = _finalize(gate.to_float(first, fp32, hostile), fp32, qtype, float_type, None, keep_fp32)
-                s = gate.score(ref, gate.outputs(candidate, holdout), classify)
-                log.info("%s gate: %s hostile to int8 (target met, but %s back to float): %s", qtype, ", ".join(hostile),
-                         "they gain" if len(hostile) > 1 else "it gains", s)
-                if gate.improves(s, score, target):
-                    model, score, kept = candidate, s, hostile
-                else:
-                    rejected = hostile
-        timings["hostile_check"] = time.perf_counter() - t0
-    if run_gate and not target.met(score) and max_fallback > 0:
-        t0 = time.perf_counter()
-        flops = gemm_flops(fp32)
-        candidates = [n for n in quantizable_nodes(fp32, form) if n not in exclude]
-        probe, _ = _finalize(first, fp32, qtype, "fp32", None, None)  # fp32 float parts: the search's form
-        risky = gate.risky_images(ref, first_out, sensitivity_images, classify)
-        if sensitivity_nodes is not None and len(candidates) > sensitivity_nodes:
-            noise = gate.local_noise(first, fp32, candidates, holdout[risky])
-            candidates = sorted(candidates, key=noise.get, reverse=True)[:sensitivity_nodes]
-        board = gate.Switchboard(probe, fp32, candidates)
-        sensitivity, order = gate.sensitivity_pass(probe, fp32, candidates, flops, ref[risky], holdout[risky],
-                                                   progress=progress, board=board)
-        timings["sensitivity"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-
-        err_first = ((first_out.astype(np.float64) - ref) ** 2).reshape(len(ref), -1).sum(axis=1)
-        others = np.ones(len(ref), bool)
-        others[risky] = False
-        signal = float((ref.astype(np.float64) ** 2).sum())
-
-        def judge(names: list[str]) -> gate.GateScore:
-            """The risky images re-run, the others keeping the first outputs (they agreed already):
-            top-1/top-5 and cosine over every image; SQNR with the others' noise scaled by the
-            risky images' drop. Kept at their first outputs, the others' noise would hold the SQNR
-            down and the search return more nodes than the target needs (seen on a small foreign
-            model: 7 nodes where 1 met it); the risky images alone would hold it down too (they are
-            picked for their error)."""
-            sub = board.outputs(names, holdout[risky])
-            out = first_out.copy()
-            out[risky] = sub
-            new = float(((sub.astype(np.float64) - ref[risky]) ** 2).sum())
-            old = float(err_first[risky].sum())
-            noise = new + float(err_first[others].sum()) * (new / old if old > 0 else 1.0)
-            sqnr = float(10 * np.log10(max(signal, 1e-300) / noise)) if noise > 0 else float("inf")
-            return replace(gate.score(ref, out, classify), sqnr_db=sqnr)
-
-        def judge_all(names: list[str]) -> gate.GateScore:  # every held-back image, fp32 float parts
-            return gate.score(ref, board.outputs(names, holdout), classify)
-
-        # First on the risky images; when the written form then misses on all images (the estimate
-        # from the risky few was too kind: measured on focalnet-tiny's CPU form), once more on all.
-        # A fallback's written form is kept only when it measurably beats the best so far (`gate.improves`).
-        timings["fallback"] = timings["final_check"] = 0.0
-        for judge_with in (judge, judge_all):
-            names, _, lengths = gate.fallback_search(order, judge_with, target, max_fallback, progress)
-            tried = list(dict.fromkeys([*tried, *order[: max(lengths, default=0)]]))
-            timings["fallback"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            if names and names != kept:
-                candidate, _ = _finalize(gate.to_float(first, fp32, names), fp32, qtype, float_type, None, keep_fp32)
-                s = gate.score(ref, gate.outputs(candidate, holdout), classify)
-                log.info("%s gate, written form with %d nodes back to float: %s", qtype, len(names), s)
-                if gate.improves(s, score, target):
-                    model, score, kept = candidate, s, names
-                else:
-                    rejected = names
-                    log.info("%s gate: returning %s to float did not measurably improve the graph (%s against %s); not kept",
-                             qtype, ", ".join(names), s, score)
-            timings["final_check"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            if target.met(score) or len(tried) >= min(max_fallback, len(order)):
-                break
-        if not target.met(score):
-            log.warning("%s gate: the target cannot be met with at most %d nodes back to float: best measured form %s; %s",
-                        qtype, max_fallback, score, "; ".join(target.shortfalls(score)))
+    g = _Gating(fp32, first, qtype, float_type, keep_fp32, holdout, ref, first_out, classify, target,
+                [n for n in quantizable_nodes(fp32, form) if n not in exclude], model, first_score, timings=timings)
+    if run_gate and target.met(g.score) and max_fallback > 0:  # met: still look for a node hostile to int8
+        _hostile_check(g, sensitivity_images, max_fallback)
+    if run_gate and not target.met(g.score) and max_fallback > 0:
+        _fallback(g, sensitivity_images, sensitivity_nodes, max_fallback, progress)
+    model, score, kept = g.model, g.score, g.kept
     passed = target.met(score) if run_gate else None
     report = placement_report(model, gemm_flops(fp32))
     note = gate.holdout_note(len(holdout), held_out)
     if note:
         log.warning("%s gate: %s", qtype, note)
     t0 = time.perf_counter()
-    precision = "fp8" if qtype == "fp8" else ("int8" if form == "tensorrt" else "int8-cpu")
     set_metadata(model, {**{k: v for k, v in meta.items() if k != "precision"}, "precision": precision,
                          "int8_form": form, "int8_float": float_type, "int8_kept_float": kept, "qtype": qtype,
                          "int8_flop_share": round(report.int8_flop_share, 4)})
@@ -626,12 +372,13 @@ def build_int8(  # noqa: C901, PLR0913 - the two quantization forms as an if/els
     timings["total"] = sum(timings.values())
     log.info("%s gate phases (s): %s", qtype, ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     agreement = score.top1 if score.top1 is not None else score.cosine
-    return Int8Result(output, form, agreement, min_agreement, passed, kept, sensitivity, len(holdout), qtype, score,
-                      first_score, target, report, target.shortfalls(score), tried, note,
-                      held_out, {k: round(v, 2) for k, v in timings.items()}, list(keep_float or []), rejected)
+    return Int8Result(output, form, agreement, min_agreement, passed, kept, g.sensitivity, len(holdout), qtype, score,
+                      first_score, target, report, target.shortfalls(score), g.tried, note,
+                      held_out, {k: round(v, 2) for k, v in timings.items()}, list(keep_float or []), g.rejected)
 
 
 def build_fp8(fp32_path: str | Path, output: str | Path, ranges: dict[str, tuple[float, float]], holdout: np.ndarray,
               **kwargs) -> Int8Result:
     """`build_int8` with FLOAT8E4M3FN Q/DQ (TensorRT form): for sm >= 8.9 GPUs and Jetson Thor."""
-    return build_int8(fp32_path, output, ranges, holdout, "tensorrt", qtype="fp8", **kwargs)
+    row = PRECISIONS["fp8"]
+    return build_int8(fp32_path, output, ranges, holdout, row.form, qtype=row.qtype, **kwargs)

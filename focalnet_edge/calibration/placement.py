@@ -12,7 +12,7 @@ Model Optimizer (ModelOpt, `modelopt.onnx.quantization`, the reference implement
   fuse the Add into the GEMM's epilogue when the *skip* input (the carried hidden state, the
   input on the shorter path to the common ancestor: ModelOpt's `build_non_residual_input_map`)
   is quantized. Which form is best for FocalNet is decided by measurement in `int8.py`
-  (`RESIDUAL_QDQ`).
+  (measured: `int8.py`).
 
 This module reads graphs only: which inputs are weighted, which Adds are skip connections,
 the GEMM/Conv FLOPs, and the `PlacementReport` of a Q/DQ graph.
@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import onnx
+
+from ..errors import InputError
 
 WEIGHTED_OPS = ("Conv", "MatMul", "Gemm")  #: the GEMM/Conv operations whose inputs are quantized
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -68,8 +70,6 @@ def match_nodes(model: onnx.ModelProto, patterns: list[str], ops: tuple[str, ...
     everything below it ('encoder.stages.2.layers.1.mlp.fc2', 'encoder.stages.3'), or a shell-style
     pattern (`*`, `?`, `[...]`) on either. A pattern naming none of them is an `InputError`."""
     import fnmatch
-
-    from ..errors import InputError
 
     nodes = [(n.name, module_path(n.name)) for n in model.graph.node if n.name and (ops is None or n.op_type in ops)]
     out: dict[str, list[str]] = {}

@@ -29,6 +29,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..folder.onnx_io import load_onnx, save_onnx
+from .fp16 import probe_maxima
 from .placement import consumers
 
 ALPHA = 0.5  #: migration strength (0: nothing moved, 1: all of the activation's range moved into the weights)
@@ -90,9 +92,6 @@ def _weight_rows(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> in
 def channel_absmax(model_path: str | Path, inputs: np.ndarray, tensors: Iterable[str], batch: int = 16) -> dict[str, np.ndarray]:
     """max |x| per channel (the last axis) of each LayerNorm output in `tensors` over `inputs`,
     reduced inside the graph (`fp16.probe_maxima`: no activation map leaves ONNX Runtime)."""
-    from ..folder.onnx_io import load_onnx
-    from .fp16 import probe_maxima
-
     graph = load_onnx(model_path, external_data=False)
     producer = {o: n for n in graph.graph.node for o in n.output}
     inits = constant_values(graph)
@@ -167,8 +166,6 @@ def smooth(fp32_path: str | Path, inputs: np.ndarray, output: str | Path, alpha:
     """Write `fp32_path` with its LayerNorm outputs smoothed (factors measured on `inputs` with
     `alpha`, or the given `scales`) to `output`; return the factors. Empty: nothing to smooth,
     nothing written."""
-    from ..folder.onnx_io import load_onnx, save_onnx
-
     fp32 = load_onnx(fp32_path)
     if scales is None:
         targets = smoothable(fp32)

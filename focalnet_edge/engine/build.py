@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..folder.artifacts import ENGINE_SOURCES, FP8_MIN_COMPUTE_CAPABILITY, MANIFEST, TENSORRT_PLAN, TIMING_CACHE
+from ..folder.artifacts import BY_ONNX, DLA_PRECISIONS, ENGINE_SOURCES, MANIFEST, TENSORRT_PLAN, TIMING_CACHE
 from ..folder.contract import InputContract
 from ..errors import ArtifactError, ConfigError, InputError
 from ..folder.io import atomic_path
@@ -202,12 +202,14 @@ def build_engines(output_dir: Path, manifest: dict[str, Any], options: EngineOpt
             first = (check.get("first") or ["see focalnet-edge check"])[0]
             raise ArtifactError(f"{onnx_name}: TensorRT's parser would refuse it: {first} ({check['errors']} problems; run focalnet-edge check)")
         precision = entry["precision"]
-        if options.dla_core is not None and precision not in ("fp16", "int8"):
-            result.notes.append(f"{engine_name}: not built for DLA (DLA runs fp16 and int8 only)")
+        row = BY_ONNX[onnx_name]
+        if options.dla_core is not None and not row.dla:
+            result.notes.append(f"{engine_name}: not built for DLA (DLA runs {' and '.join(DLA_PRECISIONS)} only)")
             continue
-        if precision == "fp8" and (gpu.compute_capability(here.get("compute_capability")) or (0, 0)) < FP8_MIN_COMPUTE_CAPABILITY:
-            need = ".".join(map(str, FP8_MIN_COMPUTE_CAPABILITY))
-            result.notes.append(f"{engine_name}: not built: fp8 needs compute capability >= {need} (Ada, Hopper, Blackwell, Thor); "
+        minimum = row.min_compute_capability
+        if minimum and (gpu.compute_capability(here.get("compute_capability")) or (0, 0)) < minimum:
+            need = ".".join(map(str, minimum))
+            result.notes.append(f"{engine_name}: not built: {precision} needs compute capability >= {need} (Ada, Hopper, Blackwell, Thor); "
                                 f"this GPU ({here.get('gpu')}) is {here.get('compute_capability')}: use model.int8.onnx or model.fp16.onnx")
             continue
         try:

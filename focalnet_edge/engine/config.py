@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..folder.artifacts import DLA_PRECISIONS, PRECISIONS, WEAK_FLAGS
+from ..folder.artifacts import precision as precision_row
 from ..folder.contract import InputContract
 from ..errors import ConfigError
 from .gpu import version_tuple
@@ -89,8 +91,9 @@ def validate(options: EngineOptions, trt_version: str, precision: str) -> None:
     if options.dla_core is not None:
         if options.dla_core < 0 or options.hardware_compatibility != "none" or options.version_compatible:
             raise ConfigError("--dla-core takes a core number >= 0 and no hardware- or version-compatibility flag")
-        if precision not in ("fp16", "int8"):
-            raise ConfigError(f"--dla-core: DLA runs fp16 and int8 only, not the {precision} engine; build it with --precision fp16 or int8")
+        if not precision_row(precision).dla:
+            raise ConfigError(f"--dla-core: DLA runs {' and '.join(DLA_PRECISIONS)} only, not the {precision} engine; "
+                              f"build it with --precision {' or '.join(DLA_PRECISIONS)}")
         if not dla_supported(trt_version):
             raise ConfigError(f"--dla-core: TensorRT {trt_version} has no DLA support (10.0-10.7 and 11.4+ build for DLA; Thor has no DLA)")
 
@@ -122,8 +125,8 @@ def frame_size_range(contract: InputContract, memory_mib: int | None) -> tuple[t
 
 
 #: precisions whose verification thresholds allow TF32 in their float32 layers (10-bit mantissas, as
-#: fp16's own); the fp32 engine's (max abs 1e-4 against PyTorch) do not, so it keeps TF32 off
-TF32_PRECISIONS = frozenset({"fp16", "int8", "fp8"})
+#: fp16's own): the table's `tf32` column; the fp32 engine's (max abs 1e-4 against PyTorch) do not, so it keeps TF32 off
+TF32_PRECISIONS = frozenset(p.name for p in PRECISIONS.values() if p.tf32)
 
 
 def profile_shapes(contract: InputContract, options: EngineOptions) -> tuple[list[int], list[int], list[int]]:
@@ -171,8 +174,7 @@ def create_config(contract: InputContract, options: EngineOptions, precision: st
     kwargs: dict[str, Any] = {"profiles": [Profile().add(contract.name, min=lo, opt=opt, max=hi)],
                               "profiling_verbosity": trt.ProfilingVerbosity.DETAILED}
     if options.weakly_typed:  # TensorRT 10.x: the precision comes from flags, not the graph
-        kwargs["fp16"] = precision in ("fp16", "int8")
-        kwargs["int8"] = precision == "int8"
+        kwargs.update({flag: flag in precision_row(precision).weak_flags for flag in WEAK_FLAGS})
     if options.workspace_mib:
         kwargs["memory_pool_limits"] = {trt.MemoryPoolType.WORKSPACE: options.workspace_mib << 20}
     if options.optimization_level is not None:

@@ -52,10 +52,46 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
-class Precision:
-    """One row of the table: a precision and the files that carry it."""
+class QuantForm:
+    """How a quantized precision is quantized: one row per form, as onnxruntime's `QuantType`/`QuantFormat`
+    and `StaticQuantConfig` describe a target (the forms are measured in calibration/int8.py's docstring)."""
 
-    name: str  #: fp32 | fp16 | int8 | int8-cpu (the manifest's `precision`)
+    name: str  #: the manifest's `int8.form`
+    activation: str  #: ONNX element type of the activations' Q/DQ (onnxruntime's QInt8 / QUInt8)
+    weight: str  #: ONNX element type of the weights' Q/DQ
+    activation_symmetric: bool  #: zero point 0 (TensorRT takes nothing else)
+    per_channel: bool  #: weights per output channel
+    ops: tuple[str, ...]  #: the op types whose inputs are quantized (their outputs stay float)
+    float_parts: str | None  #: type of the parts left in float: fixed, or None where `--int8-float` chooses
+    placement: str  #: what runs it, in words
+    option: str | None = None  #: the `PrecisionOptions` flag that turns the form off (None: always written)
+
+
+QUANT_FORMS: dict[str, QuantForm] = {
+    f.name: f
+    for f in (
+        QuantForm("tensorrt", activation="INT8", weight="INT8", activation_symmetric=True, per_channel=True,
+                  ops=("Conv", "MatMul", "Gemm"), float_parts=None, placement="TensorRT's explicit-quantization rules"),
+        QuantForm("cpu", activation="UINT8", weight="INT8", activation_symmetric=False, per_channel=True,
+                  ops=("MatMul", "Gemm"), float_parts="fp32", placement="ONNX Runtime's CPU kernels (MatMulIntegerToFloat)",
+                  option="cpu_int8"),
+    )
+}
+
+#: the quantized types: ONNX element type every Q/DQ of the graph is re-typed to (None: the form's own int8 types)
+QTYPES: dict[str, str | None] = {"int8": None, "fp8": "FLOAT8E4M3FN"}
+#: the float types of a quantized graph's float parts (`--int8-float`) -> whether they are converted to float16
+FLOAT_PARTS: dict[str, bool] = {"fp16": True, "fp32": False}
+
+#: the stages that make a precision's ONNX file
+EXPORT, FP16, QUANTIZE = "export", "fp16", "quantize"
+
+
+@dataclass(frozen=True)
+class Precision:
+    """One row of the table: a precision, the files that carry it, the stage that makes it and how TensorRT builds it."""
+
+    name: str  #: fp32 | fp16 | int8 | int8-cpu | fp8 (the manifest's `precision`)
     onnx: str  #: the ONNX file of this precision
     engine: str | None  #: the TensorRT plan built from that ONNX file (None: not a TensorRT input)
     runs_on: str  #: what runs the ONNX file, in words
@@ -63,29 +99,45 @@ class Precision:
     gpu_rank: int  #: preference of the ONNX file where a GPU provider is present (lower first)
     cpu_rank: int  #: preference of the ONNX file on a CPU-only machine (lower first)
     engine_rank: int | None = None  #: preference of its engine among engines (lower first)
+    stage: str = EXPORT  #: the stage that writes it (EXPORT, FP16, QUANTIZE)
+    form: str | None = None  #: its quantization form (a `QUANT_FORMS` row; None: not quantized)
+    qtype: str | None = None  #: its quantized type (a `QTYPES` row)
+    network_mode: int | None = None  #: DeepStream nvinfer's `network-mode` (None: nvinfer does not take it)
+    dla: bool = False  #: whether a DLA core runs its engine (DLA runs fp16 and int8 only)
+    tf32: bool = False  #: its verification thresholds allow TF32 in the engine's float32 layers (10-bit mantissas)
+    weak_flags: tuple[str, ...] = ()  #: the builder flags of a weakly typed engine (TensorRT 10.x --weakly-typed)
+    min_compute_capability: tuple[int, int] | None = None  #: the GPUs TensorRT runs it on (None: every one)
+
+    @property
+    def quantized(self) -> bool:
+        return self.form is not None
 
 
 _INT8_THRESHOLDS = Thresholds(max_abs=None, min_cosine=0.98, min_top1=0.99, max_accuracy_drop=0.5)
+#: TensorRT runs FP8 from compute capability 8.9 (Ada, Hopper, Blackwell, Jetson Thor); not on Orin (8.7)
+FP8_MIN_COMPUTE_CAPABILITY = (8, 9)
 
 PRECISIONS: dict[str, Precision] = {
     p.name: p
     for p in (
         Precision("fp32", "model.onnx", "model.fp32.engine", "onnxruntime or TensorRT",
                   Thresholds(max_abs=1e-4, min_cosine=0.99999, min_top1=1.0, max_accuracy_drop=0.0),
-                  gpu_rank=1, cpu_rank=0, engine_rank=2),
+                  gpu_rank=1, cpu_rank=0, engine_rank=2, network_mode=0),
         Precision("fp16", "model.fp16.onnx", "model.fp16.engine", "onnxruntime (CUDA/TensorRT EP for speed) or TensorRT strongly typed",
                   Thresholds(max_abs=None, min_cosine=0.999, min_top1=0.995, max_accuracy_drop=0.5),
-                  gpu_rank=0, cpu_rank=2, engine_rank=1),
+                  gpu_rank=0, cpu_rank=2, engine_rank=1, stage=FP16, network_mode=2, dla=True, tf32=True, weak_flags=("fp16",)),
         Precision("int8", "model.int8.onnx", "model.int8.engine", "TensorRT (strongly typed) or onnxruntime",
-                  _INT8_THRESHOLDS, gpu_rank=2, cpu_rank=3, engine_rank=0),
+                  _INT8_THRESHOLDS, gpu_rank=2, cpu_rank=3, engine_rank=0, stage=QUANTIZE, form="tensorrt", qtype="int8",
+                  network_mode=1, dla=True, tf32=True, weak_flags=("fp16", "int8")),
         Precision("int8-cpu", "model.int8.cpu.onnx", None, "onnxruntime CPU",
-                  _INT8_THRESHOLDS, gpu_rank=3, cpu_rank=1),
+                  _INT8_THRESHOLDS, gpu_rank=3, cpu_rank=1, stage=QUANTIZE, form="cpu", qtype="int8"),
         Precision("fp8", "model.fp8.onnx", "model.fp8.engine", "TensorRT (strongly typed; sm >= 8.9 or Jetson Thor) or onnxruntime",
-                  _INT8_THRESHOLDS, gpu_rank=4, cpu_rank=4, engine_rank=3),
+                  _INT8_THRESHOLDS, gpu_rank=4, cpu_rank=4, engine_rank=3, stage=QUANTIZE, form="tensorrt", qtype="fp8",
+                  tf32=True, min_compute_capability=FP8_MIN_COMPUTE_CAPABILITY),
     )
 }
 
-#: what `build --precision` writes besides the fp32 model.onnx
+#: what `build --precision` writes besides the fp32 model.onnx (the CLI's choices)
 BUILD_PRECISIONS: dict[str, tuple[str, ...]] = {
     "fp32": (),
     "fp16": ("fp16",),
@@ -93,14 +145,41 @@ BUILD_PRECISIONS: dict[str, tuple[str, ...]] = {
     "best": ("fp16", "int8", "int8-cpu"),
     "fp8": ("fp8",),
 }
-
+#: `calibrate --precision`'s choices (from an existing fp32 ONNX file; the first is its default)
+CALIBRATE_PRECISIONS: tuple[str, ...] = ("int8", "fp16", "fp8")
+#: the precisions DeepStream's nvinfer takes (`deploy --to deepstream --precision`'s choices)
+NVINFER_PRECISIONS: tuple[str, ...] = tuple(p.name for p in PRECISIONS.values() if p.network_mode is not None)
+#: the precisions a DLA core runs
+DLA_PRECISIONS: tuple[str, ...] = tuple(p.name for p in PRECISIONS.values() if p.dla)
+#: the builder flags a weakly typed engine build sets or clears (a row's `weak_flags` are the ones it sets)
+WEAK_FLAGS: tuple[str, ...] = ("fp16", "int8")
+#: `--int8-float`'s choices: the float types of a quantized graph's float parts (the first is its default)
+INT8_FLOAT_TYPES: tuple[str, ...] = tuple(FLOAT_PARTS)
 #: the precisions the quantization stage writes (calibration ranges, the accuracy gate)
-QUANTIZED = ("int8", "int8-cpu", "fp8")
+QUANTIZED = tuple(p.name for p in PRECISIONS.values() if p.quantized)
 
 
 def quantizes(choice: str) -> bool:
     """Whether `build --precision choice` (or `calibrate --precision choice`) writes a quantized graph."""
     return any(p in QUANTIZED for p in build_precisions(choice))
+
+
+def quantized_precision(form: str, qtype: str) -> Precision:
+    """The row quantized in `form` to `qtype` (`InputError` when no row is)."""
+    for row in PRECISIONS.values():
+        if (row.form, row.qtype) == (form, qtype):
+            return row
+    raise InputError(f"no precision is quantized in form {form!r} to {qtype!r}; "
+                     f"the table has {', '.join(f'{p.form}/{p.qtype}' for p in PRECISIONS.values() if p.quantized)}")
+
+
+def qdq_types(row: Precision) -> set[str]:
+    """The ONNX element types of the Q/DQ zero points of row `row`'s graph (empty: not quantized)."""
+    if not row.quantized:
+        return set()
+    retype = QTYPES[row.qtype]
+    form = QUANT_FORMS[row.form]
+    return {retype} if retype else {form.activation, form.weight}
 
 
 #: the INT8 accuracy gate's default target: the int8 row's top-1 agreement
@@ -110,10 +189,9 @@ INT8_MIN_AGREEMENT = PRECISIONS["int8"].thresholds.min_top1
 #: placement issue 11 replaced 23.8 dB on focalnet-tiny
 INT8_MIN_COSINE = PRECISIONS["int8"].thresholds.min_cosine
 INT8_MIN_SQNR_DB = 25.0
-#: TensorRT runs FP8 from compute capability 8.9 (Ada, Hopper, Blackwell, Jetson Thor); not on Orin (8.7)
-FP8_MIN_COMPUTE_CAPABILITY = (8, 9)
 
 FP32_ONNX = PRECISIONS["fp32"].onnx
+BY_ONNX: dict[str, Precision] = {p.onnx: p for p in PRECISIONS.values()}  #: ONNX name -> its row
 ENGINE_SOURCES: dict[str, str] = {p.onnx: p.engine for p in PRECISIONS.values() if p.engine}  #: ONNX name -> engine name
 
 

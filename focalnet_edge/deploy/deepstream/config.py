@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import __version__
+from ...folder.artifacts import PRECISIONS
 from ...folder.io import sha256_file
 from ...folder.manifest import MANIFEST
 from .plan import NETWORK_MODE, OBJECT_MIN_SIZE, Plan
@@ -80,7 +81,7 @@ def render_config(  # noqa: PLR0913 - keyword-only, one parameter per nvinfer ke
         f"# engine: {plan.engine_note}",
         f"model-engine-file={engine}",
         "# 0 = FP32, 1 = INT8, 2 = FP16"
-        + (" (explicit Q/DQ graph: the ranges are in the ONNX, no int8-calib-file)" if plan.precision == "int8" else ""),
+        + (" (explicit Q/DQ graph: the ranges are in the ONNX, no int8-calib-file)" if PRECISIONS[plan.precision].quantized else ""),
         f"network-mode={NETWORK_MODE[plan.precision]}",
         f"batch-size={batch}",
         "# network input, channels;height;width",

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ...folder.artifacts import is_engine
+from ...folder.artifacts import NVINFER_PRECISIONS, PRECISIONS, is_engine
 from ...folder.contract import InputContract
 from ...errors import ArtifactError, ConfigError
 from ...folder.manifest import MANIFEST, check_artifact
@@ -19,8 +19,10 @@ from ...runtime.choose import best, choose_artifact
 #: head -> nvinfer network-type (1 classifier: labels through its parser; 100 other: the raw tensors as NvDsInferTensorMeta)
 NETWORK_TYPE = {"logits": 1, "probs": 1, "features": 100}
 OBJECT_MIN_SIZE = 32  #: default input-object-min-width/height of the secondary config, in pixels
-#: nvinfer's network-mode values (NvDsInferNetworkMode): 0 FP32, 1 INT8, 2 FP16
-NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
+#: precision -> nvinfer's network-mode value (NvDsInferNetworkMode: 0 FP32, 1 INT8, 2 FP16): the precision table's column
+NETWORK_MODE = {p.name: p.network_mode for p in PRECISIONS.values() if p.network_mode is not None}
+#: the precisions nvinfer takes, in words ("fp32, fp16 or int8")
+NVINFER_WORDS = ", ".join(NVINFER_PRECISIONS[:-1]) + " or " + NVINFER_PRECISIONS[-1]
 #: PIL resampling filter -> nvinfer scaling-filter (NvBufSurfTransform_Inter in nvbufsurftransform.h:
 #: 0 nearest, 1 bilinear, 2 GPU cubic / VIC 5-tap)
 SCALING_FILTER = {0: 0, 2: 1, 3: 2}
@@ -100,7 +102,7 @@ def make_plan(
         raise ConfigError(f"{folder}: {len(outputs)} outputs {outputs}; a classifier config needs exactly one")
     source = _source_onnx(folder, manifest, precision)
     _check_source_input(folder, source)
-    precision = source["precision"].split("-")[0]
+    precision = source["precision"]
     labels = _labels(manifest, folder) if NETWORK_TYPE[head] == 1 else []
     norm = normalisation(contract, normalize)
     softmax = head == "logits"
@@ -267,12 +269,12 @@ def _source_onnx(folder: Path, manifest: dict[str, Any], precision: str | None) 
     """The ONNX to deploy: `precision`'s, else the best nvinfer takes by the table's rank on a GPU."""
     if precision is not None:
         if precision not in NETWORK_MODE:
-            raise ConfigError(f"precision {precision!r} not supported for nvinfer; expected fp32, fp16 or int8")
+            raise ConfigError(f"precision {precision!r} not supported for nvinfer; expected {NVINFER_WORDS}")
         if not any(_nvinfer_onnx(e) is None and e.get("precision") == precision for e in manifest["artifacts"].values()):
             have = sorted({str(e.get("precision")) for e in manifest["artifacts"].values() if not is_engine(e)})
             raise ArtifactError(f"{folder}: no {precision} ONNX in the {MANIFEST} (has: {', '.join(have) or 'none'}); "
                                 f"build with --precision {precision}")
-    entry = choose_artifact(manifest, precision, runs=_nvinfer_onnx, gpu=True, where="nvinfer (fp32, fp16 or int8 ONNX)",
+    entry = choose_artifact(manifest, precision, runs=_nvinfer_onnx, gpu=True, where=f"nvinfer ({NVINFER_WORDS} ONNX)",
                             quiet=True)
     check_artifact(folder, entry)
     return entry
