@@ -55,3 +55,15 @@ def test_onnx_runtime_cpu_graph_has_no_transpose_and_one_reorder_in_per_block(tm
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).logits.numpy()
     assert np.abs(session.run(None, {"pixel_values": x})[0] - expected).max() <= 1e-4
+
+
+def test_every_matmul_reads_its_weight_as_an_initializer_even_unsimplified(tmp_path):
+    from focalnet_edge.export import export_onnx
+
+    perturb_(FocalNetForImageClassification(FocalNetConfig(**small_config_dict()))).save_pretrained(tmp_path / "ckpt")
+    export_onnx(load_checkpoint(tmp_path / "ckpt"), tmp_path / "model.onnx", simplifier="none")
+    graph = onnx.load(str(tmp_path / "model.onnx")).graph
+    inits = {i.name: i for i in graph.initializer}
+    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
+    assert len(matmuls) == 5 * sum(small_config_dict()["depths"])  # projection_in, projection_context, projection_out, fc1, fc2
+    assert all(n.input[1] in inits and len(inits[n.input[1]].dims) == 2 for n in matmuls)

@@ -129,7 +129,9 @@ class PointwiseConv(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight.flatten(1), self.bias)
+        # a view (not flatten) of the weight, which torch.onnx.export folds into one initializer:
+        # the MatMul reads a constant even unsimplified (`--simplifier none`), as quantizers expect
+        return F.linear(x, self.weight.view(self.out_channels, self.in_channels), self.bias)
 
 
 class FocalNetModulation(nn.Module):
