@@ -7,6 +7,8 @@ and why they are what they are: `calibration/int8.py`'s docstring.
 
 from __future__ import annotations
 
+import fnmatch
+
 import inspect
 from pathlib import Path
 
@@ -22,8 +24,9 @@ FORMS = tuple(QUANT_FORMS)
 
 def quantizable_nodes(model: onnx.ModelProto, form: str) -> list[str]:
     """The GEMM/Conv nodes a form quantizes (before stem/head and gate exclusions)."""
-    ops = QUANT_FORMS[form].ops
-    return [n.name for n in model.graph.node if n.op_type in ops]
+    row = QUANT_FORMS[form]
+    return [n.name for n in model.graph.node
+            if n.op_type in row.ops and not any(fnmatch.fnmatchcase(n.name, p) for p in row.float_nodes)]
 
 
 def quantize(
