@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 import torch
 
+from ..errors import ArtifactError
 from ..folder.contract import InputContract
 from ..folder.onnx_write import ExternalData, data_path
 
@@ -60,7 +61,11 @@ def trace(module: torch.nn.Module, contract: InputContract, opset: int, head: st
             dynamo=False,
         )
     model = onnx.load(str(path))
-    write_weights(model, {**dict(module.named_parameters()), **dict(module.named_buffers())}, path)
+    tensors = {**dict(module.named_parameters(remove_duplicate=False)), **dict(module.named_buffers(remove_duplicate=False))}
+    write_weights(model, tensors, path)
+    unknown = [i.name for i in model.graph.input if i.name != contract.name]
+    if unknown:
+        raise ArtifactError(f"the traced graph takes inputs that are not the module's weights ({', '.join(unknown[:3])}); please report this")
     onnx.save_model(model, str(path))
 
 
