@@ -118,9 +118,9 @@ def test_output_folder_not_writable(capsys, tmp_path):
 
 
 def test_disk_full_leaves_no_half_written_artifact(capsys, tmp_path, monkeypatch):
-    import focalnet_edge.folder.onnx_io as onnx_io
+    import focalnet_edge.folder.onnx_write as onnx_write
 
-    real_write = onnx_io._write_streamed  # how save_onnx writes an ONNX file's bytes
+    real_write = onnx_write._write_inline  # how save_onnx writes an ONNX file's bytes
 
     def full_disk(model, f, *a, **k):
         if ".model.fp16.onnx." in f.name:  # the temporary file of model.fp16.onnx
@@ -128,7 +128,7 @@ def test_disk_full_leaves_no_half_written_artifact(capsys, tmp_path, monkeypatch
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(model, f, *a, **k)
 
-    monkeypatch.setattr(onnx_io, "_write_streamed", full_disk)
+    monkeypatch.setattr(onnx_write, "_write_inline", full_disk)
     out = tmp_path / "out"
     code, _, err = run_cli(capsys, "build", "--precision", "fp16", "--output", out)
     line = one_line(err)

@@ -1,12 +1,14 @@
-"""The streamed ONNX writer against onnx's own serializer, on whatever protobuf is installed.
+"""`save_onnx` against onnx's own reader, on whatever protobuf is installed.
 
-`save_onnx` writes a model without its initializers, then each initializer as a further
-occurrence of the graph field. onnx (protobuf's parser) is the reference: what it reads back
-must equal the model, every kind of field included (scalars, enums, repeated scalars and
-messages, nested messages, metadata, functions, external tensors copied in).
+`save_onnx` writes through onnx's serializer and external-data helpers (`onnx_write`). onnx
+(protobuf's parser) is the reference: what it reads back must equal the model, every kind of
+field included (scalars, enums, repeated scalars and messages, nested messages, metadata,
+functions, external tensors copied in), and the data file keeps the layout ONNX Runtime maps.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import onnx
@@ -85,3 +87,29 @@ def test_external_and_inline_writes_agree(tmp_path, first):
         shell.CopyFrom(expected)
         del shell.graph.initializer[:]
         assert back == shell
+
+
+def test_external_data_layout(tmp_path):
+    """One data file beside the graph, every tensor at an offset aligned to 4096 (ONNX Runtime maps them), small
+    tensors kept in the graph, mode by the umask; onnx's reader and ONNX Runtime agree on the values."""
+    import onnxruntime as ort
+
+    model = _model_with_every_kind_of_field()
+    expected = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    data = save_onnx(model, tmp_path / "m.onnx", external=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+    graph = onnx.load(str(tmp_path / "m.onnx"), load_external_data=False)
+    external = {t.name: {e.key: e.value for e in t.external_data} for t in graph.graph.initializer
+                if t.data_location == TensorProto.EXTERNAL}
+    assert set(external) == {"big"}  # w, b and shape are under 1024 bytes: in the graph
+    blob = data.read_bytes()
+    for name, info in external.items():
+        offset, length = int(info["offset"]), int(info["length"])
+        assert info["location"] == "m.onnx.data" and offset % 4096 == 0
+        assert blob[offset:offset + length] == expected[name].tobytes()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "m.onnx").stat().st_mode & 0o777 == data.stat().st_mode & 0o777 == 0o666 & ~mask
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    (s,) = [o for o, out in zip(session.run(None, {"x": np.ones((1, 4), np.float32)}), session.get_outputs()) if out.name == "s"]
+    np.testing.assert_allclose(s, expected["big"].sum(), rtol=1e-5)
