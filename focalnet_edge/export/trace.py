@@ -5,9 +5,10 @@ copies, the protobuf it builds, that protobuf's serialized bytes): measured on f
 1.08 GB on top of the module's own 336 MB, most of `export`'s peak (5.2x the checkpoint). Here
 torch exports the graph alone (`export_params=False`: each weight stays a graph input named as
 in the module; nothing is constant-folded), and each weight is then written to the graph's
-external data file straight from the module's tensor, one at a time. The one fold torch's
-constant folding does on weights, the `Transpose` in front of each Linear's `MatMul`, is done
-here as the weight is written (its transposed copy is the initializer), so the raw graph has
+external data file straight from the module's tensor, one at a time. The folds torch's
+constant folding does on weights, the `Transpose` in front of each Linear's `MatMul` and the
+`Reshape` of a 1x1 convolution's `view`, are done here as the weight is written (its transposed
+or reshaped copy is the initializer), so the raw graph has
 the same nodes as torch's folded one and the simplifier sees the graph it always saw.
 """
 
@@ -69,27 +70,47 @@ def trace(module: torch.nn.Module, contract: InputContract, opset: int, head: st
     onnx.save_model(model, str(path))
 
 
-def _transposed_weights(graph: onnx.GraphProto, names: set[str]) -> dict[str, tuple[str, list[int] | None]]:
-    """Weights read by one Transpose node and nothing else: that node's output -> (weight, perm)."""
+def _folded_weights(graph: onnx.GraphProto, names: set[str]) -> dict[str, tuple[str, list[onnx.NodeProto]]]:
+    """Weights read through a chain of weight-only Transpose/Reshape nodes (a Linear's transpose, a
+    1x1 convolution's `view`), each the only reader of the last: the chain's output -> (weight, chain)."""
     readers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for name in node.input:
             readers.setdefault(name, []).append(node)
+    constants = {n.output[0] for n in graph.node if n.op_type == "Constant"}
     outputs = {o.name for o in graph.output}
     folded = {}
     for name in names:
-        users = readers.get(name, [])
-        if len(users) == 1 and users[0].op_type == "Transpose" and name not in outputs:
-            perm = next((list(a.ints) for a in users[0].attribute if a.name == "perm"), None)
-            folded[users[0].output[0]] = (name, perm)
+        current, chain = name, []
+        while current not in outputs and len(readers.get(current, [])) == 1:
+            node = readers[current][0]
+            if node.input[0] != current or not (node.op_type == "Transpose" or (
+                    node.op_type == "Reshape" and node.input[1] in constants)):
+                break
+            chain.append(node)
+            current = node.output[0]
+        if chain:
+            folded[current] = (name, chain)
     return folded
+
+
+def _apply(value: torch.Tensor, chain: list[onnx.NodeProto], constants: dict[str, np.ndarray]) -> torch.Tensor:
+    """The weight as the chain of Transpose/Reshape nodes leaves it."""
+    for node in chain:
+        if node.op_type == "Transpose":
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+            value = value.permute(*(perm if perm is not None else reversed(range(value.dim()))))
+        else:  # Reshape: a 0 keeps that dimension, a -1 is inferred
+            shape = [value.shape[i] if d == 0 else int(d) for i, d in enumerate(constants[node.input[1]])]
+            value = value.reshape(shape)
+    return value.contiguous()
 
 
 def write_weights(model: onnx.ModelProto, tensors: dict[str, torch.Tensor], path: Path) -> None:
     """Turn the graph inputs of `model` named in `tensors` into initializers, their bytes written to `path`'s data file.
 
     One tensor in memory at a time (the module's own tensors are read, never copied whole);
-    a weight read only by a Transpose is written transposed in that node's place.
+    a weight read only through a chain of Transpose/Reshape nodes is written as that chain leaves it, in its place.
     """
     from onnx import numpy_helper
 
@@ -98,17 +119,22 @@ def write_weights(model: onnx.ModelProto, tensors: dict[str, torch.Tensor], path
     inputs = [i for i in graph.input if i.name not in tensors]
     del graph.input[:]
     graph.input.extend(inputs)
-    folded = _transposed_weights(graph, set(weights))
-    kept = [n for n in graph.node if not (n.op_type == "Transpose" and n.output[0] in folded)]
+    folded = _folded_weights(graph, set(weights))
+    gone = {id(n) for _, chain in folded.values() for n in chain}
+    kept = [n for n in graph.node if id(n) not in gone]
+    read = {name for n in kept for name in n.input}
+    constants = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
+                 if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
+    kept = [n for n in kept if not (n.op_type == "Constant" and n.output[0] not in read and n.output[0] in constants)]
     del graph.node[:]
     graph.node.extend(kept)
     data = ExternalData(path.parent, data_path(path).name)
-    by_weight = {name: (out, perm) for out, (name, perm) in folded.items()}
+    by_weight = {name: (out, chain) for out, (name, chain) in folded.items()}
     for name in weights:
         value = tensors[name].detach()
         if name in by_weight:
-            out, perm = by_weight[name]
-            value = value.permute(*(perm if perm is not None else reversed(range(value.dim())))).contiguous()
+            out, chain = by_weight[name]
+            value = _apply(value, chain, constants)
             name = out
         t = numpy_helper.from_array(value.numpy(), name)
         data.add(t)  # its bytes go to the file now; the graph keeps where they are
