@@ -6,6 +6,7 @@ model config (weights of the model it describes).
 
 from __future__ import annotations
 
+import gc
 import os
 
 from .errors import ConfigError
@@ -35,3 +36,19 @@ def require_memory(nbytes: float, what: str, fix: str, share: float = 0.8) -> No
     free = available_memory()
     if free is not None and nbytes > share * free:
         raise ConfigError(f"{what} needs about {gib(nbytes)} of memory, more than the {gib(free)} available here; {fix}")
+
+
+def release_freed_memory() -> None:
+    """Collect garbage and hand the C heap's freed pages back to the system (glibc's malloc_trim; elsewhere a no-op).
+
+    A stage, an ONNX Runtime session or the simplifier frees hundreds of MB to gigabytes that
+    glibc otherwise keeps mapped, so the next step's allocations would come on top of them in
+    the system's view: measured on focalnet-base, the simplifier started 340 MB higher without it.
+    """
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

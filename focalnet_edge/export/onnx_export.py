@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import tempfile
@@ -20,6 +19,7 @@ from ..folder.labels import CHECKPOINT_FIX, check_labels
 from ..folder.onnx_io import data_path, ort_session, save_onnx, set_metadata
 from ..model.weights import Checkpoint
 from ..folder.contract import InputContract
+from ..limits import release_freed_memory
 from .heads import FusedPreprocess, build_head
 from .simplify import simplify
 from .trace import trace
@@ -50,21 +50,6 @@ def ort_outputs(model: onnx.ModelProto | bytes | str | Path, feed: dict[str, np.
         del session
         release_freed_memory()
 
-
-def release_freed_memory() -> None:
-    """Collect garbage and hand the C heap's freed pages back to the system (glibc's malloc_trim; elsewhere a no-op).
-
-    An ONNX Runtime session or the simplifier frees hundreds of MB that glibc otherwise keeps
-    mapped, so the export's next step would come on top of them: measured on focalnet-base,
-    the simplifier started 340 MB higher without it.
-    """
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def _max_abs(a: list[np.ndarray], b: list[np.ndarray]) -> float:

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
+from ..limits import release_freed_memory
+
 log = logging.getLogger(__name__)
 
-
-def _release_freed_memory() -> None:
-    """Collect garbage and hand the C heap's freed pages back to the system (glibc's malloc_trim; elsewhere a no-op).
-
-    Between stages this matters: a stage frees gigabytes (weights of an ONNX Runtime session,
-    a protobuf model) that glibc otherwise keeps mapped in the process, so the next stage's own
-    allocations come on top of them in the system's view.
-    """
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def _reset_peak_rss() -> bool:
@@ -63,12 +49,12 @@ def timed_stage(name: str, record: list[dict[str, Any]]) -> Iterator[None]:
     The peak is the stage's own where Linux lets it be reset (/proc/self/clear_refs), else the
     process's peak so far (`peak_rss_since` says which: "stage" or "process start").
     """
-    _release_freed_memory()
+    release_freed_memory()
     own = _reset_peak_rss()
     t0 = time.perf_counter()
     log.info("%s: started", name)
     yield
-    _release_freed_memory()
+    release_freed_memory()
     entry = {"name": name, "seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": _peak_rss_mb(own),
              "peak_rss_since": "stage" if own else "process start"}
     record.append(entry)
