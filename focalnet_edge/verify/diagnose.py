@@ -35,8 +35,10 @@ from ..folder.onnx_io import has_external_data, load_onnx, ort_session
 
 log = logging.getLogger(__name__)
 
-#: the artifact diagnosed when none is named: the quantized forms first, then fp16
-DEFAULT_ORDER = ("int8", "fp8", "int8-cpu", "fp16")
+#: the artifact diagnosed when none is named, from the precision table: the quantized forms TensorRT builds,
+#: then the CPU's, then the float ones the export does not write (int8, fp8, int8-cpu, fp16; fp32 is the reference)
+DEFAULT_ORDER = tuple(p.name for p in sorted((p for p in artifacts.PRECISIONS.values() if p.stage != artifacts.EXPORT),
+                                             key=lambda p: (not p.quantized, p.engine is None)))
 BATCH = 8  #: images per run: memory is one batch of block outputs, not the image count
 #: modules diagnosed as part of the block after them: the final LayerNorm belongs to the head (its
 #: normalisation rescales the relative error of the residual stream, which is no error of its own)
