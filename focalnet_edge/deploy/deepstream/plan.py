@@ -15,6 +15,7 @@ from ...folder.contract import InputContract
 from ...errors import ArtifactError, ConfigError
 from ...folder.manifest import MANIFEST, check_artifact
 from ...runtime.choose import best, choose_artifact
+from ...inputs.geometry import Geometry
 
 #: head -> nvinfer network-type (1 classifier: labels through its parser; 100 other: the raw tensors as NvDsInferTensorMeta)
 NETWORK_TYPE = {"logits": 1, "probs": 1, "features": 100}
@@ -207,9 +208,8 @@ def _max_error(s: float, a: np.ndarray, o: np.ndarray, x: np.ndarray) -> float:
 def resize_rule(contract: InputContract) -> dict[str, Any]:
     """nvinfer's maintain-aspect-ratio / symmetric-padding / scaling-filter for the contract's resize mode."""
     spec = contract.image_spec
-    mode = spec.mode
-    if mode == "crop" and not spec.center_crop and not spec.resize_shortest_edge:
-        mode = "stretch"  # the recipe only warps to the input size
+    g = Geometry.of(spec)  # the one reading of the preprocessing: a crop recipe without crop or shortest edge only warps
+    mode = "letterbox" if g.resize == "fit" else "crop" if g.crops or g.resize == "shortest_edge" else "stretch"
     if contract.frame_size == "any":
         raise ConfigError(
             "the folder's graph takes frames of any size and resizes them itself (--frame-size any); nvinfer feeds the "
