@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ArtifactError
-from .manifest import MANIFEST, check_artifact, read_manifest
+from .manifest import MANIFEST, Artifact, check_artifact, read_manifest
 
 
 def quantization_facts(int8: dict) -> dict:
@@ -38,25 +38,24 @@ def quantization_facts(int8: dict) -> dict:
 def folder_facts(path: Path) -> dict:
     """An output folder: its model, input, outputs, labels, artifacts (verified or not), versions, stages, quantization."""
     m = read_manifest(path)
+    quantized = {n: quantization_facts(a.quantization) for n, a in m.artifacts.items() if a.quantization is not None}
     return {
         "folder": str(path),
-        "model": m["model"]["source"],
+        "model": m.model.source,
         "head": m.get("head"),
-        "input": m["input"],
+        "input": m.input,
         "outputs": m.get("outputs"),
-        "labels": len(m.get("labels", {})),
-        "artifacts": {
-            n: {"precision": e["precision"], "format": e["format"], "bytes": e["bytes"], "requires": e.get("requires"),
-                "verified": (e.get("verification") or {}).get("passed")}
-            for n, e in m["artifacts"].items()
-        },
-        "versions": m.get("versions"),
-        **({"stages": m["stages"]} if m.get("stages") else {}),
-        **({"quantization": q} if (q := {n: quantization_facts(e["int8"]) for n, e in m["artifacts"].items() if isinstance(e.get("int8"), dict)}) else {}),
+        "labels": len(m.labels),
+        "artifacts": {n: {"precision": a.precision, "format": a.format, "bytes": a.bytes, "requires": a.entry.get("requires"),
+                          "verified": a.verified}
+                      for n, a in m.artifacts.items()},
+        "versions": m.versions,
+        **({"stages": m.stages} if m.stages else {}),
+        **({"quantization": quantized} if quantized else {}),
     }
 
 
-def onnx_facts(path: Path, entry: dict | None) -> dict:
+def onnx_facts(path: Path, entry: Artifact | None) -> dict:
     """An ONNX file: nodes, opset, inputs, outputs, its metadata, and its quantization where its manifest entry has it."""
     from .onnx_io import load_onnx, read_metadata
 
@@ -64,8 +63,8 @@ def onnx_facts(path: Path, entry: dict | None) -> dict:
     facts = {"file": str(path), "nodes": len(model.graph.node), "opset": model.opset_import[0].version,
              "inputs": [i.name for i in model.graph.input], "outputs": [o.name for o in model.graph.output]}
     facts.update(read_metadata(model))
-    if entry and isinstance(entry.get("int8"), dict):
-        facts["quantization"] = {path.name: quantization_facts(entry["int8"])}
+    if entry is not None and entry.quantization is not None:
+        facts["quantization"] = {path.name: quantization_facts(entry.quantization)}
     return facts
 
 
@@ -73,13 +72,13 @@ def artifact_info(path: Path) -> dict:
     """What a folder or an artifact holds; an artifact listed in a manifest is checked against its sha256."""
     entry = None
     if path.is_file() and (path.parent / MANIFEST).is_file():
-        entry = read_manifest(path.parent)["artifacts"].get(path.name)
+        entry = read_manifest(path.parent).artifacts.get(path.name)
         if entry is not None:
-            check_artifact(path.parent, entry)
+            check_artifact(path.parent, entry.entry)
     if path.is_dir():
         return folder_facts(path)
     if path.suffix == ".onnx":
         return onnx_facts(path, entry)
-    if entry:
-        return {"file": str(path), **entry}
+    if entry is not None:
+        return {"file": str(path), **entry.entry}
     raise ArtifactError(f"{path}: not an output folder, an ONNX file or an artifact listed in a manifest")

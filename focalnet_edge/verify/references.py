@@ -23,6 +23,7 @@ import numpy as np
 from ..folder.artifacts import MANIFEST, REFERENCES
 from ..errors import ArtifactError
 from ..folder.io import atomic_write_bytes, sha256_file
+from ..folder.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,9 @@ def save_references(folder: str | os.PathLike, refs: References, limit: int = ST
             "outputs": list(part.outputs), "source": part.source}
 
 
-def load_references(folder: str | os.PathLike, manifest: dict[str, Any]) -> References:
+def load_references(folder: str | os.PathLike, manifest: Manifest) -> References:
     """The stored references of an output folder, after checking their sha256 against the manifest."""
-    entry = manifest.get("references")
+    entry = manifest.references
     path = Path(folder) / REFERENCES
     if not isinstance(entry, dict) or entry.get("path") != REFERENCES:
         raise ArtifactError(f"{Path(folder) / MANIFEST}: no stored reference outputs (build the folder with focalnet-edge build)")
@@ -84,7 +85,7 @@ def load_references(folder: str | os.PathLike, manifest: dict[str, Any]) -> Refe
     return References(frames, outputs, labels, str(entry.get("source", "stored")) + f" (stored in {REFERENCES})")
 
 
-def choose_references(folder: Path, manifest: dict[str, Any], reference: str | None = None, images: str | None = None,
+def choose_references(folder: Path, manifest: Manifest, reference: str | None = None, images: str | None = None,
                       labels: str | None = None, limit: int | None = None, progress: bool = False) -> References:
     """The reference outputs `verify` compares with: live PyTorch, or the folder's stored ones.
 
@@ -99,7 +100,7 @@ def choose_references(folder: Path, manifest: dict[str, Any], reference: str | N
     from .compare import verification_images
 
     choice = reference or "auto"
-    source = manifest["model"]["source"]
+    source = manifest.model.source
     if choice == "auto":
         local = source == "demo" or Path(source).exists()
         choice = "torch" if local and torch_available() else "stored"
@@ -110,8 +111,7 @@ def choose_references(folder: Path, manifest: dict[str, Any], reference: str | N
             raise ConfigError("--images needs the PyTorch reference: stored references cover the images they were made from")
         refs = load_references(folder, manifest)
         return refs.head(limit) if limit else refs
-    label_names = {int(k): v for k, v in manifest.get("labels", {}).items()}
-    image_set, _, note = verification_images(images, label_names, labels, uses_bundled_demo(source), limit=limit)
+    image_set, _, note = verification_images(images, manifest.labels, labels, uses_bundled_demo(source), limit=limit)
     if note:
         log.info(note)
     return live_references(folder, image_set, None if choice == "torch" else choice, progress=progress)
