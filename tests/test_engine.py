@@ -378,7 +378,7 @@ def trtexec_plan(fake_trt, tmp_path, monkeypatch):
 
 
 def test_an_adopted_plan_is_registered_with_this_machines_facts(trtexec_plan, tmp_path):
-    from focalnet_edge.runtime.tensorrt import _facts_from_manifest
+    from focalnet_edge.runtime.loader import engine_facts_at as _facts_from_manifest
 
     _, plan = trtexec_plan
     notes = engine_command(tmp_path, adopt=str(plan), source="model.fp16.onnx").notes

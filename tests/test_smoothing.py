@@ -272,7 +272,8 @@ def test_cache_from_elsewhere_decides_and_the_folder_keeps_a_copy(tmp_path, caps
 
 
 def test_info_of_a_manifest_without_the_figures():
-    from focalnet_edge.cli import format_quantization, quantization_facts
+    from focalnet_edge.cli.printing import format_quantization
+    from focalnet_edge.folder.facts import quantization_facts
 
     line = format_quantization({"m.onnx": quantization_facts({"gate_passed": False, "placement": None, "gate": "x",
                                                               "smoothing": {"layernorms": 2, "alpha": None}})})

@@ -128,7 +128,9 @@ def test_an_engine_keeps_the_contract_of_its_own_onnx_file(tmp_path):
                                                     "format": "tensorrt-plan", "sha256": "0" * 64, "bytes": 0,
                                                     "input": json.loads(InputContract(dtype="float16").to_json())}}}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    assert trt_mod._facts_from_manifest(tmp_path / "model.fp16.engine")["input"]["dtype"] == "float16"
+    from focalnet_edge.runtime.loader import engine_facts_at as _facts_from_manifest
+
+    assert _facts_from_manifest(tmp_path / "model.fp16.engine")["input"]["dtype"] == "float16"
 
 
 DLA_PROFILE = [[8, 3, 224, 224]] * 3

@@ -77,17 +77,23 @@ TENSORRT_11_REMOVED = frozenset({
 
 
 # -- configuration -----------------------------------------------------------------------------------
+def check_options(options: EngineOptions) -> None:
+    """Raise `ConfigError` for a value outside the range TensorRT takes, whatever its version (the CLI checks before any work)."""
+    if options.optimization_level is not None and not 0 <= options.optimization_level <= 5:
+        level = options.optimization_level
+        raise ConfigError(f"--opt-level {level} not accepted: TensorRT has no builder optimization level {level} (expected 0 to 5)")
+    if options.workspace_mib is not None and options.workspace_mib < 1:
+        raise ConfigError(f"workspace {options.workspace_mib} MiB not accepted: expected a positive size")
+    if options.hardware_compatibility not in HARDWARE_COMPATIBILITY:
+        raise ConfigError(f"hardware compatibility {options.hardware_compatibility!r} not supported; expected one of {', '.join(HARDWARE_COMPATIBILITY)}")
+
+
 def validate(options: EngineOptions, trt_version: str, precision: str) -> None:
     """Raise `ConfigError` for option combinations TensorRT would refuse or silently ignore."""
     major = version_tuple(trt_version)[0]
     if options.weakly_typed and major >= 11:
         raise ConfigError(f"--weakly-typed needs TensorRT 10.x; TensorRT {trt_version} builds strongly typed networks only")
-    if options.optimization_level is not None and not 0 <= options.optimization_level <= 5:
-        raise ConfigError(f"builder optimization level {options.optimization_level} not accepted: expected 0 to 5")
-    if options.workspace_mib is not None and options.workspace_mib < 1:
-        raise ConfigError(f"workspace {options.workspace_mib} MiB not accepted: expected a positive size")
-    if options.hardware_compatibility not in HARDWARE_COMPATIBILITY:
-        raise ConfigError(f"hardware compatibility {options.hardware_compatibility!r} not supported; expected one of {', '.join(HARDWARE_COMPATIBILITY)}")
+    check_options(options)
     if options.dla_core is not None:
         if options.dla_core < 0 or options.hardware_compatibility != "none" or options.version_compatible:
             raise ConfigError("--dla-core takes a core number >= 0 and no hardware- or version-compatibility flag")

@@ -53,6 +53,11 @@ def check_labels(labels: Mapping, where: str, fix: str) -> None:
 
 def ordered_labels(labels: Mapping, classes: int, where: str, fix: str) -> list[str]:
     """The labels of classes 0..classes-1 in order (a class without a label is named by its index), checked."""
-    check_labels(labels, where, fix)
-    by_index = {int(k): str(v) for k, v in labels.items()}
+    by_index = decode_labels(labels, where, fix)
     return [by_index.get(i, str(i)) for i in range(classes)]
+
+
+def decode_labels(labels: Mapping, where: str, fix: str) -> dict[int, str]:
+    """The labels of a manifest or an ONNX file's metadata (JSON: class index as text -> label) by class index, checked."""
+    check_labels(labels, where, fix)
+    return {int(k): str(v) for k, v in labels.items()}

@@ -2,7 +2,8 @@
 
 Artifacts are listed with their sha256, so `runtime.load` refuses a file changed after the build.
 A manifest is untrusted input (folders are copied between machines and edited by hand):
-`read_manifest` checks the type of every field the tool reads, so a malformed one is one
+`read_manifest` parses it into its types (`Manifest`, `Artifact`, `ModelSource`; labels decoded to
+`dict[int, str]` once), checking every field the tool reads on the way, so a malformed one is one
 `ArtifactError` naming the field, never a `KeyError` or `TypeError` later; `write_manifest`
 writes strict JSON (a non-finite number becomes null).
 """
@@ -14,17 +15,20 @@ import json
 import platform
 import re
 from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
 from .artifacts import MANIFEST, ONNX, TENSORRT_PLAN, external_data_name
 from ..errors import ArtifactError, FocalNetEdgeError
 from .io import atomic_write_text, dumps_json, sha256_file
-from .labels import REBUILD_FIX, check_labels
+from .labels import REBUILD_FIX, decode_labels
 
 TOOL = "focalnet-edge"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+_REQUIRED = object()  #: a field without a default
 
 
 def library_versions() -> dict[str, str | None]:
@@ -110,8 +114,8 @@ def is_ours(manifest: dict[str, Any] | None) -> bool:
     return isinstance(tool, dict) and tool.get("name") == TOOL
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest of an output folder, after checking every field the tool reads (`ArtifactError` else)."""
+def read_manifest(folder: Path) -> Manifest:
+    """The manifest of an output folder, parsed into its types (`ArtifactError` naming the first field the tool cannot use)."""
     path = Path(folder) / MANIFEST
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -125,8 +129,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ArtifactError(f"{path}: not a readable manifest ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("artifacts"), dict):
         raise ArtifactError(f"{path}: not a focalnet-edge manifest (no artifacts)")
-    check_manifest(data, path)
-    return data
+    return Manifest(data, path)
 
 
 def _bad(path: Path, field: str, value: Any, expected: str) -> ArtifactError:
@@ -145,21 +148,36 @@ def _number(v: Any, positive: bool = False) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
 
 
+def _str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _sha256(v: Any) -> bool:
+    return isinstance(v, str) and _SHA256.fullmatch(v) is not None
+
+
+def _object(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
+def _str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(o, str) for o in v)
+
+
 #: the type test of each field of an input contract and of its preprocessing (what `InputContract`
 #: and `ImageSpec` take without checking types themselves)
 _CONTRACT_FIELDS = {
-    "name": lambda v: isinstance(v, str) and v != "", "dtype": lambda v: isinstance(v, str),
-    "layout": lambda v: isinstance(v, str), "color_order": lambda v: isinstance(v, str),
+    "name": lambda v: isinstance(v, str) and v != "", "dtype": _str, "layout": _str, "color_order": _str,
     "height": _int, "width": _int, "size_multiple": _int,
     "dynamic_batch": lambda v: isinstance(v, bool), "dynamic_size": lambda v: isinstance(v, bool),
     "fused_preprocess": lambda v: isinstance(v, bool),
     "batch": lambda v: isinstance(v, list) and len(v) == 3 and all(_int(b) for b in v),
-    "preprocessing": lambda v: isinstance(v, dict), "frame_size": lambda v: isinstance(v, str),
+    "preprocessing": _object, "frame_size": _str,
 }
 _SPEC_FIELDS = {
     "height": _int, "width": _int, "resize_shortest_edge": lambda v: v is None or _int(v),
     "center_crop": lambda v: isinstance(v, bool), "rescale_factor": lambda v: _number(v, positive=True),
-    "resample": lambda v: _int(v, 0) and v <= 5, "extra": lambda v: isinstance(v, dict), "mode": lambda v: isinstance(v, str),
+    "resample": lambda v: _int(v, 0) and v <= 5, "extra": _object, "mode": _str,
     "mean": lambda v: isinstance(v, list) and len(v) in (1, 3) and all(_number(x) for x in v),
     "std": lambda v: isinstance(v, list) and len(v) in (1, 3) and all(_number(x, positive=True) for x in v),
 }
@@ -180,66 +198,153 @@ def contract_problem(data: Any) -> str | None:
     return None
 
 
-def check_manifest(data: dict[str, Any], path: Path) -> None:  # noqa: C901 - a hand validator of the manifest's fields; replaced by the typed manifest (issue 28)
-    """Raise `ArtifactError` naming the first field of `data` whose type or value the tool cannot use."""
-    from .contract import InputContract
+class _Fields:
+    """Reads the fields of one JSON object of a manifest, each checked by its test (`ArtifactError` naming it otherwise)."""
 
-    model = data.get("model")
-    if not isinstance(model, dict):
-        raise _bad(path, "model", model, "an object")
-    if not isinstance(model.get("source"), str):
-        raise _bad(path, "model.source", model.get("source"), "a string")
-    weights = model.get("weights_sha256", {})
-    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in weights.items()):
-        raise _bad(path, "model.weights_sha256", weights, "an object of file name -> sha256")
-    if not isinstance(data.get("head", "logits"), str):
-        raise _bad(path, "head", data.get("head"), "a string")
-    outputs = data.get("outputs", [])
-    if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
-        raise _bad(path, "outputs", outputs, "a list of output names")
+    def __init__(self, data: dict[str, Any], path: Path, where: str = ""):
+        self.data, self.path, self.where = data, path, where
+
+    def get(self, key: str, test: Callable[[Any], bool], expected: str, default: Any = _REQUIRED) -> Any:
+        value = self.data.get(key, default)
+        if value is _REQUIRED or not test(value):
+            raise _bad(self.path, f"{self.where}{key}", self.data.get(key), expected)
+        return value
+
+    def optional(self, key: str, test: Callable[[Any], bool], expected: str) -> Any:
+        """The value, or None where the field is absent."""
+        return self.get(key, test, expected) if key in self.data else None
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What the folder was built from."""
+
+    source: str  #: the --model given to the build
+    weights_sha256: dict[str, str]  #: weight file name -> sha256: what identifies the model
+    config: Any  #: the checkpoint's config (transformers' config.json fields)
+
+    @classmethod
+    def parse(cls, data: Any, path: Path) -> ModelSource:
+        if not isinstance(data, dict):
+            raise _bad(path, "model", data, "an object")
+        f = _Fields(data, path, "model.")
+        return cls(
+            source=f.get("source", _str, "a string"),
+            weights_sha256=f.get("weights_sha256", lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()),
+                                 "an object of file name -> sha256", default={}),
+            config=data.get("config"),
+        )
+
+
+@dataclass(frozen=True)
+class ExternalData:
+    """The weights of a large ONNX file, written beside it."""
+
+    path: str
+    sha256: str
+    bytes: Any = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One artifact of the folder: its file, its checksum, its precision and format, what it needs to run."""
+
+    path: str  #: the file name, inside the folder
+    sha256: str
+    precision: str  #: a row of the precision table (`artifacts.PRECISIONS`)
+    format: str  #: `ONNX` or `TENSORRT_PLAN`
+    bytes: int
+    requires: dict[str, Any]  #: what running it needs (TensorRT version, GPU, DLA core...)
+    verification: dict[str, Any] | None  #: the figures of its last verification
+    external_data: ExternalData | None
+    input: dict[str, Any] | None  #: an engine's own input contract, where it differs from the folder's
+    entry: dict[str, Any]  #: the object as written, with the facts of the stage that made it
+
+    @property
+    def is_engine(self) -> bool:
+        return self.format == TENSORRT_PLAN
+
+    @property
+    def verified(self) -> bool | None:
+        """Whether its verification passed (None: never verified)."""
+        return (self.verification or {}).get("passed")
+
+    @property
+    def quantization(self) -> dict[str, Any] | None:
+        """The quantization facts (calibration, gate, placement) of an INT8/FP8 graph."""
+        facts = self.entry.get("int8")
+        return facts if isinstance(facts, dict) else None
+
+    @classmethod
+    def parse(cls, name: str, entry: Any, path: Path) -> Artifact:
+        where = f"artifacts[{name!r}]"
+        if not isinstance(entry, dict):
+            raise _bad(path, where, entry, "an object")
+        f = _Fields(entry, path, where + ".")
+        f.get("path", lambda v: v == name, f"the file name {name!r} (its key)")
+        sha = f.get("sha256", _sha256, "64 hex digits")
+        precision = f.get("precision", _str, "a string")
+        fmt = f.get("format", lambda v: v in (ONNX, TENSORRT_PLAN), f"{ONNX!r} or {TENSORRT_PLAN!r}")
+        size = f.get("bytes", lambda v: _int(v, 0), "a size in bytes", default=0)
+        requires, verification, ext = (f.optional(key, _object, "an object") for key in ("requires", "verification", "external_data"))
+        external = None
+        if ext is not None:
+            e = _Fields(ext, path, where + ".external_data.")
+            external = ExternalData(e.get("path", lambda v: v == external_data_name(name), f"{external_data_name(name)!r}"),
+                                    e.get("sha256", _sha256, "64 hex digits"), ext.get("bytes"))
+        contract = entry.get("input")
+        return cls(name, sha, precision, fmt, size, requires or {}, verification, external,
+                   contract if isinstance(contract, dict) else None, entry)
+
+
+def _labels(data: dict[str, Any], path: Path) -> dict[int, str]:
     labels = data.get("labels", {})
     if not isinstance(labels, dict) or not all(isinstance(k, str) and k.lstrip("-").isdigit() and isinstance(v, str)
                                                for k, v in labels.items()):
         raise _bad(path, "labels", labels, "an object of class index -> label")
-    check_labels(labels, str(path), REBUILD_FIX)
-    if not isinstance(data.get("input"), dict):
-        raise _bad(path, "input", data.get("input"), "an input contract object")
-    problem = contract_problem(data["input"])
+    return decode_labels(labels, str(path), REBUILD_FIX)
+
+
+def _contract(data: Any, path: Path):
+    from .contract import InputContract
+
+    if not isinstance(data, dict):
+        raise _bad(path, "input", data, "an input contract object")
+    problem = contract_problem(data)
     if problem:
         raise ArtifactError(f"{path}: input is not an input contract ({problem}); the manifest is damaged, rebuild the folder")
     try:
-        InputContract.from_dict(data["input"]).image_spec  # noqa: B018 - builds and checks the preprocessing too
+        contract = InputContract.from_dict(data)
+        contract.image_spec  # noqa: B018 - builds and checks the preprocessing too
     except (TypeError, ValueError, AttributeError, FocalNetEdgeError) as e:
         raise ArtifactError(f"{path}: input is not an input contract ({str(e)[:120]}); the manifest is damaged, rebuild the folder") from None
-    for key in ("references", "versions"):
-        if key in data and not isinstance(data[key], dict):
-            raise _bad(path, key, data[key], "an object")
-    for name, entry in data["artifacts"].items():
-        where = f"artifacts[{name!r}]"
-        if not isinstance(entry, dict):
-            raise _bad(path, where, entry, "an object")
-        if entry.get("path") != name:
-            raise _bad(path, f"{where}.path", entry.get("path"), f"the file name {name!r} (its key)")
-        if not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(entry["sha256"]):
-            raise _bad(path, f"{where}.sha256", entry.get("sha256"), "64 hex digits")
-        if not isinstance(entry.get("precision"), str):
-            raise _bad(path, f"{where}.precision", entry.get("precision"), "a string")
-        if entry.get("format") not in (ONNX, TENSORRT_PLAN):
-            raise _bad(path, f"{where}.format", entry.get("format"), f"{ONNX!r} or {TENSORRT_PLAN!r}")
-        if not isinstance(entry.get("bytes", 0), int) or isinstance(entry.get("bytes", 0), bool) or entry.get("bytes", 0) < 0:
-            raise _bad(path, f"{where}.bytes", entry.get("bytes"), "a size in bytes")
-        for key in ("requires", "verification", "external_data"):
-            if key in entry and not isinstance(entry[key], dict):
-                raise _bad(path, f"{where}.{key}", entry.get(key), "an object")
-        if "external_data" in entry:
-            ext = entry["external_data"]
-            if ext.get("path") != external_data_name(name):
-                raise _bad(path, f"{where}.external_data.path", ext.get("path"), f"{external_data_name(name)!r}")
-            if not isinstance(ext.get("sha256"), str) or not _SHA256.fullmatch(ext["sha256"]):
-                raise _bad(path, f"{where}.external_data.sha256", ext.get("sha256"), "64 hex digits")
-    stages = data.get("stages", [])
-    if not isinstance(stages, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in stages):
-        raise _bad(path, "stages", stages, "a list of {name, seconds, peak_rss_mb} objects")
+    return contract
+
+
+class Manifest(dict):
+    """A folder's manifest.json, parsed and checked once (`read_manifest`): readers use its typed attributes.
+
+    It is also the JSON document it was read from (a `dict`): the stages that extend a folder (`pipeline`,
+    `engine`) add to that document and write it back with `write_manifest`, so the file keeps every field it
+    had, byte for byte. The attributes are the manifest as read; a changed document is read again.
+    """
+
+    def __init__(self, data: dict[str, Any], path: Path):
+        super().__init__(data)
+        f = _Fields(data, path)
+        self.path = path  #: the manifest.json it was read from
+        self.model = ModelSource.parse(data.get("model"), path)
+        self.head: str = f.get("head", _str, "a string", default="logits")
+        self.outputs: list[str] = f.get("outputs", _str_list, "a list of output names", default=[])
+        self.labels: dict[int, str] = _labels(data, path)  #: class index -> label, decoded and checked once
+        self.contract = _contract(data.get("input"), path)  #: the folder's `InputContract`
+        self.input: dict[str, Any] = data["input"]  #: the contract as written
+        self.references: dict[str, Any] | None = f.optional("references", _object, "an object")
+        self.versions: dict[str, Any] | None = f.optional("versions", _object, "an object")
+        self.artifacts: dict[str, Artifact] = {name: Artifact.parse(name, entry, path) for name, entry in data["artifacts"].items()}
+        self.stages: list[dict[str, Any]] = f.get(
+            "stages", lambda v: isinstance(v, list) and all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in v),
+            "a list of {name, seconds, peak_rss_mb} objects", default=[])
 
 
 def check_artifact(folder: Path, entry: dict[str, Any]) -> Path:

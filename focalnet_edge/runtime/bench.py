@@ -61,19 +61,17 @@ def bench_folder(path: Path, artifact: str | None, batches: list[int], warmup: i
     from tqdm import tqdm
 
     if path.is_dir():
-        from ..folder.contract import InputContract
-
         manifest = read_manifest(path)
         for batch in batches:  # up front, before any artifact runs
-            check_batch_memory(InputContract.from_dict(manifest["input"]), batch)
-        entries = manifest["artifacts"]
+            check_batch_memory(manifest.contract, batch)
+        entries = {name: a.entry for name, a in manifest.artifacts.items()}
         chosen = artifacts.select(entries, artifact) if artifact else [e for e in entries.values() if runnable_here(e)]
-        targets = [(e["path"], e["precision"], lambda e=e: load_entry(path, e)) for e in chosen]
+        targets = [(e["path"], e["precision"], lambda e=e: load_entry(path, e, manifest)) for e in chosen]
     elif path.is_file():
         precision = "?"
         if (path.parent / artifacts.MANIFEST).is_file():
-            entry = read_manifest(path.parent)["artifacts"].get(path.name)
-            precision = entry["precision"] if entry else precision
+            entry = read_manifest(path.parent).artifacts.get(path.name)
+            precision = entry.precision if entry else precision
         targets = [(path.name, precision, lambda: load(path))]
     else:
         raise ArtifactError(f"{path}: no such output folder or artifact")

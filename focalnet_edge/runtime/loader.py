@@ -1,4 +1,9 @@
-"""`load(path)`: the right runner for an output folder or a single artifact."""
+"""`load(path)`: the right runner for an output folder or a single artifact.
+
+The loader is the one reader of `manifest.json` for running (Polygraphy's loader/runner split): it reads
+the manifest once, chooses the artifact, checks its sha256, and hands the runner the facts it needs (an
+engine's requirements, input contract, labels, head, outputs, precision). No runner reads the manifest.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,36 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError
-from ..folder.manifest import MANIFEST, check_artifact, read_manifest
+from ..folder.manifest import MANIFEST, Manifest, check_artifact, read_manifest
 from .base import Runner
 from .choose import choose_artifact
 
 
-def load_entry(folder: str | os.PathLike, entry: dict[str, Any], **runner_options) -> Runner:
-    """The runner of one manifest entry of `folder`, after checking its sha256 (the file checked is the file run)."""
-    return _runner(check_artifact(Path(folder), entry), **runner_options)
+def engine_facts(manifest: Manifest, name: str) -> dict[str, Any]:
+    """What a TensorRT runner needs of the manifest's entry `name`: the engine's own input contract first."""
+    artifact = manifest.artifacts[name]
+    return {"requires": artifact.requires, "input": artifact.input or manifest.input, "labels": manifest.labels,
+            "head": manifest.head, "outputs": manifest.outputs or None, "precision": artifact.precision}
+
+
+def engine_facts_at(path: Path) -> dict[str, Any]:
+    """`engine_facts` of the engine file `path`, from the manifest beside it."""
+    if not (path.parent / MANIFEST).is_file():
+        raise ArtifactError(f"{path}: an engine needs the manifest.json it was built with, next to it (or adopt it: focalnet-edge engine OUT --adopt)")
+    manifest = read_manifest(path.parent)
+    if path.name not in manifest.artifacts:
+        raise ArtifactError(f"{path}: not listed in {path.parent / MANIFEST}; register it with focalnet-edge engine {path.parent} --adopt {path.name} --from MODEL.onnx")
+    return engine_facts(manifest, path.name)
+
+
+def load_entry(folder: str | os.PathLike, entry: dict[str, Any], manifest: Manifest | None = None, **runner_options) -> Runner:
+    """The runner of one manifest entry of `folder`, after checking its sha256 (the file checked is the file run).
+    `manifest`: the folder's, where the caller has read it (else it is read here, for an engine's facts)."""
+    file = check_artifact(Path(folder), entry)
+    if file.suffix in (".engine", ".plan"):
+        facts = engine_facts(manifest if manifest is not None else read_manifest(Path(folder)), entry["path"])
+        return _runner(file, facts, **runner_options)
+    return _runner(file, None, **runner_options)
 
 
 def load(path: str | os.PathLike, artifact: str | None = None, **runner_options) -> Runner:
@@ -27,23 +54,31 @@ def load(path: str | os.PathLike, artifact: str | None = None, **runner_options)
         raise ArtifactError(f"load() needs the path of an output folder or an artifact, got {path!r}")
     path = Path(path)
     if path.is_dir():
-        return load_entry(path, choose_artifact(read_manifest(path), artifact), **runner_options)
+        manifest = read_manifest(path)
+        return load_entry(path, choose_artifact(manifest, artifact), manifest, **runner_options)
     if path.is_file():
         if (path.parent / MANIFEST).is_file():
-            entry = read_manifest(path.parent)["artifacts"].get(path.name)
+            manifest = read_manifest(path.parent)
+            entry = manifest.artifacts.get(path.name)
             if entry is not None:
-                return load_entry(path.parent, entry, **runner_options)
-        return _runner(path, **runner_options)
+                return load_entry(path.parent, entry.entry, manifest, **runner_options)
+        return _runner(path, None, **runner_options)
     raise ArtifactError(f"{path}: no such artifact or output folder")
 
 
-def _runner(file: Path, **runner_options) -> Runner:
+def _runner(file: Path, facts: dict[str, Any] | None, **runner_options) -> Runner:
     if file.suffix == ".onnx":
         from .onnxruntime import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(file, **runner_options)
     if file.suffix in (".engine", ".plan"):
+        from ..engine.gpu import require_tensorrt
         from .tensorrt import TensorRTRunner
 
-        return TensorRTRunner(file, **runner_options)
+        require_tensorrt()  # a clear error where TensorRT is missing, before anything else
+        facts = facts if facts is not None else engine_facts_at(file)
+        dla_core = runner_options.pop("dla_core", None)
+        return TensorRTRunner(file, requires=facts["requires"], contract=facts["input"], labels=facts["labels"], head=facts["head"],
+                              outputs=facts["outputs"], precision=facts["precision"],
+                              dla_core=facts["requires"].get("dla_core") if dla_core is None else dla_core, **runner_options)
     raise ArtifactError(f"{file}: unknown artifact type (expected .onnx or .engine)")

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import ArtifactError, InputError
 from ..folder.onnx_io import contract_from_metadata, decode_metadata, ort_session
+from ..folder.labels import REBUILD_FIX, decode_labels
 from .base import Runner, TensorSpec
 from .interop import DeviceBuffer, stream_handle, synchronize
 
@@ -113,7 +114,7 @@ class OnnxRuntimeRunner(Runner):
         meta = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.contract, meta = contract_from_metadata(meta, self.path)
         self.head = meta.get("head", "logits")
-        self.labels = {int(k): v for k, v in meta.get("labels", {}).items()}
+        self.labels = decode_labels(meta.get("labels", {}), f"{self.path} (focalnet_edge.labels)", REBUILD_FIX)
         self.precision = meta.get("precision", "fp32")
         self.providers = self.session.get_providers()  #: the providers in use, the first one first
         self.device = f"ONNX Runtime {self.providers[0]}"

@@ -81,17 +81,15 @@ class TensorRTRunner(Runner):
     """
 
     def __init__(self, path: str | os.PathLike, requires: dict[str, Any] | None = None, contract: dict[str, Any] | None = None,
-                 labels: dict[str, str] | None = None, head: str = "logits", outputs: list[str] | None = None, precision: str = "fp32",
+                 labels: dict[int, str] | None = None, head: str = "logits", outputs: list[str] | None = None, precision: str = "fp32",
                  dla_core: int | None = None) -> None:
         self.path = Path(path)
         require_tensorrt()  # a clear error where TensorRT is missing, before anything else
         import tensorrt as trt
 
-        if requires is None or contract is None:
-            facts = _facts_from_manifest(self.path)
-            requires, contract, labels = facts["requires"], facts["input"], facts["labels"]
-            head, outputs, precision = facts["head"], facts["outputs"], facts["precision"]
-            dla_core = requires.get("dla_core") if dla_core is None else dla_core
+        if requires is None or contract is None:  # the loader's facts (`runtime.load`, `loader.engine_facts`): runners read no manifest
+            raise ArtifactError(f"{self.path}: a TensorRT runner needs the engine's requirements and input contract; "
+                                "open it with focalnet_edge.runtime.load")
         here = check_engine_compatibility(requires, self.path)
         #: what runs it, in words (bench and errors show it)
         self.device = f"TensorRT {trt.__version__} on {here['gpu']}" + (f" (DLA core {dla_core})" if dla_core is not None else "")
@@ -111,7 +109,7 @@ class TensorRTRunner(Runner):
             raise ArtifactError(f"{self.path}: the engine's input is {', '.join(io['profile'])}, the manifest says {base.name!r}")
         self.profile = io["profile"][base.name]
         self.contract = contract_for_profile(base, self.profile)
-        self.labels = {int(k): v for k, v in (labels or {}).items()}
+        self.labels = dict(labels or {})
         self.head, self.precision = head, precision
         self.output_names = list(outputs or io["outputs"])
         self._context: trt.IExecutionContext | None = None  # the torch path's execution context, made on first use
@@ -289,16 +287,3 @@ class TensorRTRunner(Runner):
             self._runner.deactivate()
         self._context = None
 
-
-def _facts_from_manifest(path: Path) -> dict[str, Any]:
-    """What the runner needs from the manifest next to `path`: the engine's own input contract first."""
-    from ..folder.manifest import MANIFEST, read_manifest
-
-    if not (path.parent / MANIFEST).is_file():
-        raise ArtifactError(f"{path}: an engine needs the manifest.json it was built with, next to it (or adopt it: focalnet-edge engine OUT --adopt)")
-    manifest = read_manifest(path.parent)
-    entry = manifest["artifacts"].get(path.name)
-    if entry is None:
-        raise ArtifactError(f"{path}: not listed in {path.parent / MANIFEST}; register it with focalnet-edge engine {path.parent} --adopt {path.name} --from MODEL.onnx")
-    return {"requires": entry.get("requires") or {}, "input": entry.get("input") or manifest["input"], "labels": manifest.get("labels"),
-            "head": manifest.get("head", "logits"), "outputs": manifest.get("outputs"), "precision": entry["precision"]}

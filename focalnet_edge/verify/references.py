@@ -12,6 +12,7 @@ pixels, and every artifact's input is derived from them by its own input contrac
 from __future__ import annotations
 
 import io
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,9 @@ import numpy as np
 from ..folder.artifacts import MANIFEST, REFERENCES
 from ..errors import ArtifactError
 from ..folder.io import atomic_write_bytes, sha256_file
+from ..folder.manifest import Manifest
+
+log = logging.getLogger(__name__)
 
 #: how many verification images `build` stores with their reference outputs
 STORED_IMAGES = 200
@@ -57,9 +61,9 @@ def save_references(folder: str | os.PathLike, refs: References, limit: int = ST
             "outputs": list(part.outputs), "source": part.source}
 
 
-def load_references(folder: str | os.PathLike, manifest: dict[str, Any]) -> References:
+def load_references(folder: str | os.PathLike, manifest: Manifest) -> References:
     """The stored references of an output folder, after checking their sha256 against the manifest."""
-    entry = manifest.get("references")
+    entry = manifest.references
     path = Path(folder) / REFERENCES
     if not isinstance(entry, dict) or entry.get("path") != REFERENCES:
         raise ArtifactError(f"{Path(folder) / MANIFEST}: no stored reference outputs (build the folder with focalnet-edge build)")
@@ -79,3 +83,35 @@ def load_references(folder: str | os.PathLike, manifest: dict[str, Any]) -> Refe
     if any(not np.isfinite(v).all() for v in outputs.values()):
         raise ArtifactError(f"{path}: reference outputs hold non-finite values")
     return References(frames, outputs, labels, str(entry.get("source", "stored")) + f" (stored in {REFERENCES})")
+
+
+def choose_references(folder: Path, manifest: Manifest, reference: str | None = None, images: str | None = None,
+                      labels: str | None = None, limit: int | None = None, progress: bool = False) -> References:
+    """The reference outputs `verify` compares with: live PyTorch, or the folder's stored ones.
+
+    `reference` auto (None, the default) takes PyTorch with the manifest's checkpoint where both are here,
+    else the stored references; `stored` and `torch` force one; anything else is a checkpoint.
+    `images`, `labels`, `limit`: the images of a live reference (stored ones cover the images they were made from).
+    """
+    from ..demo import uses_bundled_demo
+    from ..errors import ConfigError
+    from ..extras import torch_available
+    from ..pipeline import live_references
+    from .compare import verification_images
+
+    choice = reference or "auto"
+    source = manifest.model.source
+    if choice == "auto":
+        local = source == "demo" or Path(source).exists()
+        choice = "torch" if local and torch_available() else "stored"
+        if choice == "stored":
+            log.info("verify: no PyTorch or no checkpoint here, so against the stored reference outputs")
+    if choice == "stored":
+        if images:
+            raise ConfigError("--images needs the PyTorch reference: stored references cover the images they were made from")
+        refs = load_references(folder, manifest)
+        return refs.head(limit) if limit else refs
+    image_set, _, note = verification_images(images, manifest.labels, labels, uses_bundled_demo(source), limit=limit)
+    if note:
+        log.info(note)
+    return live_references(folder, image_set, None if choice == "torch" else choice, progress=progress)

@@ -1,0 +1,86 @@
+"""How the commands print: tables, facts, a build's stages, quantization figures, verification reports."""
+
+from __future__ import annotations
+
+import json
+
+
+def format_table(rows) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def print_facts(facts: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(facts, indent=2, default=str))
+        return
+    width = max(map(len, facts))
+    for k, v in facts.items():
+        print(f"{k:<{width}}  " + str(v).replace("\n", "\n" + " " * (width + 2)))
+
+
+def print_reports(reports, as_json: bool) -> None:
+    """Verification reports: JSON, or a table of one row per artifact."""
+    if as_json:
+        print(json.dumps([r.to_dict() for r in reports], indent=2))
+        return
+    rows = [("artifact", "precision", "images", "max abs", "cosine", "top-1 agr", "top-5 agr", "accuracy", "ref acc", "result")]
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    for r in reports:
+        rows.append((r.artifact, r.precision, str(r.images), fmt(r.max_abs_error, ".2e"), fmt(r.mean_cosine, ".6f"),
+                     fmt(r.top1_agreement, ".4f"), fmt(r.top5_agreement, ".4f"), fmt(r.accuracy, ".4f"),
+                     fmt(r.reference_accuracy, ".4f"), "pass" if r.passed else "FAIL: " + "; ".join(r.failures)))
+    print(format_table(rows))
+
+
+def format_stages(stages: list[dict]) -> str:
+    """The build's stages as one line: `export 17.3 s (peak RSS 1590 MB), ...`."""
+    def one(s: dict) -> str:
+        rss = s.get("peak_rss_mb")
+        return f"{s['name']} {s.get('seconds', 0):.1f} s" + (f" (peak RSS {rss:.0f} MB)" if isinstance(rss, (int, float)) else "")
+
+    total = sum(s.get("seconds", 0) for s in stages)
+    return ", ".join(one(s) for s in stages) + f"; total {total:.1f} s"
+
+
+def _num(v, fmt: str) -> str:
+    """A figure as text, `?` where a manifest lacks it (older or edited ones)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return "?"
+    if fmt == "d":  # a count: an edited manifest may hold 3.0, or 2.5
+        return str(int(v)) if float(v).is_integer() else "?"
+    return format(v, fmt)
+
+
+def _quantization_line(name: str, f: dict) -> str:
+    num = _num
+    types = f.get("quantized_by_type")
+    by_type = ", ".join(f"{k} {v}" for k, v in sorted(types.items())) if isinstance(types, dict) and types else "?"
+    share = f.get("int8_flop_share")
+    passed = {True: "passed", False: "FAILED"}.get(f.get("gate_passed"), "?") if f.get("gate_enabled", True) else "off (--no-gate)"
+    line = (f"{name}: {f.get('qtype') or '?'} ({f.get('form') or '?'} form), gate {passed}: SQNR {num(f.get('sqnr_db'), '.1f')} dB, "
+            f"cosine {num(f.get('cosine'), '.5f')}" + (f", top-1 {num(f.get('top1'), '.2f')}" if f.get("top1") is not None else "")
+            + f" on {num(f.get('images'), 'd')} " + ("held-back images; " if f.get("held_out", True) is not False
+                                                       else "calibration images (none held back); ")
+            + f"{num(100 * share if isinstance(share, (int, float)) else None, '.1f')}% of GEMM/Conv FLOPs quantized ({by_type}; "
+            f"{num(f.get('float_nodes'), 'd')} in float, {num(f.get('kept_float_by_gate'), 'd')} of them by the gate); "
+            f"{num(f.get('qdq_pairs'), 'd')} activation Q/DQ pairs, {num(f.get('not_fusable'), 'd')} not fusable by TensorRT; "
+            f"{num(f.get('smoothed_layernorms'), 'd')} LayerNorms smoothed")
+    if f.get("smoothed_layernorms"):
+        line += f" (alpha {num(f.get('smoothing_alpha'), 'g')})"
+    if f.get("kept_by_user"):
+        line += f"; {num(f.get('kept_by_user'), 'd')} kept in float by --keep-float"
+    for key, what in (("kept_float_blocks", "returned to float by the gate in"), ("float_blocks", "float nodes by block")):
+        blocks = f.get(key)
+        if isinstance(blocks, dict) and blocks:
+            line += f"; {what}: " + ", ".join(f"{b} ({n})" for b, n in blocks.items())
+    short = f.get("shortfall")
+    return line + (f"; short of the target: {'; '.join(map(str, short))}" if isinstance(short, list) and short else "")
+
+
+def format_quantization(q: dict) -> str:
+    """One line per quantized graph (`folder.facts.quantization_facts`): `model.int8.onnx: int8 (tensorrt form),
+    gate passed: SQNR 39.9 dB, ...`. Figures a manifest lacks (older or edited ones) are shown as `?`."""
+    return "\n".join(_quantization_line(n, f) for n, f in q.items()) if q else "none"
