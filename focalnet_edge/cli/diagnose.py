@@ -6,7 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ArtifactError, ConfigError
+from .printing import format_table
 
 NAME = "diagnose"
 HELP = "per FocalNet block: the error an artifact adds against PyTorch fp32, worst first"
@@ -28,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..extras import require_torch
-    from ..verify.diagnose import diagnose, format_diagnosis
+    from ..verify.diagnose import diagnose
 
     require_torch("diagnose (the PyTorch fp32 reference)")
     if args.limit is not None and args.limit < 1:
@@ -40,3 +43,13 @@ def run(args: argparse.Namespace) -> int:
     d = diagnose(args.folder, args.artifact, args.images, args.reference, limit=args.limit, progress=not args.quiet)
     print(json.dumps(d.to_dict(), indent=2) if args.json else format_diagnosis(d))
     return 0
+
+
+def format_diagnosis(d) -> str:
+    """The table `diagnose` prints, worst block first."""
+    fmt = lambda v, f: "-" if v is None or not np.isfinite(v) else format(v, f)  # noqa: E731
+    rows = [("block", "sqnr dB", "cosine", "added dB (its own error)", "tensor")]
+    rows += [(b.block, fmt(b.sqnr_db, ".1f"), fmt(b.cosine, ".6f"), fmt(b.added_db, ".1f"), b.tensor) for b in d.blocks]
+    lines = [f"{d.artifact} ({d.precision}) against {d.reference}, {d.images} images; worst block first", format_table(rows)]
+    lines += [f"skipped {s}" for s in d.skipped]
+    return "\n".join(lines)

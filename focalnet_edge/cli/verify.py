@@ -53,7 +53,7 @@ def _save_report(folder: Path, reports) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..folder.manifest import read_manifest
     from ..pipeline import verify_stage
-    from ..verify.references import choose_references
+    from ..verify.choose import choose_references
 
     path = Path(args.path)
     if not path.exists():

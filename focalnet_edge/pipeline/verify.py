@@ -7,39 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactError, InputError
-from ..extras import require_torch
+from ..errors import ArtifactError
 from ..folder import artifacts
 from ..folder.artifacts import REPORT
 from ..folder.io import atomic_write_json
 from ..folder.manifest import read_manifest, write_manifest
 from ..folder.onnx_io import CPU
-
-
-def reference_for(manifest: dict[str, Any], model: str | None = None):
-    """The PyTorch reference runner for the artifacts of `manifest` (its own source by default)."""
-    require_torch("the PyTorch reference (or verify against the stored references: --reference stored)")
-    from ..model.weights import load_checkpoint
-    from ..runtime.torch import TorchRunner
-
-    source = model or manifest["model"]["source"]
-    try:
-        ckpt = load_checkpoint(source)
-    except Exception as e:
-        raise InputError(f"cannot load the reference model {source!r} ({e}); pass --reference SRC, or --reference stored") from None
-    return TorchRunner(ckpt, head=manifest.get("head", "logits"), out_features=manifest.get("outputs") if manifest.get("head") == "features" else None)
-
-
-def live_references(output_dir: Path, images, model: str | None = None, progress: bool = False):
-    """The PyTorch fp32 outputs on `images`, at the folder's input contract (computed once for all artifacts)."""
-    from ..folder.contract import InputContract
-    from ..verify.compare import reference_outputs
-
-    manifest = read_manifest(output_dir)
-    contract = InputContract.from_dict(manifest["input"])
-    reference = reference_for(manifest, model)
-    reference.for_contract(contract)
-    return reference_outputs(reference, images, contract, progress=progress, source=f"pytorch fp32 ({model or manifest['model']['source']})")
+from ..verify.choose import live_references, reference_for  # noqa: F401 - the build's references
 
 
 @dataclass

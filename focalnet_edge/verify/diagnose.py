@@ -211,7 +211,7 @@ def diagnose(folder: str | Path, artifact: str | None = None, images: str | None
     from ..folder.contract import InputContract
     from ..folder.io import temporary_path
     from ..folder.manifest import check_artifact, read_manifest
-    from ..pipeline import reference_for
+    from .choose import reference_for
     from .references import load_references
     from .compare import load_image_set
 
@@ -294,15 +294,3 @@ def diagnose(folder: str | Path, artifact: str | None = None, images: str | None
 def _db(nsr: float) -> float:
     """10 log10(1 / noise-to-signal ratio): inf for no noise."""
     return float("inf") if nsr <= 0 else float(-10 * np.log10(nsr))
-
-
-def format_diagnosis(d: Diagnosis) -> str:
-    """The table `diagnose` prints, worst block first."""
-    from ..cli import format_table
-
-    fmt = lambda v, f: "-" if v is None or not np.isfinite(v) else format(v, f)  # noqa: E731
-    rows = [("block", "sqnr dB", "cosine", "added dB (its own error)", "tensor")]
-    rows += [(b.block, fmt(b.sqnr_db, ".1f"), fmt(b.cosine, ".6f"), fmt(b.added_db, ".1f"), b.tensor) for b in d.blocks]
-    lines = [f"{d.artifact} ({d.precision}) against {d.reference}, {d.images} images; worst block first", format_table(rows)]
-    lines += [f"skipped {s}" for s in d.skipped]
-    return "\n".join(lines)

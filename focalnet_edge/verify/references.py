@@ -83,35 +83,3 @@ def load_references(folder: str | os.PathLike, manifest: Manifest) -> References
     if any(not np.isfinite(v).all() for v in outputs.values()):
         raise ArtifactError(f"{path}: reference outputs hold non-finite values")
     return References(frames, outputs, labels, str(entry.get("source", "stored")) + f" (stored in {REFERENCES})")
-
-
-def choose_references(folder: Path, manifest: Manifest, reference: str | None = None, images: str | None = None,
-                      labels: str | None = None, limit: int | None = None, progress: bool = False) -> References:
-    """The reference outputs `verify` compares with: live PyTorch, or the folder's stored ones.
-
-    `reference` auto (None, the default) takes PyTorch with the manifest's checkpoint where both are here,
-    else the stored references; `stored` and `torch` force one; anything else is a checkpoint.
-    `images`, `labels`, `limit`: the images of a live reference (stored ones cover the images they were made from).
-    """
-    from ..demo import uses_bundled_demo
-    from ..errors import ConfigError
-    from ..extras import torch_available
-    from ..pipeline import live_references
-    from .compare import verification_images
-
-    choice = reference or "auto"
-    source = manifest.model.source
-    if choice == "auto":
-        local = source == "demo" or Path(source).exists()
-        choice = "torch" if local and torch_available() else "stored"
-        if choice == "stored":
-            log.info("verify: no PyTorch or no checkpoint here, so against the stored reference outputs")
-    if choice == "stored":
-        if images:
-            raise ConfigError("--images needs the PyTorch reference: stored references cover the images they were made from")
-        refs = load_references(folder, manifest)
-        return refs.head(limit) if limit else refs
-    image_set, _, note = verification_images(images, manifest.labels, labels, uses_bundled_demo(source), limit=limit)
-    if note:
-        log.info(note)
-    return live_references(folder, image_set, None if choice == "torch" else choice, progress=progress)
