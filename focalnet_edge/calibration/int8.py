@@ -54,7 +54,7 @@ from ..folder.artifacts import (
     QUANT_FORMS,
     quantized_precision,
 )
-from ..folder.onnx_io import read_metadata, save_onnx, set_metadata
+from ..folder.onnx_io import load_onnx, read_metadata, save_onnx, set_metadata
 from . import gate
 from .fp8 import int8_to_fp8
 from .fp16 import activation_ranges, nodes_to_keep_fp32, to_float16
@@ -328,7 +328,7 @@ def build_int8(  # noqa: PLR0913 - the public keywords (tests, benchmarks, the p
     precision = _check_choices(form, qtype, float_type)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    fp32 = onnx.load(str(fp32_path))
+    fp32 = load_onnx(fp32_path)
     meta = read_metadata(fp32)
     classify = meta.get("head", "logits") in ("logits", "probs")
     target = gate.GateTarget(min_sqnr_db, min_agreement, min_cosine)

@@ -19,7 +19,7 @@ import onnx
 
 from ..errors import ConfigError, InputError
 from ..folder.io import atomic_write_text
-from ..folder.onnx_io import input_batches, static_batch
+from ..folder.onnx_io import input_batches, load_onnx, static_batch
 from .placement import WEIGHTED_OPS
 
 METHODS = ("max", "entropy", "percentile", "distribution")
@@ -75,7 +75,7 @@ def compute_ranges(fp32_path: str | Path, inputs: np.ndarray, method: str = DEFA
         raise ConfigError(f"calibration method {method!r} not supported; expected one of {', '.join(METHODS)}")
     if not 0 < percentile <= 100:
         raise ConfigError(f"calibration percentile {percentile} not accepted: expected a value in (0, 100]")
-    model = onnx.load(str(fp32_path))
+    model = load_onnx(fp32_path)
     name, fixed = model.graph.input[0].name, static_batch(model)
     consts = {i.name for i in model.graph.initializer} | {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
     wanted = {i for n in model.graph.node if n.op_type in WEIGHTED_OPS for i in n.input if i and i not in consts} | set(extra)

@@ -23,6 +23,7 @@ import torch
 
 from ..errors import ArtifactError
 from ..folder.contract import InputContract
+from ..folder.onnx_io import load_onnx
 from ..folder.onnx_write import ExternalData, data_path
 
 
@@ -61,7 +62,7 @@ def trace(module: torch.nn.Module, contract: InputContract, opset: int, head: st
             export_params=False,
             dynamo=False,
         )
-    model = onnx.load(str(path))
+    model = load_onnx(path)
     tensors = {**dict(module.named_parameters(remove_duplicate=False)), **dict(module.named_buffers(remove_duplicate=False))}
     write_weights(model, tensors, path)
     unknown = [i.name for i in model.graph.input if i.name != contract.name]

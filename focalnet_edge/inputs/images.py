@@ -32,12 +32,14 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
 from ..errors import InputError
+from ..folder.io import not_a_file
 
 if TYPE_CHECKING:
     from PIL import Image as _PILImage
@@ -63,6 +65,24 @@ def walk_images(folder: str | os.PathLike) -> tuple[list[Path], list[Path]]:
     """
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
     return [p for p in files if is_image_file(p)], [p for p in files if not is_image_file(p)]
+
+
+def expand_images(items: Iterable[str]) -> list[Path]:
+    """A command's image arguments: each a file (taken as it is) or a folder (its images, `walk_images`);
+    an `InputError` for anything else, or when none is found."""
+    items = list(items)
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(walk_images(p)[0])
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputError(not_a_file(p, "image file or folder"))
+    if not out:
+        raise InputError(f"no images in {', '.join(items)}")
+    return out
 
 
 def load_image(image: ImageLike) -> _PILImage.Image:

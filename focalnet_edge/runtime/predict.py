@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import InputError
-from ..inputs.files import expand_images
+from ..inputs.images import expand_images
 
 log = logging.getLogger(__name__)
 
