@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, FocalNetEdgeError
-from ..folder.artifacts import BUILD_PRECISIONS, INT8_MIN_AGREEMENT, PRECISIONS, quantizes
+from ..folder.artifacts import BUILD_PRECISIONS, INT8_FLOAT_TYPES, INT8_MIN_AGREEMENT, PRECISIONS, quantizes
 
 
 def at_least(low: int) -> Callable[[str], int]:
@@ -183,7 +183,7 @@ class PrecisionArgs:
         g.add_argument("--int8-smoothing", type=float, default=SMOOTH_ALPHA, metavar="ALPHA",
                        help=f"INT8/FP8: move LayerNorm outputs' outlier channels into the next GEMM's weights (SmoothQuant's alpha, "
                             f"default {SMOOTH_ALPHA}; 0: off)")
-        g.add_argument("--int8-float", choices=("fp16", "fp32"), default="fp16",
+        g.add_argument("--int8-float", choices=INT8_FLOAT_TYPES, default=INT8_FLOAT_TYPES[0],
                        help="type of the layers left in float in model.int8.onnx (default fp16: what TensorRT runs fast)")
         p.set_defaults(precision_defaults={dest: p.get_default(dest) for dest in QUANTIZATION_OPTIONS})
 
