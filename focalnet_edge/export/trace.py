@@ -7,7 +7,7 @@ torch exports the graph alone (`export_params=False`: each weight stays a graph 
 in the module; nothing is constant-folded), and each weight is then written to the graph's
 external data file straight from the module's tensor, one at a time. The folds torch's
 constant folding does on weights, the `Transpose` in front of each Linear's `MatMul` and the
-`Reshape` of a 1x1 convolution's `view`, are done here as the weight is written (its transposed
+`Squeeze` of a 1x1 convolution's weight, are done here as the weight is written (its transposed
 or reshaped copy is the initializer), so the raw graph has
 the same nodes as torch's folded one and the simplifier sees the graph it always saw.
 """
@@ -72,8 +72,8 @@ def trace(module: torch.nn.Module, contract: InputContract, opset: int, head: st
 
 
 def _folded_weights(graph: onnx.GraphProto, names: set[str]) -> dict[str, tuple[str, list[onnx.NodeProto]]]:
-    """Weights read through a chain of weight-only Transpose/Reshape nodes (a Linear's transpose, a
-    1x1 convolution's `view`), each the only reader of the last: the chain's output -> (weight, chain)."""
+    """Weights read through a chain of weight-only Transpose/Reshape/Squeeze nodes (a Linear's transpose, a
+    1x1 convolution's squeezed weight), each the only reader of the last: the chain's output -> (weight, chain)."""
     readers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for name in node.input:
@@ -86,7 +86,7 @@ def _folded_weights(graph: onnx.GraphProto, names: set[str]) -> dict[str, tuple[
         while current not in outputs and len(readers.get(current, [])) == 1:
             node = readers[current][0]
             if node.input[0] != current or not (node.op_type == "Transpose" or (
-                    node.op_type == "Reshape" and node.input[1] in constants)):
+                    node.op_type in ("Reshape", "Squeeze") and node.input[1:2] and node.input[1] in constants)):
                 break
             chain.append(node)
             current = node.output[0]
@@ -101,6 +101,8 @@ def _apply(value: torch.Tensor, chain: list[onnx.NodeProto], constants: dict[str
         if node.op_type == "Transpose":
             perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
             value = value.permute(*(perm if perm is not None else reversed(range(value.dim()))))
+        elif node.op_type == "Squeeze":
+            value = value.squeeze(tuple(int(a) for a in np.atleast_1d(constants[node.input[1]])))
         else:  # Reshape: a 0 keeps that dimension, a -1 is inferred
             shape = [value.shape[i] if d == 0 else int(d) for i, d in enumerate(constants[node.input[1]])]
             value = value.reshape(shape)
@@ -111,7 +113,7 @@ def write_weights(model: onnx.ModelProto, tensors: dict[str, torch.Tensor], path
     """Turn the graph inputs of `model` named in `tensors` into initializers, their bytes written to `path`'s data file.
 
     One tensor in memory at a time (the module's own tensors are read, never copied whole);
-    a weight read only through a chain of Transpose/Reshape nodes is written as that chain leaves it, in its place.
+    a weight read only through a chain of Transpose/Reshape/Squeeze nodes is written as that chain leaves it, in its place.
     """
     from onnx import numpy_helper
 

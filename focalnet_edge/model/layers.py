@@ -129,9 +129,10 @@ class PointwiseConv(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # a view (not flatten) of the weight, which torch.onnx.export folds into one initializer:
-        # the MatMul reads a constant even unsimplified (`--simplifier none`), as quantizers expect
-        return F.linear(x, self.weight.view(self.out_channels, self.in_channels), self.bias)
+        # the weight's two unit dimensions squeezed (no view/reshape: the graph holds no shape arithmetic);
+        # export/trace.py folds the Squeeze as it writes the weight, so the MatMul reads a constant even
+        # unsimplified (`--simplifier none`), as quantizers expect
+        return F.linear(x, self.weight.squeeze(3).squeeze(2), self.bias)
 
 
 class FocalNetModulation(nn.Module):
