@@ -560,3 +560,11 @@ def test_hardware_compatibility_is_refused_on_a_jetson(fake_build, tmp_path):
     manifest = _demo_folder(tmp_path, [("model.fp16.onnx", "fp16", 0)])
     with pytest.raises(ConfigError, match="hardware compatibility on JetPack"):
         stage.build_engines(tmp_path, manifest, EngineOptions(hardware_compatibility="ampere_plus"))
+
+
+def test_the_engine_entry_records_its_streams(fake_build, tmp_path):
+    """Issue 24, item 3: `--streams N` builds N identical profiles; the engine entry says how many streams run at once."""
+    onnx_path = tmp_path / "model.fp16.onnx"
+    onnx_path.write_bytes(b"onnx")
+    assert stage.build_engine(onnx_path, tmp_path / "a.engine", CONTRACT, "fp16", EngineOptions())["streams"] == 1
+    assert stage.build_engine(onnx_path, tmp_path / "b.engine", CONTRACT, "fp16", EngineOptions(streams=2))["streams"] == 2
