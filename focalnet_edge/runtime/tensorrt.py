@@ -10,9 +10,11 @@ checked against the TensorRT 10.13 stubs and exercised with fakes there, and run
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -272,6 +274,14 @@ class TensorRTRunner(Runner):
         if not ctx.execute_async_v3(stream.cuda_stream):
             raise ArtifactError(f"{self.path}: TensorRT failed to enqueue a batch of shape {tuple(x.shape)}")
         return outs
+
+    @contextlib.contextmanager
+    def held_context(self, stream: int, wait: Callable[[int], None]) -> Iterator[trt.IExecutionContext]:
+        """A context of the pool held for the caller's own enqueues on `stream` (timing: engine/timing.py);
+        `wait(stream)`: how a later call on another stream waits for this one's work."""
+        with self._pool().context(stream, wait) as (index, ctx):
+            self._unset_allocators(ctx, index)
+            yield ctx
 
     # -- numpy ---------------------------------------------------------------------------------------------------
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:

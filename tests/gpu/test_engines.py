@@ -395,3 +395,20 @@ def test_two_streams_run_on_two_profiles_at_once(built, tmp_path):
             assert all((a == b).all() for a, b in zip(got[k], expected))
     finally:
         runner.close()
+
+
+def test_selftest_on_the_device(built, tmp_path):
+    """The device kit, in a process without torch: engines built on a copied folder, verified against the
+    stored references, timed with CUDA events over the profile's batch sweep; exit 0."""
+    out, _ = built
+    folder = _copy_without_engines(out, tmp_path / "copied")
+    script = ("import sys; sys.modules['torch'] = None\n"
+              "from focalnet_edge.cli import main\n"
+              f"sys.exit(main(['-q', 'selftest', {str(folder)!r}, '--json', '--iterations', '5', '--warmup', '2']))\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    report = json.loads(run.stdout)
+    assert {e["artifact"] for e in report["engines"]} >= {"model.fp16.engine"} and all(e["passed"] for e in report["engines"])
+    for engine in report["engines"]:
+        assert engine["timing"] and all(t["clock"].startswith("gpu compute") and t["median_ms"] > 0 for t in engine["timing"])
+    print(json.dumps(report["device"], indent=1))
