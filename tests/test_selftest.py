@@ -73,7 +73,7 @@ def test_absent_tools_give_nothing_and_tegrastats_is_stopped_by_its_timeout(monk
     monkeypatch.setattr(device_facts, "TOOL_PATHS", {})
     assert device_facts.collect()["power_mode"] is None and device_facts.tegrastats_lines() == []
     script = tmp_path / "tegrastats"  # prints a line per interval until stopped, as tegrastats does
-    script.write_text(f"#!/bin/sh\nwhile true; do echo '{(DATA / 'tegrastats.txt').read_text().splitlines()[2]}'; sleep 0.2; done\n")
+    script.write_text(f"#!/bin/sh\nwhile true; do echo '{(DATA / 'tegrastats.txt').read_text().splitlines()[2]}'; /bin/sleep 0.2; done\n")
     script.chmod(0o755)
     lines = device_facts.tegrastats_lines(seconds=0.7)
     assert 1 <= len(lines) <= 5 and device_facts.parse_tegrastats(lines[0])["gpu_mhz"] == 306

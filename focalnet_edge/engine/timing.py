@@ -84,23 +84,25 @@ def gpu_compute(runner: Any, batch: int, iterations: int = 50, warmup: int = 10)
         inp = cuda.DeviceArray(shape=x.shape, dtype=x.dtype)
         blocks.append(inp)
         inp.copy_from(x, stream)
-        with runner.held_context(stream.ptr, lambda s: stream.synchronize()) as ctx:
-            ctx.set_input_shape(runner.contract.name, tuple(x.shape))
-            ctx.set_tensor_address(runner.contract.name, inp.ptr)
-            for name in runner.output_names:
-                nbytes = int(np.prod(dims(ctx.get_tensor_shape(name)))) * np.dtype(DTYPES[runner._engine.get_tensor_dtype(name).name]).itemsize
-                out = cuda.DeviceArray.raw((max(nbytes, 1),))
-                blocks.append(out)
-                ctx.set_tensor_address(name, out.ptr)
+        with runner.held_context(stream.ptr) as ctx:  # synchronised before it is given back: nothing left in flight
+            try:
+                ctx.set_input_shape(runner.contract.name, tuple(x.shape))
+                ctx.set_tensor_address(runner.contract.name, inp.ptr)
+                for name in runner.output_names:
+                    itemsize = np.dtype(DTYPES[runner._engine.get_tensor_dtype(name).name]).itemsize
+                    out = cuda.DeviceArray.raw((max(int(np.prod(dims(ctx.get_tensor_shape(name)))) * itemsize, 1),))
+                    blocks.append(out)
+                    ctx.set_tensor_address(name, out.ptr)
 
-            def enqueue() -> None:
-                if not ctx.execute_async_v3(stream.ptr):
-                    raise RuntimeError(f"TensorRT failed to enqueue a batch of {batch}")
+                def enqueue() -> None:
+                    if not ctx.execute_async_v3(stream.ptr):
+                        raise RuntimeError(f"TensorRT failed to enqueue a batch of {batch}")
 
-            for _ in range(warmup):
-                enqueue()
-            times = event_times_ms(lib, stream.ptr, enqueue, iterations)
-            stream.synchronize()
+                for _ in range(warmup):
+                    enqueue()
+                times = event_times_ms(lib, stream.ptr, enqueue, iterations)
+            finally:
+                stream.synchronize()
         return summary(batch, times, "gpu compute (CUDA events)")
     finally:
         stream.synchronize()

@@ -276,9 +276,10 @@ class TensorRTRunner(Runner):
         return outs
 
     @contextlib.contextmanager
-    def held_context(self, stream: int, wait: Callable[[int], None]) -> Iterator[trt.IExecutionContext]:
+    def held_context(self, stream: int, wait: Callable[[int], None] | None = None) -> Iterator[trt.IExecutionContext]:
         """A context of the pool held for the caller's own enqueues on `stream` (timing: engine/timing.py);
-        `wait(stream)`: how a later call on another stream waits for this one's work."""
+        `wait(stream)`: how a later call on another stream waits for this one's work (None: the caller
+        synchronises `stream` before giving the context back)."""
         with self._pool().context(stream, wait) as (index, ctx):
             self._unset_allocators(ctx, index)
             yield ctx

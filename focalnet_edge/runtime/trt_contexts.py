@@ -135,9 +135,13 @@ class ContextPool:
     @staticmethod
     def _set_profile(ctx: trt.IExecutionContext, index: int, stream: int | None) -> None:
         """Switch `ctx` to profile `index`, in order on the caller's stream (or on a private one, synchronised)."""
-        with contextlib.nullcontext(stream) if stream is not None else private_stream() as handle:
-            if not ctx.set_optimization_profile_async(index, handle):
-                raise ArtifactError(f"TensorRT could not switch an execution context to optimization profile {index}")
+        if stream is not None:
+            switched = ctx.set_optimization_profile_async(index, stream)
+        else:
+            with private_stream() as handle:
+                switched = ctx.set_optimization_profile_async(index, handle)
+        if not switched:
+            raise ArtifactError(f"TensorRT could not switch an execution context to optimization profile {index}")
 
     def memory_bytes(self) -> int:
         """Activation memory of one context: the largest of the profiles' sizes, aligned."""
