@@ -560,3 +560,23 @@ def test_hardware_compatibility_is_refused_on_a_jetson(fake_build, tmp_path):
     manifest = _demo_folder(tmp_path, [("model.fp16.onnx", "fp16", 0)])
     with pytest.raises(ConfigError, match="hardware compatibility on JetPack"):
         stage.build_engines(tmp_path, manifest, EngineOptions(hardware_compatibility="ampere_plus"))
+
+
+def test_the_engine_entry_records_its_streams(fake_build, tmp_path):
+    """Issue 24, item 3: `--streams N` builds N identical profiles; the engine entry says how many streams run at once."""
+    onnx_path = tmp_path / "model.fp16.onnx"
+    onnx_path.write_bytes(b"onnx")
+    assert stage.build_engine(onnx_path, tmp_path / "a.engine", CONTRACT, "fp16", EngineOptions())["streams"] == 1
+    assert stage.build_engine(onnx_path, tmp_path / "b.engine", CONTRACT, "fp16", EngineOptions(streams=2))["streams"] == 2
+
+
+def test_streams_build_that_many_identical_profiles(fake_trt):
+    """Issue 24, item 3: one optimization profile per concurrent stream, all with the same shapes."""
+    trt = fake_trt()
+    for streams in (1, 3):
+        config, _, _ = _config(trt, EngineOptions(streams=streams))
+        profiles = [args[0] for name, args, _ in config._calls if name == "add_optimization_profile"]
+        shapes = [[(a[0], *map(list, a[1:])) for n, a, _ in p._calls if n == "set_shape"] for p in profiles]
+        assert shapes == [[("pixel_values", [1, 3, 224, 224], [8, 3, 224, 224], [32, 3, 224, 224])]] * streams
+    with pytest.raises(ConfigError, match="--streams 0 not accepted"):
+        validate(EngineOptions(streams=0), "10.3.0", "fp16")

@@ -21,7 +21,8 @@ from focalnet_edge.engine.config import TENSORRT_11_REMOVED
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "focalnet_edge" / "runtime" / "tensorrt.py"
-MODULES = [*sorted((ROOT / "focalnet_edge" / "engine").glob("*.py")), RUNNER]
+CONTEXTS = ROOT / "focalnet_edge" / "runtime" / "trt_contexts.py"
+MODULES = [*sorted((ROOT / "focalnet_edge" / "engine").glob("*.py")), RUNNER, CONTEXTS]
 CONFIG = """
 [mypy]
 python_version = 3.10

@@ -226,6 +226,8 @@ class EngineArgs:
         g.add_argument("--hardware-compatibility", choices=tuple(HARDWARE_COMPATIBILITY), default="none",
                        help="engines that run on other GPUs (ampere_plus, same_compute_capability)")
         g.add_argument("--weakly-typed", action="store_true", help="TensorRT 10.x only: FP16/INT8 builder flags instead of typed ONNX")
+        g.add_argument("--streams", type=COUNT, default=1, metavar="N",
+                       help="N identical optimization profiles: the runner runs N CUDA streams at once, one context each (default 1)")
         g.add_argument("--profile-sizes", default=None, metavar="HxW:HxW:HxW", help="min:opt:max sizes with --dynamic-size, or frame sizes with --frame-size any (default: max 2160x3840 down to 240x320, the largest whose float frames at the max batch take <= 1/16 of the GPU's memory)")
 
     @staticmethod
@@ -243,6 +245,7 @@ class EngineArgs:
             workspace_mib=args.workspace, optimization_level=args.opt_level, timing_cache=args.timing_cache,
             dla_core=args.dla_core, gpu_fallback=args.gpu_fallback, version_compatible=args.version_compatible,
             hardware_compatibility=args.hardware_compatibility, weakly_typed=args.weakly_typed, size_range=sizes,
+            streams=args.streams,
         )
         check_options(options)  # the ranges TensorRT takes, before any work
         return options

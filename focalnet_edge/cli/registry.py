@@ -3,6 +3,6 @@ with NAME, HELP, EPILOG, `add_arguments(parser)` and `run(args) -> exit code`. A
 
 from __future__ import annotations
 
-from . import bench, build, calibrate, check, deploy, diagnose, engine, export, gst, info, predict, serve, verify
+from . import bench, build, calibrate, check, deploy, diagnose, engine, export, gst, info, predict, selftest, serve, verify
 
-COMMANDS = (info, export, build, calibrate, diagnose, verify, predict, check, bench, engine, deploy, gst, serve)
+COMMANDS = (info, export, build, calibrate, diagnose, verify, predict, check, bench, engine, selftest, deploy, gst, serve)

@@ -100,6 +100,7 @@ def build_engine(onnx_path: Path, engine_path: Path, contract: InputContract, pr
         "platform": gpu.machine(),
         "strongly_typed": not options.weakly_typed,
         "profile": {contract.name: [lo, opt, hi]},
+        "streams": options.streams,  # identical profiles: contexts the runner may use at once
         "version_compatible": options.version_compatible,
         "hardware_compatibility": options.hardware_compatibility,
         "dla_core": options.dla_core,

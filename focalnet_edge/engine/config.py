@@ -51,6 +51,10 @@ class EngineOptions:
     weakly_typed: bool = False  #: TensorRT 10.x only: precision flags instead of typed ONNX
     size_range: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None  #: (min, opt, max) HxW
     inspect: bool = True  #: record the engine inspector's layer summary in the facts
+    #: identical optimization profiles, one per CUDA stream the runner may use at once (NvInferRuntime.h: contexts in
+    #: concurrent use need distinct profiles); 1 builds one profile and the runner serialises calls on it
+    streams: int = 1
+
 
 def dla_supported(trt_version: str) -> bool:
     """Whether this TensorRT release builds for DLA at all (10.0-10.7, and 11.4 on; the builder's
@@ -84,6 +88,8 @@ def check_options(options: EngineOptions) -> None:
         raise ConfigError(f"--opt-level {level} not accepted: TensorRT has no builder optimization level {level} (expected 0 to 5)")
     if options.workspace_mib is not None and options.workspace_mib < 1:
         raise ConfigError(f"workspace {options.workspace_mib} MiB not accepted: expected a positive size")
+    if options.streams < 1:
+        raise ConfigError(f"--streams {options.streams} not accepted: expected 1 or more (one optimization profile per concurrent CUDA stream)")
     if options.hardware_compatibility not in HARDWARE_COMPATIBILITY:
         raise ConfigError(f"hardware compatibility {options.hardware_compatibility!r} not supported; expected one of {', '.join(HARDWARE_COMPATIBILITY)}")
 
@@ -177,7 +183,8 @@ def create_config(contract: InputContract, options: EngineOptions, precision: st
 
     validate(options, trt.__version__, precision)
     lo, opt, hi = profile_shapes(contract, options)
-    kwargs: dict[str, Any] = {"profiles": [Profile().add(contract.name, min=lo, opt=opt, max=hi)],
+    # one identical profile per stream (`options.streams`): the runner gives each its own execution context
+    kwargs: dict[str, Any] = {"profiles": [Profile().add(contract.name, min=lo, opt=opt, max=hi) for _ in range(options.streams)],
                               "profiling_verbosity": trt.ProfilingVerbosity.DETAILED}
     if options.weakly_typed:  # TensorRT 10.x: the precision comes from flags, not the graph
         kwargs.update({flag: flag in precision_row(precision).weak_flags for flag in WEAK_FLAGS})

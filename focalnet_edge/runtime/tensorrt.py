@@ -26,6 +26,7 @@ from ..engine.plans import DTYPES, check_engine_compatibility, dims, engine_io
 from ..errors import ArtifactError, InputError
 from .base import Runner, _is_torch
 from .interop import DeviceBuffer, c_strides, check, cudart, stream_handle, synchronize
+from .trt_contexts import ContextPool
 
 if TYPE_CHECKING:  # type-checked against the TensorRT stubs (tests/test_typecheck.py)
     import tensorrt as trt
@@ -67,10 +68,14 @@ class TensorRTRunner(Runner):
     CUDA memory of any other library (`__cuda_array_interface__`, `__dlpack__`: CuPy,
     PyNvVideoCodec, pyds) is bound by pointer as well, on the caller's stream (`_run_device`).
 
-    Execution contexts: Polygraphy's (numpy) and the thin path's share the engine's one
-    optimization profile, so calls are serialised, and a call on another stream than the last one
-    first waits for that stream (`_exclusive`); on one stream, calls stay asynchronous. Concurrent
-    streams would need one profile per context (not built).
+    Execution contexts (`trt_contexts.ContextPool`): one per optimization profile, each made once,
+    on first use; an engine built with `--streams N` has N identical profiles, so N calls on N
+    CUDA streams run at once, each in its own context with its own activation memory; with more
+    streams than profiles in use, a call waits for a free context, and a context taken over from
+    another stream first waits for that stream's work. The default build (one profile) behaves as
+    before: calls are serialised on the one context, a call on another stream than the last one
+    first waits for it, and calls on one stream stay asynchronous. numpy calls run through a
+    Polygraphy `TrtRunner` made over the pool's context (not a context of its own).
 
     Batches larger than the engine's profile are split; an engine with one batch size (static
     or DLA) gets its last chunk padded, for numpy and torch input alike. Limits come from the
@@ -93,8 +98,6 @@ class TensorRTRunner(Runner):
         here = check_engine_compatibility(requires, self.path)
         #: what runs it, in words (bench and errors show it)
         self.device = f"TensorRT {trt.__version__} on {here['gpu']}" + (f" (DLA core {dla_core})" if dla_core is not None else "")
-        from polygraphy.backend.trt import TrtRunner
-
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         if dla_core is not None:
             self._runtime.DLA_core = dla_core
@@ -112,9 +115,7 @@ class TensorRTRunner(Runner):
         self.labels = dict(labels or {})
         self.head, self.precision = head, precision
         self.output_names = list(outputs or io["outputs"])
-        self._context: trt.IExecutionContext | None = None  # the torch path's execution context, made on first use
-        self._runner = TrtRunner(self._engine)
-        self._runner.activate()
+        self._context = None  # the contexts: `_pool()`, made on first use
         self.name = f"tensorrt:{self.path.name}"
 
     def run(self, batch, stream: Any = None) -> dict[str, Any]:
@@ -171,35 +172,35 @@ class TensorRTRunner(Runner):
                 return {k: cupy.concatenate([p[k] for p in parts]) for k in parts[0]}
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
-    # -- one call at a time on the engine's one optimization profile -----------------------------------------
-    @contextlib.contextmanager
-    def _exclusive(self, stream: int | None, wait: Callable[[int], None] | None = None) -> Iterator[None]:
-        """Hold the runner for one enqueue on `stream` (None: Polygraphy's own, synchronised before it returns).
+    # -- the execution contexts: one per optimization profile (trt_contexts.py) -------------------------------
+    @property
+    def _context(self) -> trt.IExecutionContext | None:
+        """The context on profile 0, once made (the one context of a one-profile engine)."""
+        pool = self.__dict__.get("_contexts")
+        return pool.contexts[0] if pool is not None else self.__dict__.get("_first_context")
 
-        Both execution contexts (Polygraphy's and the thin path's) use the engine's one
-        optimization profile, and a context's activation memory is one block; NvInferRuntime.h
-        allows contexts on one profile only when they are not in concurrent use. So calls are
-        serialised (a lock), and a call on another stream first waits, with `wait`, for the work
-        the previous call left in flight on its stream. Calls on one stream stay asynchronous.
-        """
-        lock = self.__dict__.setdefault("_lock", threading.RLock())
-        with lock:
-            in_flight = self.__dict__.get("_in_flight")
-            if in_flight is not None and in_flight[0] != stream:
-                in_flight[1](in_flight[0])
-                self._in_flight = None
-            yield
-            self._in_flight = (stream, wait) if stream is not None and wait is not None else None
+    @_context.setter
+    def _context(self, value: trt.IExecutionContext | None) -> None:
+        self.__dict__["_contexts"] = None  # a new pool (keeping `value` as its context on profile 0) on next use
+        self.__dict__["_first_context"] = value
+
+    def _pool(self) -> ContextPool:
+        pool = self.__dict__.get("_contexts")
+        if pool is None:
+            lock = self.__dict__.setdefault("_pool_lock", threading.Lock())
+            with lock:
+                pool = self.__dict__.get("_contexts")
+                if pool is None:
+                    pool = self.__dict__["_contexts"] = ContextPool(self._engine, self.__dict__.get("_first_context"))
+        return pool
 
     def _infer_buffer(self, x: DeviceBuffer, stream: int) -> dict[str, Any]:
         """One chunk through `execute_async_v3` on `stream`; outputs as `_run_device` says."""
-        with self._exclusive(stream, synchronize):
-            return self._enqueue_buffer(x, stream)
+        with self._pool().context(stream, synchronize) as (index, ctx):
+            return self._enqueue_buffer(ctx, index, x, stream)
 
-    def _enqueue_buffer(self, x: DeviceBuffer, stream: int) -> dict[str, Any]:
-        if self._context is None:
-            self._context = self._engine.create_execution_context()
-        ctx = self._context
+    def _enqueue_buffer(self, ctx: trt.IExecutionContext, index: int, x: DeviceBuffer, stream: int) -> dict[str, Any]:
+        self._unset_allocators(ctx, index)
         ctx.set_input_shape(self.contract.name, tuple(x.shape))
         ctx.set_tensor_address(self.contract.name, x.ptr)
         cupy_out = type(x.owner).__module__.startswith("cupy")
@@ -255,15 +256,13 @@ class TensorRTRunner(Runner):
         import torch
 
         stream = torch.cuda.current_stream(x.device)
-        with self._exclusive(int(stream.cuda_stream), lambda handle: torch.cuda.ExternalStream(handle).synchronize()):
-            return self._enqueue_torch(x, stream)
+        with self._pool().context(int(stream.cuda_stream), lambda handle: torch.cuda.ExternalStream(handle).synchronize()) as (index, ctx):
+            return self._enqueue_torch(ctx, index, x, stream)
 
-    def _enqueue_torch(self, x, stream) -> dict[str, Any]:
+    def _enqueue_torch(self, ctx: trt.IExecutionContext, index: int, x, stream) -> dict[str, Any]:
         import torch
 
-        if self._context is None:
-            self._context = self._engine.create_execution_context()
-        ctx = self._context
+        self._unset_allocators(ctx, index)
         ctx.set_input_shape(self.contract.name, tuple(x.shape))
         ctx.set_tensor_address(self.contract.name, x.data_ptr())
         outs = {}
@@ -276,14 +275,42 @@ class TensorRTRunner(Runner):
             raise ArtifactError(f"{self.path}: TensorRT failed to enqueue a batch of shape {tuple(x.shape)}")
         return outs
 
+    @contextlib.contextmanager
+    def held_context(self, stream: int, wait: Callable[[int], None] | None = None) -> Iterator[trt.IExecutionContext]:
+        """A context of the pool held for the caller's own enqueues on `stream` (timing: engine/timing.py);
+        `wait(stream)`: how a later call on another stream waits for this one's work (None: the caller
+        synchronises `stream` before giving the context back)."""
+        with self._pool().context(stream, wait) as (index, ctx):
+            self._unset_allocators(ctx, index)
+            yield ctx
+
     # -- numpy ---------------------------------------------------------------------------------------------------
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        with self._exclusive(None):  # Polygraphy synchronises its stream before returning
-            outs = self._runner.infer({self.contract.name: batch})
+        with self._pool().context(None) as (index, ctx):  # Polygraphy synchronises its stream before returning
+            outs = self._polygraphy(index, ctx).infer({self.contract.name: batch})
             return {k: np.array(v) for k, v in outs.items()}  # Polygraphy reuses its host buffers
 
-    def close(self) -> None:
-        if getattr(self, "_runner", None) is not None and self._runner.is_active:
-            self._runner.deactivate()
-        self._context = None
+    def _polygraphy(self, index: int, ctx: trt.IExecutionContext) -> Any:
+        """Polygraphy's `TrtRunner` over the pool's context `index` (made once; it makes no context of its own)."""
+        from polygraphy.backend.trt import TrtRunner
 
+        runners = self.__dict__.setdefault("_runners", {})
+        if index not in runners:
+            runners[index] = TrtRunner(ctx)
+            runners[index].activate()
+        return runners[index]
+
+    def _unset_allocators(self, ctx: trt.IExecutionContext, index: int) -> None:
+        """Polygraphy binds outputs through an output allocator; the thin paths bind addresses: unset it (None unsets)."""
+        if index in self.__dict__.get("_runners", {}):
+            for name in self.output_names:
+                ctx.set_output_allocator(name, None)  # type: ignore[arg-type]  # the stub's docstring: "Pass None to unset"
+
+    def close(self) -> None:
+        for runner in self.__dict__.pop("_runners", {}).values():
+            if runner.is_active:
+                runner.deactivate()
+        pool = self.__dict__.get("_contexts")
+        if pool is not None:
+            pool.close()
+        self._context = None

@@ -356,3 +356,59 @@ def test_calls_on_two_streams_and_numpy_calls_agree(built):
             assert (got.float().cpu().numpy().argmax(-1) == want).all()
     for got, want in zip(numpy_results, expected):
         assert (got == want).all()
+
+
+def test_two_streams_run_on_two_profiles_at_once(built, tmp_path):
+    """Item 3: an engine built with `streams=2` has two identical profiles; two threads (numpy: each call on
+    Polygraphy's stream of its context) run in two contexts, on profiles 0 and 1, and agree with one thread."""
+    import threading
+
+    from focalnet_edge.engine.build import build_engine, source_contract
+    from focalnet_edge.engine.plans import requires_of
+    from focalnet_edge.runtime.tensorrt import TensorRTRunner
+
+    out, _ = built
+    contract = source_contract(out / "model.fp16.onnx")
+    facts = build_engine(out / "model.fp16.onnx", tmp_path / "model.fp16.engine", contract, "fp16", EngineOptions(streams=2))
+    assert facts["streams"] == 2
+    runner = TensorRTRunner(tmp_path / "model.fp16.engine", requires=requires_of(facts), contract=json.loads(contract.to_json()))
+    try:
+        assert runner._engine.num_optimization_profiles == 2
+        xs = [runner.contract.sample_input(4, seed=i) for i in range(6)]
+        expected = [np.asarray(runner(x), np.float32).argmax(-1) for x in xs]
+        got: dict[int, list] = {0: [], 1: []}
+        start = threading.Barrier(2)
+
+        def work(k):
+            start.wait()
+            got[k] = [np.asarray(runner(x), np.float32).argmax(-1) for x in xs]
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        pool = runner._pool()
+        assert pool.size == 2 and pool.contexts[0] is not None
+        assert all(ctx is None or ctx.active_optimization_profile == i for i, ctx in enumerate(pool.contexts))
+        for k in (0, 1):
+            assert all((a == b).all() for a, b in zip(got[k], expected))
+    finally:
+        runner.close()
+
+
+def test_selftest_on_the_device(built, tmp_path):
+    """The device kit, in a process without torch: engines built on a copied folder, verified against the
+    stored references, timed with CUDA events over the profile's batch sweep; exit 0."""
+    out, _ = built
+    folder = _copy_without_engines(out, tmp_path / "copied")
+    script = ("import sys; sys.modules['torch'] = None\n"
+              "from focalnet_edge.cli import main\n"
+              f"sys.exit(main(['-q', 'selftest', {str(folder)!r}, '--json', '--iterations', '5', '--warmup', '2']))\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    report = json.loads(run.stdout)
+    assert {e["artifact"] for e in report["engines"]} >= {"model.fp16.engine"} and all(e["passed"] for e in report["engines"])
+    for engine in report["engines"]:
+        assert engine["timing"] and all(t["clock"].startswith("gpu compute") and t["median_ms"] > 0 for t in engine["timing"])
+    print(json.dumps(report["device"], indent=1))
