@@ -184,9 +184,17 @@ def _torch_taps(module, blocks: list[str]):
     return captured, handles, missing
 
 
-def pick_artifact(manifest: Manifest, name: str | None) -> Artifact:
-    """The artifact to diagnose: `name` (file or precision), else the first of `DEFAULT_ORDER` built."""
-    entries = manifest.artifacts
+def pick_artifact(manifest: Manifest | dict[str, Any], name: str | None) -> Any:
+    """The artifact to diagnose: `name` (file or precision), else the first of `DEFAULT_ORDER` built.
+    A `Manifest` gives its `Artifact`; the JSON of one (unchecked) gives its entry."""
+    from ..folder.manifest import Artifact, Manifest
+
+    if not isinstance(manifest, Manifest):
+        return _pick({n: Artifact.unchecked(n, e) for n, e in manifest["artifacts"].items()}, name).entry
+    return _pick(manifest.artifacts, name)
+
+
+def _pick(entries: dict[str, Artifact], name: str | None) -> Artifact:
     if name:
         chosen = [a for a in artifacts.select(entries, name) if a.format == artifacts.ONNX]
         if not chosen:
