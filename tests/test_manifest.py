@@ -89,3 +89,72 @@ def test_no_runner_reads_the_manifest():
     for module in (onnxruntime, tensorrt, torch):
         source = inspect.getsource(module)
         assert "read_manifest" not in source and "MANIFEST" not in source, module.__name__
+
+
+def test_a_writer_extends_a_copy_and_writes_back_the_same_bytes(folder):
+    """`to_json()`: the document as read, for a stage to extend; the parsed manifest stays as read."""
+    before = (folder / "manifest.json").read_bytes()
+    m = read_manifest(folder)
+    document = m.to_json()
+    assert type(document) is dict and document == json.loads(before)
+    document["artifacts"]["model.onnx"]["verification"] = {"passed": False}
+    document["head"] = "features"
+    assert m.artifacts["model.onnx"].verified is True and m.head == "logits" and m.to_json() == json.loads(before)
+    write_manifest(folder, document)
+    assert read_manifest(folder).artifacts["model.onnx"].verified is False
+    write_manifest(folder, m.to_json())
+    assert (folder / "manifest.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("field,value,expected", [("built_from", 3, "a file name"), ("engine", [1], "an object")])
+def test_an_engines_facts_are_checked_when_read(folder, field, value, expected):
+    data = json.loads((folder / "manifest.json").read_text())
+    data["artifacts"]["model.onnx"][field] = value
+    (folder / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactError) as e:
+        read_manifest(folder)
+    assert str(e.value) == (f"{folder / 'manifest.json'}: artifacts['model.onnx'].{field} is {value!r}, expected {expected}; "
+                            "the manifest is damaged, rebuild the folder")
+    data["artifacts"]["model.onnx"].update(built_from="model.onnx", engine={"profile": {"pixel_values": [[1, 3, 8, 8]] * 3}})
+    (folder / "manifest.json").write_text(json.dumps(data))
+    a = read_manifest(folder).artifacts["model.onnx"]
+    assert a.built_from == "model.onnx" and a.engine == {"profile": {"pixel_values": [[1, 3, 8, 8]] * 3}}
+
+
+def test_labels_in_order_and_the_config_s_class_count(folder):
+    data = json.loads((folder / "manifest.json").read_text())
+    m = read_manifest(folder)
+    n = len(data["labels"])
+    assert m.ordered_labels(n + 1) == [data["labels"][str(i)] for i in range(n)] + [str(n)]  # a class without a label: its index
+    assert "num_labels" not in data["model"]["config"] and m.model.num_labels is None  # transformers' to_dict: id2label only
+    data["model"]["config"]["num_labels"] = n + 2
+    (folder / "manifest.json").write_text(json.dumps(data))
+    assert read_manifest(folder).model.num_labels == n + 2
+
+
+def test_the_chooser_takes_the_typed_manifest_and_the_json_alike(folder):
+    """`choose_artifact` over a read `Manifest` gives its `Artifact`; over the JSON of one, the same choice as its entry."""
+    from focalnet_edge.runtime.choose import choose_artifact
+
+    data = json.loads((folder / "manifest.json").read_text())
+    m = read_manifest(folder)
+    assert choose_artifact(m, "fp16", gpu=False) is m.artifacts["model.fp16.onnx"]
+    for gpu in (False, True):
+        chosen = choose_artifact(m, gpu=gpu)
+        assert isinstance(chosen, Artifact) and choose_artifact(data, gpu=gpu) == data["artifacts"][chosen.path]
+    no_fp32 = lambda a: "not here" if a.precision == "fp32" else None  # noqa: E731
+    assert choose_artifact(m, runs=no_fp32, gpu=False).path == "model.fp16.onnx"
+
+
+def test_readers_use_the_typed_attributes():
+    """The readers (deploy, verify, runtime, folder facts) take the typed facts: none decodes the manifest's JSON
+    again (the writers, pipeline/ and engine/, extend its JSON)."""
+    import re
+    from pathlib import Path
+
+    import focalnet_edge
+
+    root = Path(focalnet_edge.__file__).parent
+    readers = [*root.glob("deploy/**/*.py"), *root.glob("verify/*.py"), *root.glob("runtime/*.py"), root / "folder" / "facts.py"]
+    pattern = re.compile(r'manifest\.get\(|manifest\["(input|labels|model|head|outputs|references)"\]|from_dict\(manifest|int\(k\)')
+    assert readers and [str(p.relative_to(root)) for p in readers if pattern.search(p.read_text())] == []

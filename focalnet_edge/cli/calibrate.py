@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         fp32 = adopt_onnx(src, out, args.image_size, force=args.force)
         remove_partials(out)  # what a killed calibrate left here: its work folder and files (not inside other runs' folders)
         try:
-            manifest = read_manifest(out)
+            manifest = read_manifest(out).to_json()  # checked, then extended and written back
         except FocalNetEdgeError:
             manifest = None
         result = precision_stage(out, fp32, args.precision, options, manifest, progress=not args.quiet)

@@ -31,7 +31,7 @@ from ..folder import artifacts
 from ..folder.contract import InputContract
 from ..folder.io import replacing_folder
 from ..errors import ArtifactError, ConfigError
-from ..folder.manifest import check_artifact, read_manifest
+from ..folder.manifest import Artifact, Manifest, check_artifact, read_manifest
 from ..runtime.choose import choose_artifact
 
 #: numpy dtype name -> Triton's DataType enum name (model_config.proto)
@@ -86,22 +86,22 @@ def graph_io(onnx_path: Path) -> tuple[list[IOTensor], list[IOTensor]]:
 
 def why_not_servable(kind: str):
     """What a Triton instance of `kind` cannot serve: engines on a CPU instance."""
-    def runs(entry: dict) -> str | None:
-        return "a TensorRT engine, which Triton serves on a GPU instance only" if kind == "cpu" and artifacts.is_engine(entry) else None
+    def runs(artifact: Artifact) -> str | None:
+        return "a TensorRT engine, which Triton serves on a GPU instance only" if kind == "cpu" and artifacts.is_engine(artifact) else None
     return runs
 
 
-def choose(manifest: dict, artifact: str | None, kind: str) -> dict:
-    """The manifest entry to deploy: `artifact` (file name or precision), else the best for `kind`
+def choose(manifest: Manifest, artifact: str | None, kind: str) -> Artifact:
+    """The artifact to deploy: `artifact` (file name or precision), else the best for `kind`
     (`runtime.choose_artifact`: the table's rank as on a GPU, or without one for `kind="cpu"`,
     where engines are left out; verified artifacts first)."""
     return choose_artifact(manifest, artifact, runs=why_not_servable(kind), gpu=kind == "gpu",
                            where=f"a Triton {kind} instance", quiet=True)
 
 
-def default_name(manifest: dict) -> str:
+def default_name(manifest: Manifest) -> str:
     """A model name from the source: 'microsoft/focalnet-tiny' -> 'focalnet-tiny'."""
-    source = str(manifest.get("model", {}).get("source", "model")).rstrip("/\\")
+    source = manifest.model.source.rstrip("/\\")
     base = re.split(r"[/\\]", source)[-1]
     base = re.sub(r"\.(pth|pt|bin|safetensors)$", "", base)
     return re.sub(r"[^A-Za-z0-9_.-]", "_", base) or "model"
@@ -123,25 +123,22 @@ def _dims(values: list[int]) -> str:
     return "[ " + ", ".join(str(v) for v in values) + " ]"
 
 
-def _labels_text(manifest: dict, classes: int) -> str:
-    """labels.txt: line n is the label of class n (`labels.ordered_labels` refuses what would shift the lines)."""
-    from ..folder.labels import REBUILD_FIX, ordered_labels
-
-    labels = ordered_labels(manifest.get("labels") or {}, classes, "the folder's manifest.json", REBUILD_FIX)
-    return "".join(f"{label}\n" for label in labels)
+def _labels_text(manifest: Manifest, classes: int) -> str:
+    """labels.txt: line n is the label of class n (the manifest's labels, checked when it was read)."""
+    return "".join(f"{label}\n" for label in manifest.ordered_labels(classes))
 
 
-def config_text(name: str, entry: dict, manifest: dict, inputs: list[IOTensor], outputs: list[IOTensor],  # noqa: C901 - one config.pbtxt: a branch per Triton field the artifact's kind and options decide
+def config_text(name: str, entry: Artifact, manifest: Manifest, inputs: list[IOTensor], outputs: list[IOTensor],  # noqa: C901 - one config.pbtxt: a branch per Triton field the artifact's kind and options decide
                 options: TritonOptions, kind: str) -> tuple[str, str | None]:
     """config.pbtxt for the artifact, and the labels file's text (None without a classification head).
 
-    An engine's batch limits are its optimization profile's (`entry["engine"]["profile"]`), not the
+    An engine's batch limits are its optimization profile's (`entry.engine["profile"]`), not the
     manifest's: a DLA engine or an adopted plan may take fewer. A version-compatible plan gets a
     comment naming the server flag it needs (`VERSION_COMPATIBLE_FLAG`).
     """
-    contract = InputContract.from_dict(manifest["input"])
+    contract = manifest.contract
     engine = artifacts.is_engine(entry)
-    profile = (entry.get("engine") or {}).get("profile", {}).get(contract.name) if engine else None
+    profile = (entry.engine or {}).get("profile", {}).get(contract.name) if engine else None
     if profile:
         from ..runtime.tensorrt import contract_for_profile
 
@@ -161,10 +158,10 @@ def config_text(name: str, entry: dict, manifest: dict, inputs: list[IOTensor], 
 
     def dtype(t: IOTensor) -> str:
         if t.dtype not in TRITON_TYPES:
-            raise ArtifactError(f"{entry['path']}: tensor {t.name!r} has type {t.dtype}, which Triton's config has no name for here")
+            raise ArtifactError(f"{entry.path}: tensor {t.name!r} has type {t.dtype}, which Triton's config has no name for here")
         return TRITON_TYPES[t.dtype]
 
-    lines = [f"# {VERSION_COMPATIBLE_NOTE}"] if engine and (entry.get("requires") or {}).get("version_compatible") else []
+    lines = [f"# {VERSION_COMPATIBLE_NOTE}"] if engine and entry.requires.get("version_compatible") else []
     lines += [
         f'name: "{name}"',
         f'platform: "{"tensorrt_plan" if engine else "onnxruntime_onnx"}"',
@@ -176,7 +173,7 @@ def config_text(name: str, entry: dict, manifest: dict, inputs: list[IOTensor], 
         if t.name == contract.name and len(shape(t)) == 3 and not contract.dynamic_size and contract.frame_size != "any":
             fmt = f"\n    format: FORMAT_{contract.layout}"
         lines.append(f'input [\n  {{\n    name: "{t.name}"\n    data_type: {dtype(t)}{fmt}\n    dims: {_dims(shape(t))}\n  }}\n]')
-    classification = manifest.get("head", "logits") in ("logits", "probs")
+    classification = manifest.head in ("logits", "probs")
     labels = None
     for i, t in enumerate(outputs):
         label = ""
@@ -231,12 +228,12 @@ def deploy(folder: str | os.PathLike, options: TritonOptions | None = None) -> D
     entry = choose(manifest, options.artifact, kind)
     engine = artifacts.is_engine(entry)
     if engine and kind == "cpu":
-        raise ConfigError(f"{entry['path']} is a TensorRT engine, which runs on a GPU only; use --kind gpu or an ONNX artifact")
+        raise ConfigError(f"{entry.path} is a TensorRT engine, which runs on a GPU only; use --kind gpu or an ONNX artifact")
     name = check_name(options.name or default_name(manifest))
     source = check_artifact(folder, entry)
-    io_source = folder / entry.get("built_from", "") if engine else source
-    if engine and (not entry.get("built_from") or not io_source.is_file()):
-        raise ArtifactError(f"{source}: the ONNX file it was built from ({entry.get('built_from')}) is missing; its I/O is read from there")
+    io_source = folder / (entry.built_from or "") if engine else source
+    if engine and (not entry.built_from or not io_source.is_file()):
+        raise ArtifactError(f"{source}: the ONNX file it was built from ({entry.built_from}) is missing; its I/O is read from there")
     inputs, outputs = graph_io(io_source)
     text, labels = config_text(name, entry, manifest, inputs, outputs, options, kind)
 
@@ -253,8 +250,8 @@ def deploy(folder: str | os.PathLike, options: TritonOptions | None = None) -> D
         if not engine:
             for extra in _external_files(source):
                 shutil.copyfile(extra, version_dir / extra.name)
-    flags = [VERSION_COMPATIBLE_FLAG] if engine and (entry.get("requires") or {}).get("version_compatible") else []
-    return DeployResult(final, entry["path"], "tensorrt_plan" if engine else "onnxruntime_onnx", text, flags)
+    flags = [VERSION_COMPATIBLE_FLAG] if engine and entry.requires.get("version_compatible") else []
+    return DeployResult(final, entry.path, "tensorrt_plan" if engine else "onnxruntime_onnx", text, flags)
 
 
 def summary(result: DeployResult, options: TritonOptions) -> str:

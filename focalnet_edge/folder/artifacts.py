@@ -9,9 +9,12 @@ precision is one new row here plus the stage that writes it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import ArtifactError, InputError
+
+if TYPE_CHECKING:
+    from .manifest import Artifact
 
 MANIFEST = "manifest.json"
 REPORT = "report.json"
@@ -218,37 +221,37 @@ def thresholds(name: str) -> Thresholds:
     return PRECISIONS.get(name, PRECISIONS["fp32"]).thresholds
 
 
-def is_engine(entry: dict[str, Any]) -> bool:
-    return entry.get("format") == TENSORRT_PLAN
+def is_engine(artifact: Artifact) -> bool:
+    return artifact.format == TENSORRT_PLAN
 
 
-def trust(entry: dict[str, Any]) -> int:
+def trust(artifact: Artifact) -> int:
     """0: verification passed, 1: never verified (adopted, or listed by hand), 2: verification failed."""
-    verification = entry.get("verification")
+    verification = artifact.verification
     if not isinstance(verification, dict) or "passed" not in verification:
         return 1
     return 0 if verification["passed"] else 2
 
 
-def rank(entry: dict[str, Any], gpu: bool) -> tuple[int, int, int]:
-    """Sort key of a manifest entry for `runtime.load` and deploy: verified before unverified before
+def rank(artifact: Artifact, gpu: bool) -> tuple[int, int, int]:
+    """Sort key of a manifest's artifact for `runtime.load` and deploy: verified before unverified before
     failed; then engines first on a GPU, then ONNX files, each in the table's order."""
-    row = PRECISIONS.get(entry.get("precision", ""), None)
+    row = PRECISIONS.get(artifact.precision, None)
     if row is None:
-        return (trust(entry), 3, 0)
-    if is_engine(entry):
-        return (trust(entry), 0 if gpu else 2, row.engine_rank if row.engine_rank is not None else len(PRECISIONS))
-    return (trust(entry), 1, row.gpu_rank if gpu else row.cpu_rank)
+        return (trust(artifact), 3, 0)
+    if is_engine(artifact):
+        return (trust(artifact), 0 if gpu else 2, row.engine_rank if row.engine_rank is not None else len(PRECISIONS))
+    return (trust(artifact), 1, row.gpu_rank if gpu else row.cpu_rank)
 
 
-def select(entries: dict[str, dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    """The entries that `name` means: a file name (one entry) or a precision (its ONNX and engine)."""
-    if name in entries:
-        return [entries[name]]
-    found = [e for e in entries.values() if e.get("precision") == name]
+def select(artifacts: dict[str, Artifact], name: str) -> list[Artifact]:
+    """The artifacts that `name` means: a file name (one artifact) or a precision (its ONNX and engine)."""
+    if name in artifacts:
+        return [artifacts[name]]
+    found = [a for a in artifacts.values() if a.precision == name]
     if not found:
         raise ArtifactError(
-            f"no artifact {name!r} here: give a file name ({', '.join(sorted(entries)) or 'none listed'}) "
-            f"or a precision ({', '.join(sorted({str(e.get('precision')) for e in entries.values()}))})"
+            f"no artifact {name!r} here: give a file name ({', '.join(sorted(artifacts)) or 'none listed'}) "
+            f"or a precision ({', '.join(sorted({str(a.precision) for a in artifacts.values()}))})"
         )
     return found

@@ -42,11 +42,11 @@ def folder_facts(path: Path) -> dict:
     return {
         "folder": str(path),
         "model": m.model.source,
-        "head": m.get("head"),
+        "head": m.head,
         "input": m.input,
-        "outputs": m.get("outputs"),
+        "outputs": m.outputs,
         "labels": len(m.labels),
-        "artifacts": {n: {"precision": a.precision, "format": a.format, "bytes": a.bytes, "requires": a.entry.get("requires"),
+        "artifacts": {n: {"precision": a.precision, "format": a.format, "bytes": a.bytes, "requires": a.requires,
                           "verified": a.verified}
                       for n, a in m.artifacts.items()},
         "versions": m.versions,
@@ -74,7 +74,7 @@ def artifact_info(path: Path) -> dict:
     if path.is_file() and (path.parent / MANIFEST).is_file():
         entry = read_manifest(path.parent).artifacts.get(path.name)
         if entry is not None:
-            check_artifact(path.parent, entry.entry)
+            check_artifact(path.parent, entry)
     if path.is_dir():
         return folder_facts(path)
     if path.suffix == ".onnx":

@@ -10,6 +10,7 @@ writes strict JSON (a non-finite number becomes null).
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import json
 import platform
@@ -223,6 +224,11 @@ class ModelSource:
     weights_sha256: dict[str, str]  #: weight file name -> sha256: what identifies the model
     config: Any  #: the checkpoint's config (transformers' config.json fields)
 
+    @property
+    def num_labels(self) -> Any:
+        """The config's `num_labels` (None where it has none)."""
+        return self.config.get("num_labels") if isinstance(self.config, dict) else None
+
     @classmethod
     def parse(cls, data: Any, path: Path) -> ModelSource:
         if not isinstance(data, dict):
@@ -259,6 +265,8 @@ class Artifact:
     external_data: ExternalData | None
     input: dict[str, Any] | None  #: an engine's own input contract, where it differs from the folder's
     entry: dict[str, Any]  #: the object as written, with the facts of the stage that made it
+    built_from: str | None = None  #: an engine's ONNX file (its I/O is read from there)
+    engine: dict[str, Any] | None = None  #: an engine's build facts (its profile, DLA core, version compatibility)
 
     @property
     def is_engine(self) -> bool:
@@ -294,7 +302,16 @@ class Artifact:
                                     e.get("sha256", _sha256, "64 hex digits"), ext.get("bytes"))
         contract = entry.get("input")
         return cls(name, sha, precision, fmt, size, requires or {}, verification, external,
-                   contract if isinstance(contract, dict) else None, entry)
+                   contract if isinstance(contract, dict) else None, entry,
+                   f.optional("built_from", _str, "a file name"), f.optional("engine", _object, "an object"))
+
+    @classmethod
+    def unchecked(cls, name: str, entry: dict[str, Any]) -> Artifact:
+        """The facts of an entry of a manifest still being written (not read back and checked): for choosing only."""
+        requires, verification = entry.get("requires"), entry.get("verification")
+        return cls(str(entry.get("path", name)), str(entry.get("sha256", "")), str(entry.get("precision", "")),
+                   str(entry.get("format", "")), 0, requires if isinstance(requires, dict) else {},
+                   verification if isinstance(verification, dict) else None, None, None, entry)
 
 
 def _labels(data: dict[str, Any], path: Path) -> dict[int, str]:
@@ -324,9 +341,9 @@ def _contract(data: Any, path: Path):
 class Manifest(dict):
     """A folder's manifest.json, parsed and checked once (`read_manifest`): readers use its typed attributes.
 
-    It is also the JSON document it was read from (a `dict`): the stages that extend a folder (`pipeline`,
-    `engine`) add to that document and write it back with `write_manifest`, so the file keeps every field it
-    had, byte for byte. The attributes are the manifest as read; a changed document is read again.
+    A stage that extends a folder takes `to_json()` (the document as read), adds to it and writes it back with
+    `write_manifest`, so the file keeps every field it had, byte for byte. It is still a `dict` of that document
+    only because `engine/` extends the one it reads in place; nothing else indexes it.
     """
 
     def __init__(self, data: dict[str, Any], path: Path):
@@ -346,12 +363,21 @@ class Manifest(dict):
             "stages", lambda v: isinstance(v, list) and all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in v),
             "a list of {name, seconds, peak_rss_mb} objects", default=[])
 
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document as read, a copy a stage may extend and write back (`write_manifest`): every field kept."""
+        return copy.deepcopy(dict(self))
 
-def check_artifact(folder: Path, entry: dict[str, Any]) -> Path:
+    def ordered_labels(self, classes: int) -> list[str]:
+        """The labels of classes 0..classes-1 in order (a class without a label is named by its index)."""
+        return [self.labels.get(i, str(i)) for i in range(classes)]
+
+
+def check_artifact(folder: Path, artifact: Artifact | dict[str, Any]) -> Path:
     """The artifact's path, after checking that it exists and its sha256 matches the manifest.
 
     A manifest is untrusted input: its paths must be plain file names inside `folder`.
     """
+    entry = artifact.entry if isinstance(artifact, Artifact) else artifact
     name = entry.get("path") if isinstance(entry, dict) else None
     if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
         raise ArtifactError(f"{Path(folder) / MANIFEST}: artifact path {name!r} is not a file name inside the folder")

@@ -125,19 +125,20 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
         with timed_stage("verify", stages):
             verified = verify_stage(out, refs, progress=progress)
         with timed_stage("latency", stages):
-            manifest = read_manifest(out)
+            written = read_manifest(out)
+            manifest = written.to_json()  # what is written back: the file as read, with the figures below
             manifest["references"] = save_references(out, refs)
             latency = {}
-            for name, entry in manifest["artifacts"].items():
-                if entry["format"] == artifacts.ONNX:
-                    with load_entry(out, entry, providers=CPU) as runner:  # a CPU figure, whatever else is installed
+            for name, artifact in written.artifacts.items():
+                if artifact.format == artifacts.ONNX:
+                    with load_entry(out, artifact, written, providers=CPU) as runner:  # a CPU figure, whatever else is installed
                         latency[name] = measure_latency(runner, batch=options.export.batch[1])
                         device = runner.device
-                    entry["latency_ms_here"] = {"batch": options.export.batch[1], "ms": round(latency[name], 3), "device": device}
+                    manifest["artifacts"][name]["latency_ms_here"] = {"batch": options.export.batch[1], "ms": round(latency[name], 3), "device": device}
         manifest["verification_images"] = used
         manifest["stages"] = stages
         write_manifest(out, manifest)
-        ungated = [] if cal.gate else [e["path"] for e in manifest["artifacts"].values() if isinstance(e.get("int8"), dict)]
+        ungated = [] if cal.gate else [a.path for a in written.artifacts.values() if a.quantization is not None]
         if ungated:
             notes.append(f"--no-gate: {', '.join(ungated)} written as quantized, nothing returned to float; their verification is "
                          "reported, not judged (the exit status does not depend on it)")

@@ -44,25 +44,26 @@ def verify_stage(output_dir: Path, refs, names: list[str] | None = None, progres
 
     output_dir = Path(output_dir)
     manifest = read_manifest(output_dir)
-    entries = manifest["artifacts"]
+    entries = manifest.artifacts
     if names:
-        chosen = [e for name in names for e in artifacts.select(entries, name)]
+        chosen = [a for name in names for a in artifacts.select(entries, name)]
     else:
-        chosen = [e for e in entries.values() if runnable_here(e)]
+        chosen = [a for a in entries.values() if runnable_here(a)]
     if not chosen:
         raise ArtifactError(f"{output_dir}: no artifact to verify on this machine ({', '.join(entries) or 'none listed'})")
     result = VerifyResult()
-    for entry in chosen:
-        options = {"providers": CPU} if entry["format"] == artifacts.ONNX else {}
-        with load_entry(output_dir, entry, **options) as runner:  # checks the sha256 of the file that runs
-            report = verify(runner, refs, entry["precision"], progress=progress)
+    document = manifest.to_json()  # what is written back: the file as read, with the new figures
+    for artifact in chosen:
+        options = {"providers": CPU} if artifact.format == artifacts.ONNX else {}
+        with load_entry(output_dir, artifact, manifest, **options) as runner:  # checks the sha256 of the file that runs
+            report = verify(runner, refs, artifact.precision, progress=progress)
         gc.collect()  # the session (a copy of the weights) goes before the next artifact's
-        report.artifact = entry["path"]
+        report.artifact = artifact.path
         report.device = runner.device
-        entry["verification"] = report.to_dict()
+        document["artifacts"][artifact.path]["verification"] = report.to_dict()
         result.reports.append(report)
     if record:
-        write_manifest(output_dir, manifest)
+        write_manifest(output_dir, document)
         save_report(output_dir, result.reports)
     return result
 

@@ -64,9 +64,8 @@ def bench_folder(path: Path, artifact: str | None, batches: list[int], warmup: i
         manifest = read_manifest(path)
         for batch in batches:  # up front, before any artifact runs
             check_batch_memory(manifest.contract, batch)
-        entries = {name: a.entry for name, a in manifest.artifacts.items()}
-        chosen = artifacts.select(entries, artifact) if artifact else [e for e in entries.values() if runnable_here(e)]
-        targets = [(e["path"], e["precision"], lambda e=e: load_entry(path, e, manifest)) for e in chosen]
+        chosen = artifacts.select(manifest.artifacts, artifact) if artifact else [a for a in manifest.artifacts.values() if runnable_here(a)]
+        targets = [(a.path, a.precision, lambda a=a: load_entry(path, a, manifest)) for a in chosen]
     elif path.is_file():
         precision = "?"
         if (path.parent / artifacts.MANIFEST).is_file():

@@ -3,28 +3,30 @@
 The artifact is chosen from three facts, never from file names:
 - the precision table's rank (`artifacts.rank`): verified before never verified before failed;
   engines first where a GPU is there, then ONNX files, each in the table's order;
-- what the consumer can run: a function `runs(entry)` giving why not, or None (this machine:
+- what the consumer can run: a function `runs(artifact)` giving why not, or None (this machine:
   `why_not_runnable`; a Triton CPU instance: no engines; nvinfer: its ONNX precisions);
 - the artifact's own requirements (`requires`: TensorRT version, GPU, DLA core...), which
   `runs` reads.
 
-`runtime.load`, `deploy --to triton` and `deploy --to deepstream` all choose through it.
+`runtime.load`, `deploy --to triton` and `deploy --to deepstream` all choose through it, over the
+typed `Manifest` (`folder.manifest.read_manifest`); it returns the chosen `Artifact`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, overload
 
 from ..folder.artifacts import MANIFEST, is_engine, rank, select, trust
+from ..folder.manifest import Artifact, Manifest
 from ..engine.plans import engine_runnable_here
 from ..errors import ArtifactError
 
 log = logging.getLogger(__name__)
 
-#: why a consumer cannot run a manifest entry, or None when it can
-Runs = Callable[[dict[str, Any]], "str | None"]
+#: why a consumer cannot run an artifact of a manifest, or None when it can
+Runs = Callable[[Artifact], "str | None"]
 
 HERE = "this machine (engines need TensorRT and their GPU)"
 
@@ -38,25 +40,31 @@ def has_gpu_provider() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def why_not_runnable(entry: dict[str, Any]) -> str | None:
-    """Why this machine cannot run the entry (engines: no TensorRT, other version or GPU), or None."""
-    if not is_engine(entry):
+def why_not_runnable(artifact: Artifact) -> str | None:
+    """Why this machine cannot run the artifact (engines: no TensorRT, other version or GPU), or None."""
+    if not is_engine(artifact):
         return None  # ONNX files run everywhere (ONNX Runtime)
-    return engine_runnable_here(entry)
+    return engine_runnable_here(artifact.entry)
 
 
-def runnable_here(entry: dict[str, Any]) -> bool:
-    return why_not_runnable(entry) is None
+def runnable_here(artifact: Artifact) -> bool:
+    return why_not_runnable(artifact) is None
 
 
-def best(pool: Iterable[dict[str, Any]], gpu: bool) -> dict[str, Any]:
+def best(pool: Iterable[Artifact], gpu: bool) -> Artifact:
     """The first of `pool` by the table's rank; a pool holding an engine is ranked as on a GPU."""
     pool = list(pool)
     return min(pool, key=lambda e: rank(e, gpu or any(is_engine(x) for x in pool)))
 
 
+@overload  # a Manifest is also its JSON dict for now (for the writers): the two overlap
+def choose_artifact(manifest: Manifest, name: str | None = ..., notes: list[str] | None = ..., *, runs: Runs = ...,  # type: ignore[overload-overlap]
+                    gpu: bool | None = ..., where: str = ..., quiet: bool = ...) -> Artifact: ...
+@overload
+def choose_artifact(manifest: dict[str, Any], name: str | None = ..., notes: list[str] | None = ..., *, runs: Runs = ...,
+                    gpu: bool | None = ..., where: str = ..., quiet: bool = ...) -> dict[str, Any]: ...
 def choose_artifact(
-    manifest: dict[str, Any],
+    manifest: Manifest | dict[str, Any],
     name: str | None = None,
     notes: list[str] | None = None,
     *,
@@ -64,16 +72,34 @@ def choose_artifact(
     gpu: bool | None = None,
     where: str = HERE,
     quiet: bool = False,
-) -> dict[str, Any]:
-    """The manifest entry to run: `name` (a file name, a precision, or "engine"), else the best.
+) -> Artifact | dict[str, Any]:
+    """The artifact to run: `name` (a file name, a precision, or "engine"), else the best.
 
     `runs` says what the consumer can run (default: this machine), `gpu` whether it ranks as a GPU
     consumer (default: ONNX Runtime here has CUDA). A name keeps its entries the consumer can run,
     or all of them when none runs (the caller then says why). Without a name: the best entry the
     consumer can run; the others are skipped with a note (appended to `notes`, and logged unless
     `quiet`), and an entry that is not verified is named in a note too.
+    A `Manifest` gives its `Artifact`; the JSON of a manifest still being written (no file to check
+    yet) gives its entry.
     """
-    entries = manifest["artifacts"]
+    if not isinstance(manifest, Manifest):
+        entries = {n: Artifact.unchecked(n, e) for n, e in manifest["artifacts"].items()}
+        return choose(entries, name, notes, runs=runs, gpu=gpu, where=where, quiet=quiet).entry
+    return choose(manifest.artifacts, name, notes, runs=runs, gpu=gpu, where=where, quiet=quiet)
+
+
+def choose(
+    entries: dict[str, Artifact],
+    name: str | None = None,
+    notes: list[str] | None = None,
+    *,
+    runs: Runs = why_not_runnable,
+    gpu: bool | None = None,
+    where: str = HERE,
+    quiet: bool = False,
+) -> Artifact:
+    """`choose_artifact` over the artifacts of a manifest."""
     if not entries:
         raise ArtifactError(f"the {MANIFEST} lists no artifacts")
     gpu = has_gpu_provider() if gpu is None else gpu
@@ -89,12 +115,12 @@ def choose_artifact(
         if reason is None:
             runnable.append(entry)
         else:
-            say(logging.INFO, f"skipped {entry['path']}: {reason}")
+            say(logging.INFO, f"skipped {entry.path}: {reason}")
     if not runnable:
         raise ArtifactError(f"no artifact here runs on {where}: {', '.join(sorted(entries))}")
     chosen = best(runnable, gpu)  # verified first, then unverified, then failed
     if trust(chosen):
-        say(logging.WARNING, f"using {chosen['path']}: {'never verified' if trust(chosen) == 1 else 'it FAILED verification'}; "
+        say(logging.WARNING, f"using {chosen.path}: {'never verified' if trust(chosen) == 1 else 'it FAILED verification'}; "
                              "run `focalnet-edge verify` on the folder")
     return chosen
 

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError
-from ..folder.manifest import MANIFEST, Manifest, check_artifact, read_manifest
+from ..folder.manifest import MANIFEST, Artifact, Manifest, check_artifact, read_manifest
 from .base import Runner
 from .choose import choose_artifact
 
 
-def engine_facts(manifest: Manifest, name: str) -> dict[str, Any]:
-    """What a TensorRT runner needs of the manifest's entry `name`: the engine's own input contract first."""
-    artifact = manifest.artifacts[name]
+def engine_facts(manifest: Manifest, artifact: Artifact) -> dict[str, Any]:
+    """What a TensorRT runner needs of the manifest and its engine `artifact`: the engine's own input contract first."""
     return {"requires": artifact.requires, "input": artifact.input or manifest.input, "labels": manifest.labels,
             "head": manifest.head, "outputs": manifest.outputs or None, "precision": artifact.precision}
 
@@ -31,15 +30,15 @@ def engine_facts_at(path: Path) -> dict[str, Any]:
     manifest = read_manifest(path.parent)
     if path.name not in manifest.artifacts:
         raise ArtifactError(f"{path}: not listed in {path.parent / MANIFEST}; register it with focalnet-edge engine {path.parent} --adopt {path.name} --from MODEL.onnx")
-    return engine_facts(manifest, path.name)
+    return engine_facts(manifest, manifest.artifacts[path.name])
 
 
-def load_entry(folder: str | os.PathLike, entry: dict[str, Any], manifest: Manifest | None = None, **runner_options) -> Runner:
-    """The runner of one manifest entry of `folder`, after checking its sha256 (the file checked is the file run).
+def load_entry(folder: str | os.PathLike, artifact: Artifact, manifest: Manifest | None = None, **runner_options) -> Runner:
+    """The runner of one artifact of `folder`'s manifest, after checking its sha256 (the file checked is the file run).
     `manifest`: the folder's, where the caller has read it (else it is read here, for an engine's facts)."""
-    file = check_artifact(Path(folder), entry)
+    file = check_artifact(Path(folder), artifact)
     if file.suffix in (".engine", ".plan"):
-        facts = engine_facts(manifest if manifest is not None else read_manifest(Path(folder)), entry["path"])
+        facts = engine_facts(manifest if manifest is not None else read_manifest(Path(folder)), artifact)
         return _runner(file, facts, **runner_options)
     return _runner(file, None, **runner_options)
 
@@ -59,9 +58,9 @@ def load(path: str | os.PathLike, artifact: str | None = None, **runner_options)
     if path.is_file():
         if (path.parent / MANIFEST).is_file():
             manifest = read_manifest(path.parent)
-            entry = manifest.artifacts.get(path.name)
-            if entry is not None:
-                return load_entry(path.parent, entry.entry, manifest, **runner_options)
+            artifact = manifest.artifacts.get(path.name)
+            if artifact is not None:
+                return load_entry(path.parent, artifact, manifest, **runner_options)
         return _runner(path, None, **runner_options)
     raise ArtifactError(f"{path}: no such artifact or output folder")
 

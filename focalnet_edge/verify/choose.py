@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from ..demo import uses_bundled_demo
 from ..errors import ConfigError, InputError
 from ..extras import require_torch, torch_available
-from ..folder.contract import InputContract
 from ..folder.manifest import Manifest, read_manifest
 from .compare import reference_outputs, verification_images
 from .references import References, load_references
@@ -45,25 +43,25 @@ def choose_references(folder: Path, manifest: Manifest, reference: str | None = 
     return live_references(folder, image_set, None if choice == "torch" else choice, progress=progress)
 
 
-def reference_for(manifest: dict[str, Any], model: str | None = None):
+def reference_for(manifest: Manifest, model: str | None = None):
     """The PyTorch reference runner for the artifacts of `manifest` (its own source by default)."""
     require_torch("the PyTorch reference (or verify against the stored references: --reference stored)")
     from ..model.weights import load_checkpoint
     from ..runtime.torch import TorchRunner
 
-    source = model or manifest["model"]["source"]
+    source = model or manifest.model.source
     try:
         ckpt = load_checkpoint(source)
     except Exception as e:
         raise InputError(f"cannot load the reference model {source!r} ({e}); pass --reference SRC, or --reference stored") from None
-    return TorchRunner(ckpt, head=manifest.get("head", "logits"), out_features=manifest.get("outputs") if manifest.get("head") == "features" else None)
+    return TorchRunner(ckpt, head=manifest.head, out_features=manifest.outputs if manifest.head == "features" else None)
 
 
 def live_references(output_dir: Path, images, model: str | None = None, progress: bool = False):
     """The PyTorch fp32 outputs on `images`, at the folder's input contract (computed once for all artifacts)."""
 
     manifest = read_manifest(output_dir)
-    contract = InputContract.from_dict(manifest["input"])
+    contract = manifest.contract
     reference = reference_for(manifest, model)
     reference.for_contract(contract)
-    return reference_outputs(reference, images, contract, progress=progress, source=f"pytorch fp32 ({model or manifest['model']['source']})")
+    return reference_outputs(reference, images, contract, progress=progress, source=f"pytorch fp32 ({model or manifest.model.source})")

@@ -23,7 +23,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -32,6 +32,9 @@ from ..folder import artifacts
 from ..calibration.placement import module_block
 from ..errors import ArtifactError, ConfigError
 from ..folder.onnx_io import has_external_data, load_onnx, ort_session
+
+if TYPE_CHECKING:
+    from ..folder.manifest import Artifact, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -181,17 +184,25 @@ def _torch_taps(module, blocks: list[str]):
     return captured, handles, missing
 
 
-def pick_artifact(manifest: dict[str, Any], name: str | None) -> dict[str, Any]:
-    """The manifest entry to diagnose: `name` (file or precision), else the first of `DEFAULT_ORDER` built."""
-    entries = manifest["artifacts"]
+def pick_artifact(manifest: Manifest | dict[str, Any], name: str | None) -> Any:
+    """The artifact to diagnose: `name` (file or precision), else the first of `DEFAULT_ORDER` built.
+    A `Manifest` gives its `Artifact`; the JSON of one (unchecked) gives its entry."""
+    from ..folder.manifest import Artifact, Manifest
+
+    if not isinstance(manifest, Manifest):
+        return _pick({n: Artifact.unchecked(n, e) for n, e in manifest["artifacts"].items()}, name).entry
+    return _pick(manifest.artifacts, name)
+
+
+def _pick(entries: dict[str, Artifact], name: str | None) -> Artifact:
     if name:
-        chosen = [e for e in artifacts.select(entries, name) if e.get("format") == artifacts.ONNX]
+        chosen = [a for a in artifacts.select(entries, name) if a.format == artifacts.ONNX]
         if not chosen:
             raise ConfigError(f"--artifact {name}: a TensorRT engine cannot be tapped after it is built; diagnose the ONNX file it "
                               "was built from (its precision, e.g. --artifact int8), the same graph run by ONNX Runtime")
         return chosen[0]
     for precision in DEFAULT_ORDER:
-        found = [e for e in entries.values() if e.get("precision") == precision and e.get("format") == artifacts.ONNX]
+        found = [a for a in entries.values() if a.precision == precision and a.format == artifacts.ONNX]
         if found:
             return found[0]
     raise ArtifactError(f"no fp16, int8 or fp8 artifact to diagnose here ({', '.join(entries) or 'none listed'}); "
@@ -208,7 +219,6 @@ def diagnose(folder: str | Path, artifact: str | None = None, images: str | None
     import torch
     from tqdm import tqdm
 
-    from ..folder.contract import InputContract
     from ..folder.io import temporary_path
     from ..folder.manifest import check_artifact, read_manifest
     from .choose import reference_for
@@ -219,7 +229,7 @@ def diagnose(folder: str | Path, artifact: str | None = None, images: str | None
     manifest = read_manifest(folder)
     entry = pick_artifact(manifest, artifact)
     path = check_artifact(folder, entry)
-    fp32 = check_artifact(folder, manifest["artifacts"][artifacts.FP32_ONNX]) if artifacts.FP32_ONNX in manifest["artifacts"] else None
+    fp32 = check_artifact(folder, manifest.artifacts[artifacts.FP32_ONNX]) if artifacts.FP32_ONNX in manifest.artifacts else None
     if fp32 is None:
         raise ArtifactError(f"{folder}: no {artifacts.FP32_ONNX} listed: the block outputs are found in the fp32 graph")
     taps = block_outputs(load_onnx(fp32, external_data=False))
@@ -229,7 +239,7 @@ def diagnose(folder: str | Path, artifact: str | None = None, images: str | None
     have = {o for n in graph.graph.node for o in n.output}
     skipped = [f"{b}: tensor {t} is not in {path.name}" for b, t in taps.items() if t not in have]
     taps = {b: t for b, t in taps.items() if t in have}
-    contract = InputContract.from_dict(manifest["input"])
+    contract = manifest.contract
     reference = reference_for(manifest, model)
     reference.for_contract(contract)
     captured, handles, missing = _torch_taps(reference.module, list(taps))
@@ -287,7 +297,7 @@ def diagnose(folder: str | Path, artifact: str | None = None, images: str | None
         blocks.append(BlockError(b, taps[b], _db(nsr), cos_sum[b] / seen, _db(added), k))
         previous = nsr
     blocks.sort(key=lambda e: (e.added_db, e.index))
-    return Diagnosis(entry["path"], entry.get("precision", "?"), seen, f"pytorch fp32 ({model or manifest['model']['source']}) on {source}",
+    return Diagnosis(entry.path, entry.precision, seen, f"pytorch fp32 ({model or manifest.model.source}) on {source}",
                      blocks, skipped)
 
 

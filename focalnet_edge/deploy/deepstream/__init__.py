@@ -67,7 +67,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ...folder.contract import InputContract
 from ...errors import ArtifactError
 from ...folder.io import replacing_folder
 from ...folder.manifest import read_manifest
@@ -99,12 +98,12 @@ def deploy(folder: str | os.PathLike, options: DeepStreamOptions | None = None) 
     if target.exists() and not options.force:
         raise ArtifactError(f"{target}: already exists; pass force=True (--force) to replace it")
     manifest = read_manifest(folder)
-    batches = batch_sizes(InputContract.from_dict(manifest["input"]), options.batch_size, options.secondary_batch_size)
+    batches = batch_sizes(manifest.contract, options.batch_size, options.secondary_batch_size)
     plan = make_plan(folder, manifest, options.precision, batches, checked.normalize, checked.gpu_id)
 
     with replacing_folder(target) as tmp:
         if plan.derived:
-            write_onnx(folder / plan.source["path"], tmp / plan.onnx_name, plan)
+            write_onnx(folder / plan.source.path, tmp / plan.onnx_name, plan)
         if plan.classifier:
             (tmp / LABELS).write_text(";".join(plan.labels) + "\n", encoding="utf-8")
         common: dict[str, Any] = {"plan": plan, "threshold": checked.threshold, "gpu_id": checked.gpu_id}

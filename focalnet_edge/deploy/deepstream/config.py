@@ -72,7 +72,7 @@ def render_config(  # noqa: PLR0913 - keyword-only, one parameter per nvinfer ke
             ]
     src = plan.source
     lines += [
-        f"# ONNX: {src['path']} (sha256 {src['sha256'][:16]}...)"
+        f"# ONNX: {src.path} (sha256 {src.sha256[:16]}...)"
         + (", with " + " and ".join(
             (["normalisation in front"] if norm.prepend is not None else [])
             + (["a Softmax appended (the folder's head is logits; nvinfer's parser reads probabilities)"] if plan.softmax else [])
@@ -149,7 +149,7 @@ def facts(folder: Path, tmp: Path, plan: Plan, batches: tuple[int, int]) -> dict
     return {
         "tool": {"name": "focalnet-edge", "version": __version__},
         "manifest_sha256": sha256_file(folder / MANIFEST),
-        "source": {"path": plan.source["path"], "sha256": plan.source["sha256"], "precision": plan.precision},
+        "source": {"path": plan.source.path, "sha256": plan.source.sha256, "precision": plan.precision},
         "onnx": {
             "path": plan.onnx_name,
             "derived": plan.derived,

@@ -62,8 +62,8 @@ def write_onnx(source: Path, path: Path, plan: Plan) -> None:
         "outputs": plan.outputs,
         "input": new_contract,
         "deepstream": {
-            "source": plan.source["path"],
-            "source_sha256": plan.source["sha256"],
+            "source": plan.source.path,
+            "source_sha256": plan.source.sha256,
             "softmax_appended": plan.softmax,
             "normalisation_in_graph": plan.normalisation.prepend is not None,
         },

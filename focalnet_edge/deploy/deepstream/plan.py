@@ -13,7 +13,7 @@ import numpy as np
 from ...folder.artifacts import NVINFER_PRECISIONS, PRECISIONS, is_engine
 from ...folder.contract import InputContract
 from ...errors import ArtifactError, ConfigError
-from ...folder.manifest import MANIFEST, check_artifact
+from ...folder.manifest import MANIFEST, Artifact, Manifest, check_artifact
 from ...runtime.choose import best, choose_artifact
 from ...inputs.geometry import Geometry
 
@@ -46,7 +46,7 @@ class Normalisation:
 class Plan:
     """Everything the files are written from, decided before anything is written."""
 
-    source: dict[str, Any]  #: the manifest entry of the ONNX the DeepStream graph comes from
+    source: Artifact  #: the ONNX the DeepStream graph comes from
     precision: str
     contract: InputContract
     normalisation: Normalisation
@@ -75,19 +75,19 @@ class Plan:
 
 def make_plan(
     folder: Path,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     precision: str | None,
     batches: tuple[int, int],
     normalize: str = "auto",
     gpu_id: int = 0,
 ) -> Plan:
-    head = manifest.get("head", "logits")
+    head = manifest.head
     if head not in NETWORK_TYPE:
         raise ConfigError(
             f"{folder}: head {head!r} has no nvinfer config; build with --head logits or probs (a classifier) or "
             "features (tensors for a pyds probe)"
         )
-    contract = InputContract.from_dict(manifest["input"])
+    contract = manifest.contract
     if contract.dtype != "float32":
         raise ConfigError(
             f"{folder}: input {contract.name!r} is {contract.dtype}, but nvinfer feeds float32 tensors; rebuild with "
@@ -98,12 +98,12 @@ def make_plan(
                           "rebuild with --color-order RGB or BGR")
     if not contract.fused_preprocess and contract.layout != "NCHW":
         raise ConfigError(f"{folder}: input {contract.name!r} is {contract.layout}; expected NCHW pixel values")
-    outputs = list(manifest.get("outputs") or [])
+    outputs = list(manifest.outputs)
     if NETWORK_TYPE[head] == 1 and len(outputs) != 1:
         raise ConfigError(f"{folder}: {len(outputs)} outputs {outputs}; a classifier config needs exactly one")
     source = _source_onnx(folder, manifest, precision)
     _check_source_input(folder, source)
-    precision = source["precision"]
+    precision = source.precision
     labels = _labels(manifest, folder) if NETWORK_TYPE[head] == 1 else []
     norm = normalisation(contract, normalize)
     softmax = head == "logits"
@@ -113,14 +113,14 @@ def make_plan(
     resize = resize_rule(contract)
 
     derived = softmax or norm.prepend is not None
-    stem = Path(source["path"]).stem  # model.fp16
-    onnx_name = f"{stem}.deepstream.onnx" if derived else f"../{source['path']}"
+    stem = Path(source.path).stem  # model.fp16
+    onnx_name = f"{stem}.deepstream.onnx" if derived else f"../{source.path}"
     engine = _engine_entry(manifest, source) if not derived else None
     if engine is not None:
         check_artifact(folder, engine)
-        engine_name = f"../{engine['path']}"
+        engine_name = f"../{engine.path}"
         engine_note = (
-            f"the engine focalnet-edge built from {source['path']} (sha256 checked); where this DeepStream's TensorRT "
+            f"the engine focalnet-edge built from {source.path} (sha256 checked); where this DeepStream's TensorRT "
             "or GPU differ, nvinfer fails to load it and builds its own from onnx-file"
         )
     else:
@@ -256,22 +256,22 @@ def batch_sizes(contract: InputContract, primary: int | None, secondary: int | N
     return out[0], out[1]
 
 
-def _nvinfer_onnx(entry: dict[str, Any]) -> str | None:
-    """Why nvinfer cannot build from this entry (it takes the fp32, fp16 and int8 ONNX files), or None."""
-    if is_engine(entry) or not str(entry.get("path", "")).endswith(".onnx"):
+def _nvinfer_onnx(artifact: Artifact) -> str | None:
+    """Why nvinfer cannot build from this artifact (it takes the fp32, fp16 and int8 ONNX files), or None."""
+    if is_engine(artifact) or not artifact.path.endswith(".onnx"):
         return "not an ONNX file (nvinfer builds its engine from onnx-file)"
-    if entry.get("precision") not in NETWORK_MODE:
-        return f"precision {entry.get('precision')} has no nvinfer network-mode"
+    if artifact.precision not in NETWORK_MODE:
+        return f"precision {artifact.precision} has no nvinfer network-mode"
     return None
 
 
-def _source_onnx(folder: Path, manifest: dict[str, Any], precision: str | None) -> dict[str, Any]:
+def _source_onnx(folder: Path, manifest: Manifest, precision: str | None) -> Artifact:
     """The ONNX to deploy: `precision`'s, else the best nvinfer takes by the table's rank on a GPU."""
     if precision is not None:
         if precision not in NETWORK_MODE:
             raise ConfigError(f"precision {precision!r} not supported for nvinfer; expected {NVINFER_WORDS}")
-        if not any(_nvinfer_onnx(e) is None and e.get("precision") == precision for e in manifest["artifacts"].values()):
-            have = sorted({str(e.get("precision")) for e in manifest["artifacts"].values() if not is_engine(e)})
+        if not any(_nvinfer_onnx(a) is None and a.precision == precision for a in manifest.artifacts.values()):
+            have = sorted({a.precision for a in manifest.artifacts.values() if not is_engine(a)})
             raise ArtifactError(f"{folder}: no {precision} ONNX in the {MANIFEST} (has: {', '.join(have) or 'none'}); "
                                 f"build with --precision {precision}")
     entry = choose_artifact(manifest, precision, runs=_nvinfer_onnx, gpu=True, where=f"nvinfer ({NVINFER_WORDS} ONNX)",
@@ -280,48 +280,45 @@ def _source_onnx(folder: Path, manifest: dict[str, Any], precision: str | None) 
     return entry
 
 
-def _check_source_input(folder: Path, source: dict[str, Any]) -> None:
+def _check_source_input(folder: Path, source: Artifact) -> None:
     """The chosen ONNX's own input must be float32 too: an fp16 graph exported with --fp16-io takes
     float16 although the folder's (fp32) contract says float32, and nvinfer feeds float32."""
     from ...engine.build import source_contract
 
-    own = source_contract(folder / source["path"])
+    own = source_contract(folder / source.path)
     if own.dtype != "float32":
         raise ConfigError(
-            f"{folder / source['path']}: input {own.name!r} is {own.dtype} (built with --fp16-io), but nvinfer feeds float32 tensors; "
+            f"{folder / source.path}: input {own.name!r} is {own.dtype} (built with --fp16-io), but nvinfer feeds float32 tensors; "
             "deploy --precision fp32 or int8, or rebuild the fp16 graph without --fp16-io"
         )
 
 
-def _nvinfer_engine(source: dict[str, Any]):
+def _nvinfer_engine(source: Artifact):
     """Why nvinfer cannot load this entry as the engine of `source`, or None.
 
     DLA engines need nvinfer's enable-dla/use-dla-core and version-compatible (lean) plans need
     host code allowed at deserialisation, which nvinfer does not set; both are left out.
     """
-    def runs(entry: dict[str, Any]) -> str | None:
-        facts = entry.get("engine") or {}
-        if not str(entry.get("path", "")).endswith(".engine") or entry.get("built_from") != source["path"]:
-            return f"not an engine built from {source['path']}"
+    def runs(artifact: Artifact) -> str | None:
+        facts = artifact.engine or {}
+        if not artifact.path.endswith(".engine") or artifact.built_from != source.path:
+            return f"not an engine built from {source.path}"
         if facts.get("dla_core") is not None or facts.get("version_compatible"):
             return "a DLA or version-compatible plan, which nvinfer does not load as is"
         return None
     return runs
 
 
-def _engine_entry(manifest: dict[str, Any], source: dict[str, Any]) -> dict[str, Any] | None:
+def _engine_entry(manifest: Manifest, source: Artifact) -> Artifact | None:
     """The folder's engine built from `source` that nvinfer can load as is (the table's rank), or None."""
     runs = _nvinfer_engine(source)
-    pool = [e for e in manifest["artifacts"].values() if runs(e) is None]
+    pool = [a for a in manifest.artifacts.values() if runs(a) is None]
     return best(pool, gpu=True) if pool else None
 
 
-def _labels(manifest: dict[str, Any], folder: Path) -> list[str]:
-    from ...folder.labels import REBUILD_FIX, ordered_labels
-
-    labels = manifest.get("labels") or {}
-    n = int(manifest.get("model", {}).get("config", {}).get("num_labels") or len(labels))
-    out = ordered_labels(labels, n, f"{folder / MANIFEST}", REBUILD_FIX)  # ';' and line breaks refused
+def _labels(manifest: Manifest, folder: Path) -> list[str]:
+    n = int(manifest.model.num_labels or len(manifest.labels))
+    out = manifest.ordered_labels(n)  # ';' and line breaks refused when the manifest was read
     if not out:
         raise ConfigError(f"{folder}: the {MANIFEST} lists no labels and no num_labels")
     return out
