@@ -85,7 +85,7 @@ def _engines_here(folder: Path, options: EngineOptions | None, notes: list[str])
     from ..runtime.choose import runnable_here
 
     manifest = read_manifest(folder)
-    listed = [name for name, a in manifest.artifacts.items() if is_engine(a.entry) and runnable_here(a.entry)]
+    listed = [name for name, a in manifest.artifacts.items() if is_engine(a) and runnable_here(a)]
     if listed:
         notes.append(f"loaded {', '.join(listed)} (listed in the manifest, runnable here)")
         return listed, False
@@ -116,7 +116,7 @@ def selftest(output_dir: str | os.PathLike, options: EngineOptions | None = None
     reason = build.unavailable_reason()
     if reason is not None:
         report.missing = missing_line(reason)
-        onnx = [name for name, a in manifest.artifacts.items() if not is_engine(a.entry)]
+        onnx = [name for name, a in manifest.artifacts.items() if not is_engine(a)]
         report.onnx = _verify(folder, refs, onnx, record=False)
         return report
     names, built_now = _engines_here(folder, options, report.notes)
