@@ -80,7 +80,13 @@ def _collected_between_passes() -> Iterator[None]:
     """
     import onnxslim.core as core
 
-    optimize = core.optimize
+    optimize = getattr(core, "optimize", None)
+    if optimize is None:  # another onnxslim layout (0.1.30 has no core.optimize): collected after the last pass only
+        try:
+            yield
+        finally:
+            _forget_matches()
+        return
 
     def collected(*args, **kwargs):
         _forget_matches()
