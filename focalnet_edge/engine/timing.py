@@ -113,16 +113,9 @@ def gpu_compute(runner: Any, batch: int, iterations: int = 50, warmup: int = 10)
 
 def host_time(runner: Any, batch: int, iterations: int = 50, warmup: int = 10) -> dict[str, Any]:
     """Whole calls timed on the host (copies and Python included): where no GPU timing is possible."""
-    import time
+    from ..runtime.bench import call_times_ms
 
-    x = runner.contract.sample_input(batch)
-    for _ in range(warmup):
-        runner(x)
-    times = []
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        runner(x)
-        times.append((time.perf_counter() - t0) * 1000)
+    times = call_times_ms(runner, batch, warmup, iterations)
     return summary(batch, times, "host (whole calls, copies included)")
 
 

@@ -32,8 +32,8 @@ def check_batch_memory(contract, batch: int) -> None:
                    f"{contract.dtype})", "choose a smaller --batch")
 
 
-def bench_runner(runner, batch: int, warmup: int, iterations: int) -> dict[str, float]:
-    check_batch_memory(runner.contract, batch)
+def call_times_ms(runner, batch: int, warmup: int, iterations: int) -> list[float]:
+    """Milliseconds of each of `iterations` whole calls on a sample batch (after `warmup` untimed ones)."""
     x = runner.contract.sample_input(batch)
     for _ in range(warmup):
         runner(x)
@@ -41,8 +41,13 @@ def bench_runner(runner, batch: int, warmup: int, iterations: int) -> dict[str, 
     for _ in range(iterations):
         t0 = time.perf_counter()
         runner(x)
-        times.append(time.perf_counter() - t0)
-    ms = np.array(times) * 1000
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def bench_runner(runner, batch: int, warmup: int, iterations: int) -> dict[str, float]:
+    check_batch_memory(runner.contract, batch)
+    ms = np.array(call_times_ms(runner, batch, warmup, iterations))
     return {
         "p50_ms": float(np.percentile(ms, 50)),
         "p90_ms": float(np.percentile(ms, 90)),
