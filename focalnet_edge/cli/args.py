@@ -215,6 +215,7 @@ class EngineArgs:
     @staticmethod
     def add(p: argparse.ArgumentParser) -> None:
         from ..engine.config import HARDWARE_COMPATIBILITY
+        from ..folder.artifacts import DEEPSTREAM_CHOICES
 
         g = p.add_argument_group("TensorRT engines (where TensorRT and a GPU are present)")
         g.add_argument("--workspace", type=COUNT, default=None, metavar="MiB", help="workspace memory pool limit")
@@ -228,6 +229,10 @@ class EngineArgs:
         g.add_argument("--weakly-typed", action="store_true", help="TensorRT 10.x only: FP16/INT8 builder flags instead of typed ONNX")
         g.add_argument("--streams", type=COUNT, default=1, metavar="N",
                        help="N identical optimization profiles: the runner runs N CUDA streams at once, one context each (default 1)")
+        g.add_argument("--deepstream", choices=DEEPSTREAM_CHOICES, default="auto",
+                       help="also write the graph DeepStream's nvinfer runs (model.PRECISION.deepstream.onnx), build and verify its "
+                            "engine, for deploy --to deepstream: auto (the precision deploy chooses, where the folder suits nvinfer), "
+                            "none, or a precision")
         g.add_argument("--profile-sizes", default=None, metavar="HxW:HxW:HxW", help="min:opt:max sizes with --dynamic-size, or frame sizes with --frame-size any (default: max 2160x3840 down to 240x320, the largest whose float frames at the max batch take <= 1/16 of the GPU's memory)")
 
     @staticmethod
@@ -245,7 +250,7 @@ class EngineArgs:
             workspace_mib=args.workspace, optimization_level=args.opt_level, timing_cache=args.timing_cache,
             dla_core=args.dla_core, gpu_fallback=args.gpu_fallback, version_compatible=args.version_compatible,
             hardware_compatibility=args.hardware_compatibility, weakly_typed=args.weakly_typed, size_range=sizes,
-            streams=args.streams,
+            streams=args.streams, deepstream=args.deepstream,
         )
         check_options(options)  # the ranges TensorRT takes, before any work
         return options

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     built = engine_command(folder, EngineArgs.options(args), adopt=args.adopt, source=args.source)
     for note in built.notes:
         print(note)
-    names = [e["path"] for e in built.engines]
+    names = built.graphs + [e["path"] for e in built.engines]  # a DeepStream graph written for its engine is verified too
     if not names:
         return 0
     refs = load_references(folder, read_manifest(folder))  # verified on this device, without PyTorch

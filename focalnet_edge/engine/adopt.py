@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..folder.artifacts import ENGINE_SOURCES
+from ..folder.artifacts import engine_sources
 from ..errors import ArtifactError, InputError
 from ..folder.io import atomic_path
 from . import gpu
-from .build import EngineBuild, source_contract
+from .build import EngineBuild, inherited_facts, source_contract
 from .plans import _inspect, engine_io, io_mismatch, summarize_layers
 
 
@@ -30,9 +30,10 @@ def adopt_plan(output_dir: Path, plan: Path, source: str, manifest: dict[str, An
 
     output_dir, plan = Path(output_dir), Path(plan)
     source = Path(source).name
+    sources = engine_sources(manifest["artifacts"])
     entry = manifest["artifacts"].get(source)
-    if entry is None or source not in ENGINE_SOURCES:
-        choices = ", ".join(n for n in ENGINE_SOURCES if n in manifest["artifacts"]) or "none listed"
+    if entry is None or source not in sources:
+        choices = ", ".join(sources) or "none listed"
         raise InputError(f"--from {source}: expected the ONNX file the plan was built from, one of {choices}")
     if not plan.is_file():
         raise InputError(f"{plan}: no such plan file")
@@ -49,7 +50,7 @@ def adopt_plan(output_dir: Path, plan: Path, source: str, manifest: dict[str, An
     mismatch = io_mismatch(io, *graph_io(output_dir / source), source)
     if mismatch:
         raise ArtifactError(f"{plan}: {mismatch}: not built from {source}")
-    name = ENGINE_SOURCES[source]
+    name = sources[source]
     target = output_dir / name
     if plan.resolve() != target.resolve():
         with atomic_path(target) as tmp:
@@ -58,5 +59,5 @@ def adopt_plan(output_dir: Path, plan: Path, source: str, manifest: dict[str, An
              "version_compatible": version_compatible, "hardware_compatibility": "none", "dla_core": None,
              "layers": summarize_layers(_inspect(engine))}
     return EngineBuild(engines=[{"path": name, "precision": entry["precision"], "built_from": source, "input": json.loads(contract.to_json()),
-                                 "engine": facts, "adopted_from": str(plan)}],
+                                 "engine": facts, "adopted_from": str(plan), **inherited_facts(entry)}],
                        notes=[f"adopted {plan} as {name} (from {source}, TensorRT {facts['tensorrt']} on {facts['gpu']}); verify it next"])

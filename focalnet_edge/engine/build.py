@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..folder.artifacts import BY_ONNX, DLA_PRECISIONS, ENGINE_SOURCES, MANIFEST, TENSORRT_PLAN, TIMING_CACHE
+from ..folder.artifacts import DLA_PRECISIONS, MANIFEST, PRECISIONS, TENSORRT_PLAN, TIMING_CACHE, engine_sources
 from ..folder.contract import InputContract
 from ..errors import ArtifactError, ConfigError, InputError
 from ..folder.io import atomic_path
@@ -166,6 +166,7 @@ class EngineBuild:
     engines: list[dict[str, Any]] = field(default_factory=list)
     timing_cache: dict[str, str] | None = None
     notes: list[str] = field(default_factory=list)
+    graphs: list[str] = field(default_factory=list)  #: ONNX files written for the engines (a DeepStream graph): verify them too
 
 
 def build_engines(output_dir: Path, manifest: dict[str, Any], options: EngineOptions | None = None,  # noqa: C901 - per source: recorded check, DLA and FP8 skips, frame profile, build or on_error; each branch is a note the user reads
@@ -192,10 +193,8 @@ def build_engines(output_dir: Path, manifest: dict[str, Any], options: EngineOpt
     if note is not None:
         reuse = False
         result.notes.append(note)
-    for onnx_name, engine_name in ENGINE_SOURCES.items():
-        entry = manifest["artifacts"].get(onnx_name)
-        if entry is None:
-            continue
+    for onnx_name, engine_name in engine_sources(manifest["artifacts"]).items():
+        entry = manifest["artifacts"][onnx_name]
         check = entry.get("tensorrt_check")
         if check is None:
             raise ArtifactError(f"{onnx_name}: no TensorRT support check recorded in {MANIFEST}; run it first (focalnet-edge check)")
@@ -203,7 +202,7 @@ def build_engines(output_dir: Path, manifest: dict[str, Any], options: EngineOpt
             first = (check.get("first") or ["see focalnet-edge check"])[0]
             raise ArtifactError(f"{onnx_name}: TensorRT's parser would refuse it: {first} ({check['errors']} problems; run focalnet-edge check)")
         precision = entry["precision"]
-        row = BY_ONNX[onnx_name]
+        row = PRECISIONS[precision]
         if options.dla_core is not None and not row.dla:
             result.notes.append(f"{engine_name}: not built for DLA (DLA runs {' and '.join(DLA_PRECISIONS)} only)")
             continue
@@ -231,11 +230,19 @@ def build_engines(output_dir: Path, manifest: dict[str, Any], options: EngineOpt
             continue
         reuse = True  # the cache now holds this machine's timings
         result.engines.append({"path": engine_name, "precision": precision, "built_from": onnx_name,
-                               "input": json.loads(contract.to_json()), "engine": facts})
+                               "input": json.loads(contract.to_json()), "engine": facts, **inherited_facts(entry)})
         result.notes.append(f"built {engine_name} with TensorRT {facts['tensorrt']} on {facts['gpu']} (sm {facts['compute_capability']})")
     if cache is not None and not cache.is_file():
         result.timing_cache = None
     return result
+
+
+#: the facts an engine's entry takes over from its source ONNX's entry (a DeepStream graph's: its head and outputs)
+INHERITED = ("deepstream",)
+
+
+def inherited_facts(source_entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: source_entry[k] for k in INHERITED if k in source_entry}
 
 
 def record(manifest: dict[str, Any], output_dir: Path, built: EngineBuild) -> None:
@@ -243,6 +250,6 @@ def record(manifest: dict[str, Any], output_dir: Path, built: EngineBuild) -> No
     for e in built.engines:
         add_artifact(manifest, Path(output_dir) / e["path"], e["precision"], TENSORRT_PLAN,
                      requires=requires_of(e["engine"]), engine=e["engine"], built_from=e["built_from"], input=e["input"],
-                     **({"adopted_from": e["adopted_from"]} if "adopted_from" in e else {}))
+                     **{k: e[k] for k in ("adopted_from", *INHERITED) if k in e})
     if built.timing_cache is not None:
         manifest["timing_cache"] = built.timing_cache

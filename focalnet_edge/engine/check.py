@@ -203,13 +203,11 @@ def record_checks(output_dir: Path, manifest: dict[str, Any]) -> list[str]:
     The manifest is changed in memory (the caller writes it); the engine stage reads the record
     instead of checking again. Returns a note per file the parser would refuse.
     """
-    from ..folder.artifacts import ENGINE_SOURCES
+    from ..folder.artifacts import engine_sources
 
     notes = []
-    for name in ENGINE_SOURCES:
-        entry = manifest["artifacts"].get(name)
-        if entry is None:
-            continue
+    for name in engine_sources(manifest["artifacts"]):
+        entry = manifest["artifacts"][name]
         findings = check_onnx(Path(output_dir) / name)
         errors = [str(f) for f in findings if f.severity == "error"]
         entry["tensorrt_check"] = {"errors": len(errors), "warnings": len(findings) - len(errors), "first": errors[:3],

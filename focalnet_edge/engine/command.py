@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
 from ..folder.manifest import read_manifest, write_manifest
@@ -23,19 +24,29 @@ def engine_command(output_dir: str | os.PathLike, options: EngineOptions | None 
     against the stored references (as `focalnet-edge verify OUT --artifact NAME` would).
     """
     folder = Path(output_dir)
-    manifest = read_manifest(folder)
+    document = read_manifest(folder).to_json()  # what is written back: the file as read, with the new entries
     if adopt is not None:
         if not source:
             raise InputError("--adopt needs --from: the ONNX file the plan was built from (e.g. model.fp16.onnx)")
-        built = adopt_plan(folder, Path(adopt), source, manifest, version_compatible=bool(options and options.version_compatible))
+        built = adopt_plan(folder, Path(adopt), source, document, version_compatible=bool(options and options.version_compatible))
     else:
         reason = build.unavailable_reason()
         if reason is not None:
             gpu.require_tensorrt()  # the install message where TensorRT is missing
             raise InputError(f"engines cannot be built here: {reason}")
-        notes = check.record_checks(folder, manifest)
-        built = build.build_engines(folder, manifest, options)
+        options = options or EngineOptions()
+        notes, graph = deepstream_graph(folder, document, options)
+        notes += check.record_checks(folder, document)
+        built = build.build_engines(folder, document, options)
         built.notes[:0] = notes
-    build.record(manifest, folder, built)
-    write_manifest(folder, manifest)
+        built.graphs = [graph] if graph else []
+    build.record(document, folder, built)
+    write_manifest(folder, document)
     return built
+
+
+def deepstream_graph(folder: Path, document: dict[str, Any], options: EngineOptions) -> tuple[list[str], str | None]:
+    """The DeepStream graph whose engine is built with the others (deploy/deepstream/folder_graph.py)."""
+    from ..deploy.deepstream.folder_graph import add_graph  # deploy reads the engine layer: imported at call time
+
+    return add_graph(folder, document, options.deepstream, options.dla_core, options.version_compatible)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..folder.artifacts import DLA_PRECISIONS, PRECISIONS, WEAK_FLAGS
+from ..folder.artifacts import DEEPSTREAM_CHOICES, DLA_PRECISIONS, PRECISIONS, WEAK_FLAGS
 from ..folder.artifacts import precision as precision_row
 from ..folder.contract import InputContract
 from ..errors import ConfigError
@@ -54,6 +54,8 @@ class EngineOptions:
     #: identical optimization profiles, one per CUDA stream the runner may use at once (NvInferRuntime.h: contexts in
     #: concurrent use need distinct profiles); 1 builds one profile and the runner serialises calls on it
     streams: int = 1
+    #: the DeepStream graph written and built too (`folder.artifacts.DEEPSTREAM_CHOICES`; see deploy/deepstream/folder_graph.py)
+    deepstream: str = "auto"
 
 
 def dla_supported(trt_version: str) -> bool:
@@ -92,6 +94,8 @@ def check_options(options: EngineOptions) -> None:
         raise ConfigError(f"--streams {options.streams} not accepted: expected 1 or more (one optimization profile per concurrent CUDA stream)")
     if options.hardware_compatibility not in HARDWARE_COMPATIBILITY:
         raise ConfigError(f"hardware compatibility {options.hardware_compatibility!r} not supported; expected one of {', '.join(HARDWARE_COMPATIBILITY)}")
+    if options.deepstream not in DEEPSTREAM_CHOICES:
+        raise ConfigError(f"--deepstream {options.deepstream!r} not supported; expected one of {', '.join(DEEPSTREAM_CHOICES)}")
 
 
 def validate(options: EngineOptions, trt_version: str, precision: str) -> None:

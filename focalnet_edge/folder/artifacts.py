@@ -9,7 +9,7 @@ precision is one new row here plus the stage that writes it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ArtifactError, InputError
 
@@ -156,6 +156,9 @@ BUILD_PRECISIONS: dict[str, tuple[str, ...]] = {
 CALIBRATE_PRECISIONS: tuple[str, ...] = ("int8", "fp16", "fp8")
 #: the precisions DeepStream's nvinfer takes (`deploy --to deepstream --precision`'s choices)
 NVINFER_PRECISIONS: tuple[str, ...] = tuple(p.name for p in PRECISIONS.values() if p.network_mode is not None)
+#: `engine --deepstream`'s choices: the DeepStream graph whose engine is built too (auto: the precision `deploy --to
+#: deepstream` chooses; none: no graph; or one of nvinfer's precisions)
+DEEPSTREAM_CHOICES: tuple[str, ...] = ("auto", "none", *NVINFER_PRECISIONS)
 #: the precisions a DLA core runs
 DLA_PRECISIONS: tuple[str, ...] = tuple(p.name for p in PRECISIONS.values() if p.dla)
 #: the builder flags a weakly typed engine build sets or clears (a row's `weak_flags` are the ones it sets)
@@ -200,6 +203,34 @@ INT8_MIN_SQNR_DB = 25.0
 FP32_ONNX = PRECISIONS["fp32"].onnx
 BY_ONNX: dict[str, Precision] = {p.onnx: p for p in PRECISIONS.values()}  #: ONNX name -> its row
 ENGINE_SOURCES: dict[str, str] = {p.onnx: p.engine for p in PRECISIONS.values() if p.engine}  #: ONNX name -> engine name
+
+#: the infix of a DeepStream graph and its engine: the folder's graph as nvinfer runs it (its normalisation in front,
+#: a Softmax behind), written by `engine` beside its source so that its engine is built and verified on the device:
+#: `model.fp16.onnx` -> `model.fp16.deepstream.onnx` -> `model.fp16.deepstream.engine`
+DEEPSTREAM = ".deepstream"
+
+
+def deepstream_name(name: str) -> str:
+    """`model.fp16.onnx` -> `model.fp16.deepstream.onnx`; `model.fp16.engine` -> `model.fp16.deepstream.engine`."""
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem}{DEEPSTREAM}{dot}{suffix}"
+
+
+def engine_sources(entries: dict[str, Any]) -> dict[str, str]:
+    """ONNX name -> engine name of the TensorRT-bound ONNX files listed in `entries` (a manifest's `artifacts`, JSON):
+    the table's rows in its order, then the DeepStream graphs (entries with `deepstream` facts) of those rows."""
+    out = {onnx: engine for onnx, engine in ENGINE_SOURCES.items() if onnx in entries}
+    for onnx, engine in ENGINE_SOURCES.items():
+        graph = deepstream_name(onnx)
+        entry = entries.get(graph)
+        if isinstance(entry, dict) and isinstance(entry.get("deepstream"), dict) and entry.get("format") == ONNX:
+            out[graph] = deepstream_name(engine)
+    return out
+
+
+def for_nvinfer(artifact: Artifact) -> bool:
+    """Whether the artifact is a DeepStream graph or its engine (nvinfer's input and output: never chosen unless named)."""
+    return artifact.deepstream is not None
 
 
 def precision(name: str) -> Precision:
@@ -248,7 +279,7 @@ def select(artifacts: dict[str, Artifact], name: str) -> list[Artifact]:
     """The artifacts that `name` means: a file name (one artifact) or a precision (its ONNX and engine)."""
     if name in artifacts:
         return [artifacts[name]]
-    found = [a for a in artifacts.values() if a.precision == name]
+    found = [a for a in artifacts.values() if a.precision == name and not for_nvinfer(a)]
     if not found:
         raise ArtifactError(
             f"no artifact {name!r} here: give a file name ({', '.join(sorted(artifacts)) or 'none listed'}) "

@@ -14,9 +14,7 @@ import copy
 import datetime as _dt
 import json
 import platform
-import re
 from pathlib import Path
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +22,11 @@ from .. import __version__
 from .artifacts import MANIFEST, ONNX, TENSORRT_PLAN, external_data_name
 from ..errors import ArtifactError, FocalNetEdgeError
 from .io import atomic_write_text, dumps_json, sha256_file
+from .fields import Fields, bad, contract_problem, is_int, is_object, is_sha256, is_str, is_str_list
 from .labels import REBUILD_FIX, decode_labels
 
 TOOL = "focalnet-edge"
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
-_REQUIRED = object()  #: a field without a default
 
 
 def library_versions() -> dict[str, str | None]:
@@ -133,89 +130,6 @@ def read_manifest(folder: Path) -> Manifest:
     return Manifest(data, path)
 
 
-def _bad(path: Path, field: str, value: Any, expected: str) -> ArtifactError:
-    shown = repr(value)
-    shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    return ArtifactError(f"{path}: {field} is {shown}, expected {expected}; the manifest is damaged, rebuild the folder")
-
-
-def _int(v: Any, lo: int = 1) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
-
-
-def _number(v: Any, positive: bool = False) -> bool:
-    import math
-
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
-
-
-def _str(v: Any) -> bool:
-    return isinstance(v, str)
-
-
-def _sha256(v: Any) -> bool:
-    return isinstance(v, str) and _SHA256.fullmatch(v) is not None
-
-
-def _object(v: Any) -> bool:
-    return isinstance(v, dict)
-
-
-def _str_list(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(o, str) for o in v)
-
-
-#: the type test of each field of an input contract and of its preprocessing (what `InputContract`
-#: and `ImageSpec` take without checking types themselves)
-_CONTRACT_FIELDS = {
-    "name": lambda v: isinstance(v, str) and v != "", "dtype": _str, "layout": _str, "color_order": _str,
-    "height": _int, "width": _int, "size_multiple": _int,
-    "dynamic_batch": lambda v: isinstance(v, bool), "dynamic_size": lambda v: isinstance(v, bool),
-    "fused_preprocess": lambda v: isinstance(v, bool),
-    "batch": lambda v: isinstance(v, list) and len(v) == 3 and all(_int(b) for b in v),
-    "preprocessing": _object, "frame_size": _str,
-}
-_SPEC_FIELDS = {
-    "height": _int, "width": _int, "resize_shortest_edge": lambda v: v is None or _int(v),
-    "center_crop": lambda v: isinstance(v, bool), "rescale_factor": lambda v: _number(v, positive=True),
-    "resample": lambda v: _int(v, 0) and v <= 5, "extra": _object, "mode": _str,
-    "mean": lambda v: isinstance(v, list) and len(v) in (1, 3) and all(_number(x) for x in v),
-    "std": lambda v: isinstance(v, list) and len(v) in (1, 3) and all(_number(x, positive=True) for x in v),
-}
-
-
-def contract_problem(data: Any) -> str | None:
-    """What is wrong with the types of an input contract's JSON (None: nothing), before building it."""
-    if not isinstance(data, dict):
-        return f"{type(data).__name__}, not an object"
-    for key, value in data.items():
-        test = _CONTRACT_FIELDS.get(key)  # unknown fields: the constructor refuses them
-        if test is not None and not test(value):
-            return f"{key} is {value!r:.40}"
-    for key, value in data.get("preprocessing", {}).items():
-        test = _SPEC_FIELDS.get(key)
-        if test is not None and not test(value):
-            return f"preprocessing {key} is {value!r:.40}"
-    return None
-
-
-class _Fields:
-    """Reads the fields of one JSON object of a manifest, each checked by its test (`ArtifactError` naming it otherwise)."""
-
-    def __init__(self, data: dict[str, Any], path: Path, where: str = ""):
-        self.data, self.path, self.where = data, path, where
-
-    def get(self, key: str, test: Callable[[Any], bool], expected: str, default: Any = _REQUIRED) -> Any:
-        value = self.data.get(key, default)
-        if value is _REQUIRED or not test(value):
-            raise _bad(self.path, f"{self.where}{key}", self.data.get(key), expected)
-        return value
-
-    def optional(self, key: str, test: Callable[[Any], bool], expected: str) -> Any:
-        """The value, or None where the field is absent."""
-        return self.get(key, test, expected) if key in self.data else None
-
-
 @dataclass(frozen=True)
 class ModelSource:
     """What the folder was built from."""
@@ -232,10 +146,10 @@ class ModelSource:
     @classmethod
     def parse(cls, data: Any, path: Path) -> ModelSource:
         if not isinstance(data, dict):
-            raise _bad(path, "model", data, "an object")
-        f = _Fields(data, path, "model.")
+            raise bad(path, "model", data, "an object")
+        f = Fields(data, path, "model.")
         return cls(
-            source=f.get("source", _str, "a string"),
+            source=f.get("source", is_str, "a string"),
             weights_sha256=f.get("weights_sha256", lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()),
                                  "an object of file name -> sha256", default={}),
             config=data.get("config"),
@@ -267,6 +181,8 @@ class Artifact:
     entry: dict[str, Any]  #: the object as written, with the facts of the stage that made it
     built_from: str | None = None  #: an engine's ONNX file (its I/O is read from there)
     engine: dict[str, Any] | None = None  #: an engine's build facts (its profile, DLA core, version compatibility)
+    #: a DeepStream graph's (or its engine's) facts: its source, what was added, its head and outputs (None: not one)
+    deepstream: dict[str, Any] | None = None
 
     @property
     def is_engine(self) -> bool:
@@ -287,38 +203,51 @@ class Artifact:
     def parse(cls, name: str, entry: Any, path: Path) -> Artifact:
         where = f"artifacts[{name!r}]"
         if not isinstance(entry, dict):
-            raise _bad(path, where, entry, "an object")
-        f = _Fields(entry, path, where + ".")
+            raise bad(path, where, entry, "an object")
+        f = Fields(entry, path, where + ".")
         f.get("path", lambda v: v == name, f"the file name {name!r} (its key)")
-        sha = f.get("sha256", _sha256, "64 hex digits")
-        precision = f.get("precision", _str, "a string")
+        sha = f.get("sha256", is_sha256, "64 hex digits")
+        precision = f.get("precision", is_str, "a string")
         fmt = f.get("format", lambda v: v in (ONNX, TENSORRT_PLAN), f"{ONNX!r} or {TENSORRT_PLAN!r}")
-        size = f.get("bytes", lambda v: _int(v, 0), "a size in bytes", default=0)
-        requires, verification, ext = (f.optional(key, _object, "an object") for key in ("requires", "verification", "external_data"))
+        size = f.get("bytes", lambda v: is_int(v, 0), "a size in bytes", default=0)
+        requires, verification, ext = (f.optional(key, is_object, "an object") for key in ("requires", "verification", "external_data"))
         external = None
         if ext is not None:
-            e = _Fields(ext, path, where + ".external_data.")
+            e = Fields(ext, path, where + ".external_data.")
             external = ExternalData(e.get("path", lambda v: v == external_data_name(name), f"{external_data_name(name)!r}"),
-                                    e.get("sha256", _sha256, "64 hex digits"), ext.get("bytes"))
+                                    e.get("sha256", is_sha256, "64 hex digits"), ext.get("bytes"))
         contract = entry.get("input")
         return cls(name, sha, precision, fmt, size, requires or {}, verification, external,
                    contract if isinstance(contract, dict) else None, entry,
-                   f.optional("built_from", _str, "a file name"), f.optional("engine", _object, "an object"))
+                   f.optional("built_from", is_str, "a file name"), f.optional("engine", is_object, "an object"),
+                   _deepstream(f))
 
     @classmethod
     def unchecked(cls, name: str, entry: dict[str, Any]) -> Artifact:
         """The facts of an entry of a manifest still being written (not read back and checked): for choosing only."""
-        requires, verification = entry.get("requires"), entry.get("verification")
+        requires, verification, deepstream = entry.get("requires"), entry.get("verification"), entry.get("deepstream")
         return cls(str(entry.get("path", name)), str(entry.get("sha256", "")), str(entry.get("precision", "")),
                    str(entry.get("format", "")), 0, requires if isinstance(requires, dict) else {},
-                   verification if isinstance(verification, dict) else None, None, None, entry)
+                   verification if isinstance(verification, dict) else None, None, None, entry,
+                   deepstream=deepstream if isinstance(deepstream, dict) else None)
+
+
+def _deepstream(f: Fields) -> dict[str, Any] | None:
+    """The `deepstream` facts of an entry: the head and outputs its runner reports are read from them."""
+    facts = f.optional("deepstream", is_object, "an object")
+    if facts is not None:
+        sub = Fields(facts, f.path, f.where + "deepstream.")
+        sub.get("head", is_str, "a string")
+        sub.get("outputs", lambda v: is_str_list(v) and bool(v), "a list of output names")
+        sub.get("source", is_str, "a file name")
+    return facts
 
 
 def _labels(data: dict[str, Any], path: Path) -> dict[int, str]:
     labels = data.get("labels", {})
     if not isinstance(labels, dict) or not all(isinstance(k, str) and k.lstrip("-").isdigit() and isinstance(v, str)
                                                for k, v in labels.items()):
-        raise _bad(path, "labels", labels, "an object of class index -> label")
+        raise bad(path, "labels", labels, "an object of class index -> label")
     return decode_labels(labels, str(path), REBUILD_FIX)
 
 
@@ -326,7 +255,7 @@ def _contract(data: Any, path: Path):
     from .contract import InputContract
 
     if not isinstance(data, dict):
-        raise _bad(path, "input", data, "an input contract object")
+        raise bad(path, "input", data, "an input contract object")
     problem = contract_problem(data)
     if problem:
         raise ArtifactError(f"{path}: input is not an input contract ({problem}); the manifest is damaged, rebuild the folder")
@@ -348,16 +277,16 @@ class Manifest(dict):
 
     def __init__(self, data: dict[str, Any], path: Path):
         super().__init__(data)
-        f = _Fields(data, path)
+        f = Fields(data, path)
         self.path = path  #: the manifest.json it was read from
         self.model = ModelSource.parse(data.get("model"), path)
-        self.head: str = f.get("head", _str, "a string", default="logits")
-        self.outputs: list[str] = f.get("outputs", _str_list, "a list of output names", default=[])
+        self.head: str = f.get("head", is_str, "a string", default="logits")
+        self.outputs: list[str] = f.get("outputs", is_str_list, "a list of output names", default=[])
         self.labels: dict[int, str] = _labels(data, path)  #: class index -> label, decoded and checked once
         self.contract = _contract(data.get("input"), path)  #: the folder's `InputContract`
         self.input: dict[str, Any] = data["input"]  #: the contract as written
-        self.references: dict[str, Any] | None = f.optional("references", _object, "an object")
-        self.versions: dict[str, Any] | None = f.optional("versions", _object, "an object")
+        self.references: dict[str, Any] | None = f.optional("references", is_object, "an object")
+        self.versions: dict[str, Any] | None = f.optional("versions", is_object, "an object")
         self.artifacts: dict[str, Artifact] = {name: Artifact.parse(name, entry, path) for name, entry in data["artifacts"].items()}
         self.stages: list[dict[str, Any]] = f.get(
             "stages", lambda v: isinstance(v, list) and all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in v),

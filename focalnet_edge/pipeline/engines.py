@@ -29,14 +29,19 @@ def engine_stage(output_dir: Path, manifest: dict[str, Any], options: BuildOptio
     either becomes a note, since the ONNX files are complete and verified without engines.
     """
     from ..errors import ConfigError
-
-    notes = tensorrt_check_stage(output_dir, manifest)
-    if options.backend == "onnxruntime":
-        return notes
     from ..engine.build import build_engines, record, unavailable_reason
     from ..engine.config import EngineOptions
 
-    reason = unavailable_reason()
+    engine_options = options.engine or EngineOptions()
+    reason = unavailable_reason() if options.backend != "onnxruntime" else "not asked for"
+    notes: list[str] = []
+    if reason is None:  # its engine is built with the others; the verify stage verifies both (engine/command.py)
+        from ..engine.command import deepstream_graph
+
+        notes += deepstream_graph(Path(output_dir), manifest, engine_options)[0]
+    notes += tensorrt_check_stage(output_dir, manifest)
+    if options.backend == "onnxruntime":
+        return notes
     if reason is not None:
         if options.backend == "tensorrt":
             from ..engine.gpu import require_tensorrt
@@ -52,7 +57,7 @@ def engine_stage(output_dir: Path, manifest: dict[str, Any], options: BuildOptio
                         "the ONNX artifacts are complete and verified")
 
     try:
-        built = build_engines(output_dir, manifest, options.engine or EngineOptions(),
+        built = build_engines(output_dir, manifest, engine_options,
                               on_error=failed if options.backend == "auto" else None)
     except (ArtifactError, ConfigError, InputError):
         raise

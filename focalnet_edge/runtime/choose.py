@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, overload
 
-from ..folder.artifacts import MANIFEST, is_engine, rank, select, trust
+from ..folder.artifacts import MANIFEST, for_nvinfer, is_engine, rank, select, trust
 from ..folder.manifest import Artifact, Manifest
 from ..engine.plans import engine_runnable_here
 from ..errors import ArtifactError
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 Runs = Callable[[Artifact], "str | None"]
 
 HERE = "this machine (engines need TensorRT and their GPU)"
+#: why an unnamed choice skips a DeepStream graph or its engine
+NVINFER_ONLY = "nvinfer's graph (0..255 pixels in, probabilities out): run it by its file name"
 
 
 def has_gpu_provider() -> bool:
@@ -104,14 +106,14 @@ def choose(
         raise ArtifactError(f"the {MANIFEST} lists no artifacts")
     gpu = has_gpu_provider() if gpu is None else gpu
     if name:
-        found = [e for e in entries.values() if is_engine(e)] if name == "engine" else select(entries, name)
+        found = [e for e in entries.values() if is_engine(e) and not for_nvinfer(e)] if name == "engine" else select(entries, name)
         if not found:
             raise ArtifactError(f"no engine here; the folder has {', '.join(sorted(entries))}")
         return best([e for e in found if runs(e) is None] or found, gpu)  # a precision: its engine where it runs, else its ONNX file
     say = _notes(notes, quiet)
     runnable = []
     for entry in entries.values():
-        reason = runs(entry)
+        reason = NVINFER_ONLY if for_nvinfer(entry) else runs(entry)
         if reason is None:
             runnable.append(entry)
         else:

@@ -19,8 +19,10 @@ from .choose import choose_artifact
 
 def engine_facts(manifest: Manifest, artifact: Artifact) -> dict[str, Any]:
     """What a TensorRT runner needs of the manifest and its engine `artifact`: the engine's own input contract first."""
+    own = artifact.deepstream or {}  # a DeepStream graph's engine: its graph's head and outputs (probs), not the folder's
     return {"requires": artifact.requires, "input": artifact.input or manifest.input, "labels": manifest.labels,
-            "head": manifest.head, "outputs": manifest.outputs or None, "precision": artifact.precision}
+            "head": own.get("head", manifest.head), "outputs": own.get("outputs", manifest.outputs) or None,
+            "precision": artifact.precision}
 
 
 def engine_facts_at(path: Path) -> dict[str, Any]:

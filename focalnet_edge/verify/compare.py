@@ -336,7 +336,7 @@ def verify(
     for start in tqdm(range(0, len(refs), batch_size), desc=f"verify {runner.name}", disable=None if progress else True, unit="batch"):
         out_parts.append(runner.run(runner.contract.inputs_from_frames(refs.frames[start : start + batch_size])))
     out = {k: np.concatenate([p[k] for p in out_parts]) for k in out_parts[0]}
-    ref = {k: refs.outputs[k] for k in out if k in refs.outputs}
+    ref = refs.for_outputs(list(out))
     if len(ref) != len(out):
         raise InputError(f"{runner.name}: outputs {sorted(out)} do not match the reference's {sorted(refs.outputs)}")
     labels = refs.labels.tolist() if refs.labels is not None else None

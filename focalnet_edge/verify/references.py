@@ -41,6 +41,16 @@ class References:
     def __len__(self) -> int:
         return len(self.frames)
 
+    def for_outputs(self, names) -> dict[str, np.ndarray]:
+        """The reference of each output in `names` that it has: its own, or `probs` as the softmax of its `logits`
+        (a DeepStream graph appends that Softmax to a logits head: nvinfer's parser reads probabilities)."""
+        from ..runtime.base import softmax
+
+        out = {k: self.outputs[k] for k in names if k in self.outputs}
+        if "probs" in names and "probs" not in out and "logits" in self.outputs:
+            out["probs"] = softmax(self.outputs["logits"])
+        return out
+
     def head(self, n: int) -> References:
         """The first `n` images."""
         return References(self.frames[:n], {k: v[:n] for k, v in self.outputs.items()},

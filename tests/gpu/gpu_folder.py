@@ -49,7 +49,7 @@ def engines_on_the_stored_references(folder: Path):
 
     built = engine_command(folder, EngineOptions())
     refs = load_references(folder, read_manifest(folder))
-    return verify_stage(folder, refs, [e["path"] for e in built.engines])
+    return verify_stage(folder, refs, built.graphs + [e["path"] for e in built.engines])
 
 
 def needs_torch_or_folder():

@@ -412,3 +412,21 @@ def test_selftest_on_the_device(built, tmp_path):
     for engine in report["engines"]:
         assert engine["timing"] and all(t["clock"].startswith("gpu compute") and t["median_ms"] > 0 for t in engine["timing"])
     print(json.dumps(report["device"], indent=1))
+
+
+def test_the_deepstream_graphs_engine_is_verified_and_deploy_points_nvinfer_at_it(built, tmp_path):
+    """Issue 24's capability: the engine of the graph nvinfer runs (Softmax appended: `probs`) is built, verified
+    against the references (probs against the softmax of the reference logits), and named by the nvinfer config."""
+    from focalnet_edge.deploy.deepstream import DeepStreamOptions, deploy
+
+    out, result = built
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["artifacts"]["model.fp16.deepstream.engine"]
+    assert entry["built_from"] == "model.fp16.deepstream.onnx" and entry["deepstream"]["outputs"] == ["probs"]
+    reports = {r.artifact: r for r in result.reports}
+    for name in ("model.fp16.deepstream.onnx", "model.fp16.deepstream.engine"):
+        assert reports[name].passed, reports[name].failures
+    with load(out / "model.fp16.deepstream.engine") as engine:
+        assert engine.output_names == ["probs"] and engine.head == "probs"
+    config = (deploy(out, DeepStreamOptions(force=True)) / "config_infer_primary.txt").read_text()
+    assert "onnx-file=../model.fp16.deepstream.onnx\n" in config and "model-engine-file=../model.fp16.deepstream.engine\n" in config

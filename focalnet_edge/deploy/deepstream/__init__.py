@@ -74,7 +74,7 @@ from . import config
 from .config import FACTS, LABELS, PRIMARY, SECONDARY
 from .graph import write_onnx
 from .options import DeepStreamOptions, settings
-from .plan import batch_sizes, make_plan
+from .plan import batch_sizes, make_plan, use_folder_graph
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +100,10 @@ def deploy(folder: str | os.PathLike, options: DeepStreamOptions | None = None) 
     manifest = read_manifest(folder)
     batches = batch_sizes(manifest.contract, options.batch_size, options.secondary_batch_size)
     plan = make_plan(folder, manifest, options.precision, batches, checked.normalize, checked.gpu_id)
+    plan = use_folder_graph(folder, manifest, plan, batches, checked.gpu_id)  # the graph and engine `engine` verified
 
     with replacing_folder(target) as tmp:
-        if plan.derived:
+        if plan.writes_graph:
             write_onnx(folder / plan.source.path, tmp / plan.onnx_name, plan)
         if plan.classifier:
             (tmp / LABELS).write_text(";".join(plan.labels) + "\n", encoding="utf-8")

@@ -153,6 +153,7 @@ def facts(folder: Path, tmp: Path, plan: Plan, batches: tuple[int, int]) -> dict
         "onnx": {
             "path": plan.onnx_name,
             "derived": plan.derived,
+            "in_output_folder": plan.graph_in_folder,  #: written and verified by `focalnet-edge engine`, not by deploy
             "softmax_appended": plan.softmax,
             "normalisation_in_graph": norm.prepend is not None,
             "input": "frames" if norm.prepend is not None else plan.contract.name,

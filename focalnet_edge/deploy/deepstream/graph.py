@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ArtifactError
-from .plan import Plan
+from .plan import Plan, graph_facts
 
 
 def write_onnx(source: Path, path: Path, plan: Plan) -> None:
@@ -57,17 +57,8 @@ def write_onnx(source: Path, path: Path, plan: Plan) -> None:
     new_contract = json.loads(contract.to_json())
     if plan.normalisation.prepend is not None:
         new_contract.update(name="frames", fused_preprocess=True)
-    set_metadata(model, {
-        "head": "probs" if plan.classifier else plan.head,
-        "outputs": plan.outputs,
-        "input": new_contract,
-        "deepstream": {
-            "source": plan.source.path,
-            "source_sha256": plan.source.sha256,
-            "softmax_appended": plan.softmax,
-            "normalisation_in_graph": plan.normalisation.prepend is not None,
-        },
-    })
+    facts = graph_facts(plan)
+    set_metadata(model, {"head": facts["head"], "outputs": facts["outputs"], "input": new_contract, "deepstream": facts})
     save_onnx(model, path)  # sorted there; a large graph keeps its weights beside it (path.data), which nvinfer's parser reads
     try:
         onnx.checker.check_model(str(path))  # the file: any size, no second copy in memory

@@ -4,18 +4,19 @@ nvinfer would run differently from its verification (see the package docstring).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...folder.artifacts import NVINFER_PRECISIONS, PRECISIONS, is_engine
+from ...folder.artifacts import NVINFER_PRECISIONS, PRECISIONS, deepstream_name, for_nvinfer, is_engine, trust
 from ...folder.contract import InputContract
 from ...errors import ArtifactError, ConfigError
 from ...folder.manifest import MANIFEST, Artifact, Manifest, check_artifact
-from ...runtime.choose import best, choose_artifact
+from ...runtime.choose import choose_artifact
 from ...inputs.geometry import Geometry
+from .engine_file import engine_file
 
 #: head -> nvinfer network-type (1 classifier: labels through its parser; 100 other: the raw tensors as NvDsInferTensorMeta)
 NETWORK_TYPE = {"logits": 1, "probs": 1, "features": 100}
@@ -59,6 +60,7 @@ class Plan:
     resize: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     head: str = "logits"
+    graph_in_folder: bool = False  #: onnx-file is the folder's DeepStream graph (`engine` wrote and verified it)
 
     @property
     def network_type(self) -> int:
@@ -71,6 +73,11 @@ class Plan:
     @property
     def derived(self) -> bool:
         return self.softmax or self.normalisation.prepend is not None
+
+    @property
+    def writes_graph(self) -> bool:
+        """Whether deploy writes the DeepStream graph itself (the folder holds none that fits)."""
+        return self.derived and not self.graph_in_folder
 
 
 def make_plan(
@@ -113,25 +120,11 @@ def make_plan(
     resize = resize_rule(contract)
 
     derived = softmax or norm.prepend is not None
-    stem = Path(source.path).stem  # model.fp16
-    onnx_name = f"{stem}.deepstream.onnx" if derived else f"../{source.path}"
-    engine = _engine_entry(manifest, source) if not derived else None
-    if engine is not None:
-        check_artifact(folder, engine)
-        engine_name = f"../{engine.path}"
-        engine_note = (
-            f"the engine focalnet-edge built from {source.path} (sha256 checked); where this DeepStream's TensorRT "
-            "or GPU differ, nvinfer fails to load it and builds its own from onnx-file"
-        )
-    else:
-        # nvinfer builds an engine from onnx-file when this file is missing, and saves it under this
-        # name next to the ONNX (<onnx-file>_b<batch>_gpu<id>_<precision>.engine), reused on later runs
-        engine_name = f"{onnx_name}_b{{batch}}_gpu{gpu_id}_{precision}.engine"
-        engine_note = (
-            "not built yet: on its first run nvinfer builds the engine from onnx-file and saves it under this name, "
-            "then loads it on later runs"
-            + ("" if not derived else "; the folder's own engines take the graph before the changes above")
-        )
+    onnx_name = deepstream_name(source.path) if derived else f"../{source.path}"  # model.fp16.deepstream.onnx
+    engine_name, engine_note = engine_file(folder, manifest, None if derived else source, onnx_name, precision, batches,
+                                           gpu_id, warnings)
+    if derived:
+        engine_note += "; the folder's own engines take the graph before the changes above"
     return Plan(
         source=source,
         precision=precision,
@@ -260,6 +253,8 @@ def _nvinfer_onnx(artifact: Artifact) -> str | None:
     """Why nvinfer cannot build from this artifact (it takes the fp32, fp16 and int8 ONNX files), or None."""
     if is_engine(artifact) or not artifact.path.endswith(".onnx"):
         return "not an ONNX file (nvinfer builds its engine from onnx-file)"
+    if for_nvinfer(artifact):
+        return "a DeepStream graph already (its source is deployed)"
     if artifact.precision not in NETWORK_MODE:
         return f"precision {artifact.precision} has no nvinfer network-mode"
     return None
@@ -293,27 +288,41 @@ def _check_source_input(folder: Path, source: Artifact) -> None:
         )
 
 
-def _nvinfer_engine(source: Artifact):
-    """Why nvinfer cannot load this entry as the engine of `source`, or None.
+def graph_facts(plan: Plan) -> dict[str, Any]:
+    """What the DeepStream graph of `plan` is: its source, what was added to it, its head and outputs (the ONNX's
+    metadata and, for a graph written into the output folder, its manifest entry: one record, compared by deploy)."""
+    prepend = plan.normalisation.prepend
+    return {
+        "source": plan.source.path,
+        "source_sha256": plan.source.sha256,
+        "softmax_appended": plan.softmax,
+        "normalisation_in_graph": prepend is not None,
+        "normalisation": None if prepend is None else {"scale": [float(x) for x in prepend[0]], "shift": [float(x) for x in prepend[1]]},
+        "head": "probs" if plan.classifier else plan.head,
+        "outputs": list(plan.outputs),
+    }
 
-    DLA engines need nvinfer's enable-dla/use-dla-core and version-compatible (lean) plans need
-    host code allowed at deserialisation, which nvinfer does not set; both are left out.
-    """
-    def runs(artifact: Artifact) -> str | None:
-        facts = artifact.engine or {}
-        if not artifact.path.endswith(".engine") or artifact.built_from != source.path:
-            return f"not an engine built from {source.path}"
-        if facts.get("dla_core") is not None or facts.get("version_compatible"):
-            return "a DLA or version-compatible plan, which nvinfer does not load as is"
-        return None
-    return runs
 
-
-def _engine_entry(manifest: Manifest, source: Artifact) -> Artifact | None:
-    """The folder's engine built from `source` that nvinfer can load as is (the table's rank), or None."""
-    runs = _nvinfer_engine(source)
-    pool = [a for a in manifest.artifacts.values() if runs(a) is None]
-    return best(pool, gpu=True) if pool else None
+def use_folder_graph(folder: Path, manifest: Manifest, plan: Plan, batches: tuple[int, int], gpu_id: int) -> Plan:
+    """`plan` pointed at the folder's DeepStream graph and its engine, where `focalnet-edge engine` wrote the very
+    graph this plan derives (same source file, normalisation and Softmax) and verified it; else `plan` as it is,
+    and deploy writes the graph itself."""
+    if not plan.derived:
+        return plan
+    graph = manifest.artifacts.get(deepstream_name(plan.source.path))
+    if graph is None or graph.deepstream is None or is_engine(graph):
+        return plan
+    wanted = graph_facts(plan)
+    if {k: graph.deepstream.get(k) for k in wanted} != wanted:
+        plan.warnings.append(f"{graph.path} was derived from another {plan.source.path} or another normalisation than this "
+                             "deployment's: deploy writes its own graph (run focalnet-edge engine again to build its engine)")
+        return plan
+    if trust(graph) == 2:
+        plan.warnings.append(f"{graph.path} failed its verification: deploy writes its own graph")
+        return plan
+    check_artifact(folder, graph)
+    engine_name, engine_note = engine_file(folder, manifest, graph, f"../{graph.path}", plan.precision, batches, gpu_id, plan.warnings)
+    return replace(plan, onnx_name=f"../{graph.path}", graph_in_folder=True, engine_name=engine_name, engine_note=engine_note)
 
 
 def _labels(manifest: Manifest, folder: Path) -> list[str]:
