@@ -7,7 +7,10 @@ OUT/deepstream/
   config_infer_primary.txt     nvinfer config: classifier on full frames (process-mode=1)
   config_infer_secondary.txt   nvinfer config: classifier on a detector's objects (process-mode=2)
   labels.txt                   one line, the labels separated by ';' (nvinfer's classifier format)
-  model.<precision>.deepstream.onnx   only when the folder's graph needs changing (below)
+  model.<precision>.deepstream.onnx   only when the folder's graph needs changing (below) and the
+                               folder holds no such graph that `focalnet-edge engine` wrote and
+                               verified with its engine (folder_graph.py); with one, the configs
+                               name `../model.<precision>.deepstream.onnx` and `.engine` instead
   deepstream.json              what was derived from what: sha256 of every file, the
                                normalisation and resize rules, the warnings
 ```
