@@ -25,6 +25,9 @@ BUILD_EXTRA = "pip install 'focalnet-edge[build]' (PyTorch, onnxslim, safetensor
 #: the one line `require(name, what)` raises where `name` is missing ({what}: what needed it)
 MISSING = {
     "torch": "{what} needs PyTorch, which is not installed here: " + BUILD_EXTRA,
+    "onnxruntime": "{what} needs ONNX Runtime, which is not installed here: pip install 'focalnet-edge[cpu]' (PyPI's CPU build); "
+                   "on an x86_64 CUDA machine 'focalnet-edge[gpu]' instead (onnxruntime-gpu; never both: they install one "
+                   "module); on a Jetson, NVIDIA's onnxruntime-gpu wheel for its JetPack (README, \"On the device\")",
     "tensorrt": "TensorRT is not installed: on an x86_64 desktop or server, pip install 'focalnet-edge[gpu]'; on Jetson "
                 "(JetPack 6 or 7) it comes with JetPack: sudo apt install python3-libnvinfer and use a venv made with --system-site-packages",
 }
@@ -67,6 +70,16 @@ def require(name: str, what: str = "") -> ModuleType:
 def torch_available() -> bool:
     """Whether `import torch` works here (imports it: call only where torch is wanted anyway)."""
     return optional("torch") is not None
+
+
+def require_onnxruntime(what: str) -> ModuleType:
+    """`onnxruntime` (from whichever distribution installed it: the `cpu` or `gpu` extra, or JetPack's wheel), or one
+    `InputError` naming the extras; an `onnxruntime` distribution below the `cpu` extra's bound is one line too."""
+    module = require("onnxruntime", what)
+    from .versions import check
+
+    check("cpu")
+    return module
 
 
 def require_torch(what: str) -> None:

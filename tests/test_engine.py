@@ -330,6 +330,40 @@ def test_gpu_extra_per_platform(machine, expect):
         assert spec.contains("10.3.0") and spec.contains("11.4.0") and not spec.contains("12.0.0")
 
 
+@pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
+def test_one_onnxruntime_distribution_per_install(machine):
+    """Item 7: onnxruntime and onnxruntime-gpu install one module: the base brings neither (a Jetson's JetPack wheel,
+    seen through --system-site-packages, is not shadowed), `cpu` brings one, `gpu` the other, and no extra both."""
+    ort = {"onnxruntime", "onnxruntime-gpu"}
+
+    def names(group):
+        env = {"platform_machine": machine, "extra": group or ""}
+        return {r.name for r in _requirements(group) if r.marker is None or r.marker.evaluate(env)}
+
+    assert not names(None) & ort
+    assert names("cpu") & ort == {"onnxruntime"}
+    assert names("gpu") & ort == ({"onnxruntime-gpu"} if machine == "x86_64" else set())
+    for group in ("build", "test", "video", "serve", "onnxsim", "deepstream"):
+        assert not names(group) & ort, group  # combined with cpu or gpu, never a second distribution
+    (numpy,) = [r for r in _requirements("deepstream") if r.name == "numpy"]
+    assert numpy.specifier.contains("1.26.4") and not numpy.specifier.contains("2.0.0")  # DeepStream 7.1's pyds
+
+
+def test_without_onnx_runtime_running_an_onnx_file_is_one_line_naming_the_extras(tmp_path):
+    import subprocess
+
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"")
+    script = ("import sys; sys.modules['onnxruntime'] = None\n"  # `import onnxruntime` fails, as in a bare install
+              "from focalnet_edge.cli import main\n"
+              f"sys.exit(main(['predict', {str(onnx_file)!r}, 'x.png']))\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert "needs ONNX Runtime, which is not installed here: pip install 'focalnet-edge[cpu]'" in line
+    assert "'focalnet-edge[gpu]'" in line and "Jetson" in line
+
+
 # -- engines on the target: the `engine` command and adopted plans -----------------------------------------------
 def test_engine_command_checks_each_file_once_builds_and_records(fake_build, tmp_path, monkeypatch):
     manifest = _demo_folder(tmp_path, [("model.onnx", "fp32", 0), ("model.fp16.onnx", "fp16", 0)])

@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.command import engine_command
+    from ..extras import optional
     from ..folder.manifest import read_manifest
     from ..pipeline import verify_stage
     from ..verify.references import load_references
@@ -33,7 +34,11 @@ def run(args: argparse.Namespace) -> int:
     built = engine_command(folder, EngineArgs.options(args), adopt=args.adopt, source=args.source)
     for note in built.notes:
         print(note)
-    names = built.graphs + [e["path"] for e in built.engines]  # a DeepStream graph written for its engine is verified too
+    graphs = built.graphs  # a DeepStream graph written for its engine is verified too, on ONNX Runtime where it is installed
+    if graphs and optional("onnxruntime") is None:
+        print(f"{', '.join(graphs)}: not verified here (no ONNX Runtime; its engine is): focalnet-edge verify OUT --artifact NAME where it is")
+        graphs = []
+    names = graphs + [e["path"] for e in built.engines]
     if not names:
         return 0
     refs = load_references(folder, read_manifest(folder))  # verified on this device, without PyTorch

@@ -156,8 +156,9 @@ def ort_session(
             is freed early; the default order kept every probed tensor of focalnet-tiny alive
             (5.6 GB instead of 0.8 GB at 16 images).
     """
-    import onnxruntime as ort
+    from ..extras import require_onnxruntime
 
+    ort = require_onnxruntime(str(model) if isinstance(model, (str, os.PathLike)) else "running an ONNX graph")
     so = ort.SessionOptions()
     so.log_severity_level = 3
     if not spinning:

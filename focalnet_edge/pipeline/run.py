@@ -9,7 +9,7 @@ from typing import Any
 
 from ..demo import uses_bundled_demo
 from ..errors import InputError
-from ..extras import require_torch
+from ..extras import require_onnxruntime, require_torch
 from ..folder import artifacts
 from ..folder.artifacts import FP32_ONNX
 from ..folder.labels import CHECKPOINT_FIX, check_labels
@@ -77,6 +77,7 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
     """
     artifacts.build_precisions(options.precision)  # reject a bad precision before any work
     require_torch("focalnet-edge build")
+    require_onnxruntime("focalnet-edge build (every artifact is verified on ONNX Runtime)")
     from ..folder.manifest import weights_sha256
     from ..model.weights import load_checkpoint
     from ..folder.outputs import check_destination, claim

@@ -34,7 +34,9 @@ ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu")
 
 
 def default_providers() -> list[str]:
-    import onnxruntime as ort
+    from ..extras import require_onnxruntime
+
+    ort = require_onnxruntime("running an ONNX file")
 
     available = ort.get_available_providers()
     return [p for p in PROVIDER_ORDER if p in available] or ["CPUExecutionProvider"]
