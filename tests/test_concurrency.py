@@ -62,7 +62,7 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 def consistent(folder: Path) -> dict:
-    m = read_manifest(folder)
+    m = read_manifest(folder).to_json()
     assert m["artifacts"]
     for entry in m["artifacts"].values():
         check_artifact(folder, entry)  # every listed artifact matches its hash

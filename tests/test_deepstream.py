@@ -177,7 +177,7 @@ def test_configs_parse_with_glib_and_every_key_has_nvinfers_type(name, request):
     ds = _deployed(folder)
     primary, secondary = ds / "config_infer_primary.txt", ds / "config_infer_secondary.txt"
     parsed = glib_parse(primary, secondary)
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder).to_json()
     contract = InputContract.from_dict(manifest["input"])
     facts = json.loads((ds / "deepstream.json").read_text())
     for path, process_mode in ((primary, 1), (secondary, 2)):
@@ -249,7 +249,7 @@ def test_a_crop_that_nvinfer_cannot_do_is_refused_with_the_rebuild_flags(tmp_pat
 
 def test_a_crop_recipe_that_only_warps_deploys_as_stretch(fp16_logits):
     """The demo's recipe (ViT-like: warp to the input size, no crop) is crop mode by default and a stretch in fact."""
-    assert InputContract.from_dict(read_manifest(fp16_logits)["input"]).resize_mode == "crop"
+    assert InputContract.from_dict(read_manifest(fp16_logits).to_json()["input"]).resize_mode == "crop"
     ds = _deployed(fp16_logits)
     assert json.loads((ds / "deepstream.json").read_text())["resize"]["mode"] == "stretch"
 
@@ -282,7 +282,7 @@ def _nvinfer_like(config: Path, frames_rgb: np.ndarray) -> np.ndarray:
 
 def _reference_probs(folder: Path, frames_rgb: np.ndarray) -> np.ndarray:
     """The folder's fp32 ONNX on the model's own preprocessing; softmax here when its head is logits."""
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder).to_json()
     contract = InputContract.from_dict(manifest["input"])
     model = onnx.load(str(folder / "model.onnx"))
     if contract.fused_preprocess:
@@ -298,7 +298,7 @@ def _reference_probs(folder: Path, frames_rgb: np.ndarray) -> np.ndarray:
 def test_nvinfers_preprocessing_with_the_config_reproduces_the_model(name, tol, request):
     folder = request.getfixturevalue(name)
     ds = _deployed(folder)
-    contract = InputContract.from_dict(read_manifest(folder)["input"])
+    contract = InputContract.from_dict(read_manifest(folder).to_json()["input"])
     frames = _frames(contract)
     ref = _reference_probs(folder, frames)
     for config in ("config_infer_primary.txt", "config_infer_secondary.txt"):
@@ -341,7 +341,7 @@ def test_single_scale_approximation_states_its_measured_error(imagenet_letterbox
     assert f"{err:.3g}" in (ds / "config_infer_primary.txt").read_text()
     assert any("approximated" in r.getMessage() for r in caplog.records)
     # and the model still agrees through the approximation
-    contract = InputContract.from_dict(read_manifest(imagenet_letterbox)["input"])
+    contract = InputContract.from_dict(read_manifest(imagenet_letterbox).to_json()["input"])
     frames = _frames(contract)
     got, ref = _nvinfer_like(ds / "config_infer_primary.txt", frames), _reference_probs(imagenet_letterbox, frames)
     assert (got.argmax(-1) == ref.argmax(-1)).all()
@@ -420,7 +420,7 @@ def test_the_folders_own_engine_is_used_when_nvinfer_can_load_it(fused_bgr_probs
 
     folder = tmp_path / "out"
     shutil.copytree(fused_bgr_probs, folder, ignore=shutil.ignore_patterns("deepstream"))
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder).to_json()
     for name, facts in (("model.fp32.dla0.engine", {"dla_core": 0}), ("model.fp32.engine", {"dla_core": None})):
         (folder / name).write_bytes(b"plan")
         add_artifact(manifest, folder / name, "fp32", "tensorrt-plan", engine=facts, built_from="model.onnx")
@@ -485,7 +485,7 @@ def test_features_head_deploys_as_tensor_output(tmp_path, demo_ckpt):
 
     folder = tmp_path / "features"
     export_stage(demo_ckpt, folder, ExportOptions(head="features", out_features=["stage2", "stage4"]))
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder).to_json()
     assert manifest["outputs"] == ["stage2", "stage4"]  # two outputs: nvinfer attaches both
     ds = deploy(folder)
     parsed = glib_parse(ds / "config_infer_primary.txt", ds / "config_infer_secondary.txt")

@@ -54,7 +54,7 @@ def imagenet_fp16(tmp_path_factory, demo_ckpt):
 
 
 @pytest.fixture
-def ds_build(fake_build):
+def ds_build(fake_build):  # noqa: F811 - the fixture imported above
     """`fake_build` whose parsed network has the input of the ONNX file parsed (`frames` for a DeepStream graph)."""
     trt = fake_build
     parsed = {}

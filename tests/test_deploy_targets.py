@@ -115,7 +115,7 @@ def test_every_target_chooses_by_the_tables_rank(name, plain, tmp_path):
     folder = tmp_path / "out"
     shutil.copytree(plain, folder)
     shutil.copyfile(folder / "model.onnx", folder / "model.fp16.onnx")  # an fp32 graph filed as fp16: its input is float32, as nvinfer needs
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder).to_json()
     fp16 = add_artifact(manifest, folder / "model.fp16.onnx", "fp16", "onnx")
     for passed, expected in ((True, "model.fp16.onnx"), (False, "model.onnx")):
         manifest["artifacts"]["model.onnx"]["verification"] = {"passed": True}

@@ -83,12 +83,11 @@ def test_diagnose_ranks_the_planted_block_first(ungated, capsys):
     from focalnet_edge.folder.onnx_io import ort_session
     from focalnet_edge.verify.references import load_references
     from focalnet_edge.folder.manifest import read_manifest
-    from focalnet_edge.folder.contract import InputContract
 
     manifest = read_manifest(out)
     frames = load_references(out, manifest).frames[:24]
-    contract = InputContract.from_dict(manifest["input"])
-    model = load_model(load_checkpoint(manifest["model"]["source"]))
+    contract = manifest.contract
+    model = load_model(load_checkpoint(manifest.model.source))
     seen = {}
     handle = model.focalnet.encoder.stages[3].layers[0].register_forward_hook(lambda m, i, o: seen.update(y=o[0] if isinstance(o, tuple) else o))
     with torch.no_grad():

@@ -54,7 +54,7 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 def assert_consistent(folder: Path) -> dict:
     """A committed build: a manifest that reads, every listed artifact and the references matching their hash."""
-    m = read_manifest(folder)
+    m = read_manifest(folder).to_json()
     assert m["artifacts"]
     for entry in m["artifacts"].values():
         check_artifact(folder, entry)
@@ -495,7 +495,7 @@ def test_calibration_cache_of_another_model(tmp_path):
 def test_bad_npz_calibration_set(capsys, folder, tmp_path, case):
     from focalnet_edge.folder.contract import InputContract
 
-    contract = InputContract.from_dict(read_manifest(folder)["input"])
+    contract = InputContract.from_dict(read_manifest(folder).to_json()["input"])
     x = contract.sample_input(4)
     path = tmp_path / "calib.npz"
     if case == "0 rows":

@@ -39,7 +39,7 @@ def snapshot(folder: Path, skip: str | None = None) -> dict[str, str]:
 
 
 def consistent(folder: Path) -> dict:
-    m = read_manifest(folder)
+    m = read_manifest(folder).to_json()
     assert m["artifacts"]
     for entry in m["artifacts"].values():
         check_artifact(folder, entry)
@@ -123,7 +123,7 @@ def test_force_onto_another_model_that_fails_leaves_the_folder(capsys, builds, t
     assert code == 1
     assert snapshot(out) == before
     kept = kept_path(last_line(stdout))
-    assert read_manifest(kept)["model"]["source"] == str(SWITCHES)
+    assert read_manifest(kept).to_json()["model"]["source"] == str(SWITCHES)
 
 
 # -- a folder that is a mount point ------------------------------------------------------------------
@@ -239,7 +239,7 @@ def test_verify_limit_keeps_the_builds_figures(capsys, builds, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(builds["fp16"], out)
     manifest = (out / "manifest.json").read_bytes()
-    assert read_manifest(out)["artifacts"]["model.onnx"]["verification"]["images"] == 20
+    assert read_manifest(out).to_json()["artifacts"]["model.onnx"]["verification"]["images"] == 20
     code, _, err = run(capsys, "-q", "verify", out, "--limit", "5")
     assert code == 0, err
     assert (out / "manifest.json").read_bytes() == manifest

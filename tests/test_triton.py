@@ -95,12 +95,12 @@ def test_onnx_repository(plain, tmp_path, artifact, dtype):
     assert config.dynamic_batching.max_queue_delay_microseconds == 250
     assert [(g.count, g.kind) for g in config.instance_group] == [(3, mc.ModelInstanceGroup.KIND_GPU)]
     assert config.version_policy.latest.num_versions == 1
-    assert sha(model / "1" / "model.onnx") == read_manifest(plain)["artifacts"][artifact]["sha256"]
+    assert sha(model / "1" / "model.onnx") == read_manifest(plain).to_json()["artifacts"][artifact]["sha256"]
     # Triton's classification extension: one label per class, in index order
     assert config.output[0].label_filename == "labels.txt"
     labels = (model / "labels.txt").read_text().splitlines()
     assert len(labels) == config.output[0].dims[0] == 10
-    assert labels == [read_manifest(plain)["labels"][str(i)] for i in range(10)]
+    assert labels == [read_manifest(plain).to_json()["labels"][str(i)] for i in range(10)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fn"]  # no temp folder left behind
 
 
@@ -128,7 +128,7 @@ def test_engine_repository(plain, tmp_path):
     """An engine entry (made by hand here: no TensorRT) becomes model.plan, I/O from the ONNX it was built from."""
     folder = tmp_path / "out"
     shutil.copytree(plain, folder)
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder).to_json()
     plan = folder / "model.fp16.engine"
     plan.write_bytes(b"not really a plan, but bytes to copy")
     add_artifact(manifest, plan, "fp16", "tensorrt-plan", built_from="model.fp16.onnx")
@@ -199,7 +199,7 @@ def test_cli(plain, tmp_path, capsys):
 def _engine_folder(plain, tmp_path, **entry):
     folder = tmp_path / "out"
     shutil.copytree(plain, folder)
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder).to_json()
     plan = folder / "model.fp16.engine"
     plan.write_bytes(b"not really a plan, but bytes to copy")
     add_artifact(manifest, plan, "fp16", "tensorrt-plan", built_from="model.fp16.onnx", **entry)
@@ -214,7 +214,7 @@ def _engine_folder(plain, tmp_path, **entry):
 def test_an_engines_batch_limits_come_from_its_profile(plain, tmp_path, capsys, profile_batch, max_batch, first_dim):
     profile = [[b, 3, 64, 64] for b in profile_batch]
     folder = _engine_folder(plain, tmp_path, engine={"profile": {"pixel_values": profile}}, requires={"version_compatible": False})
-    assert read_manifest(folder)["input"]["batch"] == [1, 4, 8]
+    assert read_manifest(folder).to_json()["input"]["batch"] == [1, 4, 8]
     result = deploy(folder, TritonOptions(repo=tmp_path / "repo"))
     config = parse(tmp_path / "repo" / "demo")
     assert result.artifact == "model.fp16.engine" and config.max_batch_size == max_batch

@@ -267,16 +267,16 @@ def _contract(data: Any, path: Path):
     return contract
 
 
-class Manifest(dict):
+class Manifest:
     """A folder's manifest.json, parsed and checked once (`read_manifest`): readers use its typed attributes.
 
     A stage that extends a folder takes `to_json()` (the document as read), adds to it and writes it back with
-    `write_manifest`, so the file keeps every field it had, byte for byte. It is still a `dict` of that document
-    only because `engine/` extends the one it reads in place; nothing else indexes it.
+    `write_manifest`, so the file keeps every field it had, byte for byte. It is not the JSON itself: nothing
+    reads an unchecked field of it.
     """
 
     def __init__(self, data: dict[str, Any], path: Path):
-        super().__init__(data)
+        self._document = data
         f = Fields(data, path)
         self.path = path  #: the manifest.json it was read from
         self.model = ModelSource.parse(data.get("model"), path)
@@ -294,7 +294,7 @@ class Manifest(dict):
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document as read, a copy a stage may extend and write back (`write_manifest`): every field kept."""
-        return copy.deepcopy(dict(self))
+        return copy.deepcopy(self._document)
 
     def ordered_labels(self, classes: int) -> list[str]:
         """The labels of classes 0..classes-1 in order (a class without a label is named by its index)."""
