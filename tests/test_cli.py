@@ -185,6 +185,22 @@ def test_predict_skips_an_unreadable_image_in_a_folder_and_names_it(capsys, tmp_
     assert code == 2 and "b.png: not a readable image" in err
 
 
+def test_predict_top_k_over_the_classes_ranks_them_all_and_says_so_once(capsys, tmp_path, caplog):
+    out_dir = tmp_path / "out"
+    run_cli(capsys, "-q", "export", "--model", "demo", "--output", str(out_dir))
+    n_classes = onnx.load(out_dir / "model.onnx").graph.output[0].type.tensor_type.shape.dim[-1].dim_value
+    images = [str(p) for p, _ in demo_images()[:3]]
+    code, out, err = run_cli(capsys, "-q", "predict", str(out_dir), *images, "--jsonl", "--top-k", "50")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 3
+    assert all(sorted(t["index"] for t in r["top"]) == list(range(n_classes)) for r in rows)
+    note = f"--top-k 50: the model has {n_classes} classes; showing all {n_classes}"
+    assert (caplog.text + err).count(note) == 1, caplog.text + err
+    caplog.clear()
+    code, _, err = run_cli(capsys, "-q", "predict", str(out_dir), *images, "--top-k", str(n_classes))
+    assert code == 0 and "classes; showing all" not in caplog.text + err
+
+
 def test_predict_into_head_stops_quietly_like_a_unix_tool(tmp_path):
     """`predict OUT many/ | head -1` through a real shell pipe: one line out, no traceback, exit status 141 (SIGPIPE's)."""
     import os
