@@ -36,6 +36,36 @@ def test_info_demo(capsys):
     assert facts["architecture"] == "FocalNetForImageClassification" and facts["labels"] == 10
 
 
+def test_info_says_every_fact_in_words_and_json_keeps_the_structures(capsys, tmp_path):
+    """`info` on a folder, an artifact and a model: no Python dict/list/None/True in the text; --json as before."""
+    import os
+    import re
+
+    from PIL import Image
+
+    out_dir = tmp_path / "out"
+    assert run_cli(capsys, "-q", "export", "--model", "demo", "--output", str(out_dir), "--batch", "1:4:8")[0] == 0
+    python_repr = re.compile(r"[\[{(]'|'[\]})]|\b(None|True|False)\b|\[\d|\d\]")
+    texts = {}
+    for what in (str(out_dir), str(out_dir / "model.onnx"), "--model"):
+        code, out, _ = run_cli(capsys, "-q", "info", *([what, "demo"] if what == "--model" else [what]))
+        assert code == 0 and not python_repr.search(out), out
+        texts[what] = {line.split("  ", 1)[0]: line for line in out.splitlines() if not line.startswith(" ")}
+        texts[what]["_all"] = out
+    folder, artifact, model = texts[str(out_dir)], texts[str(out_dir / "model.onnx")], texts["--model"]
+    for facts in (folder, artifact):
+        assert "batch 1..8 (optimal 4); " in facts["input"] and "dtype float32" in facts["input"]
+        assert f"resample {int(Image.Resampling.BILINEAR)} (bilinear)" in facts["_all"] and "rescale_factor 1/255" in facts["_all"]
+    assert f"model.onnx  fp32, onnx, {os.path.getsize(out_dir / 'model.onnx')} bytes, " in folder["artifacts"]
+    assert f"onnx {onnx.__version__}" in folder["versions"] and "tensorrt " in folder["versions"]
+    assert model["depths"].split("  ")[-1].strip() == "1, 1, 2, 1" and model["switches"].endswith("none")
+    assert "mean 0.5, 0.5, 0.5; std 0.5, 0.5, 0.5" in model["preprocessing"]
+    code, out, _ = run_cli(capsys, "-q", "info", str(out_dir), "--json")  # --json: the structures, unchanged
+    facts = json.loads(out)
+    assert code == 0 and facts["input"]["batch"] == [1, 4, 8] and facts["artifacts"]["model.onnx"]["verified"] is None
+    assert isinstance(facts["versions"], dict) and facts["labels"] == 10
+
+
 def test_export_verify_predict(capsys, tmp_path):
     out_dir = tmp_path / "out"
     code, out, _ = run_cli(capsys, "-q", "export", "--model", "demo", "--output", str(out_dir), "--fuse-preprocess", "--batch", "1:4:8")
