@@ -253,3 +253,45 @@ def test_predict_into_head_stops_quietly_like_a_unix_tool(tmp_path):
     *before, status = r.stderr.strip().splitlines()
     assert status == "status 141", r.stderr
     assert before == ["using model.onnx: never verified; run `focalnet-edge verify` on the folder"], r.stderr  # no BrokenPipeError, no "Exception ignored"
+
+
+#: a run of the CLI that sends itself a real SIGINT at the first import after torch's fake_tensor module ran (its
+#: atexit handler registered), so the interrupt lands inside `import torch`, as Ctrl-C early in a build does
+CUT_TORCH_IMPORT = """
+import os, signal, sys
+
+class CutTorchImport:
+    sent = False
+
+    def find_spec(self, name, path=None, target=None):
+        fake_tensor = sys.modules.get("torch._subclasses.fake_tensor")
+        if not self.sent and fake_tensor is not None and hasattr(fake_tensor, "dump_cache_stats"):
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+hook = CutTorchImport()
+sys.meta_path.insert(0, hook)
+from focalnet_edge.cli import main
+code = main(sys.argv[1:])
+print("sent" if hook.sent else "not sent")
+sys.exit(code)
+"""
+
+
+def test_ctrl_c_inside_import_torch_leaves_only_our_line_on_stderr(tmp_path):
+    """Interrupted while torch imports, torch's loggers are left unconfigured; its atexit handler's FakeTensor cache
+    statistics must not follow our line (they did, through the CLI's log handler)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "cut.py"
+    script.write_text(CUT_TORCH_IMPORT)
+    r = subprocess.run([sys.executable, str(script), "build", "--precision", "fp16", "--output", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                       env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    assert r.stdout == "sent\n", r.stdout  # the signal was sent, inside torch's import
+    assert r.returncode == 130 and r.stderr == "focalnet-edge build: interrupted (SIGINT)\n", r.stderr
+
