@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import errno
+import functools
 import logging
 import os
 import signal
@@ -83,14 +84,13 @@ def _reader_gone() -> int:
     return EXIT_PIPE_CLOSED
 
 
+@functools.cache  # once per process
 def _quiet_exit() -> None:
     """After the line saying a signal ended the command, nothing more is logged at the interpreter's exit: an
     interrupt that cut `import torch` short leaves torch's loggers unconfigured, and its atexit handlers (FakeTensor
     cache statistics) would log through ours after that line. atexit runs the last registered first, so this runs
     before those; in-process callers (tests, the API) keep their logging until then."""
-    if not getattr(_quiet_exit, "registered", False):
-        atexit.register(logging.disable, logging.CRITICAL)
-        _quiet_exit.registered = True  # type: ignore[attr-defined]
+    atexit.register(logging.disable, logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
