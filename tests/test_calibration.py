@@ -31,9 +31,26 @@ DEMO_IMAGES = Path(__file__).resolve().parents[1] / "focalnet_edge" / "data" / "
 
 
 @pytest.fixture(scope="module")
-def demo_build(tmp_path_factory):
+def demo_build_warnings() -> list:
+    """The warnings `demo_build` logged (messages)."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def demo_build(tmp_path_factory, demo_build_warnings):
+    import logging
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            demo_build_warnings.append(record.getMessage())
+
     out = tmp_path_factory.mktemp("demo")
-    result = build(BuildOptions(model="demo", output=out, precision="best"))
+    handler, logger = Keep(logging.WARNING), logging.getLogger("focalnet_edge")
+    logger.addHandler(handler)
+    try:
+        result = build(BuildOptions(model="demo", output=out, precision="best"))
+    finally:
+        logger.removeHandler(handler)
     return out, result
 
 
@@ -154,6 +171,17 @@ def test_manifest_records_the_int8_phases(demo_build):
         t = manifest["artifacts"][name]["int8"]["timings_s"]
         assert t["calibration"] > 0 and t["reference"] > 0 and t["measure"] > 0, name
         assert t["total"] == pytest.approx(sum(v for k, v in t.items() if k != "total"), abs=0.05)
+
+
+def test_few_held_back_images_are_warned_of_once_per_build_and_recorded_per_form(demo_build, demo_build_warnings):
+    out, _ = demo_build
+    manifest = json.loads((out / "manifest.json").read_text())
+    held = {manifest["artifacts"][n]["int8"]["holdout_images"] for n in ("model.int8.onnx", "model.int8.cpu.onnx")}
+    assert len(held) == 1 and held.pop() < 100  # the demo's calibration set: one held-back set, under the gate's 100
+    said = [m for m in demo_build_warnings if "held-back images (fewer than 100)" in m]
+    assert len(said) == 1 and said[0].startswith("int8 gate: only "), demo_build_warnings
+    for name in ("model.int8.onnx", "model.int8.cpu.onnx"):  # each artifact's manifest entry still carries it
+        assert "fewer than 100" in manifest["artifacts"][name]["int8"]["gate"]["note"], name
 
 
 def test_percentile_and_entropy_ranges_are_inside_the_max_ranges(demo_build):

@@ -36,6 +36,36 @@ def test_info_demo(capsys):
     assert facts["architecture"] == "FocalNetForImageClassification" and facts["labels"] == 10
 
 
+def test_info_says_every_fact_in_words_and_json_keeps_the_structures(capsys, tmp_path):
+    """`info` on a folder, an artifact and a model: no Python dict/list/None/True in the text; --json as before."""
+    import os
+    import re
+
+    from PIL import Image
+
+    out_dir = tmp_path / "out"
+    assert run_cli(capsys, "-q", "export", "--model", "demo", "--output", str(out_dir), "--batch", "1:4:8")[0] == 0
+    python_repr = re.compile(r"[\[{(]'|'[\]})]|\b(None|True|False)\b|\[\d|\d\]")
+    texts = {}
+    for what in (str(out_dir), str(out_dir / "model.onnx"), "--model"):
+        code, out, _ = run_cli(capsys, "-q", "info", *([what, "demo"] if what == "--model" else [what]))
+        assert code == 0 and not python_repr.search(out), out
+        texts[what] = {line.split("  ", 1)[0]: line for line in out.splitlines() if not line.startswith(" ")}
+        texts[what]["_all"] = out
+    folder, artifact, model = texts[str(out_dir)], texts[str(out_dir / "model.onnx")], texts["--model"]
+    for facts in (folder, artifact):
+        assert "batch 1..8 (optimal 4); " in facts["input"] and "dtype float32" in facts["input"]
+        assert f"resample {int(Image.Resampling.BILINEAR)} (bilinear)" in facts["_all"] and "rescale_factor 1/255" in facts["_all"]
+    assert f"model.onnx  fp32, onnx, {os.path.getsize(out_dir / 'model.onnx')} bytes, " in folder["artifacts"]
+    assert f"onnx {onnx.__version__}" in folder["versions"] and "tensorrt " in folder["versions"]
+    assert model["depths"].split("  ")[-1].strip() == "1, 1, 2, 1" and model["switches"].endswith("none")
+    assert "mean 0.5, 0.5, 0.5; std 0.5, 0.5, 0.5" in model["preprocessing"]
+    code, out, _ = run_cli(capsys, "-q", "info", str(out_dir), "--json")  # --json: the structures, unchanged
+    facts = json.loads(out)
+    assert code == 0 and facts["input"]["batch"] == [1, 4, 8] and facts["artifacts"]["model.onnx"]["verified"] is None
+    assert isinstance(facts["versions"], dict) and facts["labels"] == 10
+
+
 def test_export_verify_predict(capsys, tmp_path):
     out_dir = tmp_path / "out"
     code, out, _ = run_cli(capsys, "-q", "export", "--model", "demo", "--output", str(out_dir), "--fuse-preprocess", "--batch", "1:4:8")
@@ -185,6 +215,22 @@ def test_predict_skips_an_unreadable_image_in_a_folder_and_names_it(capsys, tmp_
     assert code == 2 and "b.png: not a readable image" in err
 
 
+def test_predict_top_k_over_the_classes_ranks_them_all_and_says_so_once(capsys, tmp_path, caplog):
+    out_dir = tmp_path / "out"
+    run_cli(capsys, "-q", "export", "--model", "demo", "--output", str(out_dir))
+    n_classes = onnx.load(out_dir / "model.onnx").graph.output[0].type.tensor_type.shape.dim[-1].dim_value
+    images = [str(p) for p, _ in demo_images()[:3]]
+    code, out, err = run_cli(capsys, "-q", "predict", str(out_dir), *images, "--jsonl", "--top-k", "50")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 3
+    assert all(sorted(t["index"] for t in r["top"]) == list(range(n_classes)) for r in rows)
+    note = f"--top-k 50: the model has {n_classes} classes; showing all {n_classes}"
+    assert (caplog.text + err).count(note) == 1, caplog.text + err
+    caplog.clear()
+    code, _, err = run_cli(capsys, "-q", "predict", str(out_dir), *images, "--top-k", str(n_classes))
+    assert code == 0 and "classes; showing all" not in caplog.text + err
+
+
 def test_predict_into_head_stops_quietly_like_a_unix_tool(tmp_path):
     """`predict OUT many/ | head -1` through a real shell pipe: one line out, no traceback, exit status 141 (SIGPIPE's)."""
     import os
@@ -207,3 +253,45 @@ def test_predict_into_head_stops_quietly_like_a_unix_tool(tmp_path):
     *before, status = r.stderr.strip().splitlines()
     assert status == "status 141", r.stderr
     assert before == ["using model.onnx: never verified; run `focalnet-edge verify` on the folder"], r.stderr  # no BrokenPipeError, no "Exception ignored"
+
+
+#: a run of the CLI that sends itself a real SIGINT at the first import after torch's fake_tensor module ran (its
+#: atexit handler registered), so the interrupt lands inside `import torch`, as Ctrl-C early in a build does
+CUT_TORCH_IMPORT = """
+import os, signal, sys
+
+class CutTorchImport:
+    sent = False
+
+    def find_spec(self, name, path=None, target=None):
+        fake_tensor = sys.modules.get("torch._subclasses.fake_tensor")
+        if not self.sent and fake_tensor is not None and hasattr(fake_tensor, "dump_cache_stats"):
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+hook = CutTorchImport()
+sys.meta_path.insert(0, hook)
+from focalnet_edge.cli import main
+code = main(sys.argv[1:])
+print("sent" if hook.sent else "not sent")
+sys.exit(code)
+"""
+
+
+def test_ctrl_c_inside_import_torch_leaves_only_our_line_on_stderr(tmp_path):
+    """Interrupted while torch imports, torch's loggers are left unconfigured; its atexit handler's FakeTensor cache
+    statistics must not follow our line (they did, through the CLI's log handler)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "cut.py"
+    script.write_text(CUT_TORCH_IMPORT)
+    r = subprocess.run([sys.executable, str(script), "build", "--precision", "fp16", "--output", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                       env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    assert r.stdout == "sent\n", r.stdout  # the signal was sent, inside torch's import
+    assert r.returncode == 130 and r.stderr == "focalnet-edge build: interrupted (SIGINT)\n", r.stderr
+

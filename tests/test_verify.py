@@ -115,6 +115,24 @@ def test_image_set_errors(tmp_path):
         load_image_set(tmp_path)
 
 
+def test_images_naming_a_file_or_a_fifo_says_what_it_is_and_that_a_folder_is_expected(tmp_path, demo_out, capsys):
+    import os
+
+    from focalnet_edge.cli import main
+
+    image = tmp_path / "one.png"
+    Image.new("RGB", (8, 8)).save(image)
+    with pytest.raises(InputError, match=r"one\.png: is a file, not a folder; expected a folder of images \(to verify on this image alone"):
+        load_image_set(image)
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(InputError, match=r"pipe: is a FIFO \(named pipe\), not a folder; expected a folder of images$"):
+        load_image_set(tmp_path / "pipe")
+    assert main(["-q", "verify", str(demo_out), "--images", str(image)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"focalnet-edge verify: error: {image}: is a file, not a folder; expected a folder of images " \
+                  "(to verify on this image alone, put it in a folder)\n"
+
+
 @pytest.mark.parametrize("head,extra", [("features", ["--out-features", "stem,stage2,stage4"]), ("probs", ["--dynamic-size"])])
 def test_build_and_verify_other_heads(tmp_path, head, extra):
     from focalnet_edge.cli import main

@@ -323,7 +323,8 @@ def build_int8(  # noqa: PLR0913 - the public keywords (tests, benchmarks, the p
     every held-back image. When the target is met, a node hostile to int8 is still looked for
     (`gate.suspects`). `run_gate=False` (--no-gate): judged and reported, nothing returned to
     float, `gate_passed` None. `keep_float`: GEMM/Conv nodes the user keeps in float (--keep-float).
-    Seconds per phase are in the result's `timings`.
+    Seconds per phase are in the result's `timings`; a warning on `holdout` (too few images, or
+    none held back) in its `holdout_note` (`pipeline.int8_stage` logs it once per build).
     """
     precision = _check_choices(form, qtype, float_type)
     timings: dict[str, float] = {}
@@ -359,9 +360,7 @@ def build_int8(  # noqa: PLR0913 - the public keywords (tests, benchmarks, the p
     model, score, kept = g.model, g.score, g.kept
     passed = target.met(score) if run_gate else None
     report = placement_report(model, gemm_flops(fp32))
-    note = gate.holdout_note(len(holdout), held_out)
-    if note:
-        log.warning("%s gate: %s", qtype, note)
+    note = gate.holdout_note(len(holdout), held_out)  # logged by the caller, once for the forms sharing `holdout`
     t0 = time.perf_counter()
     set_metadata(model, {**{k: v for k, v in meta.items() if k != "precision"}, "precision": precision,
                          "int8_form": form, "int8_float": float_type, "int8_kept_float": kept, "qtype": qtype,

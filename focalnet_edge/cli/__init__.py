@@ -8,7 +8,9 @@ signals into one line and an exit code.
 from __future__ import annotations
 
 import argparse
+import atexit
 import errno
+import functools
 import logging
 import os
 import signal
@@ -82,12 +84,22 @@ def _reader_gone() -> int:
     return EXIT_PIPE_CLOSED
 
 
+@functools.cache  # once per process
+def _quiet_exit() -> None:
+    """After the line saying a signal ended the command, nothing more is logged at the interpreter's exit: an
+    interrupt that cut `import torch` short leaves torch's loggers unconfigured, and its atexit handlers (FakeTensor
+    cache statistics) would log through ours after that line. atexit runs the last registered first, so this runs
+    before those; in-process callers (tests, the API) keep their logging until then."""
+    atexit.register(logging.disable, logging.CRITICAL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()  # imports onnx and friends: a second or so in which Ctrl-C is already one line
         args = parser.parse_args(argv)
     except KeyboardInterrupt:
         print("focalnet-edge: interrupted (SIGINT)", file=sys.stderr)
+        _quiet_exit()
         return 128 + signal.SIGINT
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
@@ -116,4 +128,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         sig = e if isinstance(e, signals.Interrupted) else signals.Interrupted(signal.SIGINT)
         note = f"; {sig.note}" if sig.note else ""
         print(f"focalnet-edge {args.command}: interrupted ({sig.name}){note}", file=sys.stderr)
+        _quiet_exit()
         return sig.exit_code

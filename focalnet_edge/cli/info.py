@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import ArtifactError
 from .args import ModelArgs
-from .printing import format_quantization, format_stages, print_facts
+from .printing import format_artifacts, format_fact, format_mapping, format_quantization, format_stages, print_facts
 
 NAME = "info"
 HELP = "what a model, an output folder or an artifact holds"
@@ -27,15 +27,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _labels(labels: dict) -> str:
+    """`10 (0: cat, 1: dog, 2: bird, ...)`: the count and the first names (1000 ImageNet names are no summary)."""
+    names = sorted(labels.items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0, kv[0]))
+    return f"{len(names)} ({', '.join(f'{k}: {v}' for k, v in names[:3])}{', ...' if len(names) > 3 else ''})"
+
+
+#: facts `info` writes in their own words without --json; any other is `format_fact`'s text (a mapping: `format_mapping`'s lines)
+READABLE = {"stages": format_stages, "quantization": format_quantization, "artifacts": format_artifacts, "labels": _labels}
+
+
 def _readable(facts: dict) -> dict:
-    """The facts as `info` prints them without --json: stages and quantization as lines, many labels summarised."""
-    if "stages" in facts:
-        facts["stages"] = format_stages(facts["stages"])
-    if "quantization" in facts:
-        facts["quantization"] = format_quantization(facts["quantization"])
-    if isinstance(facts.get("labels"), dict) and len(facts["labels"]) > 5:  # 1000 ImageNet names are no summary
-        names = sorted(facts["labels"].items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0, kv[0]))
-        facts["labels"] = f"{len(names)} ({', '.join(f'{k}: {v}' for k, v in names[:3])}, ...)"
+    """The facts as `info` prints them without --json: every value as text (lines for stages, artifacts, quantization)."""
+    for k, v in facts.items():
+        if k in READABLE and isinstance(v, dict if k != "stages" else list):
+            facts[k] = READABLE[k](v)
+        else:
+            facts[k] = format_mapping(v) if isinstance(v, dict) else format_fact(v)
     return facts
 
 
@@ -72,5 +80,5 @@ def run(args: argparse.Namespace) -> int:
                  f"multiples of {cfg.total_stride} for a --dynamic-size graph",
         "preprocessing": pre.to_dict(),
     }
-    print_facts(facts, args.json)
+    print_facts(facts if args.json else _readable(facts), args.json)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from .args import COUNT
@@ -47,7 +48,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.images and not streams:
         raise InputError("nothing to classify: give image files or folders, videos, stream URLs or --source CAMERA_INDEX")
 
+    noted = False
+
     def emit(name: str, top: list) -> None:
+        nonlocal noted
+        # more than the model's classes: all of them, ranked (a display option, like `head -n`), said once
+        if len(top) < args.top_k and not noted:
+            noted = True
+            logging.getLogger(__name__).warning("--top-k %d: the model has %d classes; showing all %d",
+                                                args.top_k, len(top), len(top))
         if args.jsonl:
             print(json.dumps({"image": name, "top": top}))
         else:

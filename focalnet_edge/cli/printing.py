@@ -21,6 +21,73 @@ def print_facts(facts: dict, as_json: bool) -> None:
         print(f"{k:<{width}}  " + str(v).replace("\n", "\n" + " " * (width + 2)))
 
 
+def _rescale(v) -> str:
+    """`1/255` for 0.00392156862745098 (exactly that float), else the number."""
+    n = round(1 / v) if isinstance(v, float) and 0 < v < 1 else 0
+    return f"1/{n}" if n and v == 1 / n else format_fact(v)
+
+
+def _resample(v) -> str:
+    """Pillow's filter number with its name: `2 (bilinear)`."""
+    from PIL import Image
+
+    try:
+        return f"{v} ({Image.Resampling(v).name.lower()})"
+    except (ValueError, TypeError):
+        return format_fact(v)
+
+
+def _batch(v) -> str:
+    """An input contract's (min, opt, max) batch: `1..32 (optimal 1)`."""
+    if isinstance(v, (list, tuple)) and len(v) == 3:
+        return f"{v[0]}..{v[2]} (optimal {v[1]})" if v[0] != v[2] else f"{v[0]} (static)"
+    return format_fact(v)
+
+
+#: items of a mapping said in their own words (anything else: `format_fact`)
+_ITEM_WORDS = {"rescale_factor": _rescale, "resample": _resample, "batch": _batch}
+
+
+def format_fact(value) -> str:
+    """A value of `info`'s facts as text: lists as `a, b`, mappings as `key value` phrases (`none`, `yes`/`no`)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(format_fact, value)) or "none"
+    if isinstance(value, dict):
+        # "; " between the items where a value is itself a list, so `mean 0.5, 0.5, 0.5; std ...` reads unambiguously
+        sep = "; " if any(isinstance(v, (list, tuple, dict)) for v in value.values()) else ", "
+        return sep.join(f"{k} ({format_fact(v)})" if isinstance(v, dict) else f"{k} {_ITEM_WORDS.get(k, format_fact)(v)}"
+                        for k, v in value.items()) or "none"
+    return str(value)
+
+
+def format_mapping(value: dict) -> str:
+    """A mapping of `info`'s facts as lines: its plain items as one phrase, then one `key: phrase` line per nested mapping."""
+    plain = {k: v for k, v in value.items() if not isinstance(v, dict)}
+    lines = [format_fact(plain)] if plain else []
+    return "\n".join(lines + [f"{k}: {format_fact(v)}" for k, v in value.items() if isinstance(v, dict)]) or "none"
+
+
+def format_artifacts(artifacts: dict) -> str:
+    """One line per artifact of a folder: `model.int8.onnx  int8, onnx, 617620 bytes, verified; requires runtime ...`."""
+    verified = {True: "verified", False: "failed verification", None: "not verified"}
+
+    def one(name: str, a: dict) -> str:
+        head = [str(a.get(k)) for k in ("precision", "format") if a.get(k) is not None]
+        if a.get("bytes") is not None:
+            head.append(f"{a['bytes']} bytes")
+        head.append(verified.get(a.get("verified"), f"verified {a.get('verified')}"))
+        requires = a.get("requires")
+        rest = {k: v for k, v in a.items() if k not in ("precision", "format", "bytes", "verified", "requires")}
+        return (f"{name}  {', '.join(head)}" + (f"; requires {format_fact(requires)}" if requires else "")
+                + (f"; {format_fact(rest)}" if rest else ""))
+
+    return "\n".join(one(n, a) if isinstance(a, dict) else f"{n}  {format_fact(a)}" for n, a in artifacts.items()) or "none"
+
+
 def print_reports(reports, as_json: bool) -> None:
     """Verification reports: JSON, or a table of one row per artifact."""
     if as_json:

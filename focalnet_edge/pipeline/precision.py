@@ -162,7 +162,7 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
     """
     from ..calibration import build_int8
     from ..calibration.gate import blocks_of as gate_blocks
-    from ..calibration.gate import outputs
+    from ..calibration.gate import holdout_note, outputs
 
     if held is None:  # before anything is written
         raise InputError("the accuracy gate needs held-back images: pass --calib-data along with --calib-cache")
@@ -178,6 +178,9 @@ def int8_stage(output_dir: Path, fp32_path: Path, part, held, options: Precision
         shared = {"calibration": round(t_ranges, 2), "reference": round(time.perf_counter() - t0, 2)}
         log.info("int8: calibration ranges %.1f s, fp32 outputs on %d %s images %.1f s", t_ranges, len(held),
                  "held-back" if held.held_out else "calibration (none held back)", shared["reference"])
+        note = holdout_note(len(held), held.held_out)  # one held-back set for every form: said once
+        if note:
+            log.warning("%s gate: %s", "/".join(dict.fromkeys(artifacts.PRECISIONS[n].qtype for n in wanted)), note)
         from ..calibration.placement import WEIGHTED_OPS, match_nodes
 
         matched = match_nodes(load_onnx(source, external_data=False), options.keep_float, WEIGHTED_OPS) if options.keep_float else {}

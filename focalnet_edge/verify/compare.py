@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..folder import artifacts
+from ..folder.io import special_file
 from ..demo import uses_bundled_demo
 from ..errors import InputError
 from .metrics import cosine, sqnr_db, top1_judgement, topk_agreement
@@ -50,7 +51,11 @@ def load_image_set(source: str | Path, label_names: dict[int, str] | None = None
         source = DEMO_IMAGES_DIR
     root = Path(source)
     if not root.is_dir():
-        raise InputError(f"{root}: no such image folder")
+        if not root.exists():
+            raise InputError(f"{root}: no such image folder")
+        # one image is no verification set (its agreement and accuracy would be one image's): a folder is asked for
+        hint = "" if special_file(root) else " (to verify on this image alone, put it in a folder)"
+        raise InputError(f"{root}: is {special_file(root) or 'a file'}, not a folder; expected a folder of images{hint}")
     images, others = walk_images(root)
     skipped = len([p for p in others if p.name != Path(labels_file or "").name])
     if not images:
