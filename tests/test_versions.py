@@ -30,7 +30,7 @@ def _pyproject_requirements(extra: str | None) -> set[str]:
             if Requirement(line).marker is None or Requirement(line).marker.evaluate({"extra": extra or ""})}
 
 
-@pytest.mark.parametrize("extra", [None, "build"])
+@pytest.mark.parametrize("extra", [None, "build", "cpu"])
 def test_the_checked_bounds_are_pyprojects(extra):
     checked = {f"{r.name.lower()}{r.specifier}" for r in versions.declared(extra)}
     assert checked == _pyproject_requirements(extra)
@@ -64,3 +64,16 @@ def test_a_too_old_torch_is_named_when_building(tmp_path):
     needed = next(req for req in _pyproject_requirements("build") if req.startswith("torch"))
     assert "torch 2.0.1 is installed" in r.stderr and needed in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_too_old_onnxruntime_is_named_when_an_onnx_file_runs(tmp_path):
+    """ONNX Runtime is the `cpu` extra (or `gpu`, or JetPack's wheel): its bound is checked where it is first needed."""
+    _fake_distribution(tmp_path / "site", "onnxruntime", "1.16.3")
+    (tmp_path / "model.onnx").write_bytes(b"")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), str(ROOT)]))
+    r = subprocess.run([sys.executable, "-m", "focalnet_edge.cli", "predict", str(tmp_path / "model.onnx"), "x.png"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2, r.stderr
+    needed = next(req for req in _pyproject_requirements("cpu") if req.startswith("onnxruntime"))
+    (line,) = r.stderr.strip().splitlines()
+    assert "onnxruntime 1.16.3 is installed" in line and needed in line, line
