@@ -26,7 +26,9 @@ from focalnet_edge.deploy.deepstream import DeepStreamOptions, deploy
 from focalnet_edge.engine.command import engine_command
 from focalnet_edge.engine.config import EngineOptions
 from focalnet_edge.errors import ConfigError
+from focalnet_edge.cli.printing import format_artifacts
 from focalnet_edge.folder.artifacts import select
+from focalnet_edge.folder.facts import folder_facts
 from focalnet_edge.folder.manifest import read_manifest, write_manifest
 from focalnet_edge.folder.onnx_io import ort_session
 from focalnet_edge.model.preprocessing import ImageSpec
@@ -107,6 +109,9 @@ def test_engine_writes_the_graph_nvinfer_runs_and_builds_its_engine(ds_build, fo
     onnx.checker.check_model(model, full_check=True)
     assert [i.name for i in model.graph.input] == ["frames"] and [o.name for o in model.graph.output] == ["probs"]
     assert [n.op_type for n in model.graph.node[:2]] == ["Mul", "Add"] and model.graph.node[-1].op_type == "Softmax"
+    shown = {line.split("  ")[0]: line for line in format_artifacts(folder_facts(folder)["artifacts"]).splitlines()}
+    assert "for DeepStream's nvinfer (model.fp16.onnx as nvinfer runs it)" in shown["model.fp16.deepstream.engine"]  # `info`
+    assert "nvinfer" not in shown["model.fp16.engine"]
 
 
 def test_the_graph_and_its_engine_are_never_chosen_unless_named(ds_build, folder):

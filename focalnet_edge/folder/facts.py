@@ -47,7 +47,8 @@ def folder_facts(path: Path) -> dict:
         "outputs": m.outputs,
         "labels": len(m.labels),
         "artifacts": {n: {"precision": a.precision, "format": a.format, "bytes": a.bytes, "requires": a.requires,
-                          "verified": a.verified}
+                          "verified": a.verified,
+                          **({"for": f"DeepStream's nvinfer ({a.deepstream['source']} as nvinfer runs it)"} if a.deepstream else {})}
                       for n, a in m.artifacts.items()},
         "versions": m.versions,
         **({"stages": m.stages} if m.stages else {}),
