@@ -29,12 +29,10 @@ def _rescale(v) -> str:
 
 def _resample(v) -> str:
     """Pillow's filter number with its name: `2 (bilinear)`."""
-    from PIL import Image
+    from ..model.preprocessing import RESAMPLE_NAMES
 
-    try:
-        return f"{v} ({Image.Resampling(v).name.lower()})"
-    except (ValueError, TypeError):
-        return format_fact(v)
+    name = RESAMPLE_NAMES.get(v) if isinstance(v, int) else None
+    return f"{v} ({name})" if name else format_fact(v)
 
 
 def _batch(v) -> str:

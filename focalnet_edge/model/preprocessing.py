@@ -46,6 +46,9 @@ __all__ = ["RESIZE_MODES", "ImageLike", "ImageSpec", "letterbox_geometry", "imag
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Pillow's resampling filters by number (`Image.Resampling`'s values, stable across Pillow releases;
+#: the enum itself is Pillow >= 9.1): what `resample` holds
+RESAMPLE_NAMES: dict[int, str] = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 
 to_pil = load_image  #: the one image loader (rules in `focalnet_edge.inputs.images`)
 

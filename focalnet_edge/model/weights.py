@@ -37,7 +37,7 @@ from ..errors import CheckpointError, ConfigError, MissingCheckpointError
 from ..folder.io import special_file
 from .config import FocalNetConfig
 from .original import config_from_original, is_original, original_to_hf_names
-from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageSpec, image_spec_for, image_spec_for_folder
+from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, RESAMPLE_NAMES, ImageSpec, image_spec_for, image_spec_for_folder
 from .timm_layout import config_from_timm, is_timm, timm_to_hf_names
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ def _load_state_file(path: Path, variant: str | None) -> Checkpoint:
     return Checkpoint(config, original_to_hf_names(state), pre, str(path), [path])
 
 
-_TIMM_RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1}
+_TIMM_RESAMPLE = {name: number for number, name in RESAMPLE_NAMES.items()}  #: timm's `interpolation` -> Pillow's filter
 
 
 def _timm_preprocessing(cfg: dict[str, Any], size: int) -> ImageSpec:
