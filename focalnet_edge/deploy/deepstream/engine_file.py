@@ -63,12 +63,12 @@ def engine_file(folder: Path, manifest: Manifest, onnx: Artifact | None, onnx_na
     name nvinfer saves the engine it builds from onnx-file under (<onnx-file>_b<batch>_gpu<id>_<precision>.engine,
     next to the ONNX; `{batch}` is filled in per config)."""
     engine = _engine_entry(manifest, onnx, batches, warnings) if onnx is not None else None
-    if engine is not None:
+    if onnx is not None and engine is not None:
         check_artifact(folder, engine)
         verified = {0: "verified against the folder's references", 1: "never verified: run focalnet-edge verify",
                     2: "it FAILED verification"}[trust(engine)]
         return f"../{engine.path}", (
-            f"the engine focalnet-edge built from {onnx.path} ({verified}; sha256 checked); where this DeepStream's "  # type: ignore[union-attr]
+            f"the engine focalnet-edge built from {onnx.path} ({verified}; sha256 checked); where this DeepStream's "
             "TensorRT or GPU differ, nvinfer fails to load it and builds its own from onnx-file")
     return f"{onnx_name}_b{{batch}}_gpu{gpu_id}_{precision}.engine", (
         "not built yet: on its first run nvinfer builds the engine from onnx-file and saves it under this name, "
