@@ -10,7 +10,7 @@ decodebin` or `rtspsrc location=rtsp://... ! decodebin` (--source).
 It needs one Python with both GStreamer's bindings and focalnet-edge. On Debian/Ubuntu/JetPack:
 
     sudo apt-get install python3-gi python3-gst-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-plugins-base
-    python3 -m venv --system-site-packages venv && venv/bin/pip install focalnet-edge
+    python3 -m venv --system-site-packages venv && venv/bin/pip install 'focalnet-edge[cpu]'
 
 Run:
 

@@ -295,3 +295,16 @@ def test_ctrl_c_inside_import_torch_leaves_only_our_line_on_stderr(tmp_path):
     assert r.stdout == "sent\n", r.stdout  # the signal was sent, inside torch's import
     assert r.returncode == 130 and r.stderr == "focalnet-edge build: interrupted (SIGINT)\n", r.stderr
 
+
+
+def test_a_file_where_a_folder_is_expected_is_named_before_any_work(capsys, tmp_path):
+    """`engine FILE` and `build --images FILE`: one line naming the file, exit 2, nothing written."""
+    from helpers import one_line, run_cli
+
+    image = demo_images()[0][0]
+    code, _, err = run_cli(capsys, "engine", image)
+    assert code == 2 and one_line(err).endswith(f"{image}: is a file, expected a focalnet-edge output folder")
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "-q", "build", "--output", out, "--images", image)
+    assert code == 2 and f"--images {image}: is a file, not a folder; expected a folder of images" in one_line(err)
+    assert not out.exists()  # refused before the export

@@ -456,6 +456,20 @@ def test_readme_nvinfer_block_parses_with_glib(tmp_path):
         assert not [k for k, e in keys.items() if "error" in e or "#" in e["raw"]], keys
 
 
+def test_readme_nvinfer_block_is_what_deploy_writes_for_the_demo(tmp_path, demo_ckpt):
+    """README's example config, comments aside, is the demo's `build --precision fp16` + `deploy` config, value for value."""
+    _, manifest = export_stage(demo_ckpt, tmp_path, ExportOptions())
+    precision_stage(tmp_path, tmp_path / "model.onnx", "fp16", PrecisionOptions(), manifest)
+    write_manifest(tmp_path, manifest)
+    written = (deploy(tmp_path) / "config_infer_primary.txt").read_text()
+    (block,) = _readme_nvinfer_blocks()
+
+    def values(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+    assert values(block) == values(written)
+
+
 def test_options_reach_the_configs_and_none_means_default(fused_bgr_probs):
     ds = deploy(
         fused_bgr_probs, DeepStreamOptions(force=True, batch_size=None, secondary_batch_size=3, classifier_threshold=0.25,

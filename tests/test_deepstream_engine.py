@@ -119,7 +119,7 @@ def test_the_graph_and_its_engine_are_never_chosen_unless_named(ds_build, folder
     manifest = read_manifest(folder)
     notes: list[str] = []
     assert choose_artifact(manifest, None, notes, runs=lambda a: None, gpu=True, quiet=True).path == "model.fp16.engine"
-    assert any(n.startswith("skipped model.fp16.deepstream.engine: nvinfer's graph") for n in notes)
+    assert not any("deepstream" in n for n in notes)  # never a candidate, so never a note on stderr either
     cpu = choose_artifact(manifest, None, runs=lambda a: "no TensorRT" if a.is_engine else None, gpu=False, quiet=True)
     assert cpu.path == "model.onnx"
     assert {a.path for a in select(manifest.artifacts, "fp16")} == {"model.fp16.onnx", "model.fp16.engine"}
@@ -202,3 +202,19 @@ def test_the_deepstream_choice(ds_build, folder, tmp_path, demo_ckpt):
     assert built.graphs == [] and any("deepstream: no graph for nvinfer (input 'frames' is uint8" in n for n in built.notes)
     with pytest.raises(ConfigError, match="nvinfer feeds float32 tensors"):
         engine_command(uint8, EngineOptions(deepstream="fp32"))
+
+
+def test_bench_leaves_the_graph_out_unless_named_and_deploy_names_a_graph_of_another_precision(ds_build, folder, caplog, monkeypatch):
+    from focalnet_edge.runtime.bench import bench_folder
+
+    engine_command(folder, EngineOptions(deepstream="fp32"))  # the fp32 model.onnx's graph
+    monkeypatch.setattr("focalnet_edge.runtime.bench.runnable_here", lambda a: not a.is_engine)  # stub plans do not run
+    benched = {r["artifact"] for r in bench_folder(folder, None, [1], warmup=0, iterations=1)}
+    assert benched == {"model.onnx", "model.fp16.onnx"}  # the engines do not run here; the graph is not a default
+    assert {r["artifact"] for r in bench_folder(folder, "model.deepstream.onnx", [1], warmup=0, iterations=1)} == {"model.deepstream.onnx"}
+    with caplog.at_level("WARNING"):
+        ds = deploy(folder, DeepStreamOptions())  # deploy's own choice is fp16: it says where the verified graph is
+    assert "the folder holds model.deepstream.onnx" in caplog.text and "deploy --precision fp32 uses it" in caplog.text
+    assert _config(ds / "config_infer_primary.txt")["onnx-file"] == "model.fp16.deepstream.onnx"
+    ds = deploy(folder, DeepStreamOptions(precision="fp32", force=True))
+    assert _config(ds / "config_infer_primary.txt")["onnx-file"] == "../model.deepstream.onnx"

@@ -121,6 +121,8 @@ def read_manifest(folder: Path) -> Manifest:
         raise ArtifactError(f"{folder}: no {MANIFEST} (expected a focalnet-edge output folder)") from None
     except IsADirectoryError:
         raise ArtifactError(f"{path}: is a folder, expected the manifest file") from None
+    except NotADirectoryError:
+        raise ArtifactError(f"{folder}: is a file, expected a focalnet-edge output folder") from None
     except OSError as e:
         raise ArtifactError(f"{path}: cannot be read ({e.strerror or e})") from None
     except (ValueError, UnicodeDecodeError) as e:

@@ -64,6 +64,24 @@ def measure_latency(runner, batch: int = 1, repeats: int = 5) -> float:
     return bench_runner(runner, batch, warmup=1, iterations=repeats)["p50_ms"]
 
 
+def check_input_paths(options: BuildOptions) -> None:
+    """The paths a build reads, checked before any work (one `InputError` naming the flag and the path)."""
+    from ..verify.compare import image_folder
+
+    cal = options.calibration
+    for flag, value in (("--images", options.images), ("--labels", options.labels),
+                        ("--calib-data", None if cal.calib_data == "demo" else cal.calib_data)):
+        if value is not None and not Path(value).exists():
+            raise InputError(f"{flag} {value}: no such file or folder")
+    if options.images is not None:
+        try:
+            image_folder(options.images)  # a folder of images, before the export's minutes
+        except InputError as e:
+            raise InputError(f"--images {e}") from None
+    if cal.calib_cache and Path(cal.calib_cache).exists() and not Path(cal.calib_cache).is_file():
+        raise InputError(f"--calib-cache {cal.calib_cache}: is a folder, expected a calibration JSON file")
+
+
 def build(options: BuildOptions, progress: bool = False, force: bool = False) -> BuildResult:
     """`focalnet-edge build`: export, precision, engines where TensorRT runs, verification, manifest.
 
@@ -91,12 +109,7 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
     final = Path(options.output) if options.output else default_output_dir(options.model)
     check_destination(final)
     cal = options.calibration
-    for flag, value in (("--images", options.images), ("--labels", options.labels),
-                        ("--calib-data", None if cal.calib_data == "demo" else cal.calib_data)):
-        if value is not None and not Path(value).exists():
-            raise InputError(f"{flag} {value}: no such file or folder")
-    if cal.calib_cache and Path(cal.calib_cache).exists() and not Path(cal.calib_cache).is_file():
-        raise InputError(f"--calib-cache {cal.calib_cache}: is a folder, expected a calibration JSON file")
+    check_input_paths(options)
     ckpt = load_checkpoint(options.model, variant=options.variant)
     notes: list[str] = []
 

@@ -69,7 +69,7 @@ def bench_folder(path: Path, artifact: str | None, batches: list[int], warmup: i
         manifest = read_manifest(path)
         for batch in batches:  # up front, before any artifact runs
             check_batch_memory(manifest.contract, batch)
-        chosen = artifacts.select(manifest.artifacts, artifact) if artifact else [a for a in manifest.artifacts.values() if runnable_here(a)]
+        chosen = artifacts.select(manifest.artifacts, artifact) if artifact else [a for a in manifest.artifacts.values() if runnable_here(a) and not artifacts.for_nvinfer(a)]
         targets = [(a.path, a.precision, lambda a=a: load_entry(path, a, manifest)) for a in chosen]
     elif path.is_file():
         precision = "?"

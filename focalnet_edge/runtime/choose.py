@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 Runs = Callable[[Artifact], "str | None"]
 
 HERE = "this machine (engines need TensorRT and their GPU)"
-#: why an unnamed choice skips a DeepStream graph or its engine
-NVINFER_ONLY = "nvinfer's graph (0..255 pixels in, probabilities out): run it by its file name"
 
 
 def has_gpu_provider() -> bool:
@@ -113,7 +111,9 @@ def choose(
     say = _notes(notes, quiet)
     runnable = []
     for entry in entries.values():
-        reason = NVINFER_ONLY if for_nvinfer(entry) else runs(entry)
+        if for_nvinfer(entry):
+            continue  # nvinfer's graph (0..255 pixels in, probabilities out): chosen only by its file name
+        reason = runs(entry)
         if reason is None:
             runnable.append(entry)
         else:

@@ -39,12 +39,9 @@ class ImageSet:
         return len(self.frames) if self.frames is not None else len(self.paths)
 
 
-def load_image_set(source: str | Path, label_names: dict[int, str] | None = None, labels_file: str | Path | None = None, limit: int | None = None) -> ImageSet:
-    """Images of a folder (recursively), with labels from a folder-per-class layout or a labels file.
-
-    Folder per class: sub-folder names are label names (or class indices). A labels file is a
-    CSV of `relative/path,label` rows. `source` "demo" is the demo model's held-out images.
-    """
+def image_folder(source: str | Path) -> Path:
+    """The folder of images `source` names ("demo": the demo model's held-out images), or one `InputError` saying
+    what it is instead (checked before any work, e.g. by `build --images`)."""
     if uses_bundled_demo(str(source)):
         from ..demo import DEMO_IMAGES_DIR
 
@@ -56,6 +53,16 @@ def load_image_set(source: str | Path, label_names: dict[int, str] | None = None
         # one image is no verification set (its agreement and accuracy would be one image's): a folder is asked for
         hint = "" if special_file(root) else " (to verify on this image alone, put it in a folder)"
         raise InputError(f"{root}: is {special_file(root) or 'a file'}, not a folder; expected a folder of images{hint}")
+    return root
+
+
+def load_image_set(source: str | Path, label_names: dict[int, str] | None = None, labels_file: str | Path | None = None, limit: int | None = None) -> ImageSet:
+    """Images of a folder (recursively), with labels from a folder-per-class layout or a labels file.
+
+    Folder per class: sub-folder names are label names (or class indices). A labels file is a
+    CSV of `relative/path,label` rows. `source` "demo" is the demo model's held-out images.
+    """
+    root = image_folder(source)
     images, others = walk_images(root)
     skipped = len([p for p in others if p.name != Path(labels_file or "").name])
     if not images:

@@ -124,7 +124,8 @@ def make_plan(
     engine_name, engine_note = engine_file(folder, manifest, None if derived else source, onnx_name, precision, batches,
                                            gpu_id, warnings)
     if derived:
-        engine_note += "; the folder's own engines take the graph before the changes above"
+        engine_note += ("; for a verified engine of this graph, run `focalnet-edge engine OUT` where TensorRT runs, "
+                        "then deploy again with --force")
     return Plan(
         source=source,
         precision=precision,
@@ -311,6 +312,9 @@ def use_folder_graph(folder: Path, manifest: Manifest, plan: Plan, batches: tupl
         return plan
     graph = manifest.artifacts.get(deepstream_name(plan.source.path))
     if graph is None or graph.deepstream is None or is_engine(graph):
+        others = [a for a in manifest.artifacts.values() if a.deepstream is not None and not is_engine(a)]
+        plan.warnings += [f"the folder holds {a.path}, `focalnet-edge engine`'s graph of {a.deepstream['source']} "
+                          f"({a.precision}); deploy --precision {a.precision} uses it and its engine" for a in others]
         return plan
     wanted = graph_facts(plan)
     if {k: graph.deepstream.get(k) for k in wanted} != wanted:

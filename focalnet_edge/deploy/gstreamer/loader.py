@@ -29,7 +29,7 @@ def _use_installation() -> str | None:
     if facts.get("python") != here:
         return (f"focalnet-edge at {facts.get('package_root')} is installed for Python {facts.get('python')}, "
                 f"GStreamer's Python is {here} ({sys.executable}); install focalnet-edge for that Python "
-                f"(e.g. {sys.executable} -m venv --system-site-packages VENV && VENV/bin/pip install focalnet-edge)")
+                f"(e.g. {sys.executable} -m venv --system-site-packages VENV && VENV/bin/pip install 'focalnet-edge[cpu]')")
     missing = [p for p in [facts.get("package_root"), *facts.get("site_packages", [])] if not p or not Path(p).is_dir()]
     if missing:
         return f"focalnet-edge's folders {', '.join(map(str, missing))} are gone"
