@@ -360,7 +360,7 @@ def test_existing_folder_is_refused_unless_forced(fused_bgr_probs, tmp_path):
     assert sorted(p.name for p in first.iterdir()) == [
         "config_infer_primary.txt", "config_infer_secondary.txt", "deepstream.json", "labels.txt",
     ]  # fused + probs: the folder's own ONNX is used as is
-    with pytest.raises(ArtifactError, match="already exists; pass force=True"):
+    with pytest.raises(ArtifactError, match="already exists; pass --force"):
         deploy(folder)
     (first / "stale.txt").write_text("x")
     assert not (deploy(folder, DeepStreamOptions(force=True)) / "stale.txt").exists()

@@ -180,3 +180,15 @@ def test_correct_fp32_graph_of_a_model_with_large_logits_passes(tmp_path):
     assert report.max_abs_error > 1e-4  # the fixed 1e-4 failed this correct graph
     assert report.passed, report.failures
     assert report.max_abs_allowed == pytest.approx(1e-4 * magnitude)
+
+
+def test_a_mistyped_images_path_is_named_with_stored_references_too(demo_out, tmp_path):
+    """Without PyTorch (stored references) `--images` is refused anyway, but a typo is named as the typo first."""
+    from focalnet_edge.errors import FocalNetEdgeError
+    from focalnet_edge.folder.manifest import read_manifest
+    from focalnet_edge.verify.choose import choose_references
+
+    with pytest.raises(FocalNetEdgeError, match=f"{tmp_path / 'nope'}: no such image folder"):
+        choose_references(demo_out, read_manifest(demo_out), "stored", str(tmp_path / "nope"))
+    with pytest.raises(FocalNetEdgeError, match="--images needs the PyTorch reference"):
+        choose_references(demo_out, read_manifest(demo_out), "stored", "demo")

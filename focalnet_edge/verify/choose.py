@@ -27,6 +27,10 @@ def choose_references(folder: Path, manifest: Manifest, reference: str | None = 
 
     choice = reference or "auto"
     source = manifest.model.source
+    if images:
+        from .compare import image_folder
+
+        image_folder(images)  # a mistyped path is named as such, whichever reference is chosen
     if choice == "auto":
         local = source == "demo" or Path(source).exists()
         choice = "torch" if local and torch_available() else "stored"

@@ -99,7 +99,7 @@ def deploy(folder: str | os.PathLike, options: DeepStreamOptions | None = None) 
     folder = Path(folder)
     target = folder / FOLDER
     if target.exists() and not options.force:
-        raise ArtifactError(f"{target}: already exists; pass force=True (--force) to replace it")
+        raise ArtifactError(f"{target}: already exists; pass --force (force=True in Python) to replace it")
     manifest = read_manifest(folder)
     batches = batch_sizes(manifest.contract, options.batch_size, options.secondary_batch_size)
     plan = make_plan(folder, manifest, options.precision, batches, checked.normalize, checked.gpu_id)
