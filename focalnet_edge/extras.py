@@ -76,9 +76,12 @@ def require_onnxruntime(what: str) -> ModuleType:
     """`onnxruntime` (from whichever distribution installed it: the `cpu` or `gpu` extra, or JetPack's wheel), or one
     `InputError` naming the extras; an `onnxruntime` distribution below the `cpu` extra's bound is one line too."""
     module = require("onnxruntime", what)
-    from .versions import check
+    from .versions import check, same_bound
 
     check("cpu")
+    found = same_bound("cpu", "onnxruntime", "onnxruntime-gpu")
+    if found:
+        raise InputError(found[0])
     return module
 
 

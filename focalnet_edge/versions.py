@@ -57,6 +57,19 @@ def problems(extra: str | None = None) -> list[str]:
     return found
 
 
+def same_bound(extra: str, name: str, alias: str) -> list[str]:
+    """The sentence of `problems` for distribution `alias` held to `extra`'s bound on `name` (onnxruntime-gpu, or
+    JetPack's wheel, to the `cpu` extra's onnxruntime bound: one module, two distributions), where it is outside it."""
+    bound = next((r.specifier for r in declared(extra) if r.name == name), None)
+    try:
+        version = metadata.version(alias)
+    except metadata.PackageNotFoundError:
+        return []
+    if bound is None or bound.contains(version, prereleases=True):
+        return []
+    return [f"{alias} {version} is installed, and focalnet-edge needs {name}{bound} (pip install '{alias}{bound}')"]
+
+
 def check(extra: str | None = None) -> None:
     """Raise one `InputError` naming every dependency (base, or `extra`'s) at a version the project cannot use."""
     found = problems(extra)

@@ -308,3 +308,13 @@ def test_a_file_where_a_folder_is_expected_is_named_before_any_work(capsys, tmp_
     code, _, err = run_cli(capsys, "-q", "build", "--output", out, "--images", image)
     assert code == 2 and f"--images {image}: is a file, not a folder; expected a folder of images" in one_line(err)
     assert not out.exists()  # refused before the export
+
+
+def test_build_deepstream_names_a_precision_the_build_writes_before_any_work(capsys, tmp_path):
+    from helpers import one_line, run_cli
+
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "build", "--precision", "fp16", "--deepstream", "int8", "--output", out)
+    assert code == 2 and one_line(err).endswith("--deepstream int8: this build writes fp32, fp16; build with --precision int8 "
+                                                "(or best), or name one of those")
+    assert not out.exists()

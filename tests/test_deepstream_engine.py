@@ -218,3 +218,40 @@ def test_bench_leaves_the_graph_out_unless_named_and_deploy_names_a_graph_of_ano
     assert _config(ds / "config_infer_primary.txt")["onnx-file"] == "model.fp16.deepstream.onnx"
     ds = deploy(folder, DeepStreamOptions(precision="fp32", force=True))
     assert _config(ds / "config_infer_primary.txt")["onnx-file"] == "../model.deepstream.onnx"
+
+
+def test_a_second_engine_run_keeps_the_graphs_verification_and_skips_its_engine_when_told(ds_build, folder):
+    engine_command(folder, EngineOptions())
+    verify_stage(folder, load_references(folder, read_manifest(folder)), ["model.fp16.deepstream.onnx"])
+    engine_command(folder, EngineOptions())  # the same graph, written again: its entry (verification, check) is kept
+    assert read_manifest(folder).artifacts["model.fp16.deepstream.onnx"].verification["passed"] is True
+    for options in (EngineOptions(deepstream="none"), EngineOptions(version_compatible=True)):
+        built = engine_command(folder, options)  # never replaces nvinfer's engine with one nvinfer cannot load
+        assert "model.fp16.deepstream.engine" not in [e["path"] for e in built.engines]
+        assert any(n.startswith("model.fp16.deepstream.engine: not built with --deepstream none") for n in built.notes)
+
+
+def test_without_onnx_runtime_the_onnx_files_do_not_run_here_and_the_engines_do(ds_build, folder, monkeypatch):
+    """A Jetson with TensorRT and no ONNX Runtime yet: `verify` and `bench` take the engines, not the ONNX files."""
+    from focalnet_edge.runtime.choose import NO_ONNX_RUNTIME, why_not_runnable
+
+    engine_command(folder, EngineOptions())
+    monkeypatch.setattr("focalnet_edge.runtime.choose.optional", lambda name: None)  # `import onnxruntime` fails
+    manifest = read_manifest(folder)
+    assert why_not_runnable(manifest.artifacts["model.fp16.onnx"]) == NO_ONNX_RUNTIME
+    assert choose_artifact(manifest, None, quiet=True).path == "model.fp16.engine"
+
+
+def test_a_graph_of_an_earlier_source_is_named_and_another_normalisation_is_not_a_warning(ds_build, folder, caplog):
+    engine_command(folder, EngineOptions())
+    with caplog.at_level("WARNING"):
+        ds = deploy(folder, DeepStreamOptions(precision="fp16", normalize="nvinfer"))
+    assert _config(ds / "config_infer_primary.txt")["onnx-file"] == "model.fp16.deepstream.onnx"  # its own, as asked
+    assert "deepstream.onnx" not in caplog.text
+    document = read_manifest(folder).to_json()
+    document["artifacts"]["model.fp16.deepstream.onnx"]["deepstream"]["source_sha256"] = "0" * 64  # an earlier model.fp16.onnx
+    write_manifest(folder, document)
+    with caplog.at_level("WARNING"):
+        ds = deploy(folder, DeepStreamOptions(precision="fp16", force=True))
+    assert _config(ds / "config_infer_primary.txt")["onnx-file"] == "model.fp16.deepstream.onnx"
+    assert "was derived from an earlier model.fp16.onnx" in caplog.text and "--deepstream fp16" in caplog.text

@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from ..folder.outputs import lock, remove_partials
     from ..pipeline import adopt_onnx, precision_stage
 
+    from ..extras import require_onnxruntime
+
+    require_onnxruntime("focalnet-edge calibrate")  # before any work: every precision's stage runs ONNX Runtime
     src = Path(args.onnx)
     out = OUTPUT.folder(args, src.parent)
     options = PrecisionArgs.options(args)

@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         print(note)
     graphs = built.graphs  # a DeepStream graph written for its engine is verified too, on ONNX Runtime where it is installed
     if graphs and optional("onnxruntime") is None:
-        print(f"{', '.join(graphs)}: not verified here (no ONNX Runtime; its engine is): focalnet-edge verify OUT --artifact NAME where it is")
+        print(f"{', '.join(graphs)}: not verified here (no ONNX Runtime; its engine is): "
+              + "; ".join(f"focalnet-edge verify {folder} --artifact {g}" for g in graphs) + " where ONNX Runtime is")
         graphs = []
     names = graphs + [e["path"] for e in built.engines]
     if not names:

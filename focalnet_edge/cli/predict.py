@@ -20,12 +20,15 @@ EPILOG = """examples:
 """
 
 
+TOP_K = 5  #: `--top-k`'s default
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="an output folder or an artifact")
     p.add_argument("images", nargs="*", help="image files or folders, video files, stream URLs (rtsp://, http(s)://) "
                         "or camera indices (0, 1, ...)")
     p.add_argument("--source", action="append", metavar="SRC", help="a video file, stream URL or camera index (repeatable)")
-    p.add_argument("--top-k", type=COUNT, default=5)
+    p.add_argument("--top-k", type=COUNT, default=None, metavar="K", help=f"the K best classes per image (default {TOP_K})")
     p.add_argument("--batch-size", "--batch", type=COUNT, default=None,
                    help="images or frames per inference (default: 16 images; for a video file the faster of 8 and the artifact's "
                         "optimal batch, for streams and cameras the optimal batch: 1 unless exported with --batch MIN:OPT:MAX)")
@@ -48,15 +51,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.images and not streams:
         raise InputError("nothing to classify: give image files or folders, videos, stream URLs or --source CAMERA_INDEX")
 
-    noted = False
+    noted = args.top_k is None  # the default asks for nothing: a model with fewer classes is no surprise
+    top_k = TOP_K if args.top_k is None else args.top_k
 
     def emit(name: str, top: list) -> None:
         nonlocal noted
         # more than the model's classes: all of them, ranked (a display option, like `head -n`), said once
-        if len(top) < args.top_k and not noted:
+        if len(top) < top_k and not noted:
             noted = True
             logging.getLogger(__name__).warning("--top-k %d: the model has %d classes; showing all %d",
-                                                args.top_k, len(top), len(top))
+                                                top_k, len(top), len(top))
         if args.jsonl:
             print(json.dumps({"image": name, "top": top}))
         else:
@@ -65,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
     with load(args.path, artifact=args.artifact) as runner:
         images = [p for p in args.images if p not in streams]
         if images:
-            for path, top in predict_images(runner, images, args.top_k, args.batch_size or 16):
+            for path, top in predict_images(runner, images, top_k, args.batch_size or 16):
                 emit(str(path), top)
         for source in streams:
             stats = StreamStats()
-            for i, top in predict_stream(runner, source, args.top_k, args.every, args.batch_size, args.resize,
+            for i, top in predict_stream(runner, source, top_k, args.every, args.batch_size, args.resize,
                                          args.limit, stats):
                 emit(f"{source}#{i}", top)
             if not args.quiet:

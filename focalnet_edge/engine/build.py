@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..folder.artifacts import DLA_PRECISIONS, MANIFEST, PRECISIONS, TENSORRT_PLAN, TIMING_CACHE, engine_sources
+from ..folder.artifacts import DLA_PRECISIONS, MANIFEST, TENSORRT_PLAN, TIMING_CACHE, engine_sources
+from ..folder.artifacts import precision as precision_row
 from ..folder.contract import InputContract
 from ..errors import ArtifactError, ConfigError, InputError
 from ..folder.io import atomic_path
@@ -202,7 +203,11 @@ def build_engines(output_dir: Path, manifest: dict[str, Any], options: EngineOpt
             first = (check.get("first") or ["see focalnet-edge check"])[0]
             raise ArtifactError(f"{onnx_name}: TensorRT's parser would refuse it: {first} ({check['errors']} problems; run focalnet-edge check)")
         precision = entry["precision"]
-        row = PRECISIONS[precision]
+        row = precision_row(precision)
+        if "deepstream" in entry and (options.deepstream == "none" or options.dla_core is not None or options.version_compatible):
+            result.notes.append(f"{engine_name}: not built with --deepstream none, --dla-core or --version-compatible "
+                                "(nvinfer loads neither DLA nor version-compatible plans as they are)")
+            continue
         if options.dla_core is not None and not row.dla:
             result.notes.append(f"{engine_name}: not built for DLA (DLA runs {' and '.join(DLA_PRECISIONS)} only)")
             continue

@@ -64,6 +64,15 @@ def measure_latency(runner, batch: int = 1, repeats: int = 5) -> float:
     return bench_runner(runner, batch, warmup=1, iterations=repeats)["p50_ms"]
 
 
+def check_deepstream_choice(options: BuildOptions) -> None:
+    """`--deepstream PRECISION` must name a precision this build writes (before any work, not after the export)."""
+    chosen = getattr(options.engine, "deepstream", "auto")
+    written = (artifacts.PRECISIONS["fp32"].name, *artifacts.build_precisions(options.precision))
+    if chosen not in ("auto", "none") and chosen not in written:
+        raise InputError(f"--deepstream {chosen}: this build writes {', '.join(written)}; build with --precision {chosen} "
+                         "(or best), or name one of those")
+
+
 def check_input_paths(options: BuildOptions) -> None:
     """The paths a build reads, checked before any work (one `InputError` naming the flag and the path)."""
     from ..verify.compare import image_folder
@@ -94,6 +103,7 @@ def build(options: BuildOptions, progress: bool = False, force: bool = False) ->
     folder at the same time fails at once, naming the first one's pid.
     """
     artifacts.build_precisions(options.precision)  # reject a bad precision before any work
+    check_deepstream_choice(options)
     require_torch("focalnet-edge build")
     require_onnxruntime("focalnet-edge build (every artifact is verified on ONNX Runtime)")
     from ..folder.manifest import weights_sha256

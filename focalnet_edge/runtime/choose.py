@@ -22,6 +22,7 @@ from ..folder.artifacts import MANIFEST, for_nvinfer, is_engine, rank, select, t
 from ..folder.manifest import Artifact, Manifest
 from ..engine.plans import engine_runnable_here
 from ..errors import ArtifactError
+from ..extras import optional
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,15 @@ def has_gpu_provider() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
+#: why an ONNX file does not run here, where no distribution installed ONNX Runtime (a Jetson with TensorRT alone)
+NO_ONNX_RUNTIME = "no ONNX Runtime here (pip install 'focalnet-edge[cpu]', or NVIDIA's onnxruntime-gpu wheel on a Jetson)"
+
+
 def why_not_runnable(artifact: Artifact) -> str | None:
-    """Why this machine cannot run the artifact (engines: no TensorRT, other version or GPU), or None."""
+    """Why this machine cannot run the artifact (engines: no TensorRT, other version or GPU; ONNX files: no ONNX
+    Runtime), or None."""
     if not is_engine(artifact):
-        return None  # ONNX files run everywhere (ONNX Runtime)
+        return None if optional("onnxruntime") is not None else NO_ONNX_RUNTIME
     return engine_runnable_here(artifact.entry)
 
 
@@ -57,7 +63,7 @@ def best(pool: Iterable[Artifact], gpu: bool) -> Artifact:
     return min(pool, key=lambda e: rank(e, gpu or any(is_engine(x) for x in pool)))
 
 
-@overload  # a Manifest is also its JSON dict for now (for the writers): the two overlap
+@overload  # the JSON of a manifest still being written (tests build them in memory) is taken too
 def choose_artifact(manifest: Manifest, name: str | None = ..., notes: list[str] | None = ..., *, runs: Runs = ...,  # type: ignore[overload-overlap]
                     gpu: bool | None = ..., where: str = ..., quiet: bool = ...) -> Artifact: ...
 @overload

@@ -202,7 +202,8 @@ def _pick(entries: dict[str, Artifact], name: str | None) -> Artifact:
                               "was built from (its precision, e.g. --artifact int8), the same graph run by ONNX Runtime")
         return chosen[0]
     for precision in DEFAULT_ORDER:
-        found = [a for a in entries.values() if a.precision == precision and a.format == artifacts.ONNX]
+        found = [a for a in entries.values()
+                 if a.precision == precision and a.format == artifacts.ONNX and not artifacts.for_nvinfer(a)]
         if found:
             return found[0]
     raise ArtifactError(f"no fp16, int8 or fp8 artifact to diagnose here ({', '.join(entries) or 'none listed'}); "

@@ -56,8 +56,12 @@ def add_graph(folder: Path, document: dict[str, Any], choice: str = "auto", dla_
     if not plan.derived:
         return [f"deepstream: nvinfer runs {plan.source.path} as it is, and its engine"], None
     name = deepstream_name(plan.source.path)
+    old = document["artifacts"].get(name)
     write_onnx(folder / plan.source.path, folder / name, plan)
-    add_artifact(document, folder / name, plan.precision, ONNX, deepstream=graph_facts(plan))
+    new = add_artifact({"artifacts": {}}, folder / name, plan.precision, ONNX, requires=plan.source.requires,
+                       deepstream=graph_facts(plan))
+    if not (isinstance(old, dict) and all(old.get(k) == new[k] for k in ("sha256", "deepstream", "external_data") if k in new)):
+        document["artifacts"][name] = new  # a graph written again as it was keeps its entry: its verification, its check
     added = " and ".join((["the normalisation in front"] if plan.normalisation.prepend is not None else [])
                          + (["a Softmax behind"] if plan.softmax else []))
     return [f"wrote {name}: {plan.source.path} as DeepStream's nvinfer runs it ({added}); "

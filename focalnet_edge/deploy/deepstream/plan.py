@@ -318,9 +318,10 @@ def use_folder_graph(folder: Path, manifest: Manifest, plan: Plan, batches: tupl
         return plan
     wanted = graph_facts(plan)
     if {k: graph.deepstream.get(k) for k in wanted} != wanted:
-        plan.warnings.append(f"{graph.path} was derived from another {plan.source.path} or another normalisation than this "
-                             "deployment's: deploy writes its own graph (run focalnet-edge engine again to build its engine)")
-        return plan
+        if graph.deepstream.get("source_sha256") != wanted["source_sha256"]:
+            plan.warnings.append(f"{graph.path} was derived from an earlier {plan.source.path}: deploy writes its own graph; "
+                                 f"`focalnet-edge engine OUT --deepstream {plan.precision}` writes it again with a verified engine")
+        return plan  # else this deployment asked for another normalisation (--normalize nvinfer): its own graph, as asked
     if trust(graph) == 2:
         plan.warnings.append(f"{graph.path} failed its verification: deploy writes its own graph")
         return plan
