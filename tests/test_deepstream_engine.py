@@ -208,7 +208,7 @@ def test_bench_leaves_the_graph_out_unless_named_and_deploy_names_a_graph_of_ano
     from focalnet_edge.runtime.bench import bench_folder
 
     engine_command(folder, EngineOptions(deepstream="fp32"))  # the fp32 model.onnx's graph
-    monkeypatch.setattr("focalnet_edge.runtime.bench.runnable_here", lambda a: not a.is_engine)  # stub plans do not run
+    monkeypatch.setattr("focalnet_edge.runtime.choose.runnable_here", lambda a: not a.is_engine)  # stub plans do not run
     benched = {r["artifact"] for r in bench_folder(folder, None, [1], warmup=0, iterations=1)}
     assert benched == {"model.onnx", "model.fp16.onnx"}  # the engines do not run here; the graph is not a default
     assert {r["artifact"] for r in bench_folder(folder, "model.deepstream.onnx", [1], warmup=0, iterations=1)} == {"model.deepstream.onnx"}

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactError
 from ..folder import artifacts
 from ..folder.artifacts import REPORT
 from ..folder.io import atomic_write_json
@@ -38,7 +37,7 @@ def verify_stage(output_dir: Path, refs, names: list[str] | None = None, progres
     verifying the engines it made); without it nothing is written (`verify`: a later check, on
     any images, never replaces the build's figures; it saves report.json itself, `save_report`).
     """
-    from ..runtime.choose import runnable_here
+    from ..runtime.choose import all_runnable_here
     from ..runtime.loader import load_entry
     from ..verify.compare import verify
 
@@ -48,9 +47,7 @@ def verify_stage(output_dir: Path, refs, names: list[str] | None = None, progres
     if names:
         chosen = [a for name in names for a in artifacts.select(entries, name)]
     else:
-        chosen = [a for a in entries.values() if runnable_here(a)]
-    if not chosen:
-        raise ArtifactError(f"{output_dir}: no artifact to verify on this machine ({', '.join(entries) or 'none listed'})")
+        chosen = all_runnable_here(entries, f"of {output_dir} to verify")
     result = VerifyResult()
     document = manifest.to_json()  # what is written back: the file as read, with the new figures
     for artifact in chosen:

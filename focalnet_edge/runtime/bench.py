@@ -12,7 +12,7 @@ import numpy as np
 from ..folder import artifacts
 from ..errors import ArtifactError
 from ..folder.manifest import read_manifest
-from .choose import runnable_here
+from .choose import all_runnable_here
 from .loader import load, load_entry
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def bench_folder(path: Path, artifact: str | None, batches: list[int], warmup: i
         manifest = read_manifest(path)
         for batch in batches:  # up front, before any artifact runs
             check_batch_memory(manifest.contract, batch)
-        chosen = artifacts.select(manifest.artifacts, artifact) if artifact else [a for a in manifest.artifacts.values() if runnable_here(a) and not artifacts.for_nvinfer(a)]
+        chosen = artifacts.select(manifest.artifacts, artifact) if artifact else all_runnable_here(manifest.artifacts, f"of {path} to bench", nvinfer=False)
         targets = [(a.path, a.precision, lambda a=a: load_entry(path, a, manifest)) for a in chosen]
     elif path.is_file():
         precision = "?"

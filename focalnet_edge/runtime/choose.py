@@ -57,6 +57,19 @@ def runnable_here(artifact: Artifact) -> bool:
     return why_not_runnable(artifact) is None
 
 
+def all_runnable_here(entries: dict[str, Artifact], what: str, nvinfer: bool = True) -> list[Artifact]:
+    """Every artifact this machine runs (nvinfer's graphs too, where `nvinfer`), for `what` (e.g. "to verify"); none is
+    one `ArtifactError` saying why each does not run here."""
+    chosen = [a for a in entries.values() if runnable_here(a) and (nvinfer or not for_nvinfer(a))]
+    if not chosen:
+        why: dict[str, list[str]] = {}
+        for a in entries.values():
+            why.setdefault(why_not_runnable(a) or "not chosen by default", []).append(a.path)
+        listed = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in why.items())
+        raise ArtifactError(f"no artifact {what} on this machine ({listed or 'none listed'})")
+    return chosen
+
+
 def best(pool: Iterable[Artifact], gpu: bool) -> Artifact:
     """The first of `pool` by the table's rank; a pool holding an engine is ranked as on a GPU."""
     pool = list(pool)
@@ -116,6 +129,7 @@ def choose(
         return best([e for e in found if runs(e) is None] or found, gpu)  # a precision: its engine where it runs, else its ONNX file
     say = _notes(notes, quiet)
     runnable = []
+    skipped: dict[str, list[str]] = {}  # reason -> the artifacts it skipped
     for entry in entries.values():
         if for_nvinfer(entry):
             continue  # nvinfer's graph (0..255 pixels in, probabilities out): chosen only by its file name
@@ -124,8 +138,10 @@ def choose(
             runnable.append(entry)
         else:
             say(logging.INFO, f"skipped {entry.path}: {reason}")
+            skipped.setdefault(reason, []).append(entry.path)
     if not runnable:
-        raise ArtifactError(f"no artifact here runs on {where}: {', '.join(sorted(entries))}")
+        why = "; ".join(f"{', '.join(sorted(names))}: {reason}" for reason, names in skipped.items())
+        raise ArtifactError(f"no artifact here runs on {where}: {why or ', '.join(sorted(entries))}")
     chosen = best(runnable, gpu)  # verified first, then unverified, then failed
     if trust(chosen):
         say(logging.WARNING, f"using {chosen.path}: {'never verified' if trust(chosen) == 1 else 'it FAILED verification'}; "
