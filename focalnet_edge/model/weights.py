@@ -78,27 +78,16 @@ def load_checkpoint(
     return ckpt
 
 
-_SAID: set[str] = set()  #: what `_say_once` said in this process
-
-
-def _say_once(level: int, message: str) -> None:
-    """Log `message` the first time only: what a checkpoint is, said once however often it is loaded."""
-    if message not in _SAID:
-        _SAID.add(message)
-        log.log(level, message)
-
-
 def _load_any(source, variant, revision, cache_dir, local_files_only) -> Checkpoint:
     src = str(source)
     path = Path(src).expanduser()
     if uses_bundled_demo(src):
         if not (DEMO_DIR / "config.json").is_file():
             raise CheckpointError(f"the bundled demo model is missing from {DEMO_DIR}: reinstall focalnet-edge")
-        _say_once(logging.INFO, f"model: the bundled demo model ({DEMO_DIR})")  # a build loads it twice (export, reference)
+        log.info("model: the bundled demo model (%s)", DEMO_DIR)
         return _load_folder(DEMO_DIR, "demo")
     if src == "demo":
-        _say_once(logging.WARNING, f"model: 'demo' is the local {'folder' if path.is_dir() else 'file'} {path.resolve()}, "
-                                   "not the bundled demo model")
+        log.warning("model: 'demo' is the local %s %s, not the bundled demo model", "folder" if path.is_dir() else "file", path.resolve())
     if path.is_dir():
         return _load_folder(path, src)
     if path.is_file():
